@@ -1,0 +1,76 @@
+# Sluice developer commands. Every target bootstraps what it needs and is safe to run twice.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+TOOLS := .tools
+PY := $(VENV)/bin/python
+# The stamps record which lock file an environment was built from: a changed lock rebuilds it.
+VENV_STAMP := $(VENV)/.installed
+TOOLS_STAMP := $(TOOLS)/.installed
+
+export SLUICE_DB_DSN ?= postgresql://postgres@127.0.0.1:5433/sluice
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements/dev.lock pyproject.toml
+	@python=$$(bash infra/find-python.sh) && [ -x $(PY) ] || $$python -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(TOOLS_STAMP): requirements/tools.lock
+	@python=$$(bash infra/find-python.sh) && [ -x $(TOOLS)/bin/python ] || $$python -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --require-hashes -r requirements/tools.lock
+	@touch $@
+
+.PHONY: venv tools
+venv: $(VENV_STAMP) ## create .venv (Python 3.13) with the locked dependencies
+tools: $(TOOLS_STAMP) ## create .tools with aws-sam-cli and cfn-lint
+
+.PHONY: db db-stop db-status migrate
+db: ## install TimescaleDB if missing, start the local cluster on 127.0.0.1:5433
+	@bash infra/db.sh start
+db-stop: ## stop the local cluster
+	@bash infra/db.sh stop
+db-status: ## say whether the local cluster runs
+	@bash infra/db.sh status
+migrate: $(VENV_STAMP) db ## apply the schema migrations to $SLUICE_DB_DSN
+	@$(VENV)/bin/sluice-migrate up
+
+.PHONY: moto moto-stop
+moto: $(VENV_STAMP) ## start the moto server (S3, SQS, DynamoDB) on 127.0.0.1:4566
+	@bash infra/moto.sh start
+moto-stop: ## stop the moto server
+	@bash infra/moto.sh stop
+
+.PHONY: lint
+lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy and the template checks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(TOOLS)/bin/cfn-lint template.yaml
+
+.PHONY: test
+test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: run
+run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C
+	@bash infra/run.sh
+
+.PHONY: lock
+lock: $(VENV_STAMP) ## regenerate the lock files from pyproject.toml and requirements/tools.in
+	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes --extra dev pyproject.toml -o requirements/dev.lock
+	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes requirements/tools.in -o requirements/tools.lock
+	$(VENV)/bin/uv pip compile -q --python-version 3.13 --python-platform aarch64-manylinux_2_28 pyproject.toml \
+		-o layers/sluice/requirements.txt
+
+.PHONY: clean
+clean: ## stop local services and remove every generated file (.venv, .tools, .local, caches)
+	-@bash infra/moto.sh stop 2>/dev/null
+	-@bash infra/db.sh stop 2>/dev/null
+	rm -rf $(VENV) $(TOOLS) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The project's own PostgreSQL + TimescaleDB cluster: data under .local/pg, listening on 127.0.0.1:5433.
+#
+#   infra/db.sh start    install TimescaleDB if missing, create the cluster and database if missing, start it
+#   infra/db.sh stop     stop the cluster (a no-op when it is not running)
+#   infra/db.sh status   say whether it runs, and where
+#   infra/db.sh psql     open psql on the sluice database (extra arguments go to psql)
+#
+# PostgreSQL refuses to run as root, so when this runs as root the cluster belongs to the `postgres` system user.
+# Settings favour a developer's machine: trust auth on loopback only, fsync off (never do this in production).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+pg_major=${SLUICE_PG_MAJOR:-15}
+bin=/usr/lib/postgresql/$pg_major/bin
+port=${SLUICE_DB_PORT:-5433}
+db=${SLUICE_DB_NAME:-sluice}
+local_dir=$root/.local
+pg_home=$local_dir/pg
+data=$pg_home/data
+sock=$pg_home/run
+logfile=$pg_home/postgres.log
+
+log() { printf '[db] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -eq 0 ]; then
+  owner=postgres
+  as_owner() { runuser -u "$owner" -- "$@"; }
+else
+  owner=$(id -un)
+  as_owner() { "$@"; }
+fi
+
+running() { [ -f "$data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; }
+
+# The cluster's owner must reach .local/pg. When the checkout sits under a directory that user cannot enter
+# (a root-only home, say), keep the data in /var/tmp and leave a symlink, so the cluster is still the project's.
+prepare_home() {
+  mkdir -p "$local_dir"
+  [ -e "$pg_home" ] && return 0
+  mkdir -p "$pg_home"
+  if [ "$owner" != "$(id -un)" ]; then
+    chown "$owner" "$pg_home"
+    if ! as_owner test -w "$pg_home"; then
+      rmdir "$pg_home"
+      local elsewhere
+      elsewhere=/var/tmp/sluice-pg-$(printf '%s' "$root" | sha1sum | cut -c1-12)
+      mkdir -p "$elsewhere"
+      chown "$owner" "$elsewhere"
+      ln -s "$elsewhere" "$pg_home"
+      log "$owner cannot enter $root; cluster data lives in $elsewhere (symlinked from .local/pg)"
+    fi
+  fi
+}
+
+init_cluster() {
+  [ -f "$data/PG_VERSION" ] && return 0
+  log "creating cluster in $data"
+  as_owner mkdir -p "$data" "$sock"
+  as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$pg_home/initdb.log"
+  cat >>"$data/postgresql.conf" <<CONF
+# --- sluice local settings ---
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$sock'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 100
+# A throwaway developer cluster: durability traded for speed.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+}
+
+start() {
+  bash "$root/infra/install-timescaledb.sh"
+  prepare_home
+  init_cluster
+  if running; then
+    log "already running on 127.0.0.1:$port"
+  else
+    as_owner "$bin/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start >/dev/null \
+      || { tail -n 20 "$logfile" >&2; exit 1; }
+    log "started on 127.0.0.1:$port (log: $logfile)"
+  fi
+  if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc "select 1 from pg_database where datname = '$db'" | grep -q 1; then
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"
+    log "created database $db"
+  fi
+}
+
+stop() {
+  if running; then
+    as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    log "stopped"
+  else
+    log "not running"
+  fi
+}
+
+status() {
+  if running; then
+    echo "running: postgresql://postgres@127.0.0.1:$port/$db (data: $data)"
+  else
+    echo "stopped (data: $data)"
+    return 3
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  psql) shift; exec "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@" ;;
+  *) echo "usage: $0 start|stop|status|psql [args]" >&2; exit 2 ;;
+esac

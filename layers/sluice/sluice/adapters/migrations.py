@@ -1,0 +1,229 @@
+"""A small SQL migration runner for psycopg 3: numbered up/down files, applied versions recorded in the database.
+
+Files are named ``NNNN_description.up.sql`` and ``NNNN_description.down.sql``. Each migration runs in its own
+transaction together with its bookkeeping row, so a failed migration leaves no trace. A session advisory lock
+keeps two runners (two deploys, two test sessions) from migrating the same database at once.
+"""
+
+import argparse
+import hashlib
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileError
+from sluice.settings import get_migration_settings
+
+VERSION_TABLE = "sluice_schema_migrations"
+# Arbitrary but fixed: the advisory lock key every Sluice migration runner takes.
+_LOCK_KEY = 0x51_1C_E0
+_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change and its inverse."""
+
+    version: int
+    name: str
+    up_sql: str
+    down_sql: str
+
+    @property
+    def checksum(self) -> str:
+        """Fingerprint of the up script, to notice an applied migration whose file was edited afterwards."""
+        return hashlib.sha256(self.up_sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMigration:
+    """A version recorded as applied."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: datetime
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    """Read the migrations in ``directory``: paired up/down files, versions 1..n without gaps."""
+    if not directory.is_dir():
+        raise MigrationFileError(f"migrations directory {directory} does not exist")
+    scripts: dict[tuple[int, str], dict[str, str]] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationFileError(f"{path.name}: expected NNNN_name.up.sql or NNNN_name.down.sql")
+        key = (int(match["version"]), match["name"])
+        scripts.setdefault(key, {})[match["direction"]] = path.read_text(encoding="utf-8")
+
+    migrations: list[Migration] = []
+    for expected_version, ((version, name), pair) in enumerate(sorted(scripts.items()), start=1):
+        if version != expected_version:
+            raise MigrationFileError(f"migration {version:04d}_{name}: expected version {expected_version:04d}")
+        if set(pair) != {"up", "down"}:
+            missing = ({"up", "down"} - set(pair)).pop()
+            raise MigrationFileError(f"migration {version:04d}_{name} has no .{missing}.sql file")
+        migrations.append(Migration(version, name, pair["up"], pair["down"]))
+    return migrations
+
+
+class MigrationRunner:
+    """Applies and reverts ``migrations`` on the database at ``conninfo``."""
+
+    def __init__(self, conninfo: str, migrations: Sequence[Migration]) -> None:
+        self._conninfo = conninfo
+        self._migrations = {m.version: m for m in migrations}
+
+    def applied(self) -> list[AppliedMigration]:
+        """Return the versions recorded as applied, oldest first."""
+        with self._connect() as conn:
+            self._ensure_version_table(conn)
+            return self._applied(conn)
+
+    def up(self, target: int | None = None) -> list[Migration]:
+        """Apply every pending migration up to ``target`` (default: the newest); return what was applied."""
+        target = max(self._migrations, default=0) if target is None else target
+        done: list[Migration] = []
+        with self._connect() as conn, _advisory_lock(conn):
+            applied = self._check_history(conn)
+            for version in sorted(self._migrations):
+                if version > target or version in applied:
+                    continue
+                migration = self._migrations[version]
+                with conn.transaction():
+                    conn.execute(_as_query(migration.up_sql))
+                    conn.execute(
+                        sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
+                            sql.Identifier(VERSION_TABLE)
+                        ),
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                done.append(migration)
+        return done
+
+    def down(self, target: int) -> list[Migration]:
+        """Revert applied migrations newer than ``target``, newest first; return what was reverted."""
+        if target < 0:
+            raise MigrationError(f"target version must be >= 0, got {target}")
+        done: list[Migration] = []
+        with self._connect() as conn, _advisory_lock(conn):
+            applied = self._check_history(conn)
+            for version in sorted(applied, reverse=True):
+                if version <= target:
+                    break
+                migration = self._migrations[version]
+                with conn.transaction():
+                    conn.execute(_as_query(migration.down_sql))
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE version = %s").format(sql.Identifier(VERSION_TABLE)),
+                        (version,),
+                    )
+                done.append(migration)
+        return done
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self._conninfo, autocommit=True)
+
+    def _check_history(self, conn: psycopg.Connection[tuple[object, ...]]) -> dict[int, AppliedMigration]:
+        """Refuse to move when the database holds versions we have no file for, or files were edited."""
+        self._ensure_version_table(conn)
+        applied = {a.version: a for a in self._applied(conn)}
+        for version, record in applied.items():
+            migration = self._migrations.get(version)
+            if migration is None:
+                raise MigrationError(
+                    f"database has migration {version:04d}_{record.name} applied but there is no file for it"
+                )
+            if migration.checksum != record.checksum:
+                raise MigrationChecksumError(
+                    f"migration {version:04d}_{record.name} was edited after it was applied; "
+                    "add a new migration instead"
+                )
+        return applied
+
+    @staticmethod
+    def _ensure_version_table(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " version integer PRIMARY KEY,"
+                " name text NOT NULL,"
+                " checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(VERSION_TABLE))
+        )
+
+    @staticmethod
+    def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> list[AppliedMigration]:
+        rows = conn.execute(
+            sql.SQL("SELECT version, name, checksum, applied_at FROM {} ORDER BY version").format(
+                sql.Identifier(VERSION_TABLE)
+            )
+        ).fetchall()
+        return [AppliedMigration(*row) for row in rows]  # type: ignore[arg-type]
+
+
+@contextmanager
+def _advisory_lock(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[None]:
+    conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _as_query(script: str) -> sql.SQL:
+    # Migration files are trusted project source, run as written (several statements, dollar quoting).
+    return sql.SQL(script)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``sluice-migrate up|down|status``: move the schema at $SLUICE_DB_DSN."""
+    parser = argparse.ArgumentParser(prog="sluice-migrate", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="apply pending migrations")
+    up.add_argument("--to", type=int, default=None, metavar="VERSION", help="stop at this version")
+    down = commands.add_parser("down", help="revert migrations (one step unless --to is given)")
+    down.add_argument("--to", type=int, default=None, metavar="VERSION", help="revert down to this version")
+    commands.add_parser("status", help="list migrations and whether they are applied")
+    args = parser.parse_args(argv)
+
+    settings = get_migration_settings()
+    migrations = load_migrations(settings.migrations_dir)
+    runner = MigrationRunner(settings.db_dsn, migrations)
+    try:
+        if args.command == "up":
+            moved = runner.up(args.to)
+            print(_summary("applied", moved))
+        elif args.command == "down":
+            current = max((a.version for a in runner.applied()), default=0)
+            moved = runner.down(max(current - 1, 0) if args.to is None else args.to)
+            print(_summary("reverted", moved))
+        else:
+            applied = {a.version: a for a in runner.applied()}
+            for m in migrations:
+                state = f"applied {applied[m.version].applied_at:%Y-%m-%d %H:%M:%S}" if m.version in applied else "pending"
+                print(f"{m.version:04d}_{m.name}: {state}")
+    except (MigrationError, psycopg.Error) as exc:
+        print(f"sluice-migrate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(verb: str, moved: Sequence[Migration]) -> str:
+    if not moved:
+        return f"nothing {verb}: schema is up to date" if verb == "applied" else f"nothing {verb}"
+    return "\n".join(f"{verb} {m.version:04d}_{m.name}" for m in moved)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The reading rules: every reading gets exactly one verdict, a ``ValidReading`` or a ``Rejection``.
+
+Readings arrive as plain decoded JSON values (dicts, strings, numbers), never one pydantic model each: this runs
+in the worker's hot loop over millions of readings. The clock is passed in, so a verdict depends only on its
+inputs.
+
+When a reading breaks several rules it gets the first that applies, in this order: ``parse_error`` (not an
+object, a field missing or of the wrong type), ``invalid_unit``, ``out_of_range`` (value, or quality outside
+0..100), ``low_quality``, ``invalid_timestamp``, and ``duplicate`` (same sensor and instant earlier in the batch).
+``system_not_found`` and duplicates of stored rows need the database and are decided by the worker.
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sluice.domain.rules import DEFAULT_RULES, QUALITY_BOUNDS, ReadingRules
+from sluice.models.readings import QuarantineReason, RejectedReading, Rejection, ValidReading, Verdict
+
+REQUIRED_FIELDS = ("sensor_id", "timestamp", "value", "unit", "quality")
+_SHOWN_CHARS = 80
+# The parse caches are dropped when they grow past this, so a long file cannot grow them without bound.
+_CACHE_LIMIT = 65_536
+
+_PARSE_ERROR = QuarantineReason.PARSE_ERROR
+_INVALID_UNIT = QuarantineReason.INVALID_UNIT
+_OUT_OF_RANGE = QuarantineReason.OUT_OF_RANGE
+_LOW_QUALITY = QuarantineReason.LOW_QUALITY
+_INVALID_TIMESTAMP = QuarantineReason.INVALID_TIMESTAMP
+_DUPLICATE = QuarantineReason.DUPLICATE
+
+
+@dataclass(slots=True)
+class ValidatedBatch:
+    """The verdicts on a batch: valid readings in arrival order, and the rest bound for quarantine."""
+
+    valid: list[ValidReading] = field(default_factory=list)
+    rejected: list[RejectedReading] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """How many readings were judged."""
+        return len(self.valid) + len(self.rejected)
+
+
+class ReadingValidator:
+    """Judges readings against ``rules`` as of ``now``; reuse one instance for a whole batch or file."""
+
+    __slots__ = ("_earliest", "_latest", "_min_quality", "_ranges", "_sensor_ids", "_timestamps")
+
+    def __init__(self, now: datetime, rules: ReadingRules = DEFAULT_RULES) -> None:
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        self._latest = now + rules.max_future_skew
+        self._earliest = years_before(now, rules.max_age_years)
+        self._ranges = rules.unit_ranges
+        self._min_quality = rules.min_quality
+        # Batches repeat sensor ids (tens of sensors, thousands of readings) and timestamps (all sensors of a
+        # machine sample together), so parsing each distinct string once pays for the dictionaries.
+        self._sensor_ids: dict[str, UUID] = {}
+        self._timestamps: dict[str, datetime | Rejection] = {}
+
+    def judge(self, raw: object) -> Verdict:  # noqa: PLR0911, PLR0912 - one return per rule reads best
+        """Return the verdict on one decoded reading."""
+        if type(raw) is not dict:
+            return Rejection(_PARSE_ERROR, None, "a JSON object", _type_name(raw))
+        try:
+            sensor_text = raw["sensor_id"]
+            timestamp_text = raw["timestamp"]
+            value = raw["value"]
+            unit = raw["unit"]
+            quality = raw["quality"]
+        except KeyError:
+            missing = next(name for name in REQUIRED_FIELDS if name not in raw)
+            return Rejection(_PARSE_ERROR, missing, "a value", "nothing (field missing)")
+
+        sensor_id = self._sensor_ids.get(sensor_text) if type(sensor_text) is str else None
+        if sensor_id is None:
+            sensor_id = _parse_uuid(sensor_text)
+            if sensor_id is None:
+                return Rejection(_PARSE_ERROR, "sensor_id", "a UUID string", show(sensor_text))
+            if len(self._sensor_ids) >= _CACHE_LIMIT:
+                self._sensor_ids.clear()
+            self._sensor_ids[sensor_text] = sensor_id
+        if type(timestamp_text) is not str:
+            return Rejection(_PARSE_ERROR, "timestamp", "an RFC 3339 string", show(timestamp_text))
+        value_type = type(value)
+        if value_type is not float and value_type is not int:
+            return Rejection(_PARSE_ERROR, "value", "a number", show(value))
+        if type(unit) is not str:
+            return Rejection(_PARSE_ERROR, "unit", "a string", show(unit))
+        if type(quality) is not int:
+            if type(quality) is float and quality.is_integer():
+                quality = int(quality)
+            else:
+                return Rejection(_PARSE_ERROR, "quality", "an integer 0..100", show(quality))
+
+        bounds = self._ranges.get(unit)
+        if bounds is None:
+            return Rejection(_INVALID_UNIT, "unit", "one of " + ", ".join(self._ranges), show(unit))
+        low, high = bounds
+        # Written so that NaN (every comparison false) fails too.
+        if not low <= value <= high:
+            return Rejection(_OUT_OF_RANGE, "value", f"{low:g}..{high:g} {unit}", show(value))
+        if not QUALITY_BOUNDS[0] <= quality <= QUALITY_BOUNDS[1]:
+            return Rejection(_OUT_OF_RANGE, "quality", "0..100", show(quality))
+        if quality < self._min_quality:
+            return Rejection(_LOW_QUALITY, "quality", f"at least {self._min_quality}", show(quality))
+
+        time = self._timestamps.get(timestamp_text)
+        if time is None:
+            time = self._judge_timestamp(timestamp_text)
+            if len(self._timestamps) >= _CACHE_LIMIT:
+                self._timestamps.clear()
+            self._timestamps[timestamp_text] = time
+        if type(time) is Rejection:
+            return time
+        return ValidReading(time, sensor_id, float(value), unit, quality)  # type: ignore[arg-type]
+
+    def _judge_timestamp(self, text: str) -> datetime | Rejection:
+        try:
+            time = datetime.fromisoformat(text)
+        except ValueError:
+            return Rejection(_INVALID_TIMESTAMP, "timestamp", "an RFC 3339 timestamp", show(text))
+        offset = time.utcoffset()
+        if offset is None:
+            return Rejection(_INVALID_TIMESTAMP, "timestamp", "a UTC offset (Z or +hh:mm)", show(text))
+        if offset:
+            time = time.astimezone(UTC)
+        if time > self._latest:
+            return Rejection(_INVALID_TIMESTAMP, "timestamp", f"not after {_iso(self._latest)}", show(text))
+        if time < self._earliest:
+            return Rejection(_INVALID_TIMESTAMP, "timestamp", f"not before {_iso(self._earliest)}", show(text))
+        return time
+
+    def validate(self, raws: Iterable[object], first_position: int = 0) -> ValidatedBatch:
+        """Judge every reading of a batch; a repeat of an earlier (sensor, instant) is a ``duplicate``."""
+        batch = ValidatedBatch()
+        valid_append = batch.valid.append
+        rejected_append = batch.rejected.append
+        judge = self.judge
+        first_seen: dict[tuple[UUID, datetime], int] = {}
+        for position, raw in enumerate(raws, start=first_position):
+            verdict = judge(raw)
+            if type(verdict) is ValidReading:
+                key = (verdict.sensor_id, verdict.time)
+                earlier = first_seen.setdefault(key, position)
+                if earlier == position:
+                    valid_append(verdict)
+                else:
+                    duplicate = Rejection(
+                        _DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}"
+                    )
+                    rejected_append(RejectedReading(position, raw, duplicate))
+            else:
+                rejected_append(RejectedReading(position, raw, verdict))  # type: ignore[arg-type]
+        return batch
+
+
+def judge_reading(raw: object, now: datetime, rules: ReadingRules = DEFAULT_RULES) -> Verdict:
+    """Return the verdict on one decoded reading as of ``now``."""
+    return ReadingValidator(now, rules).judge(raw)
+
+
+def validate_readings(
+    raws: Iterable[object], now: datetime, rules: ReadingRules = DEFAULT_RULES
+) -> ValidatedBatch:
+    """Judge a batch of decoded readings as of ``now``."""
+    return ReadingValidator(now, rules).validate(raws)
+
+
+def years_before(moment: datetime, years: int) -> datetime:
+    """The same calendar instant ``years`` earlier (29 February becomes 28 February)."""
+    try:
+        return moment.replace(year=moment.year - years)
+    except ValueError:
+        return moment.replace(year=moment.year - years, day=28)
+
+
+def show(value: object) -> str:
+    """A short, safe rendering of what arrived, for error details (hostile input can be huge)."""
+    if type(value) is int and value.bit_length() > 256:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = repr(value) if isinstance(value, str) else _json_like(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _json_like(value: object) -> str:
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return f"{_type_name(value)} of {len(value)}"
+    return str(value)
+
+
+def _type_name(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _parse_uuid(text: object) -> UUID | None:
+    if type(text) is not str or len(text) > 45:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
