@@ -10,6 +10,8 @@ VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(TOOLS)/.installed
 
 export SLUICE_DB_DSN ?= postgresql://postgres@127.0.0.1:5433/sluice
+# SAM CLI needs a region even to validate; it never talks to AWS here.
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-central-1} $(TOOLS)/bin/sam
 
 .PHONY: help
 help: ## list the targets
@@ -52,6 +54,8 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy and the template checks
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(TOOLS)/bin/cfn-lint template.yaml
+	$(SAM) validate --template template.yaml
+	$(SAM) validate --lint --template template.yaml
 
 .PHONY: test
 test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)

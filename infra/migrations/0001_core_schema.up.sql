@@ -53,7 +53,8 @@ CREATE TABLE quarantined_readings (
     quarantined_at timestamptz      NOT NULL DEFAULT now(),
     -- A reviewed row always says who reviewed it and when; a pending one never does.
     CONSTRAINT quarantined_readings_review_recorded CHECK (
-        (review_status = 'pending') = (reviewed_by IS NULL AND reviewed_at IS NULL))
+        (review_status = 'pending' AND reviewed_by IS NULL AND reviewed_at IS NULL)
+        OR (review_status <> 'pending' AND reviewed_by IS NOT NULL AND reviewed_at IS NOT NULL))
 );
 -- Keyset pagination per tenant (newest first) and the filters of GET /api/v1/quarantine.
 CREATE INDEX quarantined_readings_tenant_id_idx ON quarantined_readings (tenant_id, id DESC);

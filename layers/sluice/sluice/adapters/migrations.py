@@ -183,7 +183,7 @@ def _advisory_lock(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[Non
 
 def _as_query(script: str) -> sql.SQL:
     # Migration files are trusted project source, run as written (several statements, dollar quoting).
-    return sql.SQL(script)  # type: ignore[arg-type]
+    return sql.SQL(script)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             applied = {a.version: a for a in runner.applied()}
             for m in migrations:
-                state = f"applied {applied[m.version].applied_at:%Y-%m-%d %H:%M:%S}" if m.version in applied else "pending"
+                state = (
+                    f"applied {applied[m.version].applied_at:%Y-%m-%d %H:%M:%S}" if m.version in applied else "pending"
+                )
                 print(f"{m.version:04d}_{m.name}: {state}")
     except (MigrationError, psycopg.Error) as exc:
         print(f"sluice-migrate: {exc}", file=sys.stderr)

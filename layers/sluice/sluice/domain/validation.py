@@ -151,7 +151,10 @@ class ReadingValidator:
                     valid_append(verdict)
                 else:
                     duplicate = Rejection(
-                        _DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}"
+                        _DUPLICATE,
+                        "timestamp",
+                        "one reading per sensor and instant",
+                        f"a repeat of #{earlier}",
                     )
                     rejected_append(RejectedReading(position, raw, duplicate))
             else:
@@ -164,9 +167,7 @@ def judge_reading(raw: object, now: datetime, rules: ReadingRules = DEFAULT_RULE
     return ReadingValidator(now, rules).judge(raw)
 
 
-def validate_readings(
-    raws: Iterable[object], now: datetime, rules: ReadingRules = DEFAULT_RULES
-) -> ValidatedBatch:
+def validate_readings(raws: Iterable[object], now: datetime, rules: ReadingRules = DEFAULT_RULES) -> ValidatedBatch:
     """Judge a batch of decoded readings as of ``now``."""
     return ReadingValidator(now, rules).validate(raws)
 

@@ -1,0 +1,154 @@
+"""The migration runner against the real TimescaleDB: up, down, up again, and refusing what it cannot trust."""
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from sluice.adapters.migrations import VERSION_TABLE, Migration, MigrationRunner, load_migrations, main
+from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileError
+from sluice.settings import get_migration_settings
+
+from ..paths import MIGRATIONS_DIR
+
+USER_RELATIONS = """
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p') ORDER BY 1
+"""
+
+
+APPLIED_VERSIONS = sql.SQL("SELECT version, applied_at FROM {} ORDER BY 1").format(sql.Identifier(VERSION_TABLE))
+
+
+def relations(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return [row[0] for row in conn.execute(USER_RELATIONS)]
+
+
+def test_up_from_empty_down_to_empty_and_up_again(scratch_db: str, migrations: list[Migration]) -> None:
+    runner = MigrationRunner(scratch_db, migrations)
+
+    applied = runner.up()
+    assert [m.version for m in applied] == [m.version for m in migrations]
+    assert {"systems", "readings", "quarantined_readings", "ingest_ledger", "readings_hourly"} <= set(
+        relations(scratch_db)
+    )
+
+    reverted = runner.down(0)
+    assert [m.version for m in reverted] == sorted((m.version for m in migrations), reverse=True)
+    assert relations(scratch_db) == [VERSION_TABLE]
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone() == (0,)
+
+    assert [m.version for m in runner.up()] == [m.version for m in migrations]
+    assert [a.version for a in runner.applied()] == [m.version for m in migrations]
+
+
+def test_up_twice_is_a_no_op_that_keeps_data(scratch_db: str, migrations: list[Migration]) -> None:
+    runner = MigrationRunner(scratch_db, migrations)
+    runner.up()
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO systems (tenant_id, name) VALUES ('acme', 'press-1')")
+        before = conn.execute(APPLIED_VERSIONS).fetchall()
+
+    assert runner.up() == []
+
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT name FROM systems").fetchall() == [("press-1",)]
+        assert conn.execute(APPLIED_VERSIONS).fetchall() == before
+
+
+def test_up_and_down_stop_at_a_target(scratch_db: str, migrations: list[Migration]) -> None:
+    runner = MigrationRunner(scratch_db, migrations)
+
+    assert [m.version for m in runner.up(1)] == [1]
+    assert "readings_hourly" not in relations(scratch_db)
+    runner.up()
+    assert [m.version for m in runner.down(1)] == [m.version for m in migrations if m.version > 1][::-1]
+    assert "readings" in relations(scratch_db)
+    with pytest.raises(MigrationError, match=">= 0"):
+        runner.down(-1)
+
+
+def test_a_failing_migration_leaves_no_trace(scratch_db: str, migrations: list[Migration]) -> None:
+    broken = Migration(len(migrations) + 1, "broken", "CREATE TABLE half_done (id int); SELECT 1/0;", "")
+    runner = MigrationRunner(scratch_db, [*migrations, broken])
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        runner.up()
+
+    assert "half_done" not in relations(scratch_db)
+    assert [a.version for a in runner.applied()] == [m.version for m in migrations]
+
+
+def test_an_edited_applied_migration_is_refused(scratch_db: str, migrations: list[Migration]) -> None:
+    MigrationRunner(scratch_db, migrations).up()
+    edited = [Migration(m.version, m.name, m.up_sql + "\n-- edited", m.down_sql) for m in migrations]
+
+    with pytest.raises(MigrationChecksumError, match="edited after it was applied"):
+        MigrationRunner(scratch_db, edited).up()
+
+
+def test_a_database_ahead_of_the_files_is_refused(scratch_db: str, migrations: list[Migration]) -> None:
+    MigrationRunner(scratch_db, migrations).up()
+
+    with pytest.raises(MigrationError, match="no file for it"):
+        MigrationRunner(scratch_db, migrations[:1]).down(0)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"0001_a.up.sql": "", "0001_a.down.sql": "", "notes.sql": ""}, "expected NNNN_name"),
+        ({"0001_a.up.sql": ""}, "has no .down.sql"),
+        ({"0002_a.up.sql": "", "0002_a.down.sql": ""}, "expected version 0001"),
+    ],
+)
+def test_misnamed_or_unpaired_files_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+
+    with pytest.raises(MigrationFileError, match=message):
+        load_migrations(tmp_path)
+
+
+def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MigrationFileError, match="does not exist"):
+        load_migrations(tmp_path / "nowhere")
+
+
+def test_the_command_line_moves_the_schema(
+    scratch_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_DB_DSN", scratch_db)
+    monkeypatch.setenv("SLUICE_MIGRATIONS_DIR", str(MIGRATIONS_DIR))
+    get_migration_settings.cache_clear()
+    try:
+        assert main(["status"]) == 0
+        assert "0001_core_schema: pending" in capsys.readouterr().out
+        assert main(["up"]) == 0
+        assert "applied 0001_core_schema" in capsys.readouterr().out
+        assert main(["up"]) == 0
+        assert "schema is up to date" in capsys.readouterr().out
+        assert main(["down"]) == 0
+        assert capsys.readouterr().out.strip() == "reverted 0002_rollup_and_lifecycle"
+        assert main(["down", "--to", "0"]) == 0
+        assert capsys.readouterr().out.strip() == "reverted 0001_core_schema"
+        assert main(["down"]) == 0
+        assert "nothing reverted" in capsys.readouterr().out
+    finally:
+        get_migration_settings.cache_clear()
+
+
+def test_the_command_line_reports_an_unreachable_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_DB_DSN", "postgresql://postgres@127.0.0.1:1/sluice?connect_timeout=2")
+    monkeypatch.setenv("SLUICE_MIGRATIONS_DIR", str(MIGRATIONS_DIR))
+    get_migration_settings.cache_clear()
+    try:
+        assert main(["up"]) == 1
+        assert capsys.readouterr().err.startswith("sluice-migrate: ")
+    finally:
+        get_migration_settings.cache_clear()

@@ -1,0 +1,218 @@
+"""The migrated schema on the real TimescaleDB: the hypertable, its indexes, and constraints that refuse bad rows."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[tuple[object, ...]]
+
+
+def insert_reading(conn: Conn, **overrides: object) -> None:
+    row: dict[str, object] = {
+        "time": datetime(2026, 11, 22, 10, tzinfo=UTC),
+        "system_id": uuid4(),
+        "sensor_id": uuid4(),
+        "value": 250.0,
+        "unit": "bar",
+        "quality": 95,
+        "job_id": uuid4(),
+    }
+    row.update(overrides)
+    conn.execute(
+        "INSERT INTO readings (time, system_id, sensor_id, value, unit, quality, job_id)"
+        " VALUES (%(time)s, %(system_id)s, %(sensor_id)s, %(value)s, %(unit)s, %(quality)s, %(job_id)s)",
+        row,
+    )
+
+
+def insert_quarantined(conn: Conn, **overrides: object) -> None:
+    row: dict[str, object] = {
+        "tenant_id": "acme",
+        "job_id": uuid4(),
+        "raw": Jsonb({"value": "x"}),
+        "reason": "parse_error",
+        "review_status": "pending",
+        "reviewed_by": None,
+        "reviewed_at": None,
+    }
+    row.update(overrides)
+    conn.execute(
+        "INSERT INTO quarantined_readings (tenant_id, job_id, raw, reason, review_status, reviewed_by, reviewed_at)"
+        " VALUES (%(tenant_id)s, %(job_id)s, %(raw)s, %(reason)s, %(review_status)s, %(reviewed_by)s,"
+        " %(reviewed_at)s)",
+        row,
+    )
+
+
+def test_readings_is_a_hypertable_with_seven_day_chunks(conn: Conn) -> None:
+    rows = conn.execute(
+        "SELECT h.hypertable_name, d.column_name, d.time_interval"
+        " FROM timescaledb_information.hypertables h"
+        " JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)"
+    ).fetchall()
+
+    assert rows == [("readings", "time", timedelta(days=7))]
+
+
+def test_readings_has_only_the_indexes_we_chose(conn: Conn) -> None:
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' ORDER BY 1"
+    ).fetchall()
+
+    assert [name for name, _ in indexes] == ["readings_sensor_time_key", "readings_system_time_idx"]
+    assert 'UNIQUE INDEX readings_sensor_time_key ON public.readings USING btree (sensor_id, "time")' in str(
+        indexes[0][1]
+    )
+
+
+def test_a_second_reading_for_the_same_sensor_and_instant_is_refused(conn: Conn) -> None:
+    sensor = uuid4()
+    insert_reading(conn, sensor_id=sensor)
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        insert_reading(conn, sensor_id=sensor, value=1.0)
+    inserted = conn.execute(
+        "INSERT INTO readings (time, system_id, sensor_id, value, unit, quality, job_id)"
+        " VALUES ('2026-11-22T10:00:00Z', %s, %s, 1, 'bar', 90, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (uuid4(), sensor, uuid4()),
+    ).fetchall()
+    assert inserted == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"unit": "psi"}, psycopg.errors.CheckViolation),
+        ({"quality": 101}, psycopg.errors.CheckViolation),
+        ({"quality": -1}, psycopg.errors.CheckViolation),
+        ({"value": None}, psycopg.errors.NotNullViolation),
+        ({"job_id": None}, psycopg.errors.NotNullViolation),
+        ({"time": None}, psycopg.errors.NotNullViolation),
+    ],
+)
+def test_readings_refuse_rows_the_rules_would_never_pass(
+    conn: Conn, overrides: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        insert_reading(conn, **overrides)
+
+
+def test_chunks_follow_the_seven_day_interval(conn: Conn) -> None:
+    # Chunks are aligned to the Unix epoch, a Thursday, as is 2026-01-01: days 0-6, 7-13 and 14-20.
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for day in range(0, 21, 3):
+        insert_reading(conn, time=start + timedelta(days=day))
+
+    chunks = conn.execute(
+        "SELECT range_start, range_end FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = 'readings' ORDER BY range_start"
+    ).fetchall()
+
+    week = timedelta(days=7)
+    assert chunks == [(start + n * week, start + (n + 1) * week) for n in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "constraint"),
+    [
+        ({"reason": "bad_vibes"}, "quarantined_readings_reason_check"),
+        (
+            {"review_status": "maybe", "reviewed_by": "alice", "reviewed_at": datetime.now(UTC)},
+            "quarantined_readings_review_status_check",
+        ),
+        ({"review_status": "approved"}, "quarantined_readings_review_recorded"),
+        ({"reviewed_by": "alice"}, "quarantined_readings_review_recorded"),
+        (
+            {"review_status": "fixed", "reviewed_by": "alice", "reviewed_at": None},
+            "quarantined_readings_review_recorded",
+        ),
+    ],
+)
+def test_quarantine_constraints_refuse_bad_rows(conn: Conn, overrides: dict[str, object], constraint: str) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        insert_quarantined(conn, **overrides)
+
+    assert caught.value.diag.constraint_name == constraint
+
+
+def test_quarantine_accepts_every_reason_and_a_recorded_review(conn: Conn) -> None:
+    reasons = [
+        "invalid_unit",
+        "out_of_range",
+        "low_quality",
+        "invalid_timestamp",
+        "system_not_found",
+        "duplicate",
+        "parse_error",
+    ]
+    for reason in reasons:
+        insert_quarantined(conn, reason=reason)
+    insert_quarantined(conn, review_status="rejected", reviewed_by="alice", reviewed_at=datetime.now(UTC))
+
+    counts = conn.execute("SELECT review_status, count(*) FROM quarantined_readings GROUP BY 1 ORDER BY 1").fetchall()
+    assert counts == [("pending", 7), ("rejected", 1)]
+
+
+@pytest.mark.parametrize(
+    ("counts", "ok"),
+    [
+        ((10, 8, 2, 1), True),
+        ((10, 8, 1, 0), False),
+        ((10, 8, 2, 3), False),
+        ((0, 0, 0, 0), True),
+    ],
+)
+def test_ledger_counts_must_add_up(conn: Conn, counts: tuple[int, int, int, int], ok: bool) -> None:
+    statement = (
+        "INSERT INTO ingest_ledger (job_id, chunk_no, tenant_id, total_readings, inserted_readings,"
+        " quarantined_readings, duplicate_readings) VALUES (%s, 0, 'acme', %s, %s, %s, %s)"
+    )
+    if ok:
+        conn.execute(statement, (uuid4(), *counts))
+    else:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(statement, (uuid4(), *counts))
+
+
+def test_a_chunk_is_recorded_once_per_job(conn: Conn) -> None:
+    job = uuid4()
+    statement = "INSERT INTO ingest_ledger (job_id, chunk_no, tenant_id) VALUES (%s, %s, 'acme')"
+    conn.execute(statement, (job, 0))
+    conn.execute(statement, (job, 1))
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(statement, (job, 0))
+
+
+def test_system_names_are_unique_per_tenant(conn: Conn) -> None:
+    conn.execute("INSERT INTO systems (tenant_id, name) VALUES ('acme', 'press-1'), ('globex', 'press-1')")
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO systems (tenant_id, name) VALUES ('acme', 'press-1')")
+
+
+def test_the_hourly_rollup_matches_the_license(conn: Conn) -> None:
+    license_ = conn.execute("SHOW timescaledb.license").fetchone()
+    system, sensor = uuid4(), uuid4()
+    hour = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    for minute, value in [(0, 10.0), (20, 20.0), (59, 30.0)]:
+        insert_reading(conn, time=hour + timedelta(minutes=minute), system_id=system, sensor_id=sensor, value=value)
+    insert_reading(conn, time=hour + timedelta(hours=1), system_id=system, sensor_id=sensor, value=99.0)
+
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'readings_hourly'").fetchone()
+    rollup = conn.execute(
+        "SELECT bucket, readings, avg_value, min_value, max_value FROM readings_hourly"
+        " WHERE sensor_id = %s ORDER BY bucket",
+        (sensor,),
+    ).fetchall()
+
+    # The Apache build (this machine) gets a plain view; a Timescale-licensed one a continuous aggregate,
+    # which TimescaleDB exposes as a view over its materialization.
+    assert kind == ("v",)
+    assert rollup == [(hour, 3, 20.0, 10.0, 30.0), (hour + timedelta(hours=1), 1, 99.0, 99.0, 99.0)]
+    if license_ == ("apache",):
+        policies = conn.execute("SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'readings'")
+        assert policies.fetchone() == (0,)

@@ -1,0 +1,148 @@
+"""The API shapes: the ingest envelope's precise errors, and responses that serialise as the contract says."""
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from sluice.models.api import (
+    ErrorInfo,
+    ErrorResponse,
+    IngestRequest,
+    JobAccepted,
+    JobView,
+    QuarantineItem,
+    QuarantinePage,
+    ReadingIn,
+    ReviewRequest,
+    error_details,
+)
+from sluice.models.jobs import JobSource, JobStatus
+from sluice.models.quarantine import ReviewAction, ReviewStatus
+from sluice.models.readings import QuarantineReason, Unit
+
+SYSTEM = "0b7e7c1e-1111-4222-8333-444455556666"
+
+
+def envelope_errors(body: dict[str, Any]) -> list[tuple[str | None, int | None]]:
+    with pytest.raises(ValidationError) as caught:
+        IngestRequest.model_validate(body)
+    return [(d.field, d.index) for d in error_details(caught.value)]
+
+
+def test_an_envelope_takes_any_readings_so_bad_ones_reach_quarantine() -> None:
+    request = IngestRequest.model_validate({"system_id": SYSTEM, "readings": [{"value": "junk"}, 42, None]})
+
+    assert request.system_id == UUID(SYSTEM)
+    assert request.readings == [{"value": "junk"}, 42, None]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"readings": [{}]}, [("system_id", None)]),
+        ({"system_id": "press-7", "readings": [{}]}, [("system_id", None)]),
+        ({"system_id": SYSTEM, "readings": []}, [("readings", None)]),
+        ({"system_id": SYSTEM, "readings": [{}] * 10_001}, [("readings", None)]),
+        ({"system_id": SYSTEM, "readings": {"0": {}}}, [("readings", None)]),
+        ({"system_id": SYSTEM, "readings": [{}], "tenant_id": "evil"}, [("tenant_id", None)]),
+        ({"system_id": SYSTEM, "readings": [{}], "job_id": str(uuid4())}, [("job_id", None)]),
+    ],
+)
+def test_a_malformed_envelope_names_the_field(
+    body: dict[str, Any], expected: list[tuple[str | None, int | None]]
+) -> None:
+    assert envelope_errors(body) == expected
+
+
+def test_the_batch_bounds_are_inclusive() -> None:
+    assert len(IngestRequest.model_validate({"system_id": SYSTEM, "readings": [{}]}).readings) == 1
+    assert len(IngestRequest.model_validate({"system_id": SYSTEM, "readings": [{}] * 10_000}).readings) == 10_000
+
+
+def test_reading_errors_carry_the_index_inside_a_list() -> None:
+    class Batch(IngestRequest):
+        readings: list[ReadingIn]
+
+    good = {
+        "sensor_id": str(uuid4()),
+        "timestamp": "2026-11-22T10:00:00Z",
+        "value": 1.0,
+        "unit": "bar",
+        "quality": 90,
+    }
+    with pytest.raises(ValidationError) as caught:
+        Batch.model_validate({"system_id": SYSTEM, "readings": [good, {**good, "unit": "psi"}]})
+
+    assert [(d.field, d.index) for d in error_details(caught.value)] == [("readings.unit", 1)]
+
+
+def test_a_reading_needs_an_offset_timestamp() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        ReadingIn(sensor_id=uuid4(), timestamp=datetime(2026, 1, 1), value=1.0, unit=Unit.BAR, quality=90)
+
+
+def test_review_requests_accept_the_three_actions_and_nothing_else() -> None:
+    fix = ReviewRequest.model_validate({"action": "fix", "value": 12.5, "unit": "bar", "notes": "sensor recalibrated"})
+
+    assert fix.action is ReviewAction.FIX
+    assert fix.unit is Unit.BAR
+    with pytest.raises(ValidationError):
+        ReviewRequest.model_validate({"action": "delete"})
+    with pytest.raises(ValidationError):
+        ReviewRequest.model_validate({"action": "approve", "review_status": "approved"})
+
+
+def test_responses_serialise_to_the_contract() -> None:
+    job_id = uuid4()
+    accepted = JobAccepted(job_id=job_id, status_url=f"/api/v1/jobs/{job_id}")
+    now = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    job = JobView(
+        job_id=job_id,
+        status=JobStatus.COMPLETED,
+        source=JobSource.API,
+        system_id=UUID(SYSTEM),
+        total_readings=10,
+        inserted_readings=8,
+        quarantined_readings=2,
+        duplicate_readings=1,
+        success_rate=0.8,
+        created_at=now,
+        started_at=now,
+        completed_at=now,
+        processing_time_ms=12,
+        error_message=None,
+    )
+    item = QuarantineItem(
+        id=1,
+        job_id=job_id,
+        position=3,
+        system_id=None,
+        sensor_id=None,
+        timestamp=None,
+        value=None,
+        unit=None,
+        quality=None,
+        raw="not json",
+        reason=QuarantineReason.PARSE_ERROR,
+        reason_details={"field": None},
+        review_status=ReviewStatus.PENDING,
+        reviewed_by=None,
+        reviewed_at=None,
+        review_notes=None,
+        quarantined_at=now,
+    )
+    error = ErrorResponse(error=ErrorInfo(code="invalid_request", message="bad envelope"))
+
+    assert accepted.model_dump(mode="json") == {
+        "job_id": str(job_id),
+        "status": "queued",
+        "status_url": f"/api/v1/jobs/{job_id}",
+    }
+    assert job.model_dump(mode="json")["status"] == "completed"
+    assert QuarantinePage(items=[item], next_cursor=None).model_dump(mode="json")["items"][0]["reason"] == "parse_error"
+    assert error.model_dump(mode="json") == {
+        "error": {"code": "invalid_request", "message": "bad envelope", "details": []}
+    }
