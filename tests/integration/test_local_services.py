@@ -1,6 +1,7 @@
 """The local service scripts: the project's own database cluster and the moto server."""
 
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 import boto3
 import psycopg
 import pytest
+
+from sluice.settings import get_database_settings
 
 from ..paths import REPO_ROOT
 
@@ -73,3 +76,42 @@ def test_the_database_script_reports_the_running_cluster(server_dsn: str) -> Non
     with psycopg.connect(server_dsn) as conn:
         preload = conn.execute("SHOW shared_preload_libraries").fetchone()
         assert preload == ("timescaledb",)
+
+
+def test_run_brings_up_the_stack_and_stops_what_it_started(server_dsn: str) -> None:
+    port = free_port()
+    run = subprocess.Popen(
+        ["bash", str(REPO_ROOT / "infra" / "run.sh")],
+        env={**os.environ, "MOTO_PORT": str(port), "SLUICE_DEMO_TENANT": "run-test"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert run.stdout is not None
+        banner = []
+        for line in run.stdout:
+            banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        output = "".join(banner)
+        assert "Sluice is running" in output, output
+        assert f"http://127.0.0.1:{port}" in output
+        assert moto("status", port).returncode == 0
+        with psycopg.connect(get_database_settings().db_dsn) as conn:
+            demo = conn.execute("SELECT id FROM systems WHERE tenant_id = 'run-test'").fetchone()
+        assert demo is not None
+        assert str(demo[0]) in output
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.communicate(timeout=30)
+        exit_code = run.returncode
+        with psycopg.connect(get_database_settings().db_dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM systems WHERE tenant_id = 'run-test'")
+
+    assert exit_code == 0
+    assert moto("status", port).returncode == 3
+    # The database was already up (the test session needs it), so the run left it running.
+    with psycopg.connect(server_dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
