@@ -1,6 +1,6 @@
 # Sluice developer commands. Every target bootstraps what it needs and is safe to run twice.
 SHELL := /bin/bash
-.DEFAULT_GOAL := help
+.DEFAULT_GOAL := venv
 
 VENV := .venv
 TOOLS := .tools
@@ -60,6 +60,10 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy and the template checks
 .PHONY: test
 test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: $(VENV_STAMP) ## measure the reading rules against references taken in the same run
+	$(PY) -m tests.bench.bench_validation
 
 .PHONY: run
 run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C
