@@ -79,6 +79,10 @@ start() {
   init_cluster
   if running; then
     log "already running on 127.0.0.1:$port"
+  elif "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+    log "port $port is taken by a PostgreSQL server that is not this checkout's (another checkout's cluster?)."
+    log "Stop it, or use another port: SLUICE_DB_PORT=5434 and SLUICE_DB_DSN=postgresql://postgres@127.0.0.1:5434/$db"
+    exit 1
   else
     as_owner "$bin/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start >/dev/null \
       || { tail -n 20 "$logfile" >&2; exit 1; }

@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import boto3
@@ -115,3 +116,35 @@ def test_run_brings_up_the_stack_and_stops_what_it_started(server_dsn: str) -> N
     # The database was already up (the test session needs it), so the run left it running.
     with psycopg.connect(server_dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_test_needing_an_unreachable_database_fails_instead_of_skipping() -> None:
+    # Given the DSN setting points at a port where nothing listens
+    env = {**os.environ, "SLUICE_DB_DSN": "postgresql://postgres@127.0.0.1:1/sluice?connect_timeout=2"}
+
+    # When a database test runs
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/integration/test_schema.py::test_readings_is_a_hypertable_with_seven_day_chunks",
+            "-p",
+            "no:cacheprovider",
+            "--no-cov",
+            "-q",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # Then it errors, naming the DSN, and nothing is skipped
+    assert result.returncode == 1, result.stdout
+    assert "cannot reach PostgreSQL at" in result.stdout
+    assert "127.0.0.1:1" in result.stdout or "port=1" in result.stdout
+    assert "1 error" in result.stdout
+    assert "skipped" not in result.stdout
