@@ -249,7 +249,7 @@ def test_the_timescale_branch_fails_here_only_for_want_of_the_license(
     assert len(statements) >= 4
     for statement in statements:
         if statement.startswith("DROP"):
-            conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute(statement)
             continue
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="license"):
-            conn.execute(statement)  # type: ignore[call-overload]
+            conn.execute(statement)
