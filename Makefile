@@ -61,6 +61,11 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy and the template checks
 test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+.PHONY: build
+build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under .aws-sam/build
+	@# SAM looks for python3.13 on PATH; put the one the venvs use first.
+	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
+
 .PHONY: bench
 bench: $(VENV_STAMP) ## measure the reading rules against references taken in the same run
 	$(PY) -m tests.bench.bench_validation
