@@ -67,8 +67,9 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under
 	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
 
 .PHONY: bench
-bench: $(VENV_STAMP) ## measure the reading rules against references taken in the same run
+bench: $(VENV_STAMP) db migrate ## measure the rules and the indexes' COPY price, as ratios within one run
 	$(PY) -m tests.bench.bench_validation
+	$(PY) -m tests.bench.bench_indexes
 
 .PHONY: run
 run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C
