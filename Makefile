@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 TOOLS := .tools
 PY := $(VENV)/bin/python
-# The stamps record which lock file an environment was built from: a changed lock rebuilds it.
+# A stamp is newer than the lock file its environment was installed from: a changed lock reinstalls.
 VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(TOOLS)/.installed
 
@@ -17,14 +17,22 @@ SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-central-
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# A venv of another Python (or a broken one) is replaced rather than patched.
+define make_venv
+	@python=$$(bash infra/find-python.sh) || exit 1; \
+	if ! $(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
+		rm -rf $(1) && $$python -m venv $(1); \
+	fi
+endef
+
 $(VENV_STAMP): requirements/dev.lock pyproject.toml
-	@python=$$(bash infra/find-python.sh) && [ -x $(PY) ] || $$python -m venv $(VENV)
+	$(call make_venv,$(VENV))
 	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 $(TOOLS_STAMP): requirements/tools.lock
-	@python=$$(bash infra/find-python.sh) && [ -x $(TOOLS)/bin/python ] || $$python -m venv $(TOOLS)
+	$(call make_venv,$(TOOLS))
 	$(TOOLS)/bin/python -m pip install -q --require-hashes -r requirements/tools.lock
 	@touch $@
 
