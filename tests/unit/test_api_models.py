@@ -91,6 +91,8 @@ def test_review_requests_accept_the_three_actions_and_nothing_else() -> None:
     assert fix.unit is Unit.BAR
     with pytest.raises(ValidationError):
         ReviewRequest.model_validate({"action": "delete"})
+    with pytest.raises(ValidationError, match="finite"):
+        ReviewRequest.model_validate({"action": "fix", "value": float("nan")})
     with pytest.raises(ValidationError):
         ReviewRequest.model_validate({"action": "approve", "review_status": "approved"})
 

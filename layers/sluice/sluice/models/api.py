@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
 from sluice.models.jobs import JobSource, JobStatus
@@ -23,7 +23,7 @@ class ReadingIn(ApiModel):
 
     sensor_id: SensorId
     timestamp: UtcTimestamp
-    value: float
+    value: FiniteFloat
     unit: Unit
     quality: Quality
 
@@ -96,7 +96,7 @@ class ReviewRequest(ApiModel):
     """A reviewer's decision on one quarantined reading; ``fix`` may correct value, unit or timestamp."""
 
     action: ReviewAction
-    value: float | None = None
+    value: FiniteFloat | None = None
     unit: Unit | None = None
     timestamp: UtcTimestamp | None = None
     notes: str | None = Field(default=None, max_length=2000)
