@@ -4,17 +4,16 @@ A test that needs the database fails with a clear message when it cannot be reac
 """
 
 from collections.abc import Iterator
-from uuid import uuid4
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sluice.adapters.migrations import Migration, MigrationRunner, load_migrations
 from sluice.settings import get_database_settings
 
 from .paths import MIGRATIONS_DIR
+from .scratch import scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +42,8 @@ def migrations() -> list[Migration]:
 @pytest.fixture
 def scratch_db(server_dsn: str) -> Iterator[str]:
     """A new, empty database on the test server, dropped afterwards; yields its DSN."""
-    name = f"sluice_test_{uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_dsn, dbname=name)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(server_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture

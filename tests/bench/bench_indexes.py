@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from sluice.adapters.migrations import MigrationRunner, load_migrations
 from sluice.settings import get_database_settings
 
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
+from ..scratch import scratch_database
 
 Row = tuple[datetime, UUID, UUID, float, str, int, UUID]
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -60,18 +60,12 @@ def copy_rows(conn: Conn, rows: list[Row]) -> float:
 
 
 @contextmanager
-def scratch_database() -> Iterator[str]:
-    admin = make_conninfo(get_database_settings().db_dsn, dbname="postgres")
-    name = f"sluice_bench_{uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        dsn = make_conninfo(admin, dbname=name)
+def migrated_database() -> Iterator[str]:
+    """A scratch database on the local server with every migration applied."""
+    server = make_conninfo(get_database_settings().db_dsn, dbname="postgres")
+    with scratch_database(server, prefix="sluice_bench") as dsn:
         MigrationRunner(dsn, load_migrations(MIGRATIONS_DIR)).up()
         yield dsn
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 VARIANTS: dict[str, str] = {
@@ -82,19 +76,15 @@ VARIANTS: dict[str, str] = {
 }
 
 
-def measure(dsn: str, rows: list[Row], change: str, repeat: int) -> float:
-    """Best rows/s of ``repeat`` COPYs into an emptied ``readings`` after applying ``change``."""
+def measure(rows: list[Row], change: str, repeat: int) -> float:
+    """Best rows/s of ``repeat`` COPYs into an emptied ``readings`` of a fresh schema changed by ``change``."""
     best = float("inf")
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with migrated_database() as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         if change:
             conn.execute(change)
         for _ in range(repeat):
             conn.execute("TRUNCATE readings")
             best = min(best, copy_rows(conn, rows))
-        # Put the schema back for the next variant.
-        conn.execute("DROP INDEX IF EXISTS readings_time_idx")
-        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS readings_sensor_time_key ON readings (sensor_id, time)")
-        conn.execute("CREATE INDEX IF NOT EXISTS readings_system_time_idx ON readings (system_id, time DESC)")
     return len(rows) / best
 
 
@@ -106,9 +96,8 @@ def main() -> None:
 
     rows = make_rows(args.rows)
     figures: dict[str, float] = {}
-    with scratch_database() as dsn:
-        for label, change in VARIANTS.items():
-            figures[label] = measure(dsn, rows, change, args.repeat)
+    for label, change in VARIANTS.items():
+        figures[label] = measure(rows, change, args.repeat)
 
     reference = figures[next(iter(VARIANTS))]
     print(f"binary COPY of {len(rows):,} rows into readings (best of {args.repeat})")

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import LiteralString
 
 import psycopg
 from psycopg import sql
@@ -98,14 +99,12 @@ class MigrationRunner:
                 if version > target or version in applied:
                     continue
                 migration = self._migrations[version]
-                with conn.transaction():
-                    conn.execute(_as_query(migration.up_sql))
-                    conn.execute(
-                        sql.SQL("INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)").format(
-                            sql.Identifier(VERSION_TABLE)
-                        ),
-                        (migration.version, migration.name, migration.checksum),
-                    )
+                _run_with_record(
+                    conn,
+                    migration.up_sql,
+                    "INSERT INTO {} (version, name, checksum) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
                 done.append(migration)
         return done
 
@@ -120,12 +119,7 @@ class MigrationRunner:
                 if version <= target:
                     break
                 migration = self._migrations[version]
-                with conn.transaction():
-                    conn.execute(_as_query(migration.down_sql))
-                    conn.execute(
-                        sql.SQL("DELETE FROM {} WHERE version = %s").format(sql.Identifier(VERSION_TABLE)),
-                        (version,),
-                    )
+                _run_with_record(conn, migration.down_sql, "DELETE FROM {} WHERE version = %s", (version,))
                 done.append(migration)
         return done
 
@@ -181,9 +175,14 @@ def _advisory_lock(conn: psycopg.Connection[tuple[object, ...]]) -> Iterator[Non
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def _as_query(script: str) -> sql.SQL:
-    # Migration files are trusted project source, run as written (several statements, dollar quoting).
-    return sql.SQL(script)
+def _run_with_record(
+    conn: psycopg.Connection[tuple[object, ...]], script: str, record: LiteralString, params: tuple[object, ...]
+) -> None:
+    """Run a migration script and its bookkeeping statement in one transaction: both happen or neither."""
+    with conn.transaction():
+        # Migration files are trusted project source, run as written (several statements, dollar quoting).
+        conn.execute(sql.SQL(script))
+        conn.execute(sql.SQL(record).format(sql.Identifier(VERSION_TABLE)), params)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
