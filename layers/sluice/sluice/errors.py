@@ -1,5 +1,9 @@
 """Every exception Sluice raises on purpose. Invalid readings are values, not exceptions."""
 
+from collections.abc import Sequence
+
+from sluice.models.api import ErrorDetail
+
 
 class SluiceError(Exception):
     """Base of Sluice's own errors."""
@@ -15,3 +19,74 @@ class MigrationFileError(MigrationError):
 
 class MigrationChecksumError(MigrationError):
     """An applied migration's file has changed since it was applied."""
+
+
+class StorageUnavailableError(SluiceError):
+    """S3 or DynamoDB could not be reached or refused a write: a fault worth a retry, never the client's fault."""
+
+
+class RequestError(SluiceError):
+    """A request the API refuses; ``sluice.adapters.http`` maps each subclass to its status code."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, details: Sequence[ErrorDetail] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = tuple(details)
+
+
+class InvalidRequestError(RequestError):
+    """The body or a header is malformed (400)."""
+
+
+class UnauthorizedError(RequestError):
+    """No verified identity reached the function (401)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(RequestError):
+    """The identity lacks a tenant or the route's scope (403)."""
+
+    code = "forbidden"
+
+
+class NotFoundError(RequestError):
+    """No such route, or nothing the caller's tenant may see (404)."""
+
+    code = "not_found"
+
+
+class PayloadTooLargeError(RequestError):
+    """The body, sent or decompressed, is over the limit (413)."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(RequestError):
+    """The body is not JSON, or is encoded in a way the API does not read (415)."""
+
+    code = "unsupported_media_type"
+
+
+class IdempotencyKeyReusedError(RequestError):
+    """An Idempotency-Key came back with a different body (422)."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgressError(RequestError):
+    """A request with the same Idempotency-Key is still being accepted (409)."""
+
+    code = "idempotency_in_progress"
+
+
+class RateLimitedError(RequestError):
+    """The principal used up its requests for the window (429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

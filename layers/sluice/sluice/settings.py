@@ -28,6 +28,26 @@ class MigrationSettings(DatabaseSettings):
     migrations_dir: Path = Path("infra/migrations")
 
 
+class IngestApiSettings(BaseSettings):
+    """IngestApiFunction: where batches and jobs go, whose claims to trust, and the limits it enforces."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    batch_bucket: str = Field(min_length=3)
+    jobs_table: str = Field(min_length=3)
+    rate_limit_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    # The JWT claim that names the caller's tenant (claims arrive as strings in the request context).
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    rate_limit_requests: int = Field(default=15, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # 10,000 readings take about 1.7 MB of compact JSON; the limit leaves room for pretty-printed bodies while
+    # staying under Lambda's 6 MB synchronous payload. It applies to the body as sent and after decompression.
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    job_retention_days: int = Field(default=90, ge=1)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
+
 @cache
 def get_database_settings() -> DatabaseSettings:
     """Return the database settings, validated on first use."""
@@ -38,3 +58,9 @@ def get_database_settings() -> DatabaseSettings:
 def get_migration_settings() -> MigrationSettings:
     """Return the migration runner's settings, validated on first use."""
     return MigrationSettings()
+
+
+@cache
+def get_ingest_api_settings() -> IngestApiSettings:
+    """Return IngestApiFunction's settings, validated on first use."""
+    return IngestApiSettings()

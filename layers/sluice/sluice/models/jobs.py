@@ -1,6 +1,11 @@
 """Ingest jobs: one per accepted batch or dropped file."""
 
+from datetime import datetime
 from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sluice.models.types import JobId, Principal, SystemId, TenantId
 
 
 class JobStatus(StrEnum):
@@ -17,3 +22,31 @@ class JobSource(StrEnum):
 
     API = "api"
     DROP = "drop"
+
+
+class Job(BaseModel):
+    """The job record kept in the jobs table. Counts stay empty until the worker has summed its ledger."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_id: JobId
+    tenant_id: TenantId
+    status: JobStatus
+    source: JobSource
+    # A drop names its systems per reading, so a drop job has none of its own.
+    system_id: SystemId | None = None
+    created_by: Principal | None = None
+    total_readings: int | None = Field(default=None, ge=0)
+    bucket: str
+    object_key: str
+    created_at: datetime
+    # When DynamoDB's TTL removes the record (epoch seconds).
+    expires_at: int
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    inserted_readings: int | None = Field(default=None, ge=0)
+    quarantined_readings: int | None = Field(default=None, ge=0)
+    duplicate_readings: int | None = Field(default=None, ge=0)
+    processing_time_ms: int | None = Field(default=None, ge=0)
+    success_rate: float | None = Field(default=None, ge=0, le=1)
+    error_message: str | None = None

@@ -1,0 +1,58 @@
+"""IngestApiFunction: POST /api/v1/data/ingest accepts a batch of readings and answers 202 with its job."""
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.adapters.http import absolute_url, caller_of, json_response, register_error_responses, request_body
+from sluice.adapters.ingest import IngestService, build_ingest_service
+from sluice.domain.ingest import IngestCall, accept_batch
+from sluice.models.api import JobAccepted
+from sluice.settings import get_ingest_api_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+register_error_responses(app, logger, metrics)
+
+
+@cache
+def get_service() -> IngestService:
+    """Clients and settings, built on the first request and kept while the environment is warm."""
+    return build_ingest_service(get_ingest_api_settings())
+
+
+@app.post("/api/v1/data/ingest")
+@tracer.capture_method
+def ingest() -> Response[str]:
+    event, service = app.current_event, get_service()
+    caller = caller_of(event, service.tenant_claim, "ingest:write")
+    call = IngestCall(
+        tenant_id=caller.tenant_id,
+        principal=caller.principal,
+        body=request_body(event),
+        content_type=event.headers.get("content-type"),
+        content_encoding=event.headers.get("content-encoding"),
+        idempotency_key=event.headers.get("idempotency-key"),
+    )
+    accepted = accept_batch(call, service.ports, service.policy, now=datetime.now(UTC))
+    logger.set_correlation_id(str(accepted.job_id))
+    logger.info("batch accepted", readings=accepted.total_readings, replayed=accepted.replayed)
+    metrics.add_metric(name="AcceptedReadings", unit=MetricUnit.Count, value=accepted.total_readings)
+    status_url = absolute_url(event, f"/api/v1/jobs/{accepted.job_id}")
+    headers = {"Location": status_url, "Idempotent-Replayed": str(accepted.replayed).lower()}
+    return json_response(202, JobAccepted(job_id=accepted.job_id, status_url=status_url), headers)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    get_service().idempotency.register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,42 @@
+"""boto3 clients, created once per execution environment and reused while it is warm.
+
+``AWS_ENDPOINT_URL`` (read by boto3 itself) points every client at the local moto server.
+"""
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+# An API call that hangs must fail the request (the client retries) well inside the function's timeout.
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+
+
+@cache
+def s3_client() -> "S3Client":
+    """The execution environment's S3 client."""
+    return boto3.client("s3", config=CLIENT_CONFIG)
+
+
+@cache
+def dynamodb_client() -> "DynamoDBClient":
+    """The execution environment's DynamoDB client."""
+    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+
+@cache
+def sqs_client() -> "SQSClient":
+    """The execution environment's SQS client."""
+    return boto3.client("sqs", config=CLIENT_CONFIG)
+
+
+def forget_clients() -> None:
+    """Drop the cached clients (tests that switch endpoints or credentials call this)."""
+    for factory in (s3_client, dynamodb_client, sqs_client):
+        factory.cache_clear()

@@ -1,0 +1,148 @@
+"""DynamoDB: job records and the per-principal request log of the rate limit."""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sluice.adapters.aws import dynamodb_client
+from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
+from sluice.errors import StorageUnavailableError
+from sluice.models.jobs import Job, JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+# Two writers of one principal's log rarely collide; when they do, the loser reads again and decides again.
+_RATE_LIMIT_ATTEMPTS = 5
+
+
+class DynamoJobStore:
+    """Job records, keyed by job_id; a tenant's jobs are listed newest first through TenantJobsIndex."""
+
+    def __init__(self, table: str, client: "DynamoDBClient | None" = None) -> None:
+        self._table = table
+        self._client = client or dynamodb_client()
+
+    def create_job(self, job: Job) -> None:
+        """Write a new job record; a job id is never reused."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=job_item(job),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+
+    def fail_job(self, job_id: UUID, message: str, now: datetime) -> None:
+        """Mark a job that is still queued as failed with a message for the client."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job_id)}},
+                UpdateExpression="SET #status = :failed, error_message = :message, completed_at = :now",
+                ConditionExpression="#status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": JobStatus.FAILED},
+                    ":queued": {"S": JobStatus.QUEUED},
+                    ":message": {"S": message},
+                    ":now": {"S": now.isoformat()},
+                },
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"marking job {job_id} failed did not work: {exc}") from exc
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        """Read one job record (strongly consistent), or None."""
+        try:
+            answer = self._client.get_item(
+                TableName=self._table, Key={"job_id": {"S": str(job_id)}}, ConsistentRead=True
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"reading job {job_id} failed: {exc}") from exc
+        item = answer.get("Item")
+        return None if item is None else job_from_item(item)
+
+
+class DynamoRequestLimiter:
+    """The sliding-log rate limit, one item per principal, written with optimistic concurrency."""
+
+    def __init__(self, table: str, limit: RateLimit, client: "DynamoDBClient | None" = None) -> None:
+        self._table = table
+        self._limit = limit
+        self._client = client or dynamodb_client()
+
+    def admit(self, principal_key: str, now: datetime) -> RateDecision:
+        """Decide on one request and, when it passes, record it."""
+        moment = now.timestamp()
+        decision = RateDecision(allowed=False, history=(), retry_after_s=1)
+        for _ in range(_RATE_LIMIT_ATTEMPTS):
+            history, version = self._read(principal_key)
+            decision = decide_request(history, moment, self._limit)
+            if not decision.allowed or self._write(principal_key, decision.history, version, moment):
+                return decision
+        # Still contended after several rounds: this principal is sending in parallel, which is what a limit is for.
+        return RateDecision(allowed=False, history=decision.history, retry_after_s=1)
+
+    def _read(self, principal_key: str) -> tuple[list[float], int]:
+        try:
+            item = self._client.get_item(
+                TableName=self._table, Key={"limit_key": {"S": principal_key}}, ConsistentRead=True
+            ).get("Item")
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"reading the rate limit failed: {exc}") from exc
+        if item is None:
+            return [], 0
+        return [float(value["N"]) for value in item["hits"]["L"]], int(item["version"]["N"])
+
+    def _write(self, principal_key: str, history: tuple[float, ...], version: int, now: float) -> bool:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "limit_key": {"S": principal_key},
+                    "hits": {"L": [{"N": repr(moment)} for moment in history]},
+                    "version": {"N": str(version + 1)},
+                    # TTL removes logs of principals that went quiet.
+                    "expires_at": {"N": str(int(now) + self._limit.window_s + 1)},
+                },
+                ConditionExpression="attribute_not_exists(limit_key) OR version = :version",
+                ExpressionAttributeValues={":version": {"N": str(version)}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
+        return True
+
+
+def job_item(job: Job) -> dict[str, "AttributeValueTypeDef"]:
+    """A job as a DynamoDB item: absent values are left out rather than stored as NULL."""
+    return {name: _attribute(value) for name, value in job.model_dump(mode="json", exclude_none=True).items()}
+
+
+def job_from_item(item: Mapping[str, Any]) -> Job:
+    """A job read back from its DynamoDB item."""
+    return Job.model_validate({name: _value(attribute) for name, attribute in item.items()})
+
+
+def _attribute(value: object) -> "AttributeValueTypeDef":
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"N": repr(value)}
+    raise TypeError(f"no DynamoDB attribute for {value!r}")
+
+
+def _value(attribute: Mapping[str, Any]) -> object:
+    if "S" in attribute:
+        return attribute["S"]
+    number = str(attribute["N"])
+    return float(number) if any(mark in number for mark in ".eE") else int(number)

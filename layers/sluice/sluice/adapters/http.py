@@ -1,0 +1,159 @@
+"""The HTTP edge shared by the API functions: who is calling, what was sent, and every error as a response.
+
+API Gateway's JWT authorizer has verified the token before a function runs; the claims arrive as strings in the
+request context. Reading them again here keeps a function safe when it is invoked some other way.
+"""
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from sluice.errors import (
+    ForbiddenError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReusedError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RequestError,
+    StorageUnavailableError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse
+from sluice.models.types import TenantId
+
+JSON = "application/json"
+# How long a client should wait after a 503 before sending the batch again.
+STORAGE_RETRY_AFTER_S = 5
+
+STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
+    InvalidRequestError: 400,
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    IdempotencyInProgressError: 409,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    IdempotencyKeyReusedError: 422,
+    RateLimitedError: 429,
+}
+
+_tenant_id = TypeAdapter[str](TenantId)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified caller: its tenant, its principal (``sub``) and its scopes."""
+
+    tenant_id: str
+    principal: str
+    scopes: frozenset[str]
+
+
+def caller_of(event: APIGatewayProxyEventV2, tenant_claim: str, required_scope: str) -> Caller:
+    """The caller named by the JWT claims in the request context; refuse one without a tenant or the scope."""
+    authorizer = event.request_context.authorizer
+    claims = authorizer.jwt_claim
+    principal = str(claims.get("sub") or "")
+    if not claims or not principal:
+        raise UnauthorizedError("no verified identity: send a bearer token from the tenant's identity provider")
+    try:
+        tenant_id = _tenant_id.validate_python(str(claims.get(tenant_claim) or ""))
+    except ValidationError:
+        raise ForbiddenError(
+            f"the token carries no usable '{tenant_claim}' claim",
+            [ErrorDetail(field=tenant_claim, reason="missing, or not letters, digits, '.', '_' and '-'")],
+        ) from None
+    scopes = frozenset(authorizer.jwt_scopes or ()) | _scope_claim(claims)
+    if required_scope not in scopes:
+        raise ForbiddenError(
+            f"this route needs the scope {required_scope}",
+            [ErrorDetail(field="scope", reason=f"{required_scope} is not among the token's scopes")],
+        )
+    return Caller(tenant_id=tenant_id, principal=principal, scopes=scopes)
+
+
+def request_body(event: APIGatewayProxyEventV2) -> bytes:
+    """The body's bytes: API Gateway base64-encodes bodies it does not treat as text (gzip ones among them)."""
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise InvalidRequestError(
+            "the body could not be read", [ErrorDetail(field="body", reason="isBase64Encoded but not base64")]
+        ) from None
+
+
+def absolute_url(event: APIGatewayProxyEventV2, path: str) -> str:
+    """``path`` on the host the request came to (API Gateway's domain, or the local twin's host:port)."""
+    host = event.request_context.domain_name
+    if not host:
+        return path
+    scheme = event.headers.get("x-forwarded-proto") or "https"
+    return f"{scheme}://{host}{path}"
+
+
+def json_response(status: int, model: BaseModel, headers: Mapping[str, str] | None = None) -> Response[str]:
+    """A JSON response from an API model."""
+    return Response(status_code=status, content_type=JSON, body=model.model_dump_json(), headers=dict(headers or {}))
+
+
+def error_response(exc: RequestError) -> Response[str]:
+    """The response for a refused request: its status, and ``{"error": {"code", "message", "details"}}``."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, UnauthorizedError):
+        headers["WWW-Authenticate"] = "Bearer"
+    status = next(code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind))
+    return json_response(status, _error_body(exc.code, exc.message, list(exc.details)), headers)
+
+
+def register_error_responses(app: APIGatewayHttpResolver, logger: Logger, metrics: Metrics) -> None:
+    """Map every error to its response in one place; nothing escapes as a bare 500 from API Gateway."""
+
+    @app.exception_handler(RequestError)
+    def refused(exc: RequestError) -> Response[str]:
+        response = error_response(exc)
+        logger.info("request refused", status=response.status_code, code=exc.code, reason=exc.message)
+        metrics.add_metric(name="RefusedRequests", unit=MetricUnit.Count, value=1)
+        return response
+
+    @app.exception_handler(StorageUnavailableError)
+    def unavailable(exc: StorageUnavailableError) -> Response[str]:
+        logger.exception("storage unavailable")
+        metrics.add_metric(name="StorageFailures", unit=MetricUnit.Count, value=1)
+        body = _error_body("storage_unavailable", "the batch could not be stored; nothing was accepted, send it again")
+        return json_response(503, body, {"Retry-After": str(STORAGE_RETRY_AFTER_S)})
+
+    @app.not_found
+    def no_route(exc: Exception) -> Response[str]:
+        metrics.add_metric(name="RefusedRequests", unit=MetricUnit.Count, value=1)
+        return error_response(NotFoundError(f"no route for {app.current_event.http_method} {app.current_event.path}"))
+
+    @app.exception_handler(Exception)
+    def crashed(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+        return json_response(500, _error_body("internal_error", "an unexpected error occurred; it has been logged"))
+
+
+def _error_body(code: str, message: str, details: list[ErrorDetail] | None = None) -> ErrorResponse:
+    return ErrorResponse(error=ErrorInfo(code=code, message=message, details=details or []))
+
+
+def _scope_claim(claims: Mapping[str, object]) -> frozenset[str]:
+    # API Gateway passes list claims (``scp``) as "[a b]" strings; ``scope`` is space separated.
+    text = f"{claims.get('scope') or ''} {claims.get('scp') or ''}"
+    return frozenset(text.replace("[", " ").replace("]", " ").split())

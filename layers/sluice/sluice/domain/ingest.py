@@ -1,0 +1,325 @@
+"""Accepting a batch: check the envelope, take a job, store the batch; the readings themselves are the worker's.
+
+The order is the promise: the job record is written before the batch object, because the object's S3 event is
+what starts the worker, and the worker must find its job. A batch whose object could not be stored fails its job
+and the client is told to send it again, so nothing is ever half accepted.
+"""
+
+import hashlib
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from sluice.domain.ratelimit import RateDecision
+from sluice.errors import (
+    InvalidRequestError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    StorageUnavailableError,
+    UnsupportedMediaTypeError,
+)
+from sluice.models.api import ErrorDetail, IngestRequest, error_details
+from sluice.models.jobs import Job, JobSource, JobStatus
+
+JSON_MEDIA_TYPE = "application/json"
+GZIP_ENCODING = "gzip"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+BATCH_PREFIX = "incoming"
+DROP_PREFIX = "drops"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCall:
+    """One ingest request as the HTTP edge hands it over: a verified caller and the bytes it sent."""
+
+    tenant_id: str
+    principal: str
+    body: bytes
+    content_type: str | None = None
+    content_encoding: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch whose envelope passed: what to store, and what the job records about it."""
+
+    system_id: UUID
+    total_readings: int
+    # The body exactly as sent (still gzip-compressed when it came so); the worker parses these bytes.
+    body: bytes
+    gzipped: bool
+    # SHA-256 of the decoded JSON: the same readings sent plain or gzipped are the same request.
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedBatch:
+    """The outcome of an accepted request."""
+
+    job_id: UUID
+    total_readings: int
+    # True when an Idempotency-Key retry got the original job back instead of a new one.
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    """The limits the API enforces."""
+
+    max_body_bytes: int
+    job_retention: timedelta
+
+
+class JobRepository(Protocol):
+    """Where job records live."""
+
+    def create_job(self, job: Job) -> None:
+        """Write a new job record; raise StorageUnavailableError when it cannot be written."""
+
+    def fail_job(self, job_id: UUID, message: str, now: datetime) -> None:
+        """Mark a job that never got its batch as failed."""
+
+
+class BatchStore(Protocol):
+    """Where batch objects are stored; their creation is what enqueues them."""
+
+    @property
+    def bucket(self) -> str:
+        """The bucket batches go to."""
+
+    def put_batch(self, key: str, body: bytes, *, gzipped: bool, metadata: dict[str, str]) -> None:
+        """Store one batch object; raise StorageUnavailableError when it cannot be stored."""
+
+
+class RequestLimiter(Protocol):
+    """Counts requests per principal."""
+
+    def admit(self, principal_key: str, now: datetime) -> RateDecision:
+        """Record the request if the principal may make it, and say whether it may."""
+
+
+class IdempotencyGuard(Protocol):
+    """Remembers the outcome of requests that carry an Idempotency-Key."""
+
+    def run_once(self, scope: str, key: str, fingerprint: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``action`` the first time (scope, key) is seen and return its result; return the remembered result
+        after that. Raise IdempotencyKeyReusedError when the fingerprint differs from the first request's and
+        IdempotencyInProgressError while the first request is still running. A failed action is forgotten."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPorts:
+    """Everything accepting a batch talks to."""
+
+    jobs: JobRepository
+    batches: BatchStore
+    limiter: RequestLimiter
+    idempotency: IdempotencyGuard
+
+
+def accept_batch(
+    call: IngestCall,
+    ports: IngestPorts,
+    policy: IngestPolicy,
+    now: datetime,
+) -> AcceptedBatch:
+    """Rate-limit, check and store one batch; return its job."""
+    caller_key = f"{call.tenant_id}/{call.principal}"
+    decision = ports.limiter.admit(caller_key, now)
+    if not decision.allowed:
+        raise RateLimitedError(
+            f"rate limit reached: try again in {decision.retry_after_s} s", retry_after_s=decision.retry_after_s
+        )
+    key = check_idempotency_key(call.idempotency_key)
+    batch = read_batch(call.body, call.content_type, call.content_encoding, policy.max_body_bytes)
+
+    def store() -> dict[str, Any]:
+        job = api_job(call, batch, ports.batches.bucket, policy, now)
+        store_batch(job, batch, ports, now)
+        return {"job_id": str(job.job_id), "total_readings": batch.total_readings}
+
+    if key is None:
+        return _accepted(store(), replayed=False)
+    first_time = False
+
+    def store_first_time() -> dict[str, Any]:
+        nonlocal first_time
+        first_time = True
+        return store()
+
+    remembered = ports.idempotency.run_once(caller_key, key, batch.sha256, store_first_time)
+    return _accepted(remembered, replayed=not first_time)
+
+
+def api_job(call: IngestCall, batch: Batch, bucket: str, policy: IngestPolicy, now: datetime) -> Job:
+    """A new, queued job for a batch sent to the API."""
+    job_id = uuid4()
+    return Job(
+        job_id=job_id,
+        tenant_id=call.tenant_id,
+        status=JobStatus.QUEUED,
+        source=JobSource.API,
+        system_id=batch.system_id,
+        created_by=call.principal,
+        total_readings=batch.total_readings,
+        bucket=bucket,
+        object_key=batch_object_key(call.tenant_id, now, job_id),
+        created_at=now,
+        expires_at=int((now + policy.job_retention).timestamp()),
+    )
+
+
+def store_batch(job: Job, batch: Batch, ports: IngestPorts, now: datetime) -> None:
+    """Write the job record, then the batch object; on a failed store, fail the job and re-raise."""
+    ports.jobs.create_job(job)
+    metadata = {"job-id": str(job.job_id), "tenant-id": job.tenant_id, "readings": str(batch.total_readings)}
+    try:
+        ports.batches.put_batch(job.object_key, batch.body, gzipped=batch.gzipped, metadata=metadata)
+    except StorageUnavailableError as exc:
+        try:
+            ports.jobs.fail_job(job.job_id, "the batch could not be stored; nothing was accepted, send it again", now)
+        except StorageUnavailableError as mark_exc:
+            # The job stays queued with no object; the stuck-job sweeper fails it later.
+            exc.add_note(f"marking job {job.job_id} failed did not work either: {mark_exc}")
+        raise
+
+
+def batch_object_key(tenant_id: str, created_at: datetime, job_id: UUID) -> str:
+    """``incoming/<tenant>/<yyyy>/<mm>/<dd>/<job_id>.json``: the date prefix keeps listings and lifecycle cheap."""
+    return f"{BATCH_PREFIX}/{tenant_id}/{created_at:%Y/%m/%d}/{job_id}.json"
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    """Return the Idempotency-Key, or None when absent; refuse one that is empty, too long or not printable ASCII."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX_LENGTH or not all("!" <= char <= "~" for char in value):
+        raise InvalidRequestError(
+            "the Idempotency-Key header is not a usable key",
+            [
+                ErrorDetail(
+                    field="Idempotency-Key",
+                    reason=f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters without spaces",
+                )
+            ],
+        )
+    return value
+
+
+def read_batch(body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int) -> Batch:
+    """Check the media type, the size (sent and decoded) and the envelope; count the readings, judge none."""
+    _check_media_type(content_type)
+    gzipped = _is_gzip(content_encoding)
+    if len(body) > max_bytes:
+        raise _too_large(len(body), max_bytes, "the body")
+    text = _gunzip(body, max_bytes) if gzipped else body
+    document = _parse_json(text)
+    try:
+        envelope = IngestRequest.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidRequestError("the batch envelope is not valid", error_details(exc)) from None
+    return Batch(
+        system_id=envelope.system_id,
+        total_readings=len(envelope.readings),
+        body=body,
+        gzipped=gzipped,
+        sha256=hashlib.sha256(text).hexdigest(),
+    )
+
+
+def _accepted(result: dict[str, Any], *, replayed: bool) -> AcceptedBatch:
+    return AcceptedBatch(job_id=UUID(result["job_id"]), total_readings=int(result["total_readings"]), replayed=replayed)
+
+
+def _check_media_type(content_type: str | None) -> None:
+    media_type, _, parameters = (content_type or "").partition(";")
+    charset = next(
+        (value.strip().strip('"').lower() for name, _, value in _parameters(parameters) if name == "charset"),
+        "utf-8",
+    )
+    if media_type.strip().lower() != JSON_MEDIA_TYPE or charset != "utf-8":
+        raise UnsupportedMediaTypeError(
+            f"send the batch as {JSON_MEDIA_TYPE} (UTF-8)",
+            [ErrorDetail(field="Content-Type", reason=f"got {content_type or 'none'}, expected {JSON_MEDIA_TYPE}")],
+        )
+
+
+def _parameters(text: str) -> list[tuple[str, str, str]]:
+    return [(name.strip().lower(), sep, value) for name, sep, value in (p.partition("=") for p in text.split(";"))]
+
+
+def _is_gzip(content_encoding: str | None) -> bool:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in {"identity", GZIP_ENCODING}:
+        raise UnsupportedMediaTypeError(
+            "the body may be sent plain or gzip-compressed",
+            [ErrorDetail(field="Content-Encoding", reason=f"got {content_encoding}, expected gzip or none")],
+        )
+    return encoding == GZIP_ENCODING
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    # Decompress at most one byte past the limit: a small bomb must not become a large allocation.
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        text = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise _not_gzip(f"not a gzip stream ({exc})") from None
+    if len(text) > max_bytes:
+        raise _too_large(len(text), max_bytes, "the decompressed body", at_least=True)
+    if not inflater.eof:
+        raise _not_gzip("the gzip stream is truncated")
+    if inflater.unused_data:
+        # The worker must read exactly what was checked here; a second member or trailing bytes would differ.
+        raise _not_gzip("there are bytes after the end of the gzip stream")
+    return text
+
+
+def _parse_json(text: bytes) -> Any:
+    try:
+        decoded = text.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _malformed(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        return _loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise _malformed(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise _malformed("the body nests too deeply to be a batch") from None
+
+
+def _loads(decoded: str) -> Any:
+    try:
+        return json.loads(decoded)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer beyond Python's digit limit: read integers as floats so that the one reading, not the whole
+        # batch, carries the problem (the worker quarantines it).
+        return json.loads(decoded, parse_int=float)
+
+
+def _too_large(size: int, max_bytes: int, what: str, *, at_least: bool = False) -> PayloadTooLargeError:
+    got = f"more than {max_bytes}" if at_least else str(size)
+    return PayloadTooLargeError(
+        f"{what} is larger than {max_bytes} bytes; split the batch",
+        [ErrorDetail(field="body", reason=f"{what} has {got} bytes, the limit is {max_bytes}")],
+    )
+
+
+def _not_gzip(reason: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        "Content-Encoding says gzip but the body cannot be decompressed",
+        [ErrorDetail(field="body", reason=reason)],
+    )
+
+
+def _malformed(reason: str) -> InvalidRequestError:
+    return InvalidRequestError("the body is not a JSON batch", [ErrorDetail(field="body", reason=reason)])

@@ -1,0 +1,159 @@
+"""Create the template's queues, tables and bucket in a local AWS (moto), as CloudFormation would.
+
+Safe to run twice: what exists is kept and brought back in line with the template. Lifecycle rules are not
+applied locally (nothing ages in a development session), nor are policy statements with conditions, which moto
+cannot evaluate; everything else that changes behaviour is.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sluice.local.template import StackContext, TemplateError, resources_of_type
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+_QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout": "VisibilityTimeout",
+    "MessageRetentionPeriod": "MessageRetentionPeriod",
+    "DelaySeconds": "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+    "SqsManagedSseEnabled": "SqsManagedSseEnabled",
+}
+
+
+def provision_stack(
+    context: StackContext, s3: "S3Client", sqs: "SQSClient", dynamodb: "DynamoDBClient"
+) -> StackContext:
+    """Create every queue, table and bucket of the template; fill ``context`` with their names and ARNs."""
+    template = context.template
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    # A queue that names a dead-letter queue needs that queue first.
+    for name in sorted(queues, key=lambda queue: "RedrivePolicy" in queues[queue].get("Properties", {})):
+        _create_queue(context, sqs, name, queues[name].get("Properties", {}))
+    for policy in resources_of_type(template, "AWS::SQS::QueuePolicy").values():
+        properties = context.resolve(policy["Properties"])
+        for url in properties["Queues"]:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])})
+    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        _create_table(context, dynamodb, name, table["Properties"])
+    for name, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+        _create_bucket(context, s3, name, bucket["Properties"])
+    for policy in resources_of_type(template, "AWS::S3::BucketPolicy").values():
+        _put_bucket_policy(s3, context.resolve(policy["Properties"]))
+    return context
+
+
+def physical_name(context: StackContext, logical_id: str) -> str:
+    """The name CloudFormation would make up for an unnamed resource (shorter and without the random tail)."""
+    return f"{context.stack_name}-{logical_id}"
+
+
+def _create_queue(context: StackContext, sqs: "SQSClient", name: str, properties: Mapping[str, Any]) -> None:
+    resolved = context.resolve(dict(properties))
+    attributes: dict[Any, str] = {
+        api: str(resolved[cfn]).lower() if isinstance(resolved[cfn], bool) else str(resolved[cfn])
+        for cfn, api in _QUEUE_ATTRIBUTES.items()
+        if cfn in resolved
+    }
+    if "RedrivePolicy" in resolved:
+        attributes["RedrivePolicy"] = json.dumps(resolved["RedrivePolicy"])
+    queue_name = resolved.get("QueueName") or physical_name(context, name)
+    url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    # create_queue refuses changed attributes of an existing queue; setting them afterwards always works.
+    if attributes:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    context.refs[name] = url
+    context.attributes[name] = {"Arn": arn, "QueueName": queue_name, "QueueUrl": url}
+
+
+def _create_table(context: StackContext, dynamodb: "DynamoDBClient", name: str, properties: Mapping[str, Any]) -> None:
+    resolved = context.resolve(dict(properties))
+    table_name = resolved.get("TableName") or physical_name(context, name)
+    if table_name not in dynamodb.list_tables()["TableNames"]:
+        request: dict[str, Any] = {
+            "TableName": table_name,
+            "AttributeDefinitions": resolved["AttributeDefinitions"],
+            "KeySchema": resolved["KeySchema"],
+            "BillingMode": resolved.get("BillingMode", "PROVISIONED"),
+        }
+        if "GlobalSecondaryIndexes" in resolved:
+            request["GlobalSecondaryIndexes"] = resolved["GlobalSecondaryIndexes"]
+        dynamodb.create_table(**request)
+    ttl = resolved.get("TimeToLiveSpecification")
+    if ttl:
+        dynamodb.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+        )
+    arn = dynamodb.describe_table(TableName=table_name)["Table"]["TableArn"]
+    context.refs[name] = table_name
+    context.attributes[name] = {"Arn": arn}
+
+
+def _create_bucket(context: StackContext, s3: "S3Client", name: str, properties: Mapping[str, Any]) -> None:
+    # The notification names queues that already exist; the rest of the bucket resolves now.
+    resolved = context.resolve(dict(properties))
+    bucket = resolved.get("BucketName") or physical_name(context, name).lower()
+    existing = {entry["Name"] for entry in s3.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        if context.region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": context.region})  # type: ignore[typeddict-item]
+    context.refs[name] = bucket
+    context.attributes[name] = {"Arn": f"arn:aws:s3:::{bucket}", "DomainName": f"{bucket}.s3.amazonaws.com"}
+    if "PublicAccessBlockConfiguration" in resolved:
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=resolved["PublicAccessBlockConfiguration"]
+        )
+    if "BucketEncryption" in resolved:
+        # CloudFormation says ServerSideEncryptionByDefault where the S3 API says ApplyServerSideEncryptionByDefault.
+        rules: list[Any] = [
+            {
+                ("ApplyServerSideEncryptionByDefault" if key == "ServerSideEncryptionByDefault" else key): value
+                for key, value in rule.items()
+            }
+            for rule in resolved["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "VersioningConfiguration" in resolved:
+        s3.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": resolved["VersioningConfiguration"]["Status"]}
+        )
+    notifications = resolved.get("NotificationConfiguration", {})
+    if notifications:
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=_notification_configuration(notifications)
+        )
+
+
+def _put_bucket_policy(s3: "S3Client", properties: Mapping[str, Any]) -> None:
+    # moto enforces bucket policies but ignores their conditions, so the template's "deny unless TLS" would deny
+    # everything locally. Conditional statements are left out; any others are applied.
+    document = dict(properties["PolicyDocument"])
+    document["Statement"] = [statement for statement in document["Statement"] if "Condition" not in statement]
+    if document["Statement"]:
+        s3.put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(document))
+
+
+def _notification_configuration(cfn: Mapping[str, Any]) -> Any:
+    unsupported = set(cfn) - {"QueueConfigurations"}
+    if unsupported:
+        raise TemplateError(f"bucket notifications of kind {sorted(unsupported)} are not supported locally")
+    return {
+        "QueueConfigurations": [
+            {
+                "QueueArn": entry["Queue"],
+                "Events": [entry["Event"]],
+                **(
+                    {"Filter": {"Key": {"FilterRules": entry["Filter"]["S3Key"]["Rules"]}}} if "Filter" in entry else {}
+                ),
+            }
+            for entry in cfn["QueueConfigurations"]
+        ]
+    }
