@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local TimescaleDB, reached through the DSN setting.
+"""Shared fixtures: the real local TimescaleDB, reached through the DSN setting, and template.yaml's AWS resources
+in an in-process moto.
 
 A test that needs the database fails with a clear message when it cannot be reached; nothing here skips.
 """
@@ -7,13 +8,20 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import Migration, MigrationRunner, load_migrations
+from sluice.local.resources import provision_stack
+from sluice.local.template import StackContext
 from sluice.settings import get_database_settings
 
+from .lambdas import template
 from .paths import MIGRATIONS_DIR
 from .scratch import scratch_database
+
+AWS_REGION = "eu-central-1"
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +73,18 @@ def _redacted(dsn: str) -> str:
     if "password" in parts:
         parts["password"] = "***"
     return make_conninfo(**{k: str(v) for k, v in parts.items() if v is not None})
+
+
+@pytest.fixture
+def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackContext]:
+    """template.yaml's bucket, queues and tables, created in an in-process moto (no network)."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        forget_clients()
+        context = StackContext(template(), stack_name="sluice-test", region=AWS_REGION)
+        yield provision_stack(context, s3_client(), sqs_client(), dynamodb_client())
+    forget_clients()

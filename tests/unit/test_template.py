@@ -1,0 +1,170 @@
+"""template.yaml keeps the promises the code relies on: auth on every route, the queue's redrive, the bucket's
+guards, least-privilege statements, and an environment that satisfies each function's settings."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluice.local.template import StackContext, TemplateError, function_environment, load_template, resources_of_type
+from sluice.settings import IngestApiSettings
+
+from ..lambdas import template
+
+FUNCTION_SETTINGS = {"IngestApiFunction": IngestApiSettings}
+
+
+def resources() -> dict[str, Any]:
+    found: dict[str, Any] = template()["Resources"]
+    return found
+
+
+def http_routes() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (function, event["Properties"])
+        for function, body in resources_of_type(template(), "AWS::Serverless::Function").items()
+        for event in body["Properties"].get("Events", {}).values()
+        if event["Type"] == "HttpApi"
+    ]
+
+
+def test_every_route_needs_a_jwt_with_a_scope() -> None:
+    routes = http_routes()
+
+    assert routes
+    for _, route in routes:
+        assert route["Auth"]["Authorizer"] == "JwtAuthorizer"
+        assert route["Auth"]["AuthorizationScopes"]
+
+
+def test_the_ingest_route_needs_ingest_write() -> None:
+    assert ("IngestApiFunction", ["ingest:write"]) in [
+        (function, route["Auth"]["AuthorizationScopes"])
+        for function, route in http_routes()
+        if route["Path"] == "/api/v1/data/ingest" and route["Method"] == "POST"
+    ]
+
+
+def test_the_authorizer_takes_issuer_and_audience_from_parameters() -> None:
+    jwt = resources()["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
+
+    assert jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": [{"Ref": "JwtAudience"}]}
+
+
+def test_a_failing_batch_is_parked_after_five_receives() -> None:
+    queue = resources()["IngestQueue"]["Properties"]
+
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert resources()["IngestDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
+
+
+def test_the_bucket_is_private_encrypted_versioned_and_tls_only() -> None:
+    bucket = resources()["BatchBucket"]["Properties"]
+    statements = resources()["BatchBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert {
+        "Effect": "Deny",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }.items() <= statements[0].items()
+
+
+def test_incoming_and_drops_notify_the_ingest_queue() -> None:
+    notifications = resources()["BatchBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+
+    assert sorted(
+        (entry["Queue"]["Fn::GetAtt"][0], entry["Event"], entry["Filter"]["S3Key"]["Rules"][0]["Value"])
+        for entry in notifications
+    ) == [
+        ("IngestQueue", "s3:ObjectCreated:*", "drops/"),
+        ("IngestQueue", "s3:ObjectCreated:*", "incoming/"),
+    ]
+
+
+def test_written_out_statements_name_their_resources() -> None:
+    for function in resources_of_type(template(), "AWS::Serverless::Function").values():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                assert statement["Resource"] != "*"
+                assert "*" not in statement["Action"]
+
+
+def test_the_api_may_write_only_under_incoming() -> None:
+    (statement,) = [
+        statement
+        for policy in resources()["IngestApiFunction"]["Properties"]["Policies"]
+        for statement in policy.get("Statement", [])
+    ]
+
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"]["Fn::Sub"].endswith("${BatchBucket}/incoming/*")
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_SETTINGS))
+def test_the_environment_the_template_gives_satisfies_the_settings(
+    function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = StackContext(template(), stack_name="sluice", region="eu-central-1")
+    for name in resources():
+        context.refs[name] = f"{name}-physical"
+    for name, value in function_environment(context, function).items():
+        monkeypatch.setenv(name, value)
+
+    settings = FUNCTION_SETTINGS[function]()
+
+    assert settings.model_dump()
+
+
+def test_every_function_is_arm64_python313_and_traced() -> None:
+    function_globals = template()["Globals"]["Function"]
+
+    assert (function_globals["Runtime"], function_globals["Architectures"], function_globals["Tracing"]) == (
+        "python3.13",
+        ["arm64"],
+        "Active",
+    )
+    for function in resources_of_type(template(), "AWS::Serverless::Function").values():
+        assert not {"Runtime", "Architectures", "Tracing"} & set(function["Properties"])
+
+
+# --- the local reader of templates -----------------------------------------------------------------------
+
+
+def test_intrinsics_resolve_like_cloudformation() -> None:
+    context = StackContext(template(), stack_name="s", region="eu-west-1", parameter_overrides={"TenantClaim": "org"})
+    context.refs["Queue"] = "https://q"
+    context.attributes["Queue"] = {"Arn": "arn:q"}
+
+    assert context.resolve({"Ref": "TenantClaim"}) == "org"
+    assert context.resolve({"Ref": "RateLimitRequests"}) == "15"
+    assert context.resolve([{"Fn::GetAtt": ["Queue", "Arn"]}]) == ["arn:q"]
+    assert context.resolve({"Fn::Sub": "${AWS::StackName}-${Queue}-${Queue.Arn}"}) == "s-https://q-arn:q"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"Ref": "Nothing"}, {"Fn::GetAtt": ["Nothing", "Arn"]}, {"Fn::Join": ["", ["a"]]}],
+    ids=["unknown ref", "unknown resource", "unsupported function"],
+)
+def test_what_the_local_runtime_cannot_resolve_fails_loudly(value: dict[str, Any]) -> None:
+    context = StackContext(template(), stack_name="s", region="eu-west-1")
+
+    with pytest.raises(TemplateError):
+        context.resolve(value)
+
+
+def test_a_file_that_is_not_a_template_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("just: text\n")
+
+    with pytest.raises(TemplateError):
+        load_template(tmp_path / "x.yaml")
+
+
+def test_only_functions_have_an_environment() -> None:
+    with pytest.raises(TemplateError):
+        function_environment(StackContext(template(), stack_name="s", region="eu-west-1"), "IngestQueue")
