@@ -75,9 +75,10 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under
 	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
 
 .PHONY: bench
-bench: $(VENV_STAMP) db migrate ## measure the rules and the indexes' COPY price, as ratios within one run
+bench: $(VENV_STAMP) db migrate ## measure rules, index COPY price and the ingest handler, as ratios within one run
 	$(PY) -m tests.bench.bench_validation
 	$(PY) -m tests.bench.bench_indexes
+	$(PY) -m tests.bench.bench_ingest
 
 .PHONY: run
 run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C
