@@ -104,6 +104,7 @@ def test_run_brings_up_the_stack_and_stops_what_it_started(server_dsn: str) -> N
             demo = conn.execute("SELECT id FROM systems WHERE tenant_id = 'run-test'").fetchone()
         assert demo is not None
         assert str(demo[0]) in output
+        assert_template_resources_serve_drops(port, output)
     finally:
         os.killpg(run.pid, signal.SIGINT)
         run.communicate(timeout=30)
@@ -116,6 +117,29 @@ def test_run_brings_up_the_stack_and_stops_what_it_started(server_dsn: str) -> N
     # The database was already up (the test session needs it), so the run left it running.
     with psycopg.connect(server_dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def assert_template_resources_serve_drops(port: int, banner: str) -> None:
+    """The moto server holds template.yaml's bucket, named in the banner, and a drop reaches the queue."""
+    endpoint = f"http://localhost:{port}"
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-central-1"
+    )
+    s3 = session.client("s3", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    bucket = "sluice-local-batches-123456789012-eu-central-1"
+    assert f"bucket      {bucket}" in banner
+    s3.put_object(
+        Bucket=bucket, Key="drops/run-test/sample.csv", Body=(REPO_ROOT / "tests/data/drops/sample.csv").read_bytes()
+    )
+    queue = sqs.get_queue_url(QueueName="sluice-local-IngestQueue")["QueueUrl"]
+    bodies = [
+        m["Body"]
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+    ]
+    assert any("drops%2Frun-test%2Fsample.csv" in body or "drops/run-test/sample.csv" in body for body in bodies), (
+        bodies
+    )
 
 
 def test_a_test_needing_an_unreachable_database_fails_instead_of_skipping() -> None:

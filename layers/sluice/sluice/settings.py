@@ -41,7 +41,7 @@ class IngestApiSettings(BaseSettings):
     tenant_claim: str = Field(default="tenant_id", min_length=1)
     rate_limit_requests: int = Field(default=15, ge=1)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
-    # 10,000 readings take about 1.7 MB of compact JSON; the limit leaves room for pretty-printed bodies while
+    # 10,000 readings take about 1.4 MB of compact JSON; the limit leaves room for pretty-printed bodies while
     # staying under Lambda's 6 MB synchronous payload. It applies to the body as sent and after decompression.
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     job_retention_days: int = Field(default=90, ge=1)

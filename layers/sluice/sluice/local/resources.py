@@ -5,11 +5,15 @@ applied locally (nothing ages in a development session), nor are policy statemen
 cannot evaluate; everything else that changes behaviour is.
 """
 
+import argparse
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sluice.local.template import StackContext, TemplateError, resources_of_type
+import boto3
+
+from sluice.local.template import StackContext, TemplateError, load_template, resources_of_type
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -157,3 +161,26 @@ def _notification_configuration(cfn: Mapping[str, Any]) -> Any:
             for entry in cfn["QueueConfigurations"]
         ]
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sluice.local.resources``: create template.yaml's resources in a moto server, print their names."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--endpoint-url", required=True, help="the moto server, e.g. http://localhost:4566")
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"))
+    parser.add_argument("--stack-name", default="sluice-local")
+    parser.add_argument("--region", default="eu-central-1")
+    args = parser.parse_args(argv)
+    session = boto3.session.Session(region_name=args.region)
+    context = provision_stack(
+        StackContext(load_template(args.template), stack_name=args.stack_name, region=args.region),
+        session.client("s3", endpoint_url=args.endpoint_url),
+        session.client("sqs", endpoint_url=args.endpoint_url),
+        session.client("dynamodb", endpoint_url=args.endpoint_url),
+    )
+    for logical_id, physical in sorted(context.refs.items()):
+        print(f"{logical_id}={physical}")
+
+
+if __name__ == "__main__":
+    main()
