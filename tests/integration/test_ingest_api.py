@@ -496,3 +496,33 @@ def test_job_ids_are_uuids_and_keys_are_dated_by_acceptance(api: IngestApi) -> N
     match = KEY_PATTERN.match(api.objects()[0])
     assert match is not None
     assert UUID(match.group(4)) == UUID(answer.body["job_id"])
+
+
+def test_without_a_domain_name_the_status_url_is_a_path(api: IngestApi) -> None:
+    event = load_event("ingest-api-post.json")
+    del event["requestContext"]["domainName"]
+
+    answer = json.loads(api.module.lambda_handler(event, FakeLambdaContext())["body"])
+
+    assert answer["status_url"] == f"/api/v1/jobs/{answer['job_id']}"
+
+
+def test_an_unreachable_idempotency_table_is_503_and_stores_nothing(api: IngestApi) -> None:
+    dynamodb_client().delete_table(TableName=api.stack.refs["IdempotencyTable"])
+
+    answer = api.post(batch(), headers={"idempotency-key": "press-17-000044"})
+
+    assert answer.status == 503
+    assert_nothing_stored(api)
+
+
+def test_an_unexpected_error_still_answers_in_the_error_shape(api: IngestApi) -> None:
+    # An event API Gateway would never send: the body is a number, not a string.
+    event = load_event("ingest-api-post.json")
+    event["body"] = 12
+
+    answer = api.module.lambda_handler(event, FakeLambdaContext())
+
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"]["code"] == "internal_error"
+    assert_nothing_stored(api)

@@ -97,7 +97,7 @@ def request_body(event: APIGatewayProxyEventV2) -> bytes:
 
 def absolute_url(event: APIGatewayProxyEventV2, path: str) -> str:
     """``path`` on the host the request came to (API Gateway's domain, or the local twin's host:port)."""
-    host = event.request_context.domain_name
+    host = (event.get("requestContext") or {}).get("domainName")
     if not host:
         return path
     scheme = event.headers.get("x-forwarded-proto") or "https"
