@@ -57,10 +57,11 @@ moto-stop: ## stop the moto server
 	@bash infra/moto.sh stop
 
 .PHONY: lint
-lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy and the template checks
+lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the template checks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m openapi_spec_validator docs/openapi.yaml
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(SAM) validate --template template.yaml
 	$(SAM) validate --lint --template template.yaml

@@ -526,3 +526,26 @@ def test_an_unexpected_error_still_answers_in_the_error_shape(api: IngestApi) ->
     assert answer["statusCode"] == 500
     assert json.loads(answer["body"])["error"]["code"] == "internal_error"
     assert_nothing_stored(api)
+
+
+def test_a_twin_request_arriving_while_the_first_is_storing_is_409(api: IngestApi) -> None:
+    # Given a second execution environment that receives the same request while the first is storing the object
+    twin = IngestApi(handler_module("IngestApiFunction"), api.stack)
+    answers: list[Answer] = []
+
+    def twin_arrives(**_: Any) -> None:
+        if not answers:
+            answers.append(twin.post(batch(), headers={"idempotency-key": "press-17-000045"}))
+
+    s3_client().meta.events.register("before-call.s3.PutObject", twin_arrives)
+    try:
+        first = api.post(batch(), headers={"idempotency-key": "press-17-000045"})
+    finally:
+        s3_client().meta.events.unregister("before-call.s3.PutObject", twin_arrives)
+
+    # Then the first is accepted, and the twin is told to retry rather than given a job that may yet fail
+    assert first.status == 202
+    (twin_answer,) = answers
+    assert twin_answer.status == 409
+    assert twin_answer.error["code"] == "idempotency_in_progress"
+    assert api.post(batch(), headers={"idempotency-key": "press-17-000045"}).body == first.body
