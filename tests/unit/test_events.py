@@ -1,0 +1,64 @@
+"""The sample events in events/ are what AWS sends: each parses as its kind, and each names a real layout."""
+
+import re
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import (
+    APIGatewayProxyEventV2,
+    EventBridgeEvent,
+    S3Event,
+    SQSEvent,
+)
+
+from ..lambdas import EVENTS_DIR, load_event
+
+BATCH_KEY = re.compile(r"^incoming/[A-Za-z0-9][A-Za-z0-9_.-]*/\d{4}/\d{2}/\d{2}/[0-9a-f-]{36}\.json$")
+DROP_KEY = re.compile(r"^drops/[A-Za-z0-9][A-Za-z0-9_.-]*/.+\.(json|ndjson|jsonl|csv)(\.gz)?$")
+
+
+def s3_keys(name: str) -> list[str]:
+    keys = []
+    for message in SQSEvent(load_event(name)).records:
+        for record in S3Event(message.json_body).records:
+            keys.append(unquote_plus(record.s3.get_object.key))
+    return keys
+
+
+def test_api_events_carry_verified_claims_and_a_json_body() -> None:
+    for name in ("ingest-api-post.json", "ingest-api-post-gzip.json"):
+        event = APIGatewayProxyEventV2(load_event(name))
+
+        assert event.request_context.authorizer.jwt_claim["tenant_id"] == "demo"
+        assert "ingest:write" in event.request_context.authorizer.jwt_scopes
+        assert event.headers["content-type"] == "application/json"
+
+
+def test_the_batch_event_names_an_object_in_the_api_layout() -> None:
+    (key,) = s3_keys("load-worker-sqs-s3-incoming.json")
+
+    assert BATCH_KEY.match(key)
+
+
+def test_the_drop_event_names_an_object_in_the_drop_layout_encoded_as_s3_sends_it() -> None:
+    (key,) = s3_keys("load-worker-sqs-s3-drop.json")
+
+    assert DROP_KEY.match(key)
+    assert " " in key
+
+
+def test_the_schedule_event_is_a_scheduled_eventbridge_event() -> None:
+    event = EventBridgeEvent(load_event("maintenance-schedule.json"))
+
+    assert (event.source, event.detail_type) == ("aws.events", "Scheduled Event")
+
+
+def test_every_event_file_is_covered_here() -> None:
+    covered = {
+        "ingest-api-post.json",
+        "ingest-api-post-gzip.json",
+        "load-worker-sqs-s3-incoming.json",
+        "load-worker-sqs-s3-drop.json",
+        "maintenance-schedule.json",
+    }
+
+    assert {path.name for path in EVENTS_DIR.glob("*.json")} == covered
