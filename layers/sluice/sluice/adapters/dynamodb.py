@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # Two writers of one principal's log rarely collide; when they do, the loser reads again and decides again.
 _RATE_LIMIT_ATTEMPTS = 5
+_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class DynamoJobStore:
@@ -114,11 +115,9 @@ class DynamoRequestLimiter:
                 ConditionExpression="attribute_not_exists(limit_key) OR version = :version",
                 ExpressionAttributeValues={":version": {"N": str(version)}},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        except (BotoCoreError, ClientError) as exc:
+            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
                 return False
-            raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
-        except BotoCoreError as exc:
             raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
         return True
 

@@ -32,7 +32,7 @@ from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse
 from sluice.models.types import TenantId
 
 JSON = "application/json"
-# How long a client should wait after a 503 before sending the batch again.
+# How long a client should wait after a 503 before sending the request again.
 STORAGE_RETRY_AFTER_S = 5
 
 STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
@@ -134,7 +134,10 @@ def register_error_responses(app: APIGatewayHttpResolver, logger: Logger, metric
     def unavailable(exc: StorageUnavailableError) -> Response[str]:
         logger.exception("storage unavailable")
         metrics.add_metric(name="StorageFailures", unit=MetricUnit.Count, value=1)
-        body = _error_body("storage_unavailable", "the batch could not be stored; nothing was accepted, send it again")
+        # Every API function shares this answer, so it speaks of the request, not of a batch.
+        body = _error_body(
+            "storage_unavailable", "storage is unavailable; the request was not carried out, send it again"
+        )
         return json_response(503, body, {"Retry-After": str(STORAGE_RETRY_AFTER_S)})
 
     @app.not_found

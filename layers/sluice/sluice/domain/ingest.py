@@ -31,7 +31,6 @@ JSON_MEDIA_TYPE = "application/json"
 GZIP_ENCODING = "gzip"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 BATCH_PREFIX = "incoming"
-DROP_PREFIX = "drops"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,22 +139,19 @@ def accept_batch(
     key = check_idempotency_key(call.idempotency_key)
     batch = read_batch(call.body, call.content_type, call.content_encoding, policy.max_body_bytes)
 
+    stored: list[UUID] = []
+
     def store() -> dict[str, Any]:
         job = api_job(call, batch, ports.batches.bucket, policy, now)
         store_batch(job, batch, ports, now)
+        stored.append(job.job_id)
         return {"job_id": str(job.job_id), "total_readings": batch.total_readings}
 
     if key is None:
         return _accepted(store(), replayed=False)
-    first_time = False
-
-    def store_first_time() -> dict[str, Any]:
-        nonlocal first_time
-        first_time = True
-        return store()
-
-    remembered = ports.idempotency.run_once(caller_key, key, batch.sha256, store_first_time)
-    return _accepted(remembered, replayed=not first_time)
+    remembered = ports.idempotency.run_once(caller_key, key, batch.sha256, store)
+    # The guard either ran ``store`` (a first request) or handed back what an earlier request stored.
+    return _accepted(remembered, replayed=not stored)
 
 
 def api_job(call: IngestCall, batch: Batch, bucket: str, policy: IngestPolicy, now: datetime) -> Job:

@@ -20,13 +20,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-_QUEUE_ATTRIBUTES = {
-    "VisibilityTimeout": "VisibilityTimeout",
-    "MessageRetentionPeriod": "MessageRetentionPeriod",
-    "DelaySeconds": "DelaySeconds",
-    "ReceiveMessageWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
-    "SqsManagedSseEnabled": "SqsManagedSseEnabled",
-}
+# Queue properties whose CloudFormation and API names are the same.
+_QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds",
+    "SqsManagedSseEnabled",
+)
 
 
 def provision_stack(
@@ -59,9 +60,9 @@ def physical_name(context: StackContext, logical_id: str) -> str:
 def _create_queue(context: StackContext, sqs: "SQSClient", name: str, properties: Mapping[str, Any]) -> None:
     resolved = context.resolve(dict(properties))
     attributes: dict[Any, str] = {
-        api: str(resolved[cfn]).lower() if isinstance(resolved[cfn], bool) else str(resolved[cfn])
-        for cfn, api in _QUEUE_ATTRIBUTES.items()
-        if cfn in resolved
+        name: str(resolved[name]).lower() if isinstance(resolved[name], bool) else str(resolved[name])
+        for name in _QUEUE_ATTRIBUTES
+        if name in resolved
     }
     if "RedrivePolicy" in resolved:
         attributes["RedrivePolicy"] = json.dumps(resolved["RedrivePolicy"])
