@@ -25,6 +25,19 @@ class StorageUnavailableError(SluiceError):
     """S3 or DynamoDB could not be reached or refused a write: a fault worth a retry, never the client's fault."""
 
 
+class UnreadableObjectError(SluiceError):
+    """A batch object that cannot be read at all (not gzip, not UTF-8, an unknown format, gone): its job fails with
+    this message, and retrying would not help."""
+
+
+class OutOfTimeError(SluiceError):
+    """The invocation is about to time out: the message is retried and resumes after its last committed chunk."""
+
+
+class InjectedFaultError(SluiceError):
+    """A fault switched on for a test (``SLUICE_FAULT_*`` settings); never raised in normal operation."""
+
+
 class RequestError(SluiceError):
     """A request the API refuses; ``sluice.adapters.http`` maps each subclass to its status code."""
 

@@ -22,6 +22,27 @@ class DatabaseSettings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=60_000, gt=0)
 
 
+class LoadWorkerSettings(DatabaseSettings):
+    """LoadWorkerFunction: where jobs are, where the database is, and how a file is cut into chunks."""
+
+    jobs_table: str = Field(min_length=3)
+    # The queue whose messages the worker extends (its event source; no GetQueueUrl permission needed).
+    ingest_queue_url: str = Field(min_length=8)
+    # In AWS the DSN comes from this Secrets Manager secret (RDS's JSON layout); locally SLUICE_DB_DSN is used.
+    db_secret_arn: str | None = Field(default=None, min_length=20)
+    # Readings committed per transaction: a retry resumes after the last committed chunk. 50,000 readings hold
+    # about 60 MB of parsed rows, which keeps a 1M-row file well under 256 MB.
+    chunk_readings: int = Field(default=50_000, ge=1)
+    job_retention_days: int = Field(default=90, ge=1)
+    # While a long file is worked on, its message is made invisible again this long, at most every heartbeat.
+    visibility_timeout_seconds: int = Field(default=1800, ge=30, le=43_200)
+    visibility_heartbeat_seconds: int = Field(default=60, ge=0)
+    # No new chunk starts with less time than this left: the message is retried instead of being cut off.
+    min_remaining_ms: int = Field(default=20_000, ge=0)
+    # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
+    fault_crash_after_chunk: int | None = Field(default=None, ge=0)
+
+
 class MigrationSettings(DatabaseSettings):
     """The migration runner: the database plus where the SQL files are."""
 
@@ -58,6 +79,12 @@ def get_database_settings() -> DatabaseSettings:
 def get_migration_settings() -> MigrationSettings:
     """Return the migration runner's settings, validated on first use."""
     return MigrationSettings()
+
+
+@cache
+def get_load_worker_settings() -> LoadWorkerSettings:
+    """Return LoadWorkerFunction's settings, validated on first use."""
+    return LoadWorkerSettings()
 
 
 @cache

@@ -12,6 +12,7 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 # An API call that hangs must fail the request (the client retries) well inside the function's timeout.
@@ -36,7 +37,13 @@ def sqs_client() -> "SQSClient":
     return boto3.client("sqs", config=CLIENT_CONFIG)
 
 
+@cache
+def secretsmanager_client() -> "SecretsManagerClient":
+    """The execution environment's Secrets Manager client."""
+    return boto3.client("secretsmanager", config=CLIENT_CONFIG)
+
+
 def forget_clients() -> None:
     """Drop the cached clients (tests that switch endpoints or credentials call this)."""
-    for factory in (s3_client, dynamodb_client, sqs_client):
+    for factory in (s3_client, dynamodb_client, sqs_client, secretsmanager_client):
         factory.cache_clear()

@@ -8,6 +8,7 @@ from uuid import UUID
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import dynamodb_client
+from sluice.domain.load import JobFinish
 from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobStatus
@@ -69,6 +70,86 @@ class DynamoJobStore:
         item = answer.get("Item")
         return None if item is None else job_from_item(item)
 
+    def start_job(self, job: Job, now: datetime) -> Job | None:
+        """Create ``job`` unless its id exists (a duplicated S3 event), then mark it processing and return it as
+        stored; None when it is already completed."""
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=job_item(job), ConditionExpression="attribute_not_exists(job_id)"
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job.job_id)}},
+                # started_at is the first start: a resumed job's processing time counts from there.
+                UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now)",
+                ConditionExpression="attribute_exists(job_id) AND #status <> :completed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":processing": {"S": JobStatus.PROCESSING},
+                    ":completed": {"S": JobStatus.COMPLETED},
+                    ":now": {"S": now.isoformat()},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return None
+            raise StorageUnavailableError(f"starting job {job.job_id} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"starting job {job.job_id} failed: {exc}") from exc
+        return job_from_item(answer["Attributes"])
+
+    def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
+        """Record a job's end with the counts summed from its ledger (the same values however often written)."""
+        counts = finish.counts
+        values: dict[str, AttributeValueTypeDef] = {
+            ":status": {"S": finish.status},
+            ":completed_at": {"S": finish.completed_at.isoformat()},
+            ":ms": {"N": str(finish.processing_time_ms)},
+            ":total": {"N": str(counts.total)},
+            ":inserted": {"N": str(counts.inserted)},
+            ":quarantined": {"N": str(counts.quarantined)},
+            ":duplicates": {"N": str(counts.duplicates)},
+        }
+        assignments = [
+            "#status = :status",
+            "completed_at = :completed_at",
+            "processing_time_ms = :ms",
+            "total_readings = :total",
+            "inserted_readings = :inserted",
+            "quarantined_readings = :quarantined",
+            "duplicate_readings = :duplicates",
+        ]
+        removals = []
+        if counts.success_rate is None:
+            removals.append("success_rate")
+        else:
+            assignments.append("success_rate = :rate")
+            values[":rate"] = {"N": repr(counts.success_rate)}
+        if finish.error_message is None:
+            removals.append("error_message")
+        else:
+            assignments.append("error_message = :message")
+            values[":message"] = {"S": finish.error_message}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job_id)}},
+                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}"
+                if removals
+                else f"SET {', '.join(assignments)}",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"finishing job {job_id} failed: {exc}") from exc
+
 
 class DynamoRequestLimiter:
     """The sliding-log rate limit, one item per principal, written with optimistic concurrency."""
@@ -116,10 +197,14 @@ class DynamoRequestLimiter:
                 ExpressionAttributeValues={":version": {"N": str(version)}},
             )
         except (BotoCoreError, ClientError) as exc:
-            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+            if isinstance(exc, ClientError) and _condition_failed(exc):
                 return False
             raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
         return True
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
 
 
 def job_item(job: Job) -> dict[str, "AttributeValueTypeDef"]:

@@ -5,11 +5,15 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import s3_client
-from sluice.errors import StorageUnavailableError
+from sluice.domain.load import ObjectRef, OpenedObject
+from sluice.errors import StorageUnavailableError, UnreadableObjectError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef, PutObjectRequestTypeDef
+
+# The object (or the version the event named) is gone: reading it again will not help.
+_GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
 
 
 class S3BatchStore:
@@ -39,3 +43,26 @@ class S3BatchStore:
             self._client.put_object(**request)
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailableError(f"storing s3://{self._bucket}/{key} failed: {exc}") from exc
+
+
+class S3ObjectSource:
+    """Opens batch objects for streaming, at the version their S3 event named."""
+
+    def __init__(self, client: "S3Client | None" = None) -> None:
+        self._client = client or s3_client()
+
+    def open_object(self, ref: ObjectRef) -> OpenedObject:
+        """Start a GET of the object; the body is read as the worker goes."""
+        request: GetObjectRequestTypeDef = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id and ref.version_id != "null":
+            # Pinning the version keeps the chunks of a retry the same even if the key was overwritten since.
+            request["VersionId"] = ref.version_id
+        try:
+            answer = self._client.get_object(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _GONE:
+                raise UnreadableObjectError(f"s3://{ref.bucket}/{ref.key} no longer exists") from None
+            raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
+        return OpenedObject(body=answer["Body"], content_encoding=answer.get("ContentEncoding"))  # type: ignore[arg-type]

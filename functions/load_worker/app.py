@@ -1,0 +1,52 @@
+"""LoadWorkerFunction: IngestQueue's S3 events -> each batch object's readings in TimescaleDB or quarantine."""
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.adapters.load import LoadService, build_load_service
+from sluice.domain.load import LoadOutcome, load_message
+from sluice.settings import get_load_worker_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def get_service() -> LoadService:
+    """Clients, the database connector and settings, built on the first message and kept while warm."""
+    return build_load_service(get_load_worker_settings())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    service = get_service()
+    service.connector.connection()  # database down: fail here, before any job is marked processing
+    progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis)
+    for report in load_message(record.body, service.ports, service.policy, progress=progress, clock=utc_now):
+        logger.info("object handled", outcome=report.outcome, job_id=str(report.job_id), detail=report.detail)
+        metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+        if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:
+            metrics.add_metric(name="InsertedReadings", unit=MetricUnit.Count, value=report.counts.inserted)
+            metrics.add_metric(name="QuarantinedReadings", unit=MetricUnit.Count, value=report.counts.quarantined)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

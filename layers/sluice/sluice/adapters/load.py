@@ -1,0 +1,63 @@
+"""Wires the load domain to S3, DynamoDB, SQS and TimescaleDB, from LoadWorkerFunction's settings."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sluice.adapters.aws import secretsmanager_client
+from sluice.adapters.dynamodb import DynamoJobStore
+from sluice.adapters.s3 import S3ObjectSource
+from sluice.adapters.sqs import MessageProgress
+from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, dsn_from_secret
+from sluice.domain.load import LoadPolicy, LoadPorts
+from sluice.errors import StorageUnavailableError
+from sluice.settings import LoadWorkerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class LoadService:
+    """What the worker needs, built once per execution environment."""
+
+    ports: LoadPorts
+    policy: LoadPolicy
+    connector: DatabaseConnector
+    settings: LoadWorkerSettings
+
+    def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int]) -> MessageProgress:
+        """The visibility keeper and time budget of one IngestQueue message."""
+        return MessageProgress(
+            self.settings.ingest_queue_url,
+            receipt_handle,
+            visibility_timeout_s=self.settings.visibility_timeout_seconds,
+            heartbeat_s=self.settings.visibility_heartbeat_seconds,
+            remaining_ms=remaining_ms,
+            min_remaining_ms=self.settings.min_remaining_ms,
+            crash_after_chunk=self.settings.fault_crash_after_chunk,
+        )
+
+
+def build_load_service(settings: LoadWorkerSettings) -> LoadService:
+    """The AWS- and database-backed ports of LoadWorkerFunction."""
+    connector = DatabaseConnector(lambda: database_dsn(settings), settings.db_statement_timeout_ms)
+    ports = LoadPorts(
+        jobs=DynamoJobStore(settings.jobs_table),
+        objects=S3ObjectSource(),
+        sink=TimescaleReadingSink(connector),
+    )
+    policy = LoadPolicy(
+        chunk_readings=settings.chunk_readings, job_retention=timedelta(days=settings.job_retention_days)
+    )
+    return LoadService(ports=ports, policy=policy, connector=connector, settings=settings)
+
+
+def database_dsn(settings: LoadWorkerSettings) -> str:
+    """The DSN: from the Secrets Manager secret when one is configured (in AWS), else SLUICE_DB_DSN."""
+    if settings.db_secret_arn is None:
+        return settings.db_dsn
+    try:
+        secret = secretsmanager_client().get_secret_value(SecretId=settings.db_secret_arn)["SecretString"]
+    except (BotoCoreError, ClientError, KeyError) as exc:
+        raise StorageUnavailableError(f"reading the database secret failed: {exc}") from exc
+    return dsn_from_secret(secret)

@@ -1,0 +1,63 @@
+"""SQS: keeping a message invisible while its object is worked on, and stopping before the invocation ends."""
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sluice.adapters.aws import sqs_client
+from sluice.errors import InjectedFaultError, OutOfTimeError, StorageUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class MessageProgress:
+    """After each committed chunk: extend the message's visibility (at most every heartbeat) and refuse to start
+    another chunk when the invocation has too little time left."""
+
+    def __init__(  # noqa: PLR0913 - the message, the limits, the two clocks and the fault switch
+        self,
+        queue_url: str,
+        receipt_handle: str,
+        *,
+        visibility_timeout_s: int,
+        heartbeat_s: int,
+        remaining_ms: Callable[[], int],
+        min_remaining_ms: int,
+        crash_after_chunk: int | None = None,
+        client: "SQSClient | None" = None,
+    ) -> None:
+        self._queue_url = queue_url
+        self._receipt_handle = receipt_handle
+        self._visibility_timeout_s = visibility_timeout_s
+        self._heartbeat_s = heartbeat_s
+        self._remaining_ms = remaining_ms
+        self._min_remaining_ms = min_remaining_ms
+        self._crash_after_chunk = crash_after_chunk
+        self._client = client or sqs_client()
+        self._last_extended = time.monotonic()
+        self.extensions = 0
+
+    def chunk_committed(self, chunk_no: int) -> None:
+        """Keep the message ours; raise OutOfTimeError when no further chunk should start."""
+        if chunk_no == self._crash_after_chunk:
+            raise InjectedFaultError(f"crash after chunk {chunk_no} (SLUICE_FAULT_CRASH_AFTER_CHUNK)")
+        if time.monotonic() - self._last_extended >= self._heartbeat_s:
+            try:
+                self._client.change_message_visibility(
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=self._receipt_handle,
+                    VisibilityTimeout=self._visibility_timeout_s,
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageUnavailableError(f"extending the message's visibility failed: {exc}") from exc
+            self._last_extended = time.monotonic()
+            self.extensions += 1
+        remaining = self._remaining_ms()
+        if remaining < self._min_remaining_ms:
+            raise OutOfTimeError(
+                f"{remaining} ms left after chunk {chunk_no}: the message is retried and resumes at chunk "
+                f"{chunk_no + 1}"
+            )

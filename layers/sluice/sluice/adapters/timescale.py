@@ -1,0 +1,247 @@
+"""TimescaleDB: the worker's connection, the systems it checks, and each chunk's exactly-once write.
+
+A chunk is one transaction: its ledger row first (a redelivered chunk finds it and writes nothing; a concurrent
+twin waits on the row lock and then finds it), then the valid rows, the quarantine rows and the chunk's counts.
+The valid rows are COPYed straight into ``readings`` under a savepoint: duplicates inside the chunk were already
+caught in Python, so the unique index rejects the COPY only when a reading is already stored. Then, and only
+then, the chunk takes the slower path: COPY into a staging table and ``INSERT .. ON CONFLICT DO NOTHING
+RETURNING``, and the rows not returned are quarantined as duplicates.
+"""
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Final, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
+
+from sluice.domain.load import JudgedChunk, LoadCounts, QuarantineRow, stored_duplicates
+from sluice.models.jobs import Job
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+READING_COLUMNS: Final = ("time", "sensor_id", "value", "unit", "quality", "system_id", "job_id")
+READING_TYPES: Final = ("timestamptz", "uuid", "float8", "text", "int2", "uuid", "uuid")
+QUARANTINE_COLUMNS: Final = (
+    "tenant_id",
+    "job_id",
+    "position",
+    "system_id",
+    "sensor_id",
+    "time",
+    "value",
+    "unit",
+    "quality",
+    "raw",
+    "reason",
+    "reason_details",
+)
+QUARANTINE_TYPES: Final = (
+    "text",
+    "uuid",
+    "int4",
+    "uuid",
+    "uuid",
+    "timestamptz",
+    "float8",
+    "text",
+    "int2",
+    "jsonb",
+    "text",
+    "jsonb",
+)
+STAGING_TABLE: Final = "sluice_staging"
+
+
+def _columns(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(name) for name in names)
+
+
+_COPY_READINGS = sql.SQL("COPY readings ({}) FROM STDIN (FORMAT BINARY)").format(_columns(READING_COLUMNS))
+_COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.Identifier(STAGING_TABLE), _columns(READING_COLUMNS)
+)
+_INSERT_FROM_STAGING = sql.SQL(
+    "INSERT INTO readings ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING RETURNING sensor_id, time"
+).format(cols=_columns(READING_COLUMNS), staging=sql.Identifier(STAGING_TABLE))
+_COPY_QUARANTINE = sql.SQL("COPY quarantined_readings ({}) FROM STDIN (FORMAT BINARY)").format(
+    _columns(QUARANTINE_COLUMNS)
+)
+# ON COMMIT DELETE ROWS: the staging rows of one chunk never meet the next chunk's.
+_CREATE_STAGING = sql.SQL(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+).format(sql.Identifier(STAGING_TABLE))
+_CLAIM_CHUNK: LiteralString = (
+    "INSERT INTO ingest_ledger (job_id, chunk_no, tenant_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_RECORD_COUNTS: LiteralString = (
+    "UPDATE ingest_ledger SET total_readings = %s, inserted_readings = %s, quarantined_readings = %s,"
+    " duplicate_readings = %s, committed_at = now() WHERE job_id = %s AND chunk_no = %s"
+)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+class DatabaseConnector:
+    """One connection per execution environment, reused while warm and checked before each use."""
+
+    def __init__(self, dsn: Callable[[], str], statement_timeout_ms: int, connect_timeout_s: int = 5) -> None:
+        self._dsn = dsn
+        self._statement_timeout_ms = statement_timeout_ms
+        self._connect_timeout_s = connect_timeout_s
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """A live connection: the kept one if it answers, a new one otherwise."""
+        kept = self._connection
+        if kept is not None and not kept.closed:
+            try:
+                kept.execute("SELECT 1")
+            except psycopg.Error:
+                kept.close()
+            else:
+                return kept
+        self._connection = None
+        connection: Connection = psycopg.connect(
+            self._dsn(),
+            autocommit=True,
+            connect_timeout=self._connect_timeout_s,
+            # UTC, so timestamps read back compare equal to the ones written; a hung statement fails the message
+            # (and is retried) instead of eating the invocation.
+            options=f"-c statement_timeout={self._statement_timeout_ms} -c TimeZone=UTC",
+            application_name="sluice-load-worker",
+        )
+        connection.execute(_CREATE_STAGING)
+        self._connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close the kept connection, if any."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class TimescaleReadingSink:
+    """The worker's database side: systems, the ledger, readings and quarantine."""
+
+    def __init__(self, connector: DatabaseConnector) -> None:
+        self._connector = connector
+
+    def owned_systems(self, tenant_id: str, system_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of ``system_ids`` are systems of ``tenant_id``."""
+        rows = (
+            self._connector.connection()
+            .execute("SELECT id FROM systems WHERE tenant_id = %s AND id = ANY(%s)", (tenant_id, list(system_ids)))
+            .fetchall()
+        )
+        return {row[0] for row in rows}
+
+    def committed_chunks(self, job_id: UUID) -> set[int]:
+        """The chunk numbers of a job already in the ledger."""
+        rows = self._connector.connection().execute("SELECT chunk_no FROM ingest_ledger WHERE job_id = %s", (job_id,))
+        return {row[0] for row in rows}
+
+    def write_chunk(self, job: Job, chunk: JudgedChunk) -> bool:
+        """Write a chunk with its ledger row in one transaction; False when the ledger already had it."""
+        conn = self._connector.connection()
+        with conn.transaction():
+            if conn.execute(_CLAIM_CHUNK, (job.job_id, chunk.chunk_no, job.tenant_id)).rowcount == 0:
+                return False
+            duplicates = self._insert_readings(conn, chunk)
+            quarantine = chunk.quarantine + duplicates
+            self._insert_quarantine(conn, job, quarantine)
+            conn.execute(
+                _RECORD_COUNTS,
+                (
+                    chunk.total,
+                    len(chunk.rows) - len(duplicates),
+                    len(quarantine),
+                    sum(1 for row in quarantine if row.reason == "duplicate"),
+                    job.job_id,
+                    chunk.chunk_no,
+                ),
+            )
+        return True
+
+    def job_counts(self, job_id: UUID) -> LoadCounts:
+        """A job's counts, summed from its ledger rows."""
+        row = (
+            self._connector.connection()
+            .execute(
+                "SELECT count(*), coalesce(sum(total_readings), 0), coalesce(sum(inserted_readings), 0),"
+                " coalesce(sum(quarantined_readings), 0), coalesce(sum(duplicate_readings), 0)"
+                " FROM ingest_ledger WHERE job_id = %s",
+                (job_id,),
+            )
+            .fetchone()
+        )
+        assert row is not None  # noqa: S101 - an aggregate always returns a row
+        return LoadCounts(*(int(value) for value in row))
+
+    def _insert_readings(self, conn: Connection, chunk: JudgedChunk) -> list[QuarantineRow]:
+        """COPY the valid rows into ``readings``; return the ones found already stored, as quarantine rows."""
+        if not chunk.rows:
+            return []
+        try:
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
+                copy.set_types(READING_TYPES)
+                write_row = copy.write_row
+                for row in chunk.rows:
+                    write_row(row)
+        except psycopg.errors.UniqueViolation:
+            return self._insert_skipping_stored(conn, chunk)
+        return []
+
+    def _insert_skipping_stored(self, conn: Connection, chunk: JudgedChunk) -> list[QuarantineRow]:
+        with conn.cursor() as cursor:
+            with cursor.copy(_COPY_STAGING) as copy:
+                copy.set_types(READING_TYPES)
+                for row in chunk.rows:
+                    copy.write_row(row)
+            inserted: set[tuple[int, datetime]] = {
+                (sensor_id.int, time) for sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
+            }
+        return stored_duplicates(chunk, inserted)
+
+    def _insert_quarantine(self, conn: Connection, job: Job, rows: list[QuarantineRow]) -> None:
+        if not rows:
+            return
+        with conn.cursor() as cursor, cursor.copy(_COPY_QUARANTINE) as copy:
+            copy.set_types(QUARANTINE_TYPES)
+            for row in rows:
+                copy.write_row(
+                    (
+                        job.tenant_id,
+                        job.job_id,
+                        row.position,
+                        row.system_id,
+                        row.sensor_id,
+                        row.time,
+                        row.value,
+                        row.unit,
+                        row.quality,
+                        Jsonb(row.raw, dumps=_identity),
+                        row.reason.value,
+                        Jsonb(row.details, dumps=_identity),
+                    )
+                )
+
+
+def dsn_from_secret(secret_string: str) -> str:
+    """A libpq DSN from a Secrets Manager secret in RDS's layout (host, port, username, password, dbname)."""
+    secret = json.loads(secret_string)
+    return make_conninfo(
+        host=secret["host"],
+        port=str(secret.get("port", 5432)),
+        user=secret["username"],
+        password=secret["password"],
+        dbname=secret.get("dbname", "sluice"),
+        sslmode=secret.get("sslmode", "require"),
+    )

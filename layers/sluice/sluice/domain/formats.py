@@ -1,0 +1,343 @@
+"""Reading batch objects: JSON envelopes, NDJSON and CSV, plain or gzip, streamed record by record.
+
+A record is ``(position, system_id as read, reading as read)``. What cannot be parsed into a reading becomes an
+``Unparsable`` record that the worker quarantines as ``parse_error``; a file that cannot be read at all (not gzip,
+not UTF-8, an unknown format, a broken envelope) raises ``UnreadableObjectError``, which fails its job.
+
+Memory stays bounded by what the caller keeps, not by the file: drops are read block by block. API batches (at
+most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker sees
+exactly what the API counted.
+"""
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import IO, Any, Final, NamedTuple
+
+from sluice.errors import UnreadableObjectError
+
+CSV_COLUMNS: Final = ("system_id", "sensor_id", "timestamp", "value", "unit", "quality")
+GZIP_SUFFIX: Final = ".gz"
+# A single JSON element or NDJSON line larger than this is refused rather than buffered without bound.
+MAX_ELEMENT_CHARS: Final = 1 << 20
+_BLOCK_CHARS = 1 << 16
+_WHITESPACE = frozenset(" \t\r\n")
+_decoder = json.JSONDecoder()
+_lenient_decoder = json.JSONDecoder(parse_int=float)
+
+
+class ObjectFormat(StrEnum):
+    """How the readings in an object are laid out."""
+
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+_FORMAT_BY_EXTENSION: Final = {
+    ".json": ObjectFormat.JSON,
+    ".ndjson": ObjectFormat.NDJSON,
+    ".jsonl": ObjectFormat.NDJSON,
+    ".csv": ObjectFormat.CSV,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Unparsable:
+    """A line or element that is not a reading, kept as it arrived for quarantine."""
+
+    text: str
+    expected: str
+    got: str
+
+
+class Record(NamedTuple):
+    """One reading as read: where it sat (array index or line number), its system id, and its fields."""
+
+    position: int
+    system_id: object
+    raw: object
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """An object's format and whether its bytes are gzip-compressed."""
+
+    format: ObjectFormat
+    gzipped: bool
+
+
+def layout_of(key: str, content_encoding: str | None) -> Layout:
+    """The layout an object's key (extension, upper or lower case) and Content-Encoding give it."""
+    name = key.rsplit("/", 1)[-1].lower()
+    gzipped = (content_encoding or "").strip().lower() == "gzip"
+    if name.endswith(GZIP_SUFFIX):
+        name, gzipped = name.removesuffix(GZIP_SUFFIX), True
+    extension = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    found = _FORMAT_BY_EXTENSION.get(extension)
+    if found is None:
+        known = ", ".join(sorted(_FORMAT_BY_EXTENSION))
+        raise UnreadableObjectError(
+            f"unknown file format {extension or '(no extension)'!r}: name the file with one of {known}, "
+            "optionally followed by .gz"
+        )
+    return Layout(found, gzipped)
+
+
+def read_records(body: IO[bytes], layout: Layout, *, whole_envelope: bool = False) -> Iterator[Record]:
+    """The records of an object's body. ``whole_envelope`` parses a JSON envelope in one piece, as the API does."""
+    stream: IO[bytes] = gzip.GzipFile(fileobj=body, mode="rb") if layout.gzipped else body  # type: ignore[assignment]
+    try:
+        if layout.format is ObjectFormat.JSON and whole_envelope:
+            yield from _whole_envelope_records(stream.read())
+            return
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        if layout.format is ObjectFormat.CSV:
+            yield from _csv_records(text)
+        elif layout.format is ObjectFormat.NDJSON:
+            yield from _ndjson_records(text)
+        else:
+            yield from _envelope_records(text)
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise UnreadableObjectError(f"the object is not readable gzip: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableObjectError(f"the object is not UTF-8: {exc.reason} near byte {exc.start}") from None
+
+
+def loads_lenient(text: str) -> Any:
+    """``json.loads``, except that an integer past Python's digit limit is read as a float, so one reading (not the
+    whole batch) carries the problem. NaN and Infinity are read as floats and judged out of range later."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        return _lenient_decoder.decode(text)
+
+
+def _whole_envelope_records(data: bytes) -> Iterator[Record]:
+    try:
+        document = loads_lenient(data.decode("utf-8-sig"))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UnreadableObjectError(f"the batch is not JSON: {exc}") from None
+    if type(document) is not dict or type(document.get("readings")) is not list:
+        raise UnreadableObjectError('the batch is not a JSON object with a "readings" array')
+    system_id = document.get("system_id")
+    for index, raw in enumerate(document["readings"]):
+        yield Record(index, system_id, raw)
+
+
+def _ndjson_records(text: IO[str]) -> Iterator[Record]:
+    loads = json.loads
+    for number, line in enumerate(text, start=1):
+        if len(line) > MAX_ELEMENT_CHARS:
+            yield Record(number, None, Unparsable(line[:1000], "a JSON object", f"a line of {len(line)} characters"))
+            continue
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            raw = loads(stripped)
+        except json.JSONDecodeError as exc:
+            yield Record(number, None, Unparsable(stripped, "a JSON object", f"invalid JSON ({exc.msg})"))
+            continue
+        except ValueError:
+            raw = loads_lenient(stripped)
+        except RecursionError:
+            yield Record(number, None, Unparsable(stripped, "a JSON object", "JSON nested too deeply"))
+            continue
+        yield Record(number, raw.get("system_id") if type(raw) is dict else None, raw)
+
+
+def _csv_records(text: IO[str]) -> Iterator[Record]:
+    line_no = 0
+    row_lines: list[str] = []
+
+    def lines() -> Iterator[str]:
+        nonlocal line_no
+        for line in text:
+            line_no += 1
+            row_lines.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    header = _csv_header(reader)
+    width = len(CSV_COLUMNS)
+    order = [header.index(name) for name in CSV_COLUMNS]
+    system_at, sensor_at, time_at, value_at, unit_at, quality_at = order
+    while True:
+        row_lines.clear()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first = line_no - len(row_lines) + 1
+            yield Record(first, None, Unparsable("".join(row_lines), "a CSV row", f"unreadable CSV ({exc})"))
+            continue
+        first = line_no - len(row_lines) + 1
+        if len(row) != width:
+            if not row:  # a blank line
+                continue
+            got = f"{len(row)} column{'s' if len(row) != 1 else ''}"
+            yield Record(first, None, Unparsable("".join(row_lines).rstrip("\r\n"), f"{width} columns", got))
+            continue
+        yield Record(
+            first,
+            row[system_at],
+            {
+                "sensor_id": row[sensor_at],
+                "timestamp": row[time_at],
+                "value": _csv_number(row[value_at]),
+                "unit": row[unit_at],
+                "quality": _csv_integer(row[quality_at]),
+            },
+        )
+
+
+def _csv_header(reader: "Iterator[list[str]]") -> list[str]:
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise UnreadableObjectError(f"the CSV file is empty: it needs the header {','.join(CSV_COLUMNS)}") from None
+    except csv.Error as exc:
+        raise UnreadableObjectError(f"the CSV header cannot be read: {exc}") from None
+    if sorted(header) != sorted(CSV_COLUMNS):
+        raise UnreadableObjectError(
+            f"the CSV header must name the columns {','.join(CSV_COLUMNS)} (in any order); got {','.join(header)[:200]}"
+        )
+    return header
+
+
+def _csv_number(text: str) -> object:
+    # Text that is not a number stays text: the rules then say "value: expected a number, got 'high'".
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _csv_integer(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:
+        return _csv_number(text)
+
+
+def _envelope_records(text: IO[str]) -> Iterator[Record]:
+    """Stream ``{"system_id": ..., "readings": [...]}``; ``system_id`` must come first, since nothing is kept."""
+    reader = _JsonStream(text)
+    reader.expect("{")
+    system_id: object = None
+    seen: set[str] = set()
+    while True:
+        if reader.next_char() == "}" and not seen:
+            break
+        name = reader.value()
+        if type(name) is not str:
+            raise UnreadableObjectError("the JSON envelope is not an object with string keys")
+        if name in seen:
+            raise UnreadableObjectError(f'the JSON envelope names "{name}" twice')
+        seen.add(name)
+        reader.expect(":")
+        if name == "readings":
+            if "system_id" not in seen:
+                raise UnreadableObjectError(
+                    'in a JSON drop, "system_id" must come before "readings" (the file is streamed, not loaded)'
+                )
+            yield from _array_records(reader, system_id)
+        elif name == "system_id":
+            system_id = reader.value()
+        else:
+            raise UnreadableObjectError(f'the JSON envelope has an unknown field "{name[:100]}"')
+        if reader.next_char() == "}":
+            break
+        reader.expect(",")
+    reader.expect("}")
+    if "readings" not in seen:
+        raise UnreadableObjectError('the JSON envelope has no "readings" array')
+    if reader.next_char() != "":
+        raise UnreadableObjectError("there is more after the JSON envelope")
+
+
+def _array_records(reader: "_JsonStream", system_id: object) -> Iterator[Record]:
+    reader.expect("[")
+    if reader.next_char() == "]":
+        reader.expect("]")
+        return
+    index = 0
+    while True:
+        yield Record(index, system_id, reader.value(index))
+        index += 1
+        if reader.next_char() == "]":
+            reader.expect("]")
+            return
+        reader.expect(",")
+
+
+class _JsonStream:
+    """A JSON text read block by block: whole values are decoded by the C decoder, structure by hand."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+        self._buffer = ""
+        self._at = 0
+        self._eof = False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        block = self._text.read(_BLOCK_CHARS)
+        if not block:
+            self._eof = True
+            return False
+        self._buffer = self._buffer[self._at :] + block
+        self._at = 0
+        return True
+
+    def next_char(self) -> str:
+        """The next character that is not white space ("" at the end), left unread."""
+        while True:
+            buffer, at = self._buffer, self._at
+            while at < len(buffer) and buffer[at] in _WHITESPACE:
+                at += 1
+            self._at = at
+            if at < len(buffer):
+                return buffer[at]
+            if not self._fill():
+                return ""
+
+    def expect(self, char: str) -> None:
+        """Read ``char``, or fail the object."""
+        found = self.next_char()
+        if found != char:
+            shown = repr(found) if found else "the end of the file"
+            raise UnreadableObjectError(f"the JSON envelope is malformed: expected {char!r}, found {shown}")
+        self._at += 1
+
+    def value(self, index: int | None = None) -> object:
+        """Decode the next whole value; an element that is too large or malformed fails the object."""
+        self.next_char()
+        while True:
+            try:
+                value, end = _decoder.raw_decode(self._buffer, self._at)
+            except json.JSONDecodeError as exc:
+                if len(self._buffer) - self._at <= MAX_ELEMENT_CHARS and self._fill():
+                    continue
+                where = f"reading #{index}" if index is not None else "the envelope"
+                raise UnreadableObjectError(f"the JSON is malformed at {where}: {exc.msg}") from None
+            except RecursionError:
+                raise UnreadableObjectError("the JSON nests too deeply") from None
+            except ValueError:
+                # An integer past the digit limit (see loads_lenient).
+                value, end = _lenient_decoder.raw_decode(self._buffer, self._at)
+            # A number that ends the buffer may go on in the next block.
+            if end == len(self._buffer) and self._fill():
+                continue
+            self._at = end
+            return value

@@ -1,0 +1,557 @@
+"""Loading a batch object: find or create its job, judge its readings chunk by chunk, and account for every one.
+
+The promise (DESIGN section 3) rests on three facts kept here and in the sink: chunk boundaries depend only on the
+object version (so a retry cuts the same chunks), each chunk is written with its ledger row in one transaction
+(so a committed chunk is skipped on a retry), and a job's counts are summed from the ledger (never incremented).
+Bad data is a value: it ends in quarantine or, when the whole object is unreadable, in the job's error_message.
+Everything else (database, S3, DynamoDB faults) raises, and the message is retried.
+"""
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import IO, Final, Protocol
+from urllib.parse import unquote_plus
+from uuid import UUID, uuid5
+
+from sluice.domain.formats import Record, Unparsable, layout_of, read_records
+from sluice.domain.ingest import BATCH_PREFIX
+from sluice.domain.validation import ReadingValidator, show
+from sluice.errors import UnreadableObjectError
+from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice.models.readings import QuarantineReason, Rejection, ValidReading
+
+DROP_PREFIX: Final = "drops"
+# Fixed forever: drop job ids are uuid5(namespace, "<bucket>/<key>#<version or etag>").
+DROP_JOB_NAMESPACE: Final = UUID("8f1d5c3e-2b7a-4e6f-9c0d-51a7e3b2c4d6")
+_MAX_TENANT_LENGTH = 128
+_MAX_TEXT_CHARS = 256
+_SMALLINT = (-32768, 32767)
+
+_PARSE_ERROR = QuarantineReason.PARSE_ERROR
+_SYSTEM_NOT_FOUND = QuarantineReason.SYSTEM_NOT_FOUND
+_DUPLICATE = QuarantineReason.DUPLICATE
+_new_tuple = tuple.__new__
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object version named by an S3 event."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+
+
+class TargetKind(StrEnum):
+    """What an object under the bucket is to the worker."""
+
+    API_BATCH = "api_batch"
+    DROP = "drop"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The job an object belongs to, or why it belongs to none."""
+
+    kind: TargetKind
+    tenant_id: str = ""
+    job_id: UUID | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A row of ``quarantined_readings``: the reading's fields as far as they could be read, and why."""
+
+    position: int
+    system_id: UUID | None
+    sensor_id: UUID | None
+    time: datetime | None
+    value: float | None
+    unit: str | None
+    quality: int | None
+    raw: str
+    reason: QuarantineReason
+    details: str
+
+
+@dataclass(slots=True)
+class JudgedChunk:
+    """A chunk's verdicts: rows ready for ``readings`` and rows for quarantine, with what each valid row was."""
+
+    chunk_no: int
+    total: int
+    # ``ValidReading`` fields followed by system_id and job_id: the column order the sink COPYs.
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+    sources: list[Record] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadCounts:
+    """A job's counts, summed from its ledger rows."""
+
+    chunks: int
+    total: int
+    inserted: int
+    quarantined: int
+    duplicates: int
+
+    @property
+    def success_rate(self) -> float | None:
+        """The share of readings that reached ``readings``; None for an empty object."""
+        return self.inserted / self.total if self.total else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinish:
+    """How a job ended."""
+
+    status: JobStatus
+    counts: LoadCounts
+    completed_at: datetime
+    processing_time_ms: int
+    error_message: str | None = None
+
+
+class LoadOutcome(StrEnum):
+    """What handling one object came to."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ALREADY_COMPLETED = "already_completed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """The result of handling one object, for logs and metrics."""
+
+    outcome: LoadOutcome
+    job_id: UUID | None = None
+    counts: LoadCounts | None = None
+    chunks_written: int = 0
+    detail: str = ""
+
+
+class JobTracker(Protocol):
+    """Job records, as the worker moves them."""
+
+    def start_job(self, job: Job, now: datetime) -> Job | None:
+        """Create the job if it does not exist, mark it processing and return it; None when it is completed."""
+
+    def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
+        """Record a job's end: its status, counts and times."""
+
+
+class ObjectSource(Protocol):
+    """Where batch objects are read from."""
+
+    def open_object(self, ref: ObjectRef) -> "OpenedObject":
+        """Open one object version for streaming; raise UnreadableObjectError when it no longer exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedObject:
+    """An object's byte stream and the Content-Encoding it was stored with."""
+
+    body: IO[bytes]
+    content_encoding: str | None
+
+
+class ReadingSink(Protocol):
+    """The database side: systems, the ledger, readings and quarantine."""
+
+    def owned_systems(self, tenant_id: str, system_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of ``system_ids`` are systems of ``tenant_id``."""
+
+    def committed_chunks(self, job_id: UUID) -> set[int]:
+        """The chunk numbers of a job already in the ledger."""
+
+    def write_chunk(self, job: Job, chunk: JudgedChunk) -> bool:
+        """Write a chunk with its ledger row in one transaction; False when the ledger already had it."""
+
+    def job_counts(self, job_id: UUID) -> LoadCounts:
+        """A job's counts, summed from its ledger rows."""
+
+
+class Progress(Protocol):
+    """Told after each committed chunk: keeps the message invisible and stops before the invocation times out."""
+
+    def chunk_committed(self, chunk_no: int) -> None:
+        """Raise OutOfTimeError when no further chunk should start."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPorts:
+    """Everything loading an object talks to."""
+
+    jobs: JobTracker
+    objects: ObjectSource
+    sink: ReadingSink
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPolicy:
+    """How objects are cut and how long drop jobs are kept."""
+
+    chunk_readings: int
+    job_retention: timedelta
+
+
+def object_refs(message_body: str) -> list[ObjectRef]:
+    """The objects an S3 event notification (an SQS message body) names; none for ``s3:TestEvent``."""
+    try:
+        event = json.loads(message_body)
+    except ValueError:
+        raise UnreadableObjectError("the message is not an S3 event notification (not JSON)") from None
+    if type(event) is not dict:
+        raise UnreadableObjectError("the message is not an S3 event notification")
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    try:
+        return [
+            ObjectRef(
+                bucket=record["s3"]["bucket"]["name"],
+                # S3 URL-encodes keys in events (a space arrives as '+').
+                key=unquote_plus(record["s3"]["object"]["key"]),
+                version_id=record["s3"]["object"].get("versionId"),
+                etag=record["s3"]["object"].get("eTag"),
+            )
+            for record in event["Records"]
+            if str(record.get("eventName", "")).startswith("ObjectCreated")
+        ]
+    except (KeyError, TypeError):
+        raise UnreadableObjectError("the message is not an S3 event notification (Records missing)") from None
+
+
+def load_message(
+    message_body: str, ports: LoadPorts, policy: LoadPolicy, *, progress: "Progress", clock: "Clock"
+) -> list[LoadReport]:
+    """Load every object an SQS message's S3 event names; a message that is not an S3 event is reported, not
+    retried (it would fail the same way every time)."""
+    try:
+        refs = object_refs(message_body)
+    except UnreadableObjectError as exc:
+        return [LoadReport(LoadOutcome.IGNORED, detail=str(exc))]
+    return [load_object(ref, ports, policy, progress=progress, clock=clock) for ref in refs]
+
+
+def target_of(ref: ObjectRef) -> Target:
+    """Which job an object belongs to: ``incoming/<tenant>/.../<job_id>.json`` or ``drops/<tenant>/...``."""
+    parts = ref.key.split("/")
+    if ref.key.endswith("/"):
+        return Target(TargetKind.IGNORED, reason="a folder marker, not a file")
+    if len(parts) < 3 or parts[0] not in {BATCH_PREFIX, DROP_PREFIX}:
+        return Target(TargetKind.IGNORED, reason=f"not under {BATCH_PREFIX}/<tenant>/ or {DROP_PREFIX}/<tenant>/")
+    tenant = parts[1]
+    if not _is_tenant(tenant):
+        return Target(TargetKind.IGNORED, reason=f"{tenant[:100]!r} is not a tenant id")
+    if parts[0] == DROP_PREFIX:
+        return Target(TargetKind.DROP, tenant_id=tenant, job_id=drop_job_id(ref))
+    try:
+        job_id = UUID(parts[-1].removesuffix(".json"))
+    except ValueError:
+        return Target(TargetKind.IGNORED, reason="an incoming/ object not named <job_id>.json")
+    return Target(TargetKind.API_BATCH, tenant_id=tenant, job_id=job_id)
+
+
+def drop_job_id(ref: ObjectRef) -> UUID:
+    """The job id of one version of a dropped object: the same S3 event twice gives the same job."""
+    version = ref.version_id or (ref.etag or "").strip('"')
+    return uuid5(DROP_JOB_NAMESPACE, f"{ref.bucket}/{ref.key}#{version}")
+
+
+def job_for(ref: ObjectRef, target: Target, policy: LoadPolicy, now: datetime) -> Job:
+    """The job record to create if none exists yet (always for a drop; for an API batch only if its record is
+    missing, which the API's write order should prevent)."""
+    if target.job_id is None:
+        raise ValueError(f"{ref.key} belongs to no job: {target.reason}")
+    return Job(
+        job_id=target.job_id,
+        tenant_id=target.tenant_id,
+        status=JobStatus.QUEUED,
+        source=JobSource.DROP if target.kind is TargetKind.DROP else JobSource.API,
+        bucket=ref.bucket,
+        object_key=ref.key,
+        created_at=now,
+        expires_at=int((now + policy.job_retention).timestamp()),
+    )
+
+
+def load_object(
+    ref: ObjectRef, ports: LoadPorts, policy: LoadPolicy, *, progress: "Progress", clock: "Clock"
+) -> LoadReport:
+    """Load one object version into ``readings`` and quarantine, exactly once, and finish its job."""
+    now = clock()
+    target = target_of(ref)
+    if target.kind is TargetKind.IGNORED:
+        return LoadReport(LoadOutcome.IGNORED, detail=target.reason)
+    job = ports.jobs.start_job(job_for(ref, target, policy, now), now)
+    if job is None:
+        return LoadReport(LoadOutcome.ALREADY_COMPLETED, job_id=target.job_id)
+    started_at = job.started_at or now
+    written = 0
+    try:
+        written = write_object(ref, job, ports, policy, progress=progress, clock=clock)
+    except UnreadableObjectError as exc:
+        counts = ports.sink.job_counts(job.job_id)
+        stored = f" ({counts.total} readings of it had been stored or quarantined)" if counts.total else ""
+        message = f"{exc}{stored}"
+        ports.jobs.finish_job(job.job_id, _finish(JobStatus.FAILED, counts, started_at, clock(), message))
+        return LoadReport(LoadOutcome.FAILED, job.job_id, counts, written, detail=message)
+    counts = ports.sink.job_counts(job.job_id)
+    ports.jobs.finish_job(job.job_id, _finish(JobStatus.COMPLETED, counts, started_at, clock()))
+    return LoadReport(LoadOutcome.COMPLETED, job.job_id, counts, written)
+
+
+class Clock(Protocol):
+    """The current time (UTC)."""
+
+    def __call__(self) -> datetime:
+        """Now."""
+
+
+def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators of load_object
+    ref: ObjectRef, job: Job, ports: LoadPorts, policy: LoadPolicy, *, progress: Progress, clock: Clock
+) -> int:
+    """Read the object and write every chunk the ledger does not have yet; return how many were written."""
+    layout_of(ref.key, None)  # an unknown format fails the job before anything is downloaded
+    committed = ports.sink.committed_chunks(job.job_id)
+    opened = ports.objects.open_object(ref)
+    layout = layout_of(ref.key, opened.content_encoding)
+    records = read_records(opened.body, layout, whole_envelope=job.source is JobSource.API)
+    validator = ReadingValidator(clock())
+    systems = SystemResolver(job, ports.sink)
+    written = 0
+    for chunk_no, chunk in enumerate(iter_chunks(records, policy.chunk_readings)):
+        # A committed chunk is still read (the stream has no index) but neither judged nor written again.
+        if chunk_no in committed:
+            continue
+        if ports.sink.write_chunk(job, judge_chunk(chunk_no, chunk, validator, systems)):
+            written += 1
+        progress.chunk_committed(chunk_no)
+    return written
+
+
+class SystemResolver:
+    """Turns a record's system id into the suffix of its row, or the rejection of every reading it carries.
+
+    Systems are looked up once per chunk for the ids not seen before, and remembered for the whole object."""
+
+    def __init__(self, job: Job, sink: ReadingSink) -> None:
+        self._job = job
+        self._sink = sink
+        self._known: dict[object, tuple[UUID, UUID] | Rejection] = {}
+
+    def prepare(self, chunk: Sequence[Record]) -> dict[object, tuple[UUID, UUID] | Rejection]:
+        """Resolve the system ids of a chunk; return the map every record's system id is found in."""
+        known = self._known
+        fresh: dict[UUID, list[object]] = {}
+        for text in {record[1] for record in chunk if _hashable(record[1])} - known.keys():
+            system_id = _parse_system_id(text)
+            if isinstance(system_id, Rejection):
+                known[text] = system_id
+            else:
+                fresh.setdefault(system_id, []).append(text)
+        if fresh:
+            owned = self._sink.owned_systems(self._job.tenant_id, fresh)
+            for system_id, texts in fresh.items():
+                verdict: tuple[UUID, UUID] | Rejection = (
+                    (system_id, self._job.job_id)
+                    if system_id in owned
+                    else Rejection(
+                        _SYSTEM_NOT_FOUND, "system_id", f"a system of tenant {self._job.tenant_id}", str(system_id)
+                    )
+                )
+                for text in texts:
+                    known[text] = verdict
+        return known
+
+
+def judge_chunk(
+    chunk_no: int, chunk: Sequence[Record], validator: ReadingValidator, systems: SystemResolver
+) -> JudgedChunk:
+    """The verdict on every record of a chunk; a repeat of an earlier (sensor, instant) in it is a duplicate."""
+    judged = JudgedChunk(chunk_no=chunk_no, total=len(chunk))
+    suffixes = systems.prepare(chunk)
+    rows_append = judged.rows.append
+    sources_append = judged.sources.append
+    quarantine = judged.quarantine
+    judge = validator.judge
+    first_seen: dict[tuple[int, datetime], int] = {}
+    for record in chunk:
+        position, system_text, raw = record
+        # An unhashable system id (an object or array) is always a parse error.
+        suffix = suffixes[system_text] if _hashable(system_text) else _not_a_system_id(system_text)
+        if type(raw) is Unparsable:
+            rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
+            quarantine.append(quarantine_row(position, raw.text, rejection, None))
+            continue
+        system_id = None if isinstance(suffix, Rejection) else suffix[0]
+        if type(suffix) is Rejection and suffix.reason is _PARSE_ERROR:
+            quarantine.append(quarantine_row(position, raw, suffix, None))
+            continue
+        verdict = judge(raw)
+        if type(verdict) is not ValidReading:
+            quarantine.append(quarantine_row(position, raw, verdict, system_id))  # type: ignore[arg-type]
+            continue
+        if type(suffix) is Rejection:
+            quarantine.append(quarantine_row(position, raw, suffix, None))
+            continue
+        key = (verdict[1].int, verdict[0])
+        earlier = first_seen.setdefault(key, position)
+        if earlier != position:
+            repeat = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}")
+            quarantine.append(quarantine_row(position, raw, repeat, system_id))
+            continue
+        rows_append(verdict + suffix)
+        sources_append(record)
+    return judged
+
+
+STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", "already stored")
+
+
+def stored_duplicates(judged: JudgedChunk, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
+    """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did)."""
+    return [
+        quarantine_row(record[0], record[2], STORED_DUPLICATE, row[5])  # type: ignore[arg-type]
+        for row, record in zip(judged.rows, judged.sources, strict=True)
+        if (row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
+    ]
+
+
+def quarantine_row(position: int, raw: object, rejection: Rejection, system_id: UUID | None) -> QuarantineRow:
+    """A quarantine row for ``raw``, keeping every field that fits its column."""
+    fields = raw if type(raw) is dict else {}
+    return QuarantineRow(
+        position=position,
+        system_id=system_id if system_id is not None else _uuid_or_none(fields.get("system_id")),
+        sensor_id=_uuid_or_none(fields.get("sensor_id")),
+        time=_time_or_none(fields.get("timestamp")),
+        value=_float_or_none(fields.get("value")),
+        unit=_text_or_none(fields.get("unit")),
+        quality=_smallint_or_none(fields.get("quality")),
+        raw=storable_json(raw),
+        reason=rejection.reason,
+        details=storable_json(rejection.as_details()),
+    )
+
+
+def storable_json(value: object) -> str:
+    """``value`` as JSON text that PostgreSQL's jsonb accepts. Values jsonb cannot hold (NaN, Infinity, NUL
+    characters, lone surrogates) are kept whole as ``{"unstorable_json": "<ASCII JSON text>"}``, which
+    ``json.loads`` turns back into exactly what arrived."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode()
+    except (ValueError, TypeError, RecursionError):
+        return _escaped_json(value)
+    if "\\u0000" in text:
+        return _escaped_json(value)
+    return text
+
+
+def _escaped_json(value: object) -> str:
+    try:
+        escaped = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        escaped = json.dumps(show(value), ensure_ascii=True)
+    return json.dumps({"unstorable_json": escaped})
+
+
+def _finish(
+    status: JobStatus, counts: LoadCounts, started_at: datetime, now: datetime, message: str | None = None
+) -> JobFinish:
+    elapsed_ms = max(0, int((now - started_at).total_seconds() * 1000))
+    return JobFinish(status, counts, now, elapsed_ms, message)
+
+
+def _is_tenant(text: str) -> bool:
+    return (
+        0 < len(text) <= _MAX_TENANT_LENGTH
+        and text.isascii()
+        and text[0].isalnum()
+        and all(char.isalnum() or char in "_.-" for char in text)
+    )
+
+
+def _hashable(value: object) -> bool:
+    return type(value) is str or value is None
+
+
+def _parse_system_id(text: object) -> UUID | Rejection:
+    if text is None:
+        return Rejection(_PARSE_ERROR, "system_id", "a value", "nothing (field missing)")
+    if type(text) is str and len(text) <= 45:
+        try:
+            return UUID(text)
+        except ValueError:
+            pass
+    return _not_a_system_id(text)
+
+
+def _not_a_system_id(text: object) -> Rejection:
+    return Rejection(_PARSE_ERROR, "system_id", "a UUID string", show(text))
+
+
+def _uuid_or_none(value: object) -> UUID | None:
+    if type(value) is UUID:
+        return value
+    if type(value) is not str or len(value) > 45:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _time_or_none(value: object) -> datetime | None:
+    if type(value) is not str or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.utcoffset() is not None else None
+
+
+def _float_or_none(value: object) -> float | None:
+    if type(value) is not int and type(value) is not float:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if not math.isinf(number) or type(value) is float else None
+
+
+def _text_or_none(value: object) -> str | None:
+    if type(value) is not str or len(value) > _MAX_TEXT_CHARS or "\x00" in value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _smallint_or_none(value: object) -> int | None:
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not _SMALLINT[0] <= value <= _SMALLINT[1]:
+        return None
+    return value
+
+
+def iter_chunks(records: Iterator[Record], size: int) -> Iterator[tuple[Record, ...]]:
+    """Cut records into chunks of ``size``; the same object always gives the same chunks."""
+    return itertools.batched(records, size, strict=False)

@@ -1,0 +1,486 @@
+"""LoadWorkerFunction against template.yaml's resources in moto and the real TimescaleDB: every reading of every
+object ends exactly once in readings or in quarantine, and the job's counts say so, whatever SQS does."""
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from sluice.adapters.aws import dynamodb_client, secretsmanager_client, sqs_client
+from sluice.domain.ingest import batch_object_key
+from sluice.local.template import StackContext, function_environment
+from sluice.models.jobs import JobStatus
+from sluice.settings import get_load_worker_settings
+
+from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..worker_harness import WorkerHarness, s3_event_body
+
+TENANT = "demo"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def stamp(seconds: int) -> str:
+    return (NOW - timedelta(days=1) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def reading(second: int, sensor: str = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8", **changes: Any) -> dict[str, Any]:
+    return {"sensor_id": sensor, "timestamp": stamp(second), "value": 212.5, "unit": "bar", "quality": 97} | changes
+
+
+@pytest.fixture
+def worker(aws_stack: StackContext, migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerHarness]:
+    """LoadWorkerFunction, imported cold, with the template's environment; its DSN comes from a Secrets Manager
+    secret in moto, as in AWS."""
+    for name, value in function_environment(aws_stack, "LoadWorkerFunction").items():
+        monkeypatch.setenv(name, value)
+    params = psycopg.conninfo.conninfo_to_dict(migrated_db)
+    secret = {"host": params.get("host", "127.0.0.1"), "port": params.get("port", 5432)}
+    secret |= {"username": params.get("user", "postgres"), "password": "", "dbname": params["dbname"]}
+    secret |= {"sslmode": "disable"}
+    arn = secretsmanager_client().create_secret(Name="sluice-database", SecretString=json.dumps(secret))["ARN"]
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    get_load_worker_settings.cache_clear()
+    harness = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
+    yield harness
+    harness.module.get_service().connector.close()
+    get_load_worker_settings.cache_clear()
+
+
+@pytest.fixture
+def system_id(worker: WorkerHarness) -> UUID:
+    rows = worker.query("INSERT INTO systems (tenant_id, name) VALUES (%s, 'press-17') RETURNING id", TENANT)
+    return UUID(str(rows[0][0]))
+
+
+def api_batch(worker: WorkerHarness, system: UUID | str, readings: list[Any], *, gzipped: bool = False) -> UUID:
+    """What IngestApiFunction leaves behind: a queued job record, then the batch object."""
+    job_id = uuid4()
+    key = batch_object_key(TENANT, NOW, job_id)
+    dynamodb_client().put_item(
+        TableName=worker.stack.ref("JobsTable"),
+        Item={
+            "job_id": {"S": str(job_id)},
+            "tenant_id": {"S": TENANT},
+            "status": {"S": "queued"},
+            "source": {"S": "api"},
+            "system_id": {"S": str(system)},
+            "total_readings": {"N": str(len(readings))},
+            "bucket": {"S": worker.bucket},
+            "object_key": {"S": key},
+            "created_at": {"S": NOW.isoformat()},
+            "expires_at": {"N": "4102444800"},
+        },
+    )
+    body = json.dumps({"system_id": str(system), "readings": readings}).encode()
+    extra = {"ContentEncoding": "gzip"} if gzipped else {}
+    worker.put(key, gzip.compress(body) if gzipped else body, ContentType="application/json", **extra)
+    return job_id
+
+
+def csv_drop(rows: list[dict[str, Any]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["system_id", "sensor_id", "timestamp", "value", "unit", "quality"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def drop(worker: WorkerHarness, key: str, body: bytes, **extra: Any) -> str:
+    """Drop a file; its job is found by key once the worker made it (moto's events carry no versionId, so the job
+    id comes from the ETag there and from the version id in AWS)."""
+    worker.put(key, body, **extra)
+    return key
+
+
+def stored(worker: WorkerHarness, job_id: UUID) -> int:
+    return int(worker.query("SELECT count(*) FROM readings WHERE job_id = %s", job_id)[0][0])
+
+
+def reasons(worker: WorkerHarness, job_id: UUID) -> dict[int, str]:
+    return {row["position"]: row["reason"] for row in worker.quarantine(job_id)}
+
+
+def assert_accounted(worker: WorkerHarness, job_id: UUID, total: int) -> None:
+    """The promise: every reading once in readings or quarantine, and the job's counts agree with both."""
+    job = worker.job(job_id)
+    in_readings = stored(worker, job_id)
+    in_quarantine = len(list(worker.quarantine(job_id)))
+    assert job.status is JobStatus.COMPLETED
+    assert (job.total_readings, job.inserted_readings, job.quarantined_readings) == (
+        total,
+        in_readings,
+        in_quarantine,
+    )
+    assert in_readings + in_quarantine == total
+
+
+# --- one batch, every verdict -------------------------------------------------------------------------------------
+
+
+def test_a_mixed_api_batch_lands_with_exact_counts_and_every_reason_explained(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    sent = [
+        reading(0),
+        reading(1, unit="psi"),
+        reading(2, value=950.0),
+        reading(3, quality=20),
+        reading(4, timestamp="2026-11-20T08:00:00"),
+        reading(0),
+        "not a reading",
+        {"sensor_id": "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8", "timestamp": stamp(7), "value": 1.0, "unit": "bar"},
+        reading(8),
+    ]
+    job_id = api_batch(worker, system_id, sent)
+
+    response = worker.deliver()
+
+    assert response == {"batchItemFailures": []}
+    assert_accounted(worker, job_id, total=9)
+    assert reasons(worker, job_id) == {
+        1: "invalid_unit",
+        2: "out_of_range",
+        3: "low_quality",
+        4: "invalid_timestamp",
+        5: "duplicate",
+        6: "parse_error",
+        7: "parse_error",
+    }
+    rows = {row["position"]: row for row in worker.quarantine(job_id)}
+    assert rows[1]["reason_details"] == {
+        "field": "unit",
+        "expected": "one of bar, celsius, lpm, rpm",
+        "got": "'psi'",
+        "message": "unit: expected one of bar, celsius, lpm, rpm, got 'psi'",
+    }
+    assert rows[5]["reason_details"]["got"] == "a repeat of #0"
+    assert rows[6]["raw"] == "not a reading"
+    assert rows[7]["reason_details"]["field"] == "quality"
+    assert rows[2]["value"] == 950.0
+    assert rows[2]["system_id"] == system_id
+    job = worker.job(job_id)
+    assert job.duplicate_readings == 1
+    assert job.success_rate == pytest.approx(2 / 9)
+    assert job.started_at is not None
+    assert job.completed_at is not None
+    assert job.processing_time_ms is not None
+
+
+def test_an_unknown_or_foreign_system_quarantines_its_readings_as_system_not_found(worker: WorkerHarness) -> None:
+    foreign = worker.query("INSERT INTO systems (tenant_id, name) VALUES ('other', 'x') RETURNING id")[0][0]
+    job_id = api_batch(worker, foreign, [reading(0), reading(1, unit="psi")])
+
+    worker.deliver()
+
+    assert_accounted(worker, job_id, total=2)
+    assert reasons(worker, job_id) == {0: "system_not_found", 1: "invalid_unit"}
+    detail = next(iter(worker.quarantine(job_id)))["reason_details"]
+    assert detail["expected"] == "a system of tenant demo"
+
+
+def test_a_gzip_api_batch_is_read_through_its_content_encoding(worker: WorkerHarness, system_id: UUID) -> None:
+    job_id = api_batch(worker, system_id, [reading(i) for i in range(5)], gzipped=True)
+
+    worker.deliver()
+
+    assert_accounted(worker, job_id, total=5)
+    assert worker.job(job_id).inserted_readings == 5
+
+
+def test_readings_already_stored_by_another_job_are_duplicates(worker: WorkerHarness, system_id: UUID) -> None:
+    first = api_batch(worker, system_id, [reading(0), reading(1)])
+    worker.deliver()
+    second = api_batch(worker, system_id, [reading(1), reading(2), reading(0)])
+
+    worker.deliver()
+
+    assert_accounted(worker, first, total=2)
+    assert_accounted(worker, second, total=3)
+    assert reasons(worker, second) == {0: "duplicate", 2: "duplicate"}
+    assert next(iter(worker.quarantine(second)))["reason_details"]["got"] == "already stored"
+    assert worker.job(second).duplicate_readings == 2
+
+
+def test_values_jsonb_cannot_hold_are_kept_whole_in_quarantine(worker: WorkerHarness, system_id: UUID) -> None:
+    readings = (
+        '[{"sensor_id": "a\\u0000b", "timestamp": "x", "value": NaN, "unit": "bar", "quality": 90},'
+        ' {"sensor_id": "\\ud800", "timestamp": "x", "value": 1, "unit": "bar", "quality": 90}]'
+    )
+    body = f'{{"system_id": "{system_id}", "readings": {readings}}}'
+    job_id = uuid4()
+    key = batch_object_key(TENANT, NOW, job_id)
+    worker.put(key, body.encode())
+
+    worker.deliver()
+
+    rows = list(worker.quarantine(job_id))
+    assert [row["reason"] for row in rows] == ["parse_error", "parse_error"]
+    first = json.loads(rows[0]["raw"]["unstorable_json"])
+    assert first["sensor_id"] == "a\x00b"
+    assert first["value"] != first["value"]  # NaN, kept
+    assert json.loads(rows[1]["raw"]["unstorable_json"])["sensor_id"] == "\ud800"
+    # The job record was missing (the API writes it first; here it did not): the worker made one.
+    assert worker.job(job_id).status is JobStatus.COMPLETED
+
+
+# --- delivery: again, twice, half-way ------------------------------------------------------------------------------
+
+
+def test_the_same_message_delivered_three_times_inserts_once(worker: WorkerHarness, system_id: UUID) -> None:
+    job_id = api_batch(worker, system_id, [reading(i) for i in range(10)] + [reading(0, unit="psi")])
+    messages = worker.receive_objects()
+
+    for _ in range(3):
+        assert worker.invoke(worker.event(messages)) == {"batchItemFailures": []}
+
+    assert_accounted(worker, job_id, total=11)
+    assert worker.job(job_id).inserted_readings == 10
+    assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job_id) == [(1,)]
+
+
+def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarness, system_id: UUID) -> None:
+    key = "drops/demo/2026/11/press-17.csv"
+    drop(worker, key, csv_drop([{"system_id": system_id} | reading(i) for i in range(4)]))
+    (original,) = worker.receive_objects()
+    twin = sqs_client().send_message(QueueUrl=worker.queue_url, MessageBody=original["Body"])
+
+    worker.invoke(worker.event([original]))
+    job_id = worker.job_by_key(key).job_id
+    completed_at = worker.job(job_id).completed_at
+    twin_messages = worker.receive_objects()
+
+    assert [message["MessageId"] for message in twin_messages] == [twin["MessageId"]]
+    assert worker.invoke(worker.event(twin_messages)) == {"batchItemFailures": []}
+    assert [job.job_id for job in worker.jobs()] == [job_id]
+    assert worker.job(job_id).completed_at == completed_at
+    assert_accounted(worker, job_id, total=4)
+
+
+def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
+    monkeypatch.setenv("SLUICE_FAULT_CRASH_AFTER_CHUNK", "2")
+    get_load_worker_settings.cache_clear()
+    key = drop(worker, "drops/demo/crash.csv", csv_drop([{"system_id": system_id} | reading(i) for i in range(45)]))
+    messages = worker.receive_objects()
+    with pytest.raises(BatchProcessingError, match="crash after chunk 2"):
+        worker.invoke(worker.event(messages))  # the only message failed: the whole batch is retried
+    job_id = worker.job_by_key(key).job_id
+    committed_before = worker.query(
+        "SELECT chunk_no, committed_at FROM ingest_ledger WHERE job_id = %s ORDER BY 1", job_id
+    )
+    monkeypatch.delenv("SLUICE_FAULT_CRASH_AFTER_CHUNK")
+    get_load_worker_settings.cache_clear()
+    restarted = handler_module("LoadWorkerFunction")  # a new execution environment, as after a crash
+
+    retried = restarted.lambda_handler(worker.event(messages), FakeLambdaContext(remaining_ms=300_000))
+    restarted.get_service().connector.close()
+
+    assert [chunk for chunk, _ in committed_before] == [0, 1, 2]
+    assert retried == {"batchItemFailures": []}
+    ledger = worker.query("SELECT chunk_no, committed_at FROM ingest_ledger WHERE job_id = %s ORDER BY 1", job_id)
+    assert [chunk for chunk, _ in ledger] == [0, 1, 2, 3, 4]
+    assert ledger[:3] == committed_before  # skipped, not written again
+    assert_accounted(worker, job_id, total=45)
+    assert stored(worker, job_id) == 45
+
+
+# --- drops ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_csv_gz_drop_of_200k_rows_is_loaded_in_several_chunks(worker: WorkerHarness, system_id: UUID) -> None:
+    sensors = [str(uuid4()) for _ in range(20)]
+    rows = [
+        {"system_id": system_id, "sensor_id": sensors[i % 20]} | reading(i // 20, sensor=sensors[i % 20])
+        for i in range(200_000)
+    ]
+    rows[70_000]["unit"] = "psi"
+    rows[150_001]["quality"] = "high"
+    key = drop(worker, "drops/demo/2026/11/export.csv.gz", gzip.compress(csv_drop(rows)))
+
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    job_id = worker.job_by_key(key).job_id
+
+    assert_accounted(worker, job_id, total=200_000)
+    assert worker.job(job_id).inserted_readings == 199_998
+    assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job_id) == [(4,)]
+    # Line numbers: the header is line 1.
+    assert reasons(worker, job_id) == {70_002: "invalid_unit", 150_003: "parse_error"}
+    job = worker.job(job_id)
+    assert job.source == "drop"
+    assert job.system_id is None
+    assert job.object_key == "drops/demo/2026/11/export.csv.gz"
+
+
+def test_ndjson_and_json_drops_name_their_systems_per_line_or_per_file(worker: WorkerHarness, system_id: UUID) -> None:
+    lines = [
+        json.dumps({"system_id": str(system_id)} | reading(0)),
+        "",
+        "{broken",
+        json.dumps({"system_id": "not-a-uuid"} | reading(1)),
+        json.dumps({"system_id": str(uuid4())} | reading(2)),
+        json.dumps(reading(3)),
+    ]
+    drop(worker, "drops/demo/a b.ndjson", "\n".join(lines).encode())
+    envelope = {"system_id": str(system_id), "readings": [reading(10), reading(11, value="x"), reading(10)]}
+    drop(worker, "drops/demo/batch.JSON", json.dumps(envelope).encode())
+
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    ndjson_job = worker.job_by_key("drops/demo/a b.ndjson").job_id
+    json_job = worker.job_by_key("drops/demo/batch.JSON").job_id
+
+    assert_accounted(worker, ndjson_job, total=5)
+    assert reasons(worker, ndjson_job) == {
+        3: "parse_error",
+        4: "parse_error",
+        5: "system_not_found",
+        6: "parse_error",
+    }
+    broken = next(row for row in worker.quarantine(ndjson_job) if row["position"] == 3)
+    assert broken["raw"] == "{broken"
+    assert_accounted(worker, json_job, total=3)
+    assert reasons(worker, json_job) == {1: "parse_error", 2: "duplicate"}
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "message"),
+    [
+        ("drops/demo/x.csv.gz", b"system_id,sensor_id\n", "not readable gzip"),
+        ("drops/demo/x.csv", b"\xff\xfe\x00bad", "not UTF-8"),
+        ("drops/demo/x.xlsx", b"PK", "unknown file format '.xlsx'"),
+        ("drops/demo/x.csv", b"a,b,c\n1,2,3\n", "the CSV header must name the columns"),
+        ("drops/demo/x.json", b'{"readings": [], "system_id": "x"}', '"system_id" must come before "readings"'),
+    ],
+)
+def test_an_unreadable_object_fails_its_job_and_the_other_messages_succeed(
+    worker: WorkerHarness, system_id: UUID, key: str, body: bytes, message: str
+) -> None:
+    drop(worker, key, body)
+    good_job = api_batch(worker, system_id, [reading(0)])
+
+    response = worker.deliver()
+
+    assert response == {"batchItemFailures": []}
+    failed = worker.job_by_key(key)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error_message is not None
+    assert message in failed.error_message
+    assert failed.total_readings == 0
+    assert_accounted(worker, good_job, total=1)
+
+
+def test_a_file_unreadable_half_way_keeps_its_committed_chunks_and_says_so(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
+    get_load_worker_settings.cache_clear()
+    # The bytes are decoded in blocks, so the bad ones must sit well past the first chunks to be met after them.
+    body = csv_drop([{"system_id": system_id} | reading(i) for i in range(500)]) + b"\xff\xff\n"
+    key = drop(worker, "drops/demo/half.csv", body)
+
+    worker.deliver()
+
+    job = worker.job_by_key(key)
+    assert job.status is JobStatus.FAILED
+    assert job.error_message is not None
+    assert job.total_readings is not None
+    assert 0 < job.total_readings < 500
+    assert job.total_readings % 10 == 0
+    assert job.inserted_readings == job.total_readings == stored(worker, job.job_id)
+    assert job.error_message.startswith("the object is not UTF-8")
+    assert f"({job.total_readings} readings of it had been stored or quarantined)" in job.error_message
+
+
+def test_test_events_folder_markers_and_foreign_keys_are_acknowledged_without_jobs(worker: WorkerHarness) -> None:
+    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": worker.bucket})
+    bodies = [test_event, s3_event_body(worker.bucket, "drops/demo/"), s3_event_body(worker.bucket, "other/x.csv")]
+    bodies += [s3_event_body(worker.bucket, "drops/-bad tenant/x.csv"), "not json"]
+    for body in bodies:
+        sqs_client().send_message(QueueUrl=worker.queue_url, MessageBody=body)
+
+    assert worker.deliver() == {"batchItemFailures": []}
+    assert worker.jobs() == []
+
+
+def test_the_sample_event_names_an_object_the_worker_reads(worker: WorkerHarness, system_id: UUID) -> None:
+    event = load_event("load-worker-sqs-s3-drop.json")
+    key = "drops/demo/2026/11/press-17 export 2026-11-19.csv.gz"
+    body = gzip.compress(csv_drop([{"system_id": system_id} | reading(0)]))
+    answer = worker.put(key, body)
+    worker.receive()  # the event S3 sent is replaced by the sample's
+    record = json.loads(event["Records"][0]["body"])
+    record["Records"][0]["s3"]["bucket"]["name"] = worker.bucket
+    record["Records"][0]["s3"]["object"]["versionId"] = answer["VersionId"]
+    event["Records"][0]["body"] = json.dumps(record)
+    sqs_client().send_message(QueueUrl=worker.queue_url, MessageBody=event["Records"][0]["body"])
+
+    assert worker.deliver() == {"batchItemFailures": []}
+    (job,) = worker.jobs()
+    assert job.object_key == key
+    assert job.inserted_readings == 1
+
+
+# --- faults ----------------------------------------------------------------------------------------------------------
+
+
+def test_with_the_database_unreachable_every_message_fails_and_no_job_completes(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = api_batch(worker, system_id, [reading(0)])
+    drop(worker, "drops/demo/x.csv", csv_drop([{"system_id": system_id} | reading(1)]))
+    messages = worker.receive_objects()
+    secret = {"host": "127.0.0.1", "port": 1, "username": "x", "password": "x", "sslmode": "disable"}
+    arn = secretsmanager_client().create_secret(Name="unreachable", SecretString=json.dumps(secret))["ARN"]
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    get_load_worker_settings.cache_clear()
+    cold = handler_module("LoadWorkerFunction")
+
+    with pytest.raises(BatchProcessingError, match="All records failed processing"):
+        cold.lambda_handler(worker.event(messages), FakeLambdaContext())
+
+    assert worker.job(job_id).status is JobStatus.QUEUED
+    assert [job.job_id for job in worker.jobs()] == [job_id]  # the drop's job was never even created
+
+
+def test_a_connection_lost_while_warm_is_replaced_before_the_next_message(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    api_batch(worker, system_id, [reading(0)])
+    worker.deliver()
+    kept = worker.module.get_service().connector.connection()
+    worker.query("SELECT pg_terminate_backend(%s)", kept.info.backend_pid)
+    job_id = api_batch(worker, system_id, [reading(1)])
+
+    assert worker.deliver() == {"batchItemFailures": []}
+    assert_accounted(worker, job_id, total=1)
+
+
+def test_a_long_file_keeps_its_message_invisible_and_stops_before_the_time_runs_out(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
+    monkeypatch.setenv("SLUICE_VISIBILITY_HEARTBEAT_SECONDS", "0")
+    get_load_worker_settings.cache_clear()
+    key = drop(worker, "drops/demo/long.csv", csv_drop([{"system_id": system_id} | reading(i) for i in range(30)]))
+    messages = worker.receive_objects(visibility_timeout=1)
+    worker.remaining_ms = 10_000  # under the 20 s a new chunk needs
+
+    with pytest.raises(BatchProcessingError, match="ms left after chunk 0"):
+        worker.invoke(worker.event(messages))
+
+    job_id = worker.job_by_key(key).job_id
+    assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job_id) == [(1,)]
+    assert worker.job(job_id).status is JobStatus.PROCESSING
+    # Extended from 1 s to the template's 1800 s: not visible again yet.
+    assert worker.receive() == []
