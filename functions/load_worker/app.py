@@ -1,6 +1,5 @@
 """LoadWorkerFunction: IngestQueue's S3 events -> each batch object's readings in TimescaleDB or quarantine."""
 
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -12,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.load import LoadService, build_load_service
-from sluice.domain.load import LoadOutcome, load_message
+from sluice.domain.load import LoadOutcome
 from sluice.settings import get_load_worker_settings
 
 logger = Logger()
@@ -27,16 +26,11 @@ def get_service() -> LoadService:
     return build_load_service(get_load_worker_settings())
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     service = get_service()
-    service.connector.connection()  # database down: fail here, before any job is marked processing
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis)
-    for report in load_message(record.body, service.ports, service.policy, progress=progress, clock=utc_now):
+    for report in service.load(record.body, progress):
         logger.info("object handled", outcome=report.outcome, job_id=str(report.job_id), detail=report.detail)
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:

@@ -6,7 +6,7 @@ This is the only module that reads ``os.environ`` (through pydantic-settings).
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_DB_DSN = "postgresql://postgres@127.0.0.1:5433/sluice"
@@ -41,6 +41,12 @@ class LoadWorkerSettings(DatabaseSettings):
     min_remaining_ms: int = Field(default=20_000, ge=0)
     # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
     fault_crash_after_chunk: int | None = Field(default=None, ge=0)
+
+    @field_validator("db_secret_arn", "fault_crash_after_chunk", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (``SLUICE_DB_SECRET_ARN=`` to use SLUICE_DB_DSN locally) means "not set".
+        return None if value == "" else value
 
 
 class MigrationSettings(DatabaseSettings):

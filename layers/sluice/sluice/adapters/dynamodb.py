@@ -11,7 +11,7 @@ from sluice.adapters.aws import dynamodb_client
 from sluice.domain.load import JobFinish
 from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
 from sluice.errors import StorageUnavailableError
-from sluice.models.jobs import Job, JobStatus
+from sluice.models.jobs import Job, JobSource, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -71,21 +71,38 @@ class DynamoJobStore:
         return None if item is None else job_from_item(item)
 
     def start_job(self, job: Job, now: datetime) -> Job | None:
-        """Create ``job`` unless its id exists (a duplicated S3 event), then mark it processing and return it as
-        stored; None when it is already completed."""
+        """Mark the job processing and return it as stored, creating it (from ``job``) when it does not exist;
+        None when it is already completed. One call in the usual cases: an API batch's job exists (the API wrote
+        it first), a drop's does not (unless its S3 event came twice)."""
+        if job.source is JobSource.DROP and self._create_started(job, now):
+            return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
+        started = self._mark_started(job.job_id, now)
+        if started is not None:
+            return started
+        stored = self.get_job(job.job_id)
+        if stored is not None:  # completed: the condition of _mark_started failed on it
+            return None
+        if self._create_started(job, now):
+            return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
+        return self._mark_started(job.job_id, now)  # created by a twin meanwhile
+
+    def _create_started(self, job: Job, now: datetime) -> bool:
+        item = job_item(job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now}))
         try:
-            self._client.put_item(
-                TableName=self._table, Item=job_item(job), ConditionExpression="attribute_not_exists(job_id)"
-            )
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:
-            if not _condition_failed(exc):
-                raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+            if _condition_failed(exc):
+                return False
+            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+        return True
+
+    def _mark_started(self, job_id: UUID, now: datetime) -> Job | None:
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key={"job_id": {"S": str(job.job_id)}},
+                Key={"job_id": {"S": str(job_id)}},
                 # started_at is the first start: a resumed job's processing time counts from there.
                 UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now)",
                 ConditionExpression="attribute_exists(job_id) AND #status <> :completed",
@@ -100,9 +117,9 @@ class DynamoJobStore:
         except ClientError as exc:
             if _condition_failed(exc):
                 return None
-            raise StorageUnavailableError(f"starting job {job.job_id} failed: {exc}") from exc
+            raise StorageUnavailableError(f"starting job {job_id} failed: {exc}") from exc
         except BotoCoreError as exc:
-            raise StorageUnavailableError(f"starting job {job.job_id} failed: {exc}") from exc
+            raise StorageUnavailableError(f"starting job {job_id} failed: {exc}") from exc
         return job_from_item(answer["Attributes"])
 
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:

@@ -1,8 +1,10 @@
 """Wires the load domain to S3, DynamoDB, SQS and TimescaleDB, from LoadWorkerFunction's settings."""
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -11,7 +13,7 @@ from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
 from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, dsn_from_secret
-from sluice.domain.load import LoadPolicy, LoadPorts
+from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, load_message
 from sluice.errors import StorageUnavailableError
 from sluice.settings import LoadWorkerSettings
 
@@ -25,6 +27,13 @@ class LoadService:
     connector: DatabaseConnector
     settings: LoadWorkerSettings
 
+    def load(self, message_body: str, progress: MessageProgress) -> list[LoadReport]:
+        """Load the objects one IngestQueue message names."""
+        # Database down: fail here, before any job is marked processing.
+        self.connector.connection()
+        with cyclic_gc_paused():
+            return load_message(message_body, self.ports, self.policy, progress=progress, clock=utc_now)
+
     def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int]) -> MessageProgress:
         """The visibility keeper and time budget of one IngestQueue message."""
         return MessageProgress(
@@ -36,6 +45,25 @@ class LoadService:
             min_remaining_ms=self.settings.min_remaining_ms,
             crash_after_chunk=self.settings.fault_crash_after_chunk,
         )
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while an object is loaded. A chunk allocates a few objects per reading,
+    none in reference cycles (reference counting frees them), yet each allocation burst would start collections
+    that walk every live object: measured here, they took a third of the worker's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def utc_now() -> datetime:
+    """The current time, in UTC."""
+    return datetime.now(UTC)
 
 
 def build_load_service(settings: LoadWorkerSettings) -> LoadService:

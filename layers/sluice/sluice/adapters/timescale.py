@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from sluice.domain.load import JudgedChunk, LoadCounts, QuarantineRow, stored_duplicates
+from sluice.domain.load import ChunkStream, LoadCounts, QuarantineRow, stored_duplicates
 from sluice.models.jobs import Job
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -134,13 +134,9 @@ class TimescaleReadingSink:
     def __init__(self, connector: DatabaseConnector) -> None:
         self._connector = connector
 
-    def owned_systems(self, tenant_id: str, system_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of ``system_ids`` are systems of ``tenant_id``."""
-        rows = (
-            self._connector.connection()
-            .execute("SELECT id FROM systems WHERE tenant_id = %s AND id = ANY(%s)", (tenant_id, list(system_ids)))
-            .fetchall()
-        )
+    def tenant_systems(self, tenant_id: str) -> set[UUID]:
+        """The ids of every system of ``tenant_id`` (read once per object: a tenant has thousands at most)."""
+        rows = self._connector.connection().execute("SELECT id FROM systems WHERE tenant_id = %s", (tenant_id,))
         return {row[0] for row in rows}
 
     def committed_chunks(self, job_id: UUID) -> set[int]:
@@ -148,7 +144,7 @@ class TimescaleReadingSink:
         rows = self._connector.connection().execute("SELECT chunk_no FROM ingest_ledger WHERE job_id = %s", (job_id,))
         return {row[0] for row in rows}
 
-    def write_chunk(self, job: Job, chunk: JudgedChunk) -> bool:
+    def write_chunk(self, job: Job, chunk: ChunkStream) -> bool:
         """Write a chunk with its ledger row in one transaction; False when the ledger already had it."""
         conn = self._connector.connection()
         with conn.transaction():
@@ -185,21 +181,21 @@ class TimescaleReadingSink:
         assert row is not None  # noqa: S101 - an aggregate always returns a row
         return LoadCounts(*(int(value) for value in row))
 
-    def _insert_readings(self, conn: Connection, chunk: JudgedChunk) -> list[QuarantineRow]:
-        """COPY the valid rows into ``readings``; return the ones found already stored, as quarantine rows."""
-        if not chunk.rows:
-            return []
+    def _insert_readings(self, conn: Connection, chunk: ChunkStream) -> list[QuarantineRow]:
+        """COPY the valid rows into ``readings`` as they are judged; return the ones found already stored, as
+        quarantine rows."""
         try:
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
                 copy.set_types(READING_TYPES)
                 write_row = copy.write_row
-                for row in chunk.rows:
+                for row in chunk.valid_rows():
                     write_row(row)
         except psycopg.errors.UniqueViolation:
+            chunk.finish()
             return self._insert_skipping_stored(conn, chunk)
         return []
 
-    def _insert_skipping_stored(self, conn: Connection, chunk: JudgedChunk) -> list[QuarantineRow]:
+    def _insert_skipping_stored(self, conn: Connection, chunk: ChunkStream) -> list[QuarantineRow]:
         with conn.cursor() as cursor:
             with cursor.copy(_COPY_STAGING) as copy:
                 copy.set_types(READING_TYPES)

@@ -10,8 +10,8 @@ Everything else (database, S3, DynamoDB faults) raises, and the message is retri
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import IO, Final, Protocol
@@ -80,18 +80,6 @@ class QuarantineRow:
     raw: str
     reason: QuarantineReason
     details: str
-
-
-@dataclass(slots=True)
-class JudgedChunk:
-    """A chunk's verdicts: rows ready for ``readings`` and rows for quarantine, with what each valid row was."""
-
-    chunk_no: int
-    total: int
-    # ``ValidReading`` fields followed by system_id and job_id: the column order the sink COPYs.
-    rows: list[tuple[object, ...]] = field(default_factory=list)
-    sources: list[Record] = field(default_factory=list)
-    quarantine: list[QuarantineRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +157,15 @@ class OpenedObject:
 class ReadingSink(Protocol):
     """The database side: systems, the ledger, readings and quarantine."""
 
-    def owned_systems(self, tenant_id: str, system_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of ``system_ids`` are systems of ``tenant_id``."""
+    def tenant_systems(self, tenant_id: str) -> set[UUID]:
+        """The ids of every system of ``tenant_id``."""
 
     def committed_chunks(self, job_id: UUID) -> set[int]:
         """The chunk numbers of a job already in the ledger."""
 
-    def write_chunk(self, job: Job, chunk: JudgedChunk) -> bool:
-        """Write a chunk with its ledger row in one transaction; False when the ledger already had it."""
+    def write_chunk(self, job: Job, chunk: "ChunkStream") -> bool:
+        """Write a chunk with its ledger row in one transaction, reading all of ``chunk.valid_rows()`` (then its
+        quarantine rows); False, reading nothing, when the ledger already had it."""
 
     def job_counts(self, job_id: UUID) -> LoadCounts:
         """A job's counts, summed from its ledger rows."""
@@ -325,102 +314,148 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     """Read the object and write every chunk the ledger does not have yet; return how many were written."""
     layout_of(ref.key, None)  # an unknown format fails the job before anything is downloaded
     committed = ports.sink.committed_chunks(job.job_id)
+    systems = SystemBook(job, ports.sink.tenant_systems(job.tenant_id))
     opened = ports.objects.open_object(ref)
     layout = layout_of(ref.key, opened.content_encoding)
-    records = read_records(opened.body, layout, whole_envelope=job.source is JobSource.API)
-    validator = ReadingValidator(clock())
-    systems = SystemResolver(job, ports.sink)
+    records = iter(read_records(opened.body, layout, whole_envelope=job.source is JobSource.API))
     written = 0
-    for chunk_no, chunk in enumerate(iter_chunks(records, policy.chunk_readings)):
-        # A committed chunk is still read (the stream has no index) but neither judged nor written again.
-        if chunk_no in committed:
+    for chunk in chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems):
+        # A committed chunk is still read (the stream has no index) but neither judged nor written again; so is
+        # one a concurrent twin of this message committed meanwhile (the sink finds its ledger row).
+        if chunk.chunk_no in committed:
+            chunk.skip()
             continue
-        if ports.sink.write_chunk(job, judge_chunk(chunk_no, chunk, validator, systems)):
+        if ports.sink.write_chunk(job, chunk):
             written += 1
-        progress.chunk_committed(chunk_no)
+        else:
+            chunk.skip()
+        progress.chunk_committed(chunk.chunk_no)
     return written
 
 
-class SystemResolver:
-    """Turns a record's system id into the suffix of its row, or the rejection of every reading it carries.
+class SystemBook:
+    """A tenant's systems as the readings of one object name them: the suffix of a valid reading's row
+    (system_id, job_id), or the rejection every reading naming that system gets."""
 
-    Systems are looked up once per chunk for the ids not seen before, and remembered for the whole object."""
-
-    def __init__(self, job: Job, sink: ReadingSink) -> None:
+    def __init__(self, job: Job, owned: set[UUID]) -> None:
         self._job = job
-        self._sink = sink
+        self._owned = owned
         self._known: dict[object, tuple[UUID, UUID] | Rejection] = {}
 
-    def prepare(self, chunk: Sequence[Record]) -> dict[object, tuple[UUID, UUID] | Rejection]:
-        """Resolve the system ids of a chunk; return the map every record's system id is found in."""
-        known = self._known
-        fresh: dict[UUID, list[object]] = {}
-        for text in {record[1] for record in chunk if _hashable(record[1])} - known.keys():
+    def suffix(self, text: object) -> tuple[UUID, UUID] | Rejection:
+        """The verdict on a system id as read; each distinct id is parsed and looked up once."""
+        if not _hashable(text):  # an object or array: never a system id
+            return _not_a_system_id(text)
+        found = self._known.get(text)
+        if found is None:
             system_id = _parse_system_id(text)
             if isinstance(system_id, Rejection):
-                known[text] = system_id
+                found = system_id
+            elif system_id in self._owned:
+                found = (system_id, self._job.job_id)
             else:
-                fresh.setdefault(system_id, []).append(text)
-        if fresh:
-            owned = self._sink.owned_systems(self._job.tenant_id, fresh)
-            for system_id, texts in fresh.items():
-                verdict: tuple[UUID, UUID] | Rejection = (
-                    (system_id, self._job.job_id)
-                    if system_id in owned
-                    else Rejection(
-                        _SYSTEM_NOT_FOUND, "system_id", f"a system of tenant {self._job.tenant_id}", str(system_id)
-                    )
+                expected = f"a system of tenant {self._job.tenant_id}"
+                found = Rejection(_SYSTEM_NOT_FOUND, "system_id", expected, str(system_id))
+            self._known[text] = found
+        return found
+
+
+class ChunkStream:
+    """One chunk's records, judged while the sink reads its valid rows, so that the database ingests rows while
+    the rest are still being parsed and judged. Valid rows are also kept (with the records they came from) for
+    the sink's slower path, and the rest collected for quarantine; a repeat of an earlier (sensor, instant) in
+    the chunk is a duplicate."""
+
+    def __init__(
+        self, chunk_no: int, records: Iterator[Record], validator: ReadingValidator, systems: SystemBook
+    ) -> None:
+        self.chunk_no = chunk_no
+        self.total = 0
+        self.rows: list[tuple[object, ...]] = []
+        self.sources: list[Record] = []
+        self.quarantine: list[QuarantineRow] = []
+        self._records = records
+        self._validator = validator
+        self._systems = systems
+        self._first_seen: dict[tuple[int, datetime], int] = {}
+
+    def valid_rows(self) -> Iterator[tuple[object, ...]]:
+        """Judge the records not judged yet; yield each valid one as a row of ``readings`` (ValidReading's fields,
+        then system_id and job_id)."""
+        rows_append = self.rows.append
+        sources_append = self.sources.append
+        quarantine = self.quarantine
+        judge = self._validator.judge
+        suffix_of = self._systems.suffix
+        first_seen = self._first_seen
+        for record in self._records:
+            self.total += 1
+            position, system_text, raw = record
+            if type(raw) is Unparsable:
+                rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
+                quarantine.append(quarantine_row(position, raw.text, rejection, None))
+                continue
+            suffix = suffix_of(system_text)
+            system_id = None if isinstance(suffix, Rejection) else suffix[0]
+            if system_id is None and suffix[0] is _PARSE_ERROR:
+                quarantine.append(quarantine_row(position, raw, suffix, None))
+                continue
+            verdict = judge(raw)
+            if type(verdict) is not ValidReading:
+                quarantine.append(quarantine_row(position, raw, verdict, system_id))  # type: ignore[arg-type]
+                continue
+            if system_id is None:
+                quarantine.append(quarantine_row(position, raw, suffix, None))  # type: ignore[arg-type]
+                continue
+            key = (verdict[1].int, verdict[0])
+            earlier = first_seen.setdefault(key, position)
+            if earlier != position:
+                repeat = Rejection(
+                    _DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}"
                 )
-                for text in texts:
-                    known[text] = verdict
-        return known
+                quarantine.append(quarantine_row(position, raw, repeat, system_id))
+                continue
+            row = verdict + suffix
+            rows_append(row)
+            sources_append(record)
+            yield row
+
+    def finish(self) -> None:
+        """Judge whatever the sink did not read (after a COPY the database refused)."""
+        for _ in self.valid_rows():
+            pass
+
+    def skip(self) -> None:
+        """Read past the chunk's records without judging them (the chunk is committed already)."""
+        for _ in self._records:
+            self.total += 1
 
 
 def judge_chunk(
-    chunk_no: int, chunk: Sequence[Record], validator: ReadingValidator, systems: SystemResolver
-) -> JudgedChunk:
-    """The verdict on every record of a chunk; a repeat of an earlier (sensor, instant) in it is a duplicate."""
-    judged = JudgedChunk(chunk_no=chunk_no, total=len(chunk))
-    suffixes = systems.prepare(chunk)
-    rows_append = judged.rows.append
-    sources_append = judged.sources.append
-    quarantine = judged.quarantine
-    judge = validator.judge
-    first_seen: dict[tuple[int, datetime], int] = {}
-    for record in chunk:
-        position, system_text, raw = record
-        # An unhashable system id (an object or array) is always a parse error.
-        suffix = suffixes[system_text] if _hashable(system_text) else _not_a_system_id(system_text)
-        if type(raw) is Unparsable:
-            rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
-            quarantine.append(quarantine_row(position, raw.text, rejection, None))
-            continue
-        system_id = None if isinstance(suffix, Rejection) else suffix[0]
-        if type(suffix) is Rejection and suffix.reason is _PARSE_ERROR:
-            quarantine.append(quarantine_row(position, raw, suffix, None))
-            continue
-        verdict = judge(raw)
-        if type(verdict) is not ValidReading:
-            quarantine.append(quarantine_row(position, raw, verdict, system_id))  # type: ignore[arg-type]
-            continue
-        if type(suffix) is Rejection:
-            quarantine.append(quarantine_row(position, raw, suffix, None))
-            continue
-        key = (verdict[1].int, verdict[0])
-        earlier = first_seen.setdefault(key, position)
-        if earlier != position:
-            repeat = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}")
-            quarantine.append(quarantine_row(position, raw, repeat, system_id))
-            continue
-        rows_append(verdict + suffix)
-        sources_append(record)
-    return judged
+    chunk_no: int, records: Iterable[Record], validator: ReadingValidator, systems: SystemBook
+) -> ChunkStream:
+    """A chunk judged in full, for callers that do not stream."""
+    stream = ChunkStream(chunk_no, iter(records), validator, systems)
+    stream.finish()
+    return stream
+
+
+def chunk_streams(
+    records: Iterator[Record], size: int, validator: ReadingValidator, systems: SystemBook
+) -> Iterator[ChunkStream]:
+    """Cut records into chunks of ``size``; the same object always gives the same chunks. Each chunk must be read
+    (or skipped) before the next is taken."""
+    for chunk_no in itertools.count():
+        first = next(records, None)
+        if first is None:
+            return
+        yield ChunkStream(chunk_no, itertools.chain((first,), itertools.islice(records, size - 1)), validator, systems)
 
 
 STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", "already stored")
 
 
-def stored_duplicates(judged: JudgedChunk, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
+def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
     """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did)."""
     return [
         quarantine_row(record[0], record[2], STORED_DUPLICATE, row[5])  # type: ignore[arg-type]
@@ -550,8 +585,3 @@ def _smallint_or_none(value: object) -> int | None:
     if type(value) is not int or not _SMALLINT[0] <= value <= _SMALLINT[1]:
         return None
     return value
-
-
-def iter_chunks(records: Iterator[Record], size: int) -> Iterator[tuple[Record, ...]]:
-    """Cut records into chunks of ``size``; the same object always gives the same chunks."""
-    return itertools.batched(records, size, strict=False)
