@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from sluice.local.template import StackContext, TemplateError, function_environment, load_template, resources_of_type
-from sluice.settings import IngestApiSettings
+from sluice.settings import IngestApiSettings, LoadWorkerSettings
 
 from ..lambdas import template
 
-FUNCTION_SETTINGS = {"IngestApiFunction": IngestApiSettings}
+FUNCTION_SETTINGS = {"IngestApiFunction": IngestApiSettings, "LoadWorkerFunction": LoadWorkerSettings}
 
 
 def resources() -> dict[str, Any]:
@@ -118,6 +118,29 @@ def test_the_environment_the_template_gives_satisfies_the_settings(
     settings = FUNCTION_SETTINGS[function]()
 
     assert settings.model_dump()
+
+
+def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts() -> None:
+    worker = resources()["LoadWorkerFunction"]["Properties"]
+    (event,) = worker["Events"].values()
+    queue = resources()["IngestQueue"]["Properties"]
+
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # AWS's advice for SQS event sources: a message stays invisible for at least six function timeouts.
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    # The worker extends a long file's message to the queue's own timeout.
+    assert int(worker["Environment"]["Variables"]["SLUICE_VISIBILITY_TIMEOUT_SECONDS"]) == queue["VisibilityTimeout"]
+
+
+def test_the_worker_reads_its_database_secret_and_never_a_dsn() -> None:
+    worker = resources()["LoadWorkerFunction"]["Properties"]
+    variables = worker["Environment"]["Variables"]
+
+    assert variables["SLUICE_DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert "SLUICE_DB_DSN" not in variables
+    assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecretArn"}}} in worker["Policies"]
 
 
 def test_every_function_is_arm64_python313_and_traced() -> None:

@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
+from sluice.domain.formats import loads_lenient
 from sluice.domain.ratelimit import RateDecision
 from sluice.errors import (
     InvalidRequestError,
@@ -284,22 +285,11 @@ def _parse_json(text: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise _malformed(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        return _loads(decoded)
+        return loads_lenient(decoded)
     except json.JSONDecodeError as exc:
         raise _malformed(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise _malformed("the body nests too deeply to be a batch") from None
-
-
-def _loads(decoded: str) -> Any:
-    try:
-        return json.loads(decoded)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:
-        # An integer beyond Python's digit limit: read integers as floats so that the one reading, not the whole
-        # batch, carries the problem (the worker quarantines it).
-        return json.loads(decoded, parse_int=float)
 
 
 def _too_large(size: int, max_bytes: int, what: str, *, at_least: bool = False) -> PayloadTooLargeError:

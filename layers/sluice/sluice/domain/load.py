@@ -402,10 +402,12 @@ class ChunkStream:
                 continue
             verdict = judge(raw)
             if type(verdict) is not ValidReading:
-                quarantine.append(quarantine_row(position, raw, verdict, system_id))  # type: ignore[arg-type]
+                # An unknown system's id is kept too: a reviewer may register the system and approve.
+                kept_system = system_id or _uuid_or_none(system_text)
+                quarantine.append(quarantine_row(position, raw, verdict, kept_system))  # type: ignore[arg-type]
                 continue
             if system_id is None:
-                quarantine.append(quarantine_row(position, raw, suffix, None))  # type: ignore[arg-type]
+                quarantine.append(quarantine_row(position, raw, suffix, _uuid_or_none(system_text)))  # type: ignore[arg-type]
                 continue
             key = (verdict[1].int, verdict[0])
             earlier = first_seen.setdefault(key, position)
