@@ -42,5 +42,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    records = event.get("Records", [])
+    metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(records))
+    get_service().read_ahead(record.get("body", "") for record in records)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

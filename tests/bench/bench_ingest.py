@@ -44,6 +44,10 @@ class CallTimer:
         client.meta.events.register("before-parameter-build.*.*", self._start)
         client.meta.events.register("after-call.*.*", self._stop)
 
+    def detach(self, client: Any) -> None:
+        client.meta.events.unregister("before-parameter-build.*.*", self._start)
+        client.meta.events.unregister("after-call.*.*", self._stop)
+
     def _start(self, **_: Any) -> None:
         self._started.append(time.perf_counter())
 

@@ -44,6 +44,7 @@ from ..lambdas import FakeLambdaContext, handler_module, template
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
 from ..worker_harness import WorkerHarness
+from .bench_ingest import CallTimer
 from .corpus import COPY_COLUMNS, Corpus, api_batches, copy_reference_csv, drop_csv, make_corpus
 
 MOTO_ENDPOINT = "http://localhost:4566"
@@ -75,9 +76,9 @@ def measure_all(readings: int) -> dict[str, float]:
                 [(system, corpus.tenant, f"system-{n}") for n, system in enumerate(corpus.systems)],
             )
         copy_rate = copy_reference(dsn, corpus)
-        batch_1k = run_batches(worker, corpus, 1_000)
-        batch_10k = run_batches(worker, corpus, 10_000)
-        duplicates_10k = run_batches(worker, corpus, 10_000, again=True)
+        batch_1k, aws_1k = run_batches(worker, corpus, 1_000)
+        batch_10k, aws_10k = run_batches(worker, corpus, 10_000)
+        duplicates_10k, _ = run_batches(worker, corpus, 10_000, again=True)
         drop = run_drop(worker, corpus)
     return {
         "readings": readings,
@@ -86,6 +87,8 @@ def measure_all(readings: int) -> dict[str, float]:
         "batch_10k_rows_per_s": batch_10k,
         "batch_10k_all_duplicates_rows_per_s": duplicates_10k,
         "drop_1m_rows_per_s": drop["rows_per_s"],
+        "batch_1k_aws_share": aws_1k,
+        "batch_10k_aws_share": aws_10k,
         "ratio_1k": batch_1k / copy_rate,
         "ratio_10k": batch_10k / copy_rate,
         "ratio_10k_all_duplicates": duplicates_10k / copy_rate,
@@ -131,9 +134,9 @@ def copy_reference(dsn: str, corpus: Corpus) -> float:
     return corpus.expected["valid"] / elapsed
 
 
-def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool = False) -> float:
-    """Readings/s of the handler over the corpus as API batches of ``size``; ``again`` keeps the stored readings,
-    so every valid reading is a duplicate."""
+def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool = False) -> tuple[float, float]:
+    """Readings/s of the handler over the corpus as API batches of ``size``, and the share of its time spent in
+    S3/DynamoDB/SQS calls; ``again`` keeps the stored readings, so every valid reading is a duplicate."""
     if not again:
         empty_tables(worker.dsn)
     total = 0
@@ -142,6 +145,9 @@ def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool
         worker.put(batch_object_key(corpus.tenant, datetime.now(UTC), job_id), body, ContentType="application/json")
         put_job(worker, corpus.tenant, job_id, system_id)
     messages = worker.receive()
+    timer = CallTimer()
+    for client in (s3_client(), dynamodb_client(), sqs_client()):
+        timer.attach(client)
     elapsed = 0.0
     for start in range(0, len(messages), MESSAGES_PER_INVOCATION):
         event = worker.event(messages[start : start + MESSAGES_PER_INVOCATION])
@@ -155,7 +161,10 @@ def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool
             total += job.total_readings
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=corpus.expected["valid"] if again else 0)
-    return len(corpus.rows) / elapsed if total == len(corpus.rows) else _fail(f"{total} of {len(corpus.rows)} done")
+    for client in (s3_client(), dynamodb_client(), sqs_client()):
+        timer.detach(client)
+    assert total == len(corpus.rows), f"{total} of {len(corpus.rows)} readings done"
+    return len(corpus.rows) / elapsed, timer.total_s / elapsed
 
 
 def run_drop(worker: WorkerHarness, corpus: Corpus) -> dict[str, float]:
@@ -264,6 +273,10 @@ def report(figures: dict[str, float]) -> None:
     ):
         print(f"{label:<34}{figures[key]:>12,.0f}{figures[key] / copy_rate:>9.2f}x")
     print(
+        f"time in S3/DynamoDB calls (moto server): {figures['batch_1k_aws_share']:.0%} of the 1,000s, "
+        f"{figures['batch_10k_aws_share']:.0%} of the 10,000s"
+    )
+    print(
         f"worker peak memory for the drop: {figures['drop_peak_mb']:.0f} MB (RSS of the whole process; "
         f"{figures['drop_baseline_mb']:.0f} MB before the invocation)"
     )
@@ -271,10 +284,6 @@ def report(figures: dict[str, float]) -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"written to {out.relative_to(REPO_ROOT)}")
-
-
-def _fail(message: str) -> float:
-    raise AssertionError(message)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Wires the load domain to S3, DynamoDB, SQS and TimescaleDB, from LoadWorkerFunction's settings."""
 
 import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,8 +13,8 @@ from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
 from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, dsn_from_secret
-from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, load_message
-from sluice.errors import StorageUnavailableError
+from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, ObjectRef, load_message, object_refs
+from sluice.errors import StorageUnavailableError, UnreadableObjectError
 from sluice.settings import LoadWorkerSettings
 
 
@@ -25,12 +25,22 @@ class LoadService:
     ports: LoadPorts
     policy: LoadPolicy
     connector: DatabaseConnector
+    objects: S3ObjectSource
     settings: LoadWorkerSettings
+
+    def read_ahead(self, message_bodies: Iterable[str]) -> None:
+        """Start reading the small objects an invocation's messages name (see S3ObjectSource)."""
+        refs: list[ObjectRef] = []
+        for body in message_bodies:
+            with suppress(UnreadableObjectError):  # reported when the message itself is handled
+                refs.extend(object_refs(body))
+        self.objects.forget_read_ahead()
+        self.objects.read_ahead(refs)
 
     def load(self, message_body: str, progress: MessageProgress) -> list[LoadReport]:
         """Load the objects one IngestQueue message names."""
         # Database down: fail here, before any job is marked processing.
-        self.connector.connection()
+        self.connector.checked_connection()
         with cyclic_gc_paused():
             return load_message(message_body, self.ports, self.policy, progress=progress, clock=utc_now)
 
@@ -69,15 +79,12 @@ def utc_now() -> datetime:
 def build_load_service(settings: LoadWorkerSettings) -> LoadService:
     """The AWS- and database-backed ports of LoadWorkerFunction."""
     connector = DatabaseConnector(lambda: database_dsn(settings), settings.db_statement_timeout_ms)
-    ports = LoadPorts(
-        jobs=DynamoJobStore(settings.jobs_table),
-        objects=S3ObjectSource(),
-        sink=TimescaleReadingSink(connector),
-    )
+    objects = S3ObjectSource()
+    ports = LoadPorts(jobs=DynamoJobStore(settings.jobs_table), objects=objects, sink=TimescaleReadingSink(connector))
     policy = LoadPolicy(
         chunk_readings=settings.chunk_readings, job_retention=timedelta(days=settings.job_retention_days)
     )
-    return LoadService(ports=ports, policy=policy, connector=connector, settings=settings)
+    return LoadService(ports=ports, policy=policy, connector=connector, objects=objects, settings=settings)
 
 
 def database_dsn(settings: LoadWorkerSettings) -> str:

@@ -1,5 +1,8 @@
 """S3: where batch objects are stored. Storing one is what enqueues it (S3 event notification to IngestQueue)."""
 
+import io
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,13 +49,48 @@ class S3BatchStore:
 
 
 class S3ObjectSource:
-    """Opens batch objects for streaming, at the version their S3 event named."""
+    """Opens batch objects for streaming, at the version their S3 event named.
 
-    def __init__(self, client: "S3Client | None" = None) -> None:
+    Small objects (API batches) can be read ahead in background threads while earlier messages of the same
+    invocation are loaded: a GET is mostly waiting, and it then overlaps the worker's parsing and COPY."""
+
+    def __init__(self, client: "S3Client | None" = None, read_ahead_max_bytes: int = 8 * 1024 * 1024) -> None:
         self._client = client or s3_client()
+        self._read_ahead_max_bytes = read_ahead_max_bytes
+        self._ahead: dict[ObjectRef, Future[OpenedObject]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-read-ahead")
+
+    def read_ahead(self, refs: Iterable[ObjectRef]) -> None:
+        """Start reading the small objects among ``refs`` whole, in the background, for ``open_object``."""
+        for ref in refs:
+            if ref.size is not None and ref.size <= self._read_ahead_max_bytes and ref not in self._ahead:
+                self._ahead[ref] = self._pool.submit(self._read_whole, ref)
+
+    def forget_read_ahead(self) -> None:
+        """Drop what was read ahead and not used (the invocation is over)."""
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
 
     def open_object(self, ref: ObjectRef) -> OpenedObject:
-        """Start a GET of the object; the body is read as the worker goes."""
+        """The object read ahead, if it was; else start a GET whose body is read as the worker goes."""
+        ahead = self._ahead.pop(ref, None)
+        if ahead is not None:
+            try:
+                return ahead.result()
+            except StorageUnavailableError:
+                pass  # a fault while reading ahead: read it now, and let a fault here fail the message
+        return self._open(ref)
+
+    def _read_whole(self, ref: ObjectRef) -> OpenedObject:
+        opened = self._open(ref)
+        try:
+            data = opened.body.read()
+        except (BotoCoreError, OSError) as exc:
+            raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
+        return OpenedObject(body=io.BytesIO(data), content_encoding=opened.content_encoding)
+
+    def _open(self, ref: ObjectRef) -> OpenedObject:
         request: GetObjectRequestTypeDef = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version_id and ref.version_id != "null":
             # Pinning the version keeps the chunks of a retry the same even if the key was overwritten since.

@@ -98,7 +98,15 @@ class DatabaseConnector:
         self._connection: Connection | None = None
 
     def connection(self) -> Connection:
-        """A live connection: the kept one if it answers, a new one otherwise."""
+        """The kept connection, or a new one when there is none (or it is known to be closed)."""
+        kept = self._connection
+        if kept is not None and not kept.closed and not kept.broken:
+            return kept
+        return self._connect()
+
+    def checked_connection(self) -> Connection:
+        """A connection known to answer: the kept one if a trivial query goes through, a new one otherwise.
+        Called once per message; a connection the server dropped while the environment was frozen is replaced."""
         kept = self._connection
         if kept is not None and not kept.closed:
             try:
@@ -107,6 +115,9 @@ class DatabaseConnector:
                 kept.close()
             else:
                 return kept
+        return self._connect()
+
+    def _connect(self) -> Connection:
         self._connection = None
         connection: Connection = psycopg.connect(
             self._dsn(),

@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import IO, Final, Protocol
@@ -46,6 +46,8 @@ class ObjectRef:
     key: str
     version_id: str | None = None
     etag: str | None = None
+    # Bytes, as the event says; not part of the object's identity.
+    size: int | None = field(default=None, compare=False)
 
 
 class TargetKind(StrEnum):
@@ -213,6 +215,7 @@ def object_refs(message_body: str) -> list[ObjectRef]:
                 key=unquote_plus(record["s3"]["object"]["key"]),
                 version_id=record["s3"]["object"].get("versionId"),
                 etag=record["s3"]["object"].get("eTag"),
+                size=record["s3"]["object"].get("size"),
             )
             for record in event["Records"]
             if str(record.get("eventName", "")).startswith("ObjectCreated")
@@ -455,12 +458,25 @@ def chunk_streams(
 
 
 STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", "already stored")
+_STORED_DUPLICATE_DETAILS: Final = json.dumps(STORED_DUPLICATE.as_details(), separators=(",", ":"))
 
 
 def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
-    """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did)."""
+    """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did). Their
+    fields are known and valid, so only the raw reading is serialised."""
     return [
-        quarantine_row(record[0], record[2], STORED_DUPLICATE, row[5])  # type: ignore[arg-type]
+        QuarantineRow(
+            position=record[0],
+            system_id=row[5],  # type: ignore[arg-type]
+            sensor_id=row[1],  # type: ignore[arg-type]
+            time=row[0],  # type: ignore[arg-type]
+            value=row[2],  # type: ignore[arg-type]
+            unit=row[3],  # type: ignore[arg-type]
+            quality=row[4],  # type: ignore[arg-type]
+            raw=storable_json(record[2]),
+            reason=_DUPLICATE,
+            details=_STORED_DUPLICATE_DETAILS,
+        )
         for row, record in zip(judged.rows, judged.sources, strict=True)
         if (row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
     ]
