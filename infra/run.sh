@@ -54,10 +54,10 @@ Sluice is running (database and local AWS; no functions served yet).
     tables      $(resource JobsTable), $(resource RateLimitTable), $(resource IdempotencyTable)
   a drop        aws --endpoint-url http://localhost:$moto_port s3 cp tests/data/drops/sample.csv \
                     s3://$(resource BatchBucket)/drops/$demo_tenant/sample.csv
-                (its S3 event waits on the queue until the worker arrives)
+                (its S3 event waits on the queue: the poller that feeds the worker comes with the local-runtime issue)
   demo system   tenant '$demo_tenant', system '$demo_system' = $system_id
 
-Not yet here: the HTTP API on :3000, the queue poller and the worker (later issues).
+Not yet here: the HTTP API on :3000 and the queue poller that invokes the worker (the local-runtime issue).
 Press Ctrl-C to stop what this command started.
 BANNER
 

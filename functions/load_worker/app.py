@@ -30,8 +30,15 @@ def get_service() -> LoadService:
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     service = get_service()
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis)
-    for report in service.load(record.body, progress):
-        logger.info("object handled", outcome=report.outcome, job_id=str(report.job_id), detail=report.detail)
+    try:
+        reports = service.load(record.body, progress)
+    except Exception:
+        logger.exception("message failed: it is retried, and parked in the dead-letter queue after five receives")
+        raise
+    for report in reports:
+        logger.info(
+            "object handled", outcome=report.outcome, job_id=report.job_id and str(report.job_id), detail=report.detail
+        )
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:
             metrics.add_metric(name="InsertedReadings", unit=MetricUnit.Count, value=report.counts.inserted)
@@ -42,7 +49,12 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    records = event.get("Records", [])
+    records, service = event.get("Records", []), get_service()
     metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(records))
-    get_service().read_ahead(record.get("body", "") for record in records)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    service.read_ahead(record.get("body", "") for record in records)
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        service.objects.forget_read_ahead()

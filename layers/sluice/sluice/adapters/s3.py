@@ -67,7 +67,7 @@ class S3ObjectSource:
                 self._ahead[ref] = self._pool.submit(self._read_whole, ref)
 
     def forget_read_ahead(self) -> None:
-        """Drop what was read ahead and not used (the invocation is over)."""
+        """Drop what was read ahead and not used; called when an invocation ends."""
         for future in self._ahead.values():
             future.cancel()
         self._ahead.clear()

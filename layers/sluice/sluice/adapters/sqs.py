@@ -45,19 +45,22 @@ class MessageProgress:
         if chunk_no == self._crash_after_chunk:
             raise InjectedFaultError(f"crash after chunk {chunk_no} (SLUICE_FAULT_CRASH_AFTER_CHUNK)")
         if time.monotonic() - self._last_extended >= self._heartbeat_s:
-            try:
-                self._client.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=self._receipt_handle,
-                    VisibilityTimeout=self._visibility_timeout_s,
-                )
-            except (BotoCoreError, ClientError) as exc:
-                raise StorageUnavailableError(f"extending the message's visibility failed: {exc}") from exc
+            self._change_visibility(self._visibility_timeout_s)
             self._last_extended = time.monotonic()
             self.extensions += 1
         remaining = self._remaining_ms()
         if remaining < self._min_remaining_ms:
+            # Visible again at once: the retry resumes now rather than when the extended timeout runs out.
+            self._change_visibility(0)
             raise OutOfTimeError(
                 f"{remaining} ms left after chunk {chunk_no}: the message is retried and resumes at chunk "
                 f"{chunk_no + 1}"
             )
+
+    def _change_visibility(self, seconds: int) -> None:
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=self._receipt_handle, VisibilityTimeout=seconds
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailableError(f"changing the message's visibility failed: {exc}") from exc

@@ -257,7 +257,8 @@ def target_of(ref: ObjectRef) -> Target:
 
 def drop_job_id(ref: ObjectRef) -> UUID:
     """The job id of one version of a dropped object: the same S3 event twice gives the same job."""
-    version = ref.version_id or (ref.etag or "").strip('"')
+    # "null" is the version id S3 gives objects written while the bucket was unversioned: not a version.
+    version = ref.version_id if ref.version_id not in {None, "", "null"} else (ref.etag or "").strip('"')
     return uuid5(DROP_JOB_NAMESPACE, f"{ref.bucket}/{ref.key}#{version}")
 
 
