@@ -7,6 +7,7 @@ Used by the worker's integration tests (in-process moto) and by its benchmark (t
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 from urllib.parse import quote_plus
@@ -15,7 +16,9 @@ from uuid import UUID
 import psycopg
 
 from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
-from sluice.adapters.dynamodb import job_from_item
+from sluice.adapters.dynamodb import DynamoJobStore, job_from_item
+from sluice.adapters.s3 import S3BatchStore
+from sluice.domain.ingest import Batch, IngestCall, IngestPolicy, api_job
 from sluice.local.template import StackContext
 from sluice.models.jobs import Job
 
@@ -44,6 +47,16 @@ class WorkerHarness:
         """Store an object; S3 enqueues its event."""
         answer: dict[str, Any] = dict(s3_client().put_object(Bucket=self.bucket, Key=key, Body=body, **extra))
         return answer
+
+    def send_api_batch(self, tenant: str, system_id: UUID, body: bytes, total: int, *, gzipped: bool = False) -> UUID:
+        """What IngestApiFunction leaves behind for an accepted batch, written by its own domain and adapters: the
+        queued job record, then the object (whose S3 event enqueues it)."""
+        batch = Batch(system_id=system_id, total_readings=total, body=body, gzipped=gzipped, sha256="")
+        policy = IngestPolicy(max_body_bytes=len(body), job_retention=timedelta(days=90))
+        job = api_job(IngestCall(tenant, "harness", body), batch, self.bucket, policy, datetime.now(UTC))
+        DynamoJobStore(self.stack.ref("JobsTable")).create_job(job)
+        S3BatchStore(self.bucket).put_batch(job.object_key, body, gzipped=gzipped, metadata={})
+        return job.job_id
 
     def receive(self, visibility_timeout: int = 600) -> list[dict[str, Any]]:
         """Every message visible on IngestQueue now, received (so invisible) as an event source mapping does."""

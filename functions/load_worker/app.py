@@ -37,7 +37,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
         raise
     for report in reports:
         logger.info(
-            "object handled", outcome=report.outcome, job_id=report.job_id and str(report.job_id), detail=report.detail
+            "object handled",
+            outcome=report.outcome,
+            job_id=report.job_id and str(report.job_id),
+            chunks_written=report.chunks_written,
+            detail=report.detail,
         )
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:

@@ -29,13 +29,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import psycopg
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import MigrationRunner, load_migrations
-from sluice.domain.ingest import batch_object_key
 from sluice.local.resources import provision_stack
 from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_database_settings, get_load_worker_settings
@@ -141,9 +140,7 @@ def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool
         empty_tables(worker.dsn)
     total = 0
     for system_id, body in api_batches(corpus, size):
-        job_id = uuid4()
-        worker.put(batch_object_key(corpus.tenant, datetime.now(UTC), job_id), body, ContentType="application/json")
-        put_job(worker, corpus.tenant, job_id, system_id)
+        worker.send_api_batch(corpus.tenant, system_id, body, len(json.loads(body)["readings"]))
     messages = worker.receive()
     timer = CallTimer()
     for client in (s3_client(), dynamodb_client(), sqs_client()):
@@ -216,24 +213,6 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def put_job(worker: WorkerHarness, tenant: str, job_id: UUID, system_id: UUID) -> None:
-    """The queued job record IngestApiFunction writes before the batch object."""
-    dynamodb_client().put_item(
-        TableName=worker.stack.ref("JobsTable"),
-        Item={
-            "job_id": {"S": str(job_id)},
-            "tenant_id": {"S": tenant},
-            "status": {"S": "queued"},
-            "source": {"S": "api"},
-            "system_id": {"S": str(system_id)},
-            "bucket": {"S": worker.bucket},
-            "object_key": {"S": batch_object_key(tenant, datetime.now(UTC), job_id)},
-            "created_at": {"S": datetime.now(UTC).isoformat()},
-            "expires_at": {"N": "4102444800"},
-        },
-    )
 
 
 def clear_jobs(worker: WorkerHarness) -> None:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from sluice.adapters.aws import dynamodb_client, secretsmanager_client, sqs_client
+from sluice.adapters.aws import secretsmanager_client, sqs_client
 from sluice.domain.ingest import batch_object_key
 from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import JobStatus
@@ -61,28 +61,18 @@ def system_id(worker: WorkerHarness) -> UUID:
 
 
 def api_batch(worker: WorkerHarness, system: UUID | str, readings: list[Any], *, gzipped: bool = False) -> UUID:
-    """What IngestApiFunction leaves behind: a queued job record, then the batch object."""
-    job_id = uuid4()
-    key = batch_object_key(TENANT, NOW, job_id)
-    dynamodb_client().put_item(
-        TableName=worker.stack.ref("JobsTable"),
-        Item={
-            "job_id": {"S": str(job_id)},
-            "tenant_id": {"S": TENANT},
-            "status": {"S": "queued"},
-            "source": {"S": "api"},
-            "system_id": {"S": str(system)},
-            "total_readings": {"N": str(len(readings))},
-            "bucket": {"S": worker.bucket},
-            "object_key": {"S": key},
-            "created_at": {"S": NOW.isoformat()},
-            "expires_at": {"N": "4102444800"},
-        },
-    )
+    """A batch as IngestApiFunction accepts it: a queued job record, then the batch object."""
     body = json.dumps({"system_id": str(system), "readings": readings}).encode()
-    extra = {"ContentEncoding": "gzip"} if gzipped else {}
-    worker.put(key, gzip.compress(body) if gzipped else body, ContentType="application/json", **extra)
-    return job_id
+    return worker.send_api_batch(
+        TENANT, UUID(str(system)), gzip.compress(body) if gzipped else body, len(readings), gzipped=gzipped
+    )
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    """Set the worker's environment variables and have its settings read again."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    get_load_worker_settings.cache_clear()
 
 
 def csv_drop(rows: list[dict[str, Any]]) -> bytes:
@@ -267,9 +257,7 @@ def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarne
 def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
-    monkeypatch.setenv("SLUICE_FAULT_CRASH_AFTER_CHUNK", "2")
-    get_load_worker_settings.cache_clear()
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="10", SLUICE_FAULT_CRASH_AFTER_CHUNK="2")
     key = drop(worker, "drops/demo/crash.csv", csv_drop([{"system_id": system_id} | reading(i) for i in range(45)]))
     messages = worker.receive_objects()
     with pytest.raises(BatchProcessingError, match="crash after chunk 2"):
@@ -278,8 +266,7 @@ def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
     committed_before = worker.query(
         "SELECT chunk_no, committed_at FROM ingest_ledger WHERE job_id = %s ORDER BY 1", job_id
     )
-    monkeypatch.delenv("SLUICE_FAULT_CRASH_AFTER_CHUNK")
-    get_load_worker_settings.cache_clear()
+    configure(monkeypatch, SLUICE_FAULT_CRASH_AFTER_CHUNK="")
     restarted = handler_module("LoadWorkerFunction")  # a new execution environment, as after a crash
 
     retried = restarted.lambda_handler(worker.event(messages), FakeLambdaContext(remaining_ms=300_000))
@@ -383,8 +370,7 @@ def test_an_unreadable_object_fails_its_job_and_the_other_messages_succeed(
 def test_a_file_unreadable_half_way_keeps_its_committed_chunks_and_says_so(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
-    get_load_worker_settings.cache_clear()
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="10")
     # The bytes are decoded in blocks, so the bad ones must sit well past the first chunks to be met after them.
     body = csv_drop([{"system_id": system_id} | reading(i) for i in range(500)]) + b"\xff\xff\n"
     key = drop(worker, "drops/demo/half.csv", body)
@@ -442,8 +428,7 @@ def test_with_the_database_unreachable_every_message_fails_and_no_job_completes(
     messages = worker.receive_objects()
     secret = {"host": "127.0.0.1", "port": 1, "username": "x", "password": "x", "sslmode": "disable"}
     arn = secretsmanager_client().create_secret(Name="unreachable", SecretString=json.dumps(secret))["ARN"]
-    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
-    get_load_worker_settings.cache_clear()
+    configure(monkeypatch, SLUICE_DB_SECRET_ARN=arn)
     cold = handler_module("LoadWorkerFunction")
 
     with pytest.raises(BatchProcessingError, match="All records failed processing"):
@@ -469,9 +454,7 @@ def test_a_connection_lost_while_warm_is_replaced_before_the_next_message(
 def test_a_long_file_keeps_its_message_invisible_and_stops_before_the_time_runs_out(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SLUICE_CHUNK_READINGS", "10")
-    monkeypatch.setenv("SLUICE_VISIBILITY_HEARTBEAT_SECONDS", "0")
-    get_load_worker_settings.cache_clear()
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="10", SLUICE_VISIBILITY_HEARTBEAT_SECONDS="0")
     key = drop(worker, "drops/demo/long.csv", csv_drop([{"system_id": system_id} | reading(i) for i in range(30)]))
     messages = worker.receive_objects(visibility_timeout=1)
     worker.remaining_ms = 10_000  # under the 20 s a new chunk needs

@@ -19,7 +19,6 @@ from sluice.domain.load import (
     chunk_streams,
     drop_job_id,
     job_for,
-    judge_chunk,
     object_refs,
     quarantine_row,
     storable_json,
@@ -162,7 +161,8 @@ def test_a_chunk_sorts_its_records_into_rows_and_quarantine() -> None:
         Record(7, {"x": 1}, reading(7)),
     ]
 
-    chunk = judge_chunk(0, records, ReadingValidator(NOW), SystemBook(job(), {SYSTEM}))
+    chunk = ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(job(), {SYSTEM}))
+    chunk.finish()
 
     assert chunk.total == 8
     assert [row[5] for row in chunk.rows] == [SYSTEM]

@@ -31,14 +31,8 @@ class DynamoJobStore:
 
     def create_job(self, job: Job) -> None:
         """Write a new job record; a job id is never reused."""
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=job_item(job),
-                ConditionExpression="attribute_not_exists(job_id)",
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
+        if not self._put_new(job):
+            raise StorageUnavailableError(f"writing job {job.job_id} failed: the id is taken")
 
     def fail_job(self, job_id: UUID, message: str, now: datetime) -> None:
         """Mark a job that is still queued as failed with a message for the client."""
@@ -74,22 +68,24 @@ class DynamoJobStore:
         """Mark the job processing and return it as stored, creating it (from ``job``) when it does not exist;
         None when it is already completed. One call in the usual cases: an API batch's job exists (the API wrote
         it first), a drop's does not (unless its S3 event came twice)."""
-        if job.source is JobSource.DROP and self._create_started(job, now):
-            return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
-        started = self._mark_started(job.job_id, now)
-        if started is not None:
+        started = job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
+        if job.source is JobSource.DROP and self._put_new(started):
             return started
-        stored = self.get_job(job.job_id)
-        if stored is not None:  # completed: the condition of _mark_started failed on it
+        marked = self._mark_started(job.job_id, now)
+        if marked is not None:
+            return marked
+        if self.get_job(job.job_id) is not None:  # completed: the condition of _mark_started failed on it
             return None
-        if self._create_started(job, now):
-            return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
+        if self._put_new(started):
+            return started
         return self._mark_started(job.job_id, now)  # created by a twin meanwhile
 
-    def _create_started(self, job: Job, now: datetime) -> bool:
-        item = job_item(job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now}))
+    def _put_new(self, job: Job) -> bool:
+        """Write a job record unless its id exists; False when it does."""
         try:
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(job_id)")
+            self._client.put_item(
+                TableName=self._table, Item=job_item(job), ConditionExpression="attribute_not_exists(job_id)"
+            )
         except ClientError as exc:
             if _condition_failed(exc):
                 return False

@@ -38,7 +38,6 @@ class MessageProgress:
         self._crash_after_chunk = crash_after_chunk
         self._client = client or sqs_client()
         self._last_extended = time.monotonic()
-        self.extensions = 0
 
     def chunk_committed(self, chunk_no: int) -> None:
         """Keep the message ours; raise OutOfTimeError when no further chunk should start."""
@@ -47,7 +46,6 @@ class MessageProgress:
         if time.monotonic() - self._last_extended >= self._heartbeat_s:
             self._change_visibility(self._visibility_timeout_s)
             self._last_extended = time.monotonic()
-            self.extensions += 1
         remaining = self._remaining_ms()
         if remaining < self._min_remaining_ms:
             # Visible again at once: the retry resumes now rather than when the extended timeout runs out.

@@ -10,7 +10,7 @@ Everything else (database, S3, DynamoDB faults) raises, and the message is retri
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -348,7 +348,7 @@ class SystemBook:
 
     def suffix(self, text: object) -> tuple[UUID, UUID] | Rejection:
         """The verdict on a system id as read; each distinct id is parsed and looked up once."""
-        if not _hashable(text):  # an object or array: never a system id
+        if type(text) is not str and text is not None:  # an object or array: never a system id
             return _not_a_system_id(text)
         found = self._known.get(text)
         if found is None:
@@ -435,15 +435,6 @@ class ChunkStream:
         """Read past the chunk's records without judging them (the chunk is committed already)."""
         for _ in self._records:
             self.total += 1
-
-
-def judge_chunk(
-    chunk_no: int, records: Iterable[Record], validator: ReadingValidator, systems: SystemBook
-) -> ChunkStream:
-    """A chunk judged in full, for callers that do not stream."""
-    stream = ChunkStream(chunk_no, iter(records), validator, systems)
-    stream.finish()
-    return stream
 
 
 def chunk_streams(
@@ -536,10 +527,6 @@ def _is_tenant(text: str) -> bool:
         and text[0].isalnum()
         and all(char.isalnum() or char in "_.-" for char in text)
     )
-
-
-def _hashable(value: object) -> bool:
-    return type(value) is str or value is None
 
 
 def _parse_system_id(text: object) -> UUID | Rejection:
