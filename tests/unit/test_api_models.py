@@ -116,6 +116,8 @@ def test_responses_serialise_to_the_contract() -> None:
         completed_at=now,
         processing_time_ms=12,
         error_message=None,
+        reviewed_readings=1,
+        replayed_readings=1,
     )
     item = QuarantineItem(
         id=1,
@@ -134,6 +136,7 @@ def test_responses_serialise_to_the_contract() -> None:
         reviewed_by=None,
         reviewed_at=None,
         review_notes=None,
+        review_correction=None,
         quarantined_at=now,
     )
     error = ErrorResponse(error=ErrorInfo(code="invalid_request", message="bad envelope"))

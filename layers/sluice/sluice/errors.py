@@ -21,6 +21,10 @@ class MigrationChecksumError(MigrationError):
     """An applied migration's file has changed since it was applied."""
 
 
+class SchemaBehindError(MigrationError):
+    """The database's schema is older than the running code needs: the migrations have not been run."""
+
+
 class StorageUnavailableError(SluiceError):
     """S3 or DynamoDB could not be reached or refused a write: a fault worth a retry, never the client's fault."""
 
@@ -103,3 +107,21 @@ class RateLimitedError(RequestError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class NotPendingError(RequestError):
+    """A quarantined reading that was already reviewed cannot be reviewed again (409)."""
+
+    code = "not_pending"
+
+
+class DuplicateReadingError(RequestError):
+    """A reviewed reading would repeat one already in ``readings`` (409)."""
+
+    code = "duplicate_reading"
+
+
+class ReadingInvalidError(RequestError):
+    """A reading approved or fixed by a reviewer still breaks a rule (422); it stays pending."""
+
+    code = "reading_invalid"

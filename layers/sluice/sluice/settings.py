@@ -22,14 +22,25 @@ class DatabaseSettings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=60_000, gt=0)
 
 
-class LoadWorkerSettings(DatabaseSettings):
+class SecretDatabaseSettings(DatabaseSettings):
+    """A function's database: in AWS from a Secrets Manager secret, locally from SLUICE_DB_DSN."""
+
+    # In AWS the DSN comes from this Secrets Manager secret (RDS's JSON layout); locally SLUICE_DB_DSN is used.
+    db_secret_arn: str | None = Field(default=None, min_length=20)
+
+    @field_validator("db_secret_arn", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        # An empty variable (``SLUICE_DB_SECRET_ARN=`` to use SLUICE_DB_DSN locally) means "not set".
+        return None if value == "" else value
+
+
+class LoadWorkerSettings(SecretDatabaseSettings):
     """LoadWorkerFunction: where jobs are, where the database is, and how a file is cut into chunks."""
 
     jobs_table: str = Field(min_length=3)
     # The queue whose messages the worker extends (its event source; no GetQueueUrl permission needed).
     ingest_queue_url: str = Field(min_length=8)
-    # In AWS the DSN comes from this Secrets Manager secret (RDS's JSON layout); locally SLUICE_DB_DSN is used.
-    db_secret_arn: str | None = Field(default=None, min_length=20)
     # Readings committed per transaction: a retry resumes after the last committed chunk. 50,000 readings hold
     # about 60 MB of parsed rows, which keeps a 1M-row file well under 256 MB.
     chunk_readings: int = Field(default=50_000, ge=1)
@@ -42,10 +53,9 @@ class LoadWorkerSettings(DatabaseSettings):
     # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
     fault_crash_after_chunk: int | None = Field(default=None, ge=0)
 
-    @field_validator("db_secret_arn", "fault_crash_after_chunk", mode="before")
+    @field_validator("fault_crash_after_chunk", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # An empty variable (``SLUICE_DB_SECRET_ARN=`` to use SLUICE_DB_DSN locally) means "not set".
         return None if value == "" else value
 
 
@@ -75,6 +85,35 @@ class IngestApiSettings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
 
+class JobStatusSettings(BaseSettings):
+    """JobStatusFunction: the jobs table and whose claims to trust. No database: it answers while TimescaleDB is
+    down or being upgraded."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    jobs_table: str = Field(min_length=3)
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+
+
+class QuarantineSettings(SecretDatabaseSettings):
+    """QuarantineFunction: the database it reviews in, and the jobs table whose review counts it keeps."""
+
+    jobs_table: str = Field(min_length=3)
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    # A review is a handful of short statements; anything slower is a fault, answered 503 and safe to retry.
+    db_statement_timeout_ms: int = Field(default=5_000, gt=0)
+
+
+class HealthSettings(SecretDatabaseSettings):
+    """HealthFunction: everything its deep check reaches."""
+
+    batch_bucket: str = Field(min_length=3)
+    jobs_table: str = Field(min_length=3)
+    ingest_queue_url: str = Field(min_length=8)
+    dead_letter_queue_url: str = Field(min_length=8)
+    db_statement_timeout_ms: int = Field(default=3_000, gt=0)
+
+
 @cache
 def get_database_settings() -> DatabaseSettings:
     """Return the database settings, validated on first use."""
@@ -97,3 +136,21 @@ def get_load_worker_settings() -> LoadWorkerSettings:
 def get_ingest_api_settings() -> IngestApiSettings:
     """Return IngestApiFunction's settings, validated on first use."""
     return IngestApiSettings()
+
+
+@cache
+def get_job_status_settings() -> JobStatusSettings:
+    """Return JobStatusFunction's settings, validated on first use."""
+    return JobStatusSettings()
+
+
+@cache
+def get_quarantine_settings() -> QuarantineSettings:
+    """Return QuarantineFunction's settings, validated on first use."""
+    return QuarantineSettings()
+
+
+@cache
+def get_health_settings() -> HealthSettings:
+    """Return HealthFunction's settings, validated on first use."""
+    return HealthSettings()

@@ -8,10 +8,12 @@ from uuid import UUID
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import dynamodb_client
+from sluice.domain.jobs import JobFilter, JobListing, JobPosition
 from sluice.domain.load import JobFinish
 from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice.models.quarantine import JobReviewCounts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
 # Two writers of one principal's log rarely collide; when they do, the loser reads again and decides again.
 _RATE_LIMIT_ATTEMPTS = 5
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+# template.yaml's JobsTable index: tenant_id (hash) + created_at (range, ISO 8601 UTC text).
+TENANT_JOBS_INDEX = "TenantJobsIndex"
+# A filtered listing reads at most this many index items per request; a page may then be short, with a cursor.
+_LISTING_READ_BUDGET = 1000
 
 
 class DynamoJobStore:
@@ -162,6 +168,97 @@ class DynamoJobStore:
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailableError(f"finishing job {job_id} failed: {exc}") from exc
+
+    def list_jobs(self, tenant_id: str, keep: JobFilter, limit: int, after: JobPosition | None) -> JobListing:
+        """A tenant's jobs newest first through TenantJobsIndex. Filters are applied by DynamoDB after reading, so
+        a listing with filters stops after reading ``_LISTING_READ_BUDGET`` items and hands back the position it
+        reached; the page is then shorter than ``limit`` but the walk misses nothing."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": TENANT_JOBS_INDEX,
+            "KeyConditionExpression": "tenant_id = :tenant",
+            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}},
+            "ScanIndexForward": False,
+        }
+        _add_filter(query, keep)
+        start = None if after is None else _index_key(tenant_id, after.created_at, str(after.job_id))
+        # One more than the page, so a full page knows whether anything follows it; a filtered listing reads
+        # bigger pages, since most of what it reads may be filtered out.
+        page_size = limit + 1 if keep_anything(keep) else max(limit + 1, 200)
+        jobs: list[Job] = []
+        last_shown: JobPosition | None = None
+        read = 0
+        while True:
+            page = {**query, "Limit": page_size}
+            if start is not None:
+                page["ExclusiveStartKey"] = start
+            try:
+                answer = self._client.query(**page)
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageUnavailableError(f"listing jobs failed: {exc}") from exc
+            for item in answer.get("Items", []):
+                if len(jobs) == limit:
+                    return JobListing(jobs, last_shown)
+                jobs.append(job_from_item(item))
+                last_shown = _position(item)
+            read += int(answer.get("ScannedCount", 0))
+            last = answer.get("LastEvaluatedKey")
+            if last is None:
+                return JobListing(jobs, None)
+            if read >= _LISTING_READ_BUDGET:
+                return JobListing(jobs, _position(last))
+            start = last
+
+    def record_reviews(self, counts: JobReviewCounts) -> bool:
+        """Show a job's review counts on its record; False when the record is gone (expired) or already shows
+        later counts. Counts only grow, so the larger wins whatever order two reviewers' writes arrive in."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(counts.job_id)}},
+                UpdateExpression="SET reviewed_readings = :reviewed, replayed_readings = :replayed",
+                ConditionExpression="attribute_exists(job_id)"
+                " AND (attribute_not_exists(reviewed_readings) OR reviewed_readings < :reviewed)",
+                ExpressionAttributeValues={
+                    ":reviewed": {"N": str(counts.reviewed)},
+                    ":replayed": {"N": str(counts.replayed)},
+                },
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise StorageUnavailableError(f"recording reviews of job {counts.job_id} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"recording reviews of job {counts.job_id} failed: {exc}") from exc
+        return True
+
+
+def keep_anything(keep: JobFilter) -> bool:
+    """True when the filter keeps every job."""
+    return keep.status is None and keep.source is None and keep.system_id is None
+
+
+def _add_filter(query: dict[str, Any], keep: JobFilter) -> None:
+    conditions: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, AttributeValueTypeDef] = query["ExpressionAttributeValues"]
+    for name, wanted in (("status", keep.status), ("source", keep.source), ("system_id", keep.system_id)):
+        if wanted is not None:
+            conditions.append(f"#{name} = :{name}")
+            names[f"#{name}"] = name
+            values[f":{name}"] = {"S": str(wanted)}
+    if conditions:
+        query["FilterExpression"] = " AND ".join(conditions)
+        query["ExpressionAttributeNames"] = names
+
+
+def _index_key(tenant_id: str, created_at: str, job_id: str) -> dict[str, "AttributeValueTypeDef"]:
+    return {"tenant_id": {"S": tenant_id}, "created_at": {"S": created_at}, "job_id": {"S": job_id}}
+
+
+def _position(key: Mapping[str, Any]) -> JobPosition:
+    """The listing position of an index item or key (the stored text, so the next query starts exactly there)."""
+    return JobPosition(created_at=key["created_at"]["S"], job_id=UUID(key["job_id"]["S"]))
 
 
 class DynamoRequestLimiter:

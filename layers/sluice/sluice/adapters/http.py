@@ -6,8 +6,10 @@ request context. Reading them again here keeps a function safe when it is invoke
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -15,25 +17,31 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from sluice.domain.ingest import check_media_type
 from sluice.errors import (
+    DuplicateReadingError,
     ForbiddenError,
     IdempotencyInProgressError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
     NotFoundError,
+    NotPendingError,
     PayloadTooLargeError,
     RateLimitedError,
+    ReadingInvalidError,
     RequestError,
     StorageUnavailableError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse
+from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse, error_details
 from sluice.models.types import TenantId
 
 JSON = "application/json"
 # How long a client should wait after a 503 before sending the request again.
 STORAGE_RETRY_AFTER_S = 5
+# Review bodies are a decision and a note, or at most 500 ids: far below this.
+MAX_REQUEST_BYTES = 256 * 1024
 
 STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
     InvalidRequestError: 400,
@@ -41,9 +49,12 @@ STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
     ForbiddenError: 403,
     NotFoundError: 404,
     IdempotencyInProgressError: 409,
+    NotPendingError: 409,
+    DuplicateReadingError: 409,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     IdempotencyKeyReusedError: 422,
+    ReadingInvalidError: 422,
     RateLimitedError: 429,
 }
 
@@ -59,13 +70,20 @@ class Caller:
     scopes: frozenset[str]
 
 
+def principal_of(event: APIGatewayProxyEventV2) -> str:
+    """The verified principal (``sub``) of the request; 401 when there is none."""
+    claims = event.request_context.authorizer.jwt_claim
+    principal = str((claims or {}).get("sub") or "")
+    if not principal:
+        raise UnauthorizedError("no verified identity: send a bearer token from the tenant's identity provider")
+    return principal
+
+
 def caller_of(event: APIGatewayProxyEventV2, tenant_claim: str, required_scope: str) -> Caller:
     """The caller named by the JWT claims in the request context; refuse one without a tenant or the scope."""
+    principal = principal_of(event)
     authorizer = event.request_context.authorizer
     claims = authorizer.jwt_claim
-    principal = str(claims.get("sub") or "")
-    if not claims or not principal:
-        raise UnauthorizedError("no verified identity: send a bearer token from the tenant's identity provider")
     try:
         tenant_id = _tenant_id.validate_python(str(claims.get(tenant_claim) or ""))
     except ValidationError:
@@ -93,6 +111,37 @@ def request_body(event: APIGatewayProxyEventV2) -> bytes:
         raise InvalidRequestError(
             "the body could not be read", [ErrorDetail(field="body", reason="isBase64Encoded but not base64")]
         ) from None
+
+
+def query_of[Query: BaseModel](event: APIGatewayProxyEventV2, model: type[Query]) -> Query:
+    """The query string as ``model``; 400 naming each parameter at fault. API Gateway joins a repeated
+    parameter's values with commas, so a repeat is refused as a malformed value."""
+    try:
+        return model.model_validate(dict(event.query_string_parameters or {}))
+    except ValidationError as exc:
+        raise InvalidRequestError("the query is not valid", error_details(exc)) from None
+
+
+def body_of[Body: BaseModel](event: APIGatewayProxyEventV2, model: type[Body]) -> Body:
+    """The JSON body as ``model``: 415 unless declared as JSON, 413 when over ``MAX_REQUEST_BYTES``, 400 naming
+    each field at fault."""
+    check_media_type(event.headers.get("content-type"), "the request")
+    body = request_body(event)
+    if len(body) > MAX_REQUEST_BYTES:
+        raise PayloadTooLargeError(
+            f"the body is larger than {MAX_REQUEST_BYTES} bytes",
+            [ErrorDetail(field="body", reason=f"the body has {len(body)} bytes, the limit is {MAX_REQUEST_BYTES}")],
+        )
+    try:
+        decoded: Any = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(
+            "the body is not JSON", [ErrorDetail(field="body", reason=f"{type(exc).__name__}: {exc}")]
+        ) from None
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        raise InvalidRequestError("the request body is not valid", error_details(exc)) from None
 
 
 def absolute_url(event: APIGatewayProxyEventV2, path: str) -> str:

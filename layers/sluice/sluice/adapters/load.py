@@ -6,15 +6,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
-from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, dsn_from_secret
+from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, create_staging_table, database_dsn
 from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, ObjectRef, load_message, object_refs
-from sluice.errors import StorageUnavailableError, UnreadableObjectError
+from sluice.errors import UnreadableObjectError
 from sluice.settings import LoadWorkerSettings
 
 
@@ -78,21 +75,15 @@ def utc_now() -> datetime:
 
 def build_load_service(settings: LoadWorkerSettings) -> LoadService:
     """The AWS- and database-backed ports of LoadWorkerFunction."""
-    connector = DatabaseConnector(lambda: database_dsn(settings), settings.db_statement_timeout_ms)
+    connector = DatabaseConnector(
+        lambda: database_dsn(settings),
+        settings.db_statement_timeout_ms,
+        application_name="sluice-load-worker",
+        prepare=create_staging_table,
+    )
     objects = S3ObjectSource()
     ports = LoadPorts(jobs=DynamoJobStore(settings.jobs_table), objects=objects, sink=TimescaleReadingSink(connector))
     policy = LoadPolicy(
         chunk_readings=settings.chunk_readings, job_retention=timedelta(days=settings.job_retention_days)
     )
     return LoadService(ports=ports, policy=policy, connector=connector, objects=objects, settings=settings)
-
-
-def database_dsn(settings: LoadWorkerSettings) -> str:
-    """The DSN: from the Secrets Manager secret when one is configured (in AWS), else SLUICE_DB_DSN."""
-    if settings.db_secret_arn is None:
-        return settings.db_dsn
-    try:
-        secret = secretsmanager_client().get_secret_value(SecretId=settings.db_secret_arn)["SecretString"]
-    except (BotoCoreError, ClientError, KeyError) as exc:
-        raise StorageUnavailableError(f"reading the database secret failed: {exc}") from exc
-    return dsn_from_secret(secret)

@@ -15,12 +15,16 @@ from typing import Any, Final, LiteralString
 from uuid import UUID
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
+from sluice.adapters.aws import secretsmanager_client
 from sluice.domain.load import ChunkStream, LoadCounts, QuarantineRow, stored_duplicates
+from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job
+from sluice.settings import SecretDatabaseSettings
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -91,9 +95,19 @@ def _identity(text: str) -> str:
 class DatabaseConnector:
     """One connection per execution environment, reused while warm and checked before each use."""
 
-    def __init__(self, dsn: Callable[[], str], statement_timeout_ms: int, connect_timeout_s: int = 5) -> None:
+    def __init__(
+        self,
+        dsn: Callable[[], str],
+        statement_timeout_ms: int,
+        *,
+        application_name: str,
+        prepare: Callable[[Connection], None] | None = None,
+        connect_timeout_s: int = 5,
+    ) -> None:
         self._dsn = dsn
         self._statement_timeout_ms = statement_timeout_ms
+        self._application_name = application_name
+        self._prepare = prepare
         self._connect_timeout_s = connect_timeout_s
         self._connection: Connection | None = None
 
@@ -126,9 +140,10 @@ class DatabaseConnector:
             # UTC, so timestamps read back compare equal to the ones written; a hung statement fails the message
             # (and is retried) instead of eating the invocation.
             options=f"-c statement_timeout={self._statement_timeout_ms} -c TimeZone=UTC",
-            application_name="sluice-load-worker",
+            application_name=self._application_name,
         )
-        connection.execute(_CREATE_STAGING)
+        if self._prepare is not None:
+            self._prepare(connection)
         self._connection = connection
         return connection
 
@@ -137,6 +152,11 @@ class DatabaseConnector:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def create_staging_table(connection: Connection) -> None:
+    """The worker's per-connection staging table, for chunks whose COPY the unique index refused."""
+    connection.execute(_CREATE_STAGING)
 
 
 class TimescaleReadingSink:
@@ -252,3 +272,14 @@ def dsn_from_secret(secret_string: str) -> str:
         dbname=secret.get("dbname", "sluice"),
         sslmode=secret.get("sslmode", "require"),
     )
+
+
+def database_dsn(settings: SecretDatabaseSettings) -> str:
+    """The DSN: from the Secrets Manager secret when one is configured (in AWS), else SLUICE_DB_DSN."""
+    if settings.db_secret_arn is None:
+        return settings.db_dsn
+    try:
+        secret = secretsmanager_client().get_secret_value(SecretId=settings.db_secret_arn)["SecretString"]
+    except (BotoCoreError, ClientError, KeyError) as exc:
+        raise StorageUnavailableError(f"reading the database secret failed: {exc}") from exc
+    return dsn_from_secret(secret)

@@ -212,7 +212,7 @@ def check_idempotency_key(value: str | None) -> str | None:
 
 def read_batch(body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int) -> Batch:
     """Check the media type, the size (sent and decoded) and the envelope; count the readings, judge none."""
-    _check_media_type(content_type)
+    check_media_type(content_type)
     gzipped = _is_gzip(content_encoding)
     if len(body) > max_bytes:
         raise _too_large(len(body), max_bytes, "the body")
@@ -235,7 +235,8 @@ def _accepted(result: dict[str, Any], *, replayed: bool) -> AcceptedBatch:
     return AcceptedBatch(job_id=UUID(result["job_id"]), total_readings=int(result["total_readings"]), replayed=replayed)
 
 
-def _check_media_type(content_type: str | None) -> None:
+def check_media_type(content_type: str | None, what: str = "the batch") -> None:
+    """Refuse (415) a body that is not declared as JSON in UTF-8."""
     media_type, _, parameters = (content_type or "").partition(";")
     charset = next(
         (value.strip().strip('"').lower() for name, _, value in _parameters(parameters) if name == "charset"),
@@ -243,7 +244,7 @@ def _check_media_type(content_type: str | None) -> None:
     )
     if media_type.strip().lower() != JSON_MEDIA_TYPE or charset != "utf-8":
         raise UnsupportedMediaTypeError(
-            f"send the batch as {JSON_MEDIA_TYPE} (UTF-8)",
+            f"send {what} as {JSON_MEDIA_TYPE} (UTF-8)",
             [ErrorDetail(field="Content-Type", reason=f"got {content_type or 'none'}, expected {JSON_MEDIA_TYPE}")],
         )
 

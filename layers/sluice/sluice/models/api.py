@@ -1,15 +1,22 @@
 """Request and response shapes of the HTTP API, kept apart from the domain's plain tuples."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
 from sluice.models.types import JobId, Quality, SensorId, SystemId, UtcTimestamp
+
+JOB_PAGE_DEFAULT = 25
+JOB_PAGE_MAX = 100
+QUARANTINE_PAGE_DEFAULT = 100
+QUARANTINE_PAGE_MAX = 500
+BULK_REVIEW_MAX = 500
+REVIEW_NOTES_MAX = 2000
 
 
 class ApiModel(BaseModel):
@@ -34,6 +41,28 @@ class IngestRequest(ApiModel):
 
     system_id: SystemId
     readings: list[Any] = Field(min_length=MIN_READINGS_PER_BATCH, max_length=MAX_READINGS_PER_BATCH)
+
+
+class ErrorDetail(ApiModel):
+    """One problem with a request: where (field path, list index) and what."""
+
+    field: str | None
+    index: int | None = None
+    reason: str
+
+
+class ErrorInfo(ApiModel):
+    """The ``error`` member of every error response."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(ApiModel):
+    """Every 4xx/5xx body: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
 
 
 class JobAccepted(ApiModel):
@@ -61,6 +90,42 @@ class JobView(ApiModel):
     completed_at: datetime | None
     processing_time_ms: int | None = Field(ge=0)
     error_message: str | None
+    # Review of the job's quarantined readings: how many were decided, and how many of those reached readings.
+    reviewed_readings: int = Field(ge=0)
+    replayed_readings: int = Field(ge=0)
+
+
+class JobQuery(ApiModel):
+    """The query of ``GET /api/v1/jobs``; an unknown parameter is refused rather than silently ignored."""
+
+    status: JobStatus | None = None
+    source: JobSource | None = None
+    system_id: SystemId | None = None
+    limit: int = Field(default=JOB_PAGE_DEFAULT, ge=1, le=JOB_PAGE_MAX)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+class JobPage(ApiModel):
+    """One page of a tenant's jobs, newest first; ``next_cursor`` is null on the last page."""
+
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class QuarantineSelection(ApiModel):
+    """Filters on a tenant's quarantined readings (all optional, combined with AND)."""
+
+    job_id: JobId | None = None
+    reason: QuarantineReason | None = None
+    system_id: SystemId | None = None
+
+
+class QuarantineQuery(QuarantineSelection):
+    """The query of ``GET /api/v1/quarantine``."""
+
+    review_status: ReviewStatus | None = None
+    limit: int = Field(default=QUARANTINE_PAGE_DEFAULT, ge=1, le=QUARANTINE_PAGE_MAX)
+    cursor: str | None = Field(default=None, max_length=512)
 
 
 class QuarantineItem(ApiModel):
@@ -82,46 +147,101 @@ class QuarantineItem(ApiModel):
     reviewed_by: str | None
     reviewed_at: datetime | None
     review_notes: str | None
+    # What a fix changed (value, unit, timestamp); the fields above keep what arrived.
+    review_correction: dict[str, Any] | None
     quarantined_at: datetime
 
 
 class QuarantinePage(ApiModel):
-    """One page of quarantine rows; ``next_cursor`` is absent on the last page."""
+    """One page of quarantine rows, newest first; ``next_cursor`` is null on the last page."""
 
     items: list[QuarantineItem]
     next_cursor: str | None
 
 
-class ReviewRequest(ApiModel):
-    """A reviewer's decision on one quarantined reading; ``fix`` may correct value, unit or timestamp."""
+class Correction(ApiModel):
+    """A reviewer's decision: ``approve`` and ``reject`` take the reading as it is, ``fix`` corrects at least one of
+    value, unit or timestamp (the rest is kept)."""
 
     action: ReviewAction
     value: FiniteFloat | None = None
     unit: Unit | None = None
     timestamp: UtcTimestamp | None = None
-    notes: str | None = Field(default=None, max_length=2000)
+    notes: str | None = Field(default=None, max_length=REVIEW_NOTES_MAX)
+
+    @model_validator(mode="after")
+    def _corrections_belong_to_fix(self) -> Self:
+        corrected = self.value is not None or self.unit is not None or self.timestamp is not None
+        if self.action is ReviewAction.FIX and not corrected:
+            raise ValueError("fix needs at least one of value, unit or timestamp")
+        if self.action is not ReviewAction.FIX and corrected:
+            raise ValueError(f"{self.action} takes the reading as it is: send value, unit or timestamp with fix")
+        return self
 
 
-class ErrorDetail(ApiModel):
-    """One problem with a request: where (field path, list index) and what."""
-
-    field: str | None
-    index: int | None = None
-    reason: str
+class ReviewRequest(Correction):
+    """The body of ``POST /api/v1/quarantine/{id}/review``."""
 
 
-class ErrorInfo(ApiModel):
-    """The ``error`` member of every error response."""
+class BulkReviewRequest(Correction):
+    """The body of ``POST /api/v1/quarantine/review``: one decision for the rows named by ``ids``, or for the
+    pending rows that ``filter`` selects (at most ``limit``, newest first, after ``cursor``)."""
 
-    code: str
-    message: str
-    details: list[ErrorDetail] = Field(default_factory=list)
+    ids: list[int] | None = Field(default=None, min_length=1, max_length=BULK_REVIEW_MAX)
+    filter: QuarantineSelection | None = None
+    limit: int = Field(default=BULK_REVIEW_MAX, ge=1, le=BULK_REVIEW_MAX)
+    cursor: str | None = Field(default=None, max_length=512)
+
+    @model_validator(mode="after")
+    def _ids_or_filter(self) -> Self:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("send either ids or filter")
+        if self.ids is not None and len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids must not repeat")
+        if self.ids is not None and self.cursor is not None:
+            raise ValueError("cursor goes with filter, not with ids")
+        return self
 
 
-class ErrorResponse(ApiModel):
-    """Every 4xx/5xx body: ``{"error": {"code", "message", "details"}}``."""
+class ReviewOutcome(ApiModel):
+    """What happened to one row of a bulk review: its new review status, or the error a review of that row alone
+    would have answered (``not_found``, ``not_pending``, ``duplicate_reading``, ``reading_invalid``)."""
 
-    error: ErrorInfo
+    id: int
+    review_status: ReviewStatus | None
+    error: ErrorInfo | None
+
+
+class BulkReviewResult(ApiModel):
+    """Every row's outcome, in the order reviewed; with a filter, ``next_cursor`` continues after the last row."""
+
+    results: list[ReviewOutcome]
+    reviewed: int
+    failed: int
+    next_cursor: str | None
+
+
+class Health(ApiModel):
+    """``GET /health``: the function answers, and which version it runs."""
+
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class HealthCheck(ApiModel):
+    """One dependency of the deep check."""
+
+    ok: bool
+    latency_ms: float = Field(ge=0)
+    detail: str
+
+
+class DeepHealth(ApiModel):
+    """``GET /health/deep``: every dependency reached; ``degraded`` (and 503) when any is not."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    checks: dict[str, HealthCheck]
 
 
 def error_details(exc: ValidationError) -> list[ErrorDetail]:

@@ -50,3 +50,6 @@ class Job(BaseModel):
     processing_time_ms: int | None = Field(default=None, ge=0)
     success_rate: float | None = Field(default=None, ge=0, le=1)
     error_message: str | None = None
+    # Kept by QuarantineFunction from the review counts it commits with each review (absent until a review).
+    reviewed_readings: int | None = Field(default=None, ge=0)
+    replayed_readings: int | None = Field(default=None, ge=0)

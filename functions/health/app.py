@@ -1,0 +1,54 @@
+"""HealthFunction: GET /health (no token: the function answers, with its version) and GET /health/deep (a token:
+the database, its schema version, the bucket, the queues and the jobs table, each reached)."""
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice import __version__
+from sluice.adapters.health import HealthService, build_health_service
+from sluice.adapters.http import json_response, principal_of, register_error_responses
+from sluice.models.api import Health
+from sluice.settings import get_health_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+register_error_responses(app, logger, metrics)
+
+
+@cache
+def get_service() -> HealthService:
+    """Clients and the database connector, built on the first deep check and kept while warm."""
+    return build_health_service(get_health_settings())
+
+
+@app.get("/health")
+def health() -> Response[str]:
+    # Touches nothing: a load balancer or uptime probe may call it often, and it must not wake the database.
+    metrics.add_metric(name="HealthProbes", unit=MetricUnit.Count, value=1)
+    return json_response(200, Health(version=__version__), {"Cache-Control": "no-store"})
+
+
+@app.get("/health/deep")
+@tracer.capture_method
+def deep_health() -> Response[str]:
+    principal_of(app.current_event)
+    report = get_service().deep_check()
+    failed = [name for name, check in report.checks.items() if not check.ok]
+    if failed:
+        logger.warning("deep health check failed", failed=failed)
+    metrics.add_metric(name="FailedHealthChecks", unit=MetricUnit.Count, value=len(failed))
+    return json_response(200 if not failed else 503, report, {"Cache-Control": "no-store"})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

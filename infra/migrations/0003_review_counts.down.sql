@@ -1,0 +1,2 @@
+DROP TABLE job_reviews;
+ALTER TABLE quarantined_readings DROP COLUMN review_correction;

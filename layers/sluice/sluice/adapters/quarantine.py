@@ -1,0 +1,191 @@
+"""TimescaleDB's quarantine: listing rows, and each review as one transaction with the reading it replays.
+
+A review locks its row (``SELECT .. FOR UPDATE``), so of two reviewers of one row the second waits, then finds the
+row reviewed. The replayed reading goes in with ``ON CONFLICT DO NOTHING``: a reading already stored (or replayed
+by another review a moment earlier) inserts nothing, and the review is refused rather than recorded.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sluice.adapters.dynamodb import DynamoJobStore
+from sluice.adapters.timescale import Connection, DatabaseConnector, database_dsn
+from sluice.domain.review import Decide, QuarantineStore, Reviewed
+from sluice.errors import DuplicateReadingError, NotFoundError, StorageUnavailableError
+from sluice.models.api import ErrorDetail, QuarantineQuery
+from sluice.models.quarantine import JobReviewCounts, QuarantinedReading, ReviewStatus
+from sluice.models.readings import QuarantineReason
+from sluice.settings import QuarantineSettings
+
+ROW_COLUMNS: Final = (
+    "id",
+    "tenant_id",
+    "job_id",
+    "position",
+    "system_id",
+    "sensor_id",
+    "time",
+    "value",
+    "unit",
+    "quality",
+    "raw",
+    "reason",
+    "reason_details",
+    "review_status",
+    "reviewed_by",
+    "reviewed_at",
+    "review_notes",
+    "review_correction",
+    "quarantined_at",
+)
+_COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in ROW_COLUMNS)
+_FILTERS: Final = ("job_id", "reason", "review_status", "system_id")
+_SELECT_ONE = sql.SQL("SELECT {} FROM quarantined_readings WHERE id = %s AND tenant_id = %s").format(_COLUMNS)
+_LOCK_ONE = sql.SQL("{} FOR UPDATE").format(_SELECT_ONE)
+_RECORD_REVIEW = sql.SQL(
+    "UPDATE quarantined_readings SET review_status = %s, reviewed_by = %s, reviewed_at = now(),"
+    " review_notes = %s, review_correction = %s WHERE id = %s RETURNING {}"
+).format(_COLUMNS)
+_SYSTEM_KNOWN: LiteralString = "SELECT EXISTS (SELECT 1 FROM systems WHERE id = %s AND tenant_id = %s)"
+_REPLAY: LiteralString = (
+    "INSERT INTO readings (time, sensor_id, value, unit, quality, system_id, job_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+)
+_COUNT_REVIEW: LiteralString = (
+    "INSERT INTO job_reviews AS counts (job_id, tenant_id, reviewed_readings, replayed_readings)"
+    " VALUES (%s, %s, 1, %s) ON CONFLICT (job_id) DO UPDATE"
+    " SET reviewed_readings = counts.reviewed_readings + 1,"
+    " replayed_readings = counts.replayed_readings + excluded.replayed_readings, updated_at = now()"
+    " RETURNING reviewed_readings, replayed_readings"
+)
+
+
+class TimescaleQuarantineStore(QuarantineStore):
+    """Quarantined readings of every tenant; each method is scoped to the tenant it is given."""
+
+    def __init__(self, connector: DatabaseConnector) -> None:
+        self._connector = connector
+
+    def list_rows(
+        self, tenant_id: str, selection: QuarantineQuery, limit: int, before_id: int | None
+    ) -> list[QuarantinedReading]:
+        """The tenant's rows matching ``selection``, highest id first (served by the (tenant_id, id DESC) index)."""
+        conditions: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
+        params: list[Any] = [tenant_id]
+        for name in _FILTERS:
+            wanted = getattr(selection, name)
+            if wanted is not None:
+                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                params.append(str(wanted))
+        if before_id is not None:
+            conditions.append(sql.SQL("id < %s"))
+            params.append(before_id)
+        query = sql.SQL("SELECT {} FROM quarantined_readings WHERE {} ORDER BY id DESC LIMIT %s").format(
+            _COLUMNS, sql.SQL(" AND ").join(conditions)
+        )
+        with _database_faults("listing quarantined readings"), self._cursor() as cursor:
+            return [quarantined_reading(row) for row in cursor.execute(query, [*params, limit])]
+
+    def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
+        """One row of the tenant, or None."""
+        with _database_faults("reading a quarantined reading"), self._cursor() as cursor:
+            row = cursor.execute(_SELECT_ONE, (row_id, tenant_id)).fetchone()
+        return None if row is None else quarantined_reading(row)
+
+    def review_row(self, tenant_id: str, row_id: int, reviewer: str, notes: str | None, decide: Decide) -> Reviewed:
+        """Lock, decide, replay, record and count, in one transaction (see the module's docstring)."""
+        with _database_faults("reviewing a quarantined reading"):
+            conn = self._connector.connection()
+            with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+                locked = cursor.execute(_LOCK_ONE, (row_id, tenant_id)).fetchone()
+                if locked is None:
+                    raise NotFoundError(f"no quarantined reading {row_id} in this tenant")
+                row = quarantined_reading(locked)
+                decision = decide(row, self._system_known(conn, row, tenant_id))
+                reading = decision.reading
+                if reading is not None:
+                    replayed = conn.execute(
+                        _REPLAY,
+                        (*reading, row.system_id, row.job_id),
+                    ).fetchone()
+                    if replayed is None:
+                        raise DuplicateReadingError(
+                            f"quarantined reading {row_id} is already stored; reject it instead",
+                            [ErrorDetail(field="timestamp", reason="readings holds this sensor at this instant")],
+                        )
+                correction = None if decision.correction is None else Jsonb(decision.correction)
+                updated = cursor.execute(
+                    _RECORD_REVIEW, (decision.status.value, reviewer, notes, correction, row_id)
+                ).fetchone()
+                totals = conn.execute(_COUNT_REVIEW, (row.job_id, tenant_id, int(reading is not None))).fetchone()
+        if updated is None or totals is None:  # the row is locked by this transaction; both statements return one
+            raise StorageUnavailableError(f"reviewing quarantined reading {row_id} returned nothing")
+        return Reviewed(
+            row=quarantined_reading(updated),
+            counts=JobReviewCounts(job_id=row.job_id, reviewed=totals[0], replayed=totals[1]),
+        )
+
+    @staticmethod
+    def _system_known(conn: Connection, row: QuarantinedReading, tenant_id: str) -> bool:
+        if row.system_id is None:
+            return False
+        answer = conn.execute(_SYSTEM_KNOWN, (row.system_id, tenant_id)).fetchone()
+        return bool(answer and answer[0])
+
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with self._connector.connection().cursor(row_factory=dict_row) as cursor:
+            yield cursor
+
+
+def quarantined_reading(row: dict[str, Any]) -> QuarantinedReading:
+    """A ``quarantined_readings`` row read with ``dict_row``."""
+    return QuarantinedReading(
+        **{name: row[name] for name in ROW_COLUMNS if name not in {"reason", "review_status"}},
+        reason=QuarantineReason(row["reason"]),
+        review_status=ReviewStatus(row["review_status"]),
+    )
+
+
+@contextmanager
+def _database_faults(doing: str) -> Iterator[None]:
+    """The database unreachable, or a statement over its timeout: 503, and the client sends the request again."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailableError(f"{doing} failed: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineService:
+    """What QuarantineFunction needs, built once per execution environment."""
+
+    store: TimescaleQuarantineStore
+    jobs: DynamoJobStore
+    connector: DatabaseConnector
+    tenant_claim: str
+
+    def check_database(self) -> None:
+        """Make sure the kept connection answers (replacing one the server dropped while the environment slept)."""
+        with _database_faults("connecting to the database"):
+            self.connector.checked_connection()
+
+
+def build_quarantine_service(settings: QuarantineSettings) -> QuarantineService:
+    """The database- and DynamoDB-backed ports of QuarantineFunction."""
+    connector = DatabaseConnector(
+        lambda: database_dsn(settings), settings.db_statement_timeout_ms, application_name="sluice-quarantine"
+    )
+    return QuarantineService(
+        store=TimescaleQuarantineStore(connector),
+        jobs=DynamoJobStore(settings.jobs_table),
+        connector=connector,
+        tenant_claim=settings.tenant_claim,
+    )
