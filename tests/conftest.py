@@ -4,6 +4,7 @@ in an in-process moto.
 A test that needs the database fails with a clear message when it cannot be reached; nothing here skips.
 """
 
+import json
 from collections.abc import Iterator
 
 import psycopg
@@ -11,7 +12,7 @@ import pytest
 from moto import mock_aws
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
+from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, secretsmanager_client, sqs_client
 from sluice.adapters.migrations import Migration, MigrationRunner, load_migrations
 from sluice.local.resources import provision_stack
 from sluice.local.template import StackContext
@@ -88,3 +89,16 @@ def aws_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[StackContext]:
         context = StackContext(template(), stack_name="sluice-test", region=AWS_REGION)
         yield provision_stack(context, s3_client(), sqs_client(), dynamodb_client())
     forget_clients()
+
+
+@pytest.fixture
+def database_secret(aws_stack: StackContext, migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Secrets Manager secret (in moto, RDS's layout) naming the scratch database, set as SLUICE_DB_SECRET_ARN:
+    the functions read their DSN from it, as in AWS."""
+    params = conninfo_to_dict(migrated_db)
+    secret = {"host": params.get("host", "127.0.0.1"), "port": params.get("port", 5432)}
+    secret |= {"username": params.get("user", "postgres"), "password": "", "dbname": params["dbname"]}
+    secret |= {"sslmode": "disable"}
+    arn = secretsmanager_client().create_secret(Name="sluice-database", SecretString=json.dumps(secret))["ARN"]
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    return arn

@@ -18,6 +18,7 @@ from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
 from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_ingest_api_settings
 
+from ..api_client import Answer
 from ..lambdas import FakeLambdaContext, handler_module, load_event
 
 SYSTEM_ID = "3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01"
@@ -36,18 +37,6 @@ def reading(second: int = 0, **changes: Any) -> dict[str, Any]:
 
 def batch(count: int = 3, **changes: Any) -> dict[str, Any]:
     return {"system_id": SYSTEM_ID, "readings": [reading(i) for i in range(count)]} | changes
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        error: dict[str, Any] = self.body["error"]
-        return error
 
 
 @dataclass

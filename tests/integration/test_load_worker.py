@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import psycopg
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
@@ -36,17 +35,14 @@ def reading(second: int, sensor: str = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8", *
 
 
 @pytest.fixture
-def worker(aws_stack: StackContext, migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkerHarness]:
+def worker(
+    aws_stack: StackContext, migrated_db: str, database_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WorkerHarness]:
     """LoadWorkerFunction, imported cold, with the template's environment; its DSN comes from a Secrets Manager
     secret in moto, as in AWS."""
     for name, value in function_environment(aws_stack, "LoadWorkerFunction").items():
         monkeypatch.setenv(name, value)
-    params = psycopg.conninfo.conninfo_to_dict(migrated_db)
-    secret = {"host": params.get("host", "127.0.0.1"), "port": params.get("port", 5432)}
-    secret |= {"username": params.get("user", "postgres"), "password": "", "dbname": params["dbname"]}
-    secret |= {"sslmode": "disable"}
-    arn = secretsmanager_client().create_secret(Name="sluice-database", SecretString=json.dumps(secret))["ARN"]
-    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", database_secret)
     get_load_worker_settings.cache_clear()
     harness = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
     yield harness

@@ -33,6 +33,33 @@ def test_api_events_carry_verified_claims_and_a_json_body() -> None:
         assert event.headers["content-type"] == "application/json"
 
 
+READ_SIDE_EVENTS = {
+    "job-status-get.json": ("GET /api/v1/jobs/{job_id+}", {"jobs:read"}),
+    "job-status-list.json": ("GET /api/v1/jobs", {"jobs:read"}),
+    "quarantine-list.json": ("GET /api/v1/quarantine", {"quarantine:read"}),
+    "quarantine-review.json": ("POST /api/v1/quarantine/{id}/review", {"quarantine:review"}),
+    "quarantine-review-bulk.json": ("POST /api/v1/quarantine/review", {"quarantine:review"}),
+    "health-deep.json": ("GET /health/deep", set()),
+}
+
+
+def test_read_side_events_name_their_route_and_carry_its_scope() -> None:
+    for name, (route_key, scopes) in READ_SIDE_EVENTS.items():
+        event = APIGatewayProxyEventV2(load_event(name))
+
+        assert event.raw_event["routeKey"] == route_key, name
+        assert event.request_context.authorizer.jwt_claim["tenant_id"] == "demo", name
+        assert scopes <= set(event.request_context.authorizer.jwt_scopes or ()), name
+        assert (event.body is not None) == (event.http_method == "POST"), name
+
+
+def test_the_health_probe_event_carries_no_token() -> None:
+    event = load_event("health.json")
+
+    assert "authorizer" not in event["requestContext"]
+    assert "authorization" not in event["headers"]
+
+
 def test_the_batch_event_names_an_object_in_the_api_layout() -> None:
     (key,) = s3_keys("load-worker-sqs-s3-incoming.json")
 
@@ -59,6 +86,8 @@ def test_every_event_file_is_covered_here() -> None:
         "load-worker-sqs-s3-incoming.json",
         "load-worker-sqs-s3-drop.json",
         "maintenance-schedule.json",
+        "health.json",
+        *READ_SIDE_EVENTS,
     }
 
     assert {path.name for path in EVENTS_DIR.glob("*.json")} == covered

@@ -5,13 +5,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from sluice.local.template import StackContext, TemplateError, function_environment, load_template, resources_of_type
-from sluice.settings import IngestApiSettings, LoadWorkerSettings
+from sluice.settings import (
+    HealthSettings,
+    IngestApiSettings,
+    JobStatusSettings,
+    LoadWorkerSettings,
+    QuarantineSettings,
+)
 
 from ..lambdas import template
 
-FUNCTION_SETTINGS = {"IngestApiFunction": IngestApiSettings, "LoadWorkerFunction": LoadWorkerSettings}
+FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
+    "IngestApiFunction": IngestApiSettings,
+    "LoadWorkerFunction": LoadWorkerSettings,
+    "JobStatusFunction": JobStatusSettings,
+    "QuarantineFunction": QuarantineSettings,
+    "HealthFunction": HealthSettings,
+}
 
 
 def resources() -> dict[str, Any]:
@@ -28,13 +41,37 @@ def http_routes() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def test_every_route_needs_a_jwt_with_a_scope() -> None:
+# Routes that read no tenant's data: the probe needs no token, the deep check any valid one.
+OPEN_ROUTES = {("/health", "GET"): "NONE", ("/health/deep", "GET"): "JwtAuthorizer"}
+
+
+def test_every_tenant_route_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert routes
+    assert len(routes) == 9
     for _, route in routes:
-        assert route["Auth"]["Authorizer"] == "JwtAuthorizer"
-        assert route["Auth"]["AuthorizationScopes"]
+        authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
+        if authorizer is None:
+            assert route["Auth"]["Authorizer"] == "JwtAuthorizer"
+            assert route["Auth"]["AuthorizationScopes"]
+        else:
+            assert route["Auth"] == {"Authorizer": authorizer}
+
+
+def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:
+    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+
+    assert scopes["/api/v1/jobs", "GET"] == scopes["/api/v1/jobs/{job_id+}", "GET"] == ["jobs:read"]
+    assert scopes["/api/v1/quarantine", "GET"] == scopes["/api/v1/quarantine/{id}", "GET"] == ["quarantine:read"]
+    assert scopes["/api/v1/quarantine/{id}/review", "POST"] == ["quarantine:review"]
+    assert scopes["/api/v1/quarantine/review", "POST"] == ["quarantine:review"]
+
+
+def test_job_status_never_touches_the_database() -> None:
+    function = resources()["JobStatusFunction"]["Properties"]
+
+    assert "SLUICE_DB_SECRET_ARN" not in function["Environment"]["Variables"]
+    assert [next(iter(policy)) for policy in function["Policies"]] == ["DynamoDBReadPolicy"]
 
 
 def test_the_ingest_route_needs_ingest_write() -> None:
@@ -103,6 +140,10 @@ def test_the_api_may_write_only_under_incoming() -> None:
 
     assert statement["Action"] == "s3:PutObject"
     assert statement["Resource"]["Fn::Sub"].endswith("${BatchBucket}/incoming/*")
+
+
+def test_every_function_has_its_settings_here() -> None:
+    assert set(resources_of_type(template(), "AWS::Serverless::Function")) == set(FUNCTION_SETTINGS)
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTION_SETTINGS))

@@ -25,15 +25,18 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 # template.yaml's JobsTable index: tenant_id (hash) + created_at (range, ISO 8601 UTC text).
 TENANT_JOBS_INDEX = "TenantJobsIndex"
 # A filtered listing reads at most this many index items per request; a page may then be short, with a cursor.
-_LISTING_READ_BUDGET = 1000
+LISTING_READ_BUDGET = 1000
 
 
 class DynamoJobStore:
     """Job records, keyed by job_id; a tenant's jobs are listed newest first through TenantJobsIndex."""
 
-    def __init__(self, table: str, client: "DynamoDBClient | None" = None) -> None:
+    def __init__(
+        self, table: str, client: "DynamoDBClient | None" = None, read_budget: int = LISTING_READ_BUDGET
+    ) -> None:
         self._table = table
         self._client = client or dynamodb_client()
+        self._read_budget = read_budget
 
     def create_job(self, job: Job) -> None:
         """Write a new job record; a job id is never reused."""
@@ -171,7 +174,7 @@ class DynamoJobStore:
 
     def list_jobs(self, tenant_id: str, keep: JobFilter, limit: int, after: JobPosition | None) -> JobListing:
         """A tenant's jobs newest first through TenantJobsIndex. Filters are applied by DynamoDB after reading, so
-        a listing with filters stops after reading ``_LISTING_READ_BUDGET`` items and hands back the position it
+        a listing with filters stops after reading ``read_budget`` items and hands back the position it
         reached; the page is then shorter than ``limit`` but the walk misses nothing."""
         query: dict[str, Any] = {
             "TableName": self._table,
@@ -184,7 +187,7 @@ class DynamoJobStore:
         start = None if after is None else _index_key(tenant_id, after.created_at, str(after.job_id))
         # One more than the page, so a full page knows whether anything follows it; a filtered listing reads
         # bigger pages, since most of what it reads may be filtered out.
-        page_size = limit + 1 if keep_anything(keep) else max(limit + 1, 200)
+        page_size = limit + 1 if keep_anything(keep) else min(max(limit + 1, 200), self._read_budget)
         jobs: list[Job] = []
         last_shown: JobPosition | None = None
         read = 0
@@ -205,7 +208,7 @@ class DynamoJobStore:
             last = answer.get("LastEvaluatedKey")
             if last is None:
                 return JobListing(jobs, None)
-            if read >= _LISTING_READ_BUDGET:
+            if read >= self._read_budget:
                 return JobListing(jobs, _position(last))
             start = last
 

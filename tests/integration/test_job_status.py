@@ -1,0 +1,269 @@
+"""JobStatusFunction against template.yaml's jobs table in moto: one job, a tenant's jobs page by page, and every
+refusal. It has no database to lean on: everything it answers comes from the job records."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from sluice.adapters.dynamodb import DynamoJobStore
+from sluice.domain.jobs import JobFilter
+from sluice.local.template import StackContext, function_environment
+from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice.models.quarantine import JobReviewCounts
+from sluice.settings import get_job_status_settings
+
+from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
+from ..lambdas import FakeLambdaContext, handler_module, load_event
+
+START = datetime(2026, 11, 20, 8, tzinfo=UTC)
+SYSTEM_A = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
+SYSTEM_B = UUID("9a0c9a52-6a7e-4c43-9a55-2c8f1b7d9e02")
+READ = claims("jobs:read")
+
+
+class Jobs:
+    """The handler, and a way to put job records in its table."""
+
+    def __init__(self, module: ModuleType, stack: StackContext) -> None:
+        self.module = module
+        self.store = DynamoJobStore(str(stack.ref("JobsTable")))
+        self.made = 0
+
+    def add(self, tenant: str = TENANT, **changes: Any) -> Job:
+        """A job record, each one a second newer than the last."""
+        self.made += 1
+        job_id = changes.pop("job_id", uuid4())
+        job = Job(
+            job_id=job_id,
+            tenant_id=tenant,
+            status=JobStatus.QUEUED,
+            source=JobSource.API,
+            system_id=SYSTEM_A,
+            created_by="press-gateway-17",
+            total_readings=3,
+            bucket="bucket",
+            object_key=f"incoming/{tenant}/2026/11/20/{job_id}.json",
+            created_at=START + timedelta(seconds=self.made),
+            expires_at=1_900_000_000,
+        ).model_copy(update=changes)
+        self.store.create_job(job)
+        return job
+
+    def get(self, path: str, query: dict[str, str] | None = None, verified: dict[str, str] | None = READ) -> Answer:
+        return call(self.module, "GET", path, verified=verified, query=query)
+
+    def walk(self, query: dict[str, str], between_pages: Any = None) -> list[list[str]]:
+        """Every page of a listing, following next_cursor; ``between_pages`` runs after each page."""
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            answer = self.get("/api/v1/jobs", query | ({"cursor": cursor} if cursor else {}))
+            assert answer.status == 200, answer.body
+            pages.append([item["job_id"] for item in answer.body["items"]])
+            cursor = answer.body["next_cursor"]
+            if cursor is None:
+                return pages
+            if between_pages is not None:
+                between_pages()
+
+
+@pytest.fixture
+def jobs(aws_stack: StackContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[Jobs]:
+    """JobStatusFunction with the template's environment, imported cold."""
+    for name, value in function_environment(aws_stack, "JobStatusFunction").items():
+        monkeypatch.setenv(name, value)
+    get_job_status_settings.cache_clear()
+    yield Jobs(handler_module("JobStatusFunction"), aws_stack)
+    get_job_status_settings.cache_clear()
+
+
+def test_a_job_shows_the_contract_fields(jobs: Jobs) -> None:
+    job = jobs.add(
+        status=JobStatus.COMPLETED,
+        started_at=START + timedelta(seconds=2),
+        completed_at=START + timedelta(seconds=3),
+        inserted_readings=2,
+        quarantined_readings=1,
+        duplicate_readings=0,
+        processing_time_ms=840,
+        success_rate=2 / 3,
+    )
+
+    answer = jobs.get(f"/api/v1/jobs/{job.job_id}")
+
+    assert answer.status == 200
+    assert answer.body == {
+        "job_id": str(job.job_id),
+        "status": "completed",
+        "source": "api",
+        "system_id": str(SYSTEM_A),
+        "total_readings": 3,
+        "inserted_readings": 2,
+        "quarantined_readings": 1,
+        "duplicate_readings": 0,
+        "success_rate": 2 / 3,
+        "created_at": "2026-11-20T08:00:01Z",
+        "started_at": "2026-11-20T08:00:02Z",
+        "completed_at": "2026-11-20T08:00:03Z",
+        "processing_time_ms": 840,
+        "error_message": None,
+        "reviewed_readings": 0,
+        "replayed_readings": 0,
+    }
+
+
+def test_a_trailing_slash_finds_the_same_job(jobs: Jobs) -> None:
+    job = jobs.add()
+
+    assert jobs.get(f"/api/v1/jobs/{job.job_id}/").body == jobs.get(f"/api/v1/jobs/{job.job_id}").body
+
+
+def test_the_sample_event_reads_its_job(jobs: Jobs) -> None:
+    event = load_event("job-status-get.json")
+    jobs.add(job_id=UUID(event["pathParameters"]["job_id"]))
+
+    result = jobs.module.lambda_handler(event, FakeLambdaContext())
+
+    assert result["statusCode"] == 200
+
+
+def test_a_queued_job_shows_zero_counts_and_a_failed_one_its_message(jobs: Jobs) -> None:
+    queued = jobs.add()
+    failed = jobs.add(status=JobStatus.FAILED, error_message="the object is not gzip")
+
+    assert jobs.get(f"/api/v1/jobs/{queued.job_id}").body["inserted_readings"] == 0
+    assert jobs.get(f"/api/v1/jobs/{failed.job_id}").body["error_message"] == "the object is not gzip"
+
+
+def test_review_counts_recorded_on_the_job_are_shown_and_only_grow(jobs: Jobs) -> None:
+    job = jobs.add(status=JobStatus.COMPLETED)
+
+    assert jobs.store.record_reviews(JobReviewCounts(job.job_id, reviewed=3, replayed=2))
+    assert not jobs.store.record_reviews(JobReviewCounts(job.job_id, reviewed=2, replayed=1))  # arrived late
+    assert not jobs.store.record_reviews(JobReviewCounts(uuid4(), reviewed=1, replayed=1))  # no such job
+
+    body = jobs.get(f"/api/v1/jobs/{job.job_id}").body
+    assert (body["reviewed_readings"], body["replayed_readings"]) == (3, 2)
+    assert len(jobs.store.list_jobs(TENANT, JobFilter(), 10, None).jobs) == 1
+
+
+def test_another_tenants_job_is_not_found_exactly_like_a_missing_one(jobs: Jobs) -> None:
+    theirs = jobs.add(tenant=OTHER_TENANT)
+    missing = uuid4()
+
+    answer = jobs.get(f"/api/v1/jobs/{theirs.job_id}")
+    nothing = jobs.get(f"/api/v1/jobs/{missing}")
+
+    assert (answer.status, answer.error["code"]) == (404, "not_found")
+    assert answer.error["message"] == nothing.error["message"].replace(str(missing), str(theirs.job_id))
+    assert jobs.get("/api/v1/jobs/not-a-uuid").status == 404
+    assert jobs.get(f"/api/v1/jobs/{theirs.job_id}/extra").status == 404
+
+
+def test_a_token_without_jobs_read_is_forbidden_and_no_token_unauthorized(jobs: Jobs) -> None:
+    job = jobs.add()
+
+    forbidden = jobs.get(f"/api/v1/jobs/{job.job_id}", verified=claims("ingest:write"))
+    no_tenant = jobs.get("/api/v1/jobs", verified=claims("jobs:read", tenant=None))
+    anonymous = jobs.get("/api/v1/jobs", verified=None)
+
+    assert (forbidden.status, forbidden.error["details"][0]["field"]) == (403, "scope")
+    assert (no_tenant.status, no_tenant.error["details"][0]["field"]) == (403, "tenant_id")
+    assert (anonymous.status, anonymous.headers.get("WWW-Authenticate")) == (401, "Bearer")
+
+
+def test_the_listing_is_the_tenants_jobs_newest_first(jobs: Jobs) -> None:
+    mine = [jobs.add() for _ in range(3)]
+    jobs.add(tenant=OTHER_TENANT)
+
+    answer = jobs.get("/api/v1/jobs")
+
+    assert answer.status == 200
+    assert [item["job_id"] for item in answer.body["items"]] == [str(job.job_id) for job in reversed(mine)]
+    assert answer.body["next_cursor"] is None
+
+
+def test_filters_keep_only_matching_jobs(jobs: Jobs) -> None:
+    completed_a = jobs.add(status=JobStatus.COMPLETED)
+    jobs.add(status=JobStatus.FAILED)
+    drop = jobs.add(status=JobStatus.COMPLETED, source=JobSource.DROP, system_id=None)
+    completed_b = jobs.add(status=JobStatus.COMPLETED, system_id=SYSTEM_B)
+
+    def listed(**query: str) -> list[str]:
+        answer = jobs.get("/api/v1/jobs", query)
+        assert answer.status == 200, answer.body
+        return [item["job_id"] for item in answer.body["items"]]
+
+    assert listed(status="completed") == [str(completed_b.job_id), str(drop.job_id), str(completed_a.job_id)]
+    assert listed(status="completed", source="drop") == [str(drop.job_id)]
+    assert listed(system_id=str(SYSTEM_B)) == [str(completed_b.job_id)]
+    assert listed(status="processing") == []
+
+
+def test_pages_walk_every_job_once_while_new_jobs_arrive(jobs: Jobs) -> None:
+    before = [str(jobs.add(status=JobStatus.COMPLETED if i % 2 else JobStatus.FAILED).job_id) for i in range(23)]
+
+    pages = jobs.walk({"limit": "5"}, between_pages=jobs.add)
+    filtered = jobs.walk({"limit": "4", "status": "completed"}, between_pages=jobs.add)
+
+    walked = [job_id for page in pages for job_id in page]
+    assert walked == list(reversed(before))
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    assert [job_id for page in filtered for job_id in page] == list(reversed(before[1::2]))
+
+
+def test_a_filtered_listing_stops_at_its_read_budget_and_resumes_where_it_stopped(jobs: Jobs) -> None:
+    wanted = [jobs.add(status=JobStatus.FAILED) for _ in range(2)]
+    for _ in range(30):
+        jobs.add(status=JobStatus.COMPLETED)
+    store = DynamoJobStore(jobs.store._table, read_budget=10)
+
+    first = store.list_jobs(TENANT, JobFilter(status=JobStatus.FAILED), 5, None)
+    rest = []
+    position = first.next_position
+    while position is not None:
+        listing = store.list_jobs(TENANT, JobFilter(status=JobStatus.FAILED), 5, position)
+        rest.extend(listing.jobs)
+        position = listing.next_position
+
+    assert first.jobs == []
+    assert first.next_position is not None
+    assert [job.job_id for job in rest] == [job.job_id for job in reversed(wanted)]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"source": "ftp"}, "source"),
+        ({"system_id": "press-17"}, "system_id"),
+        ({"state": "completed"}, "state"),
+        ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
+        ({"cursor": "eyJrIjoicXVhcmFudGluZSIsInAiOnsiYmVmb3JlX2lkIjo1fX0"}, "cursor"),
+        ({"cursor": "eyJrIjoiam9icyIsInAiOnsiY3JlYXRlZF9hdCI6Im5vIn19"}, "cursor"),
+    ],
+)
+def test_a_bad_query_is_refused_naming_the_parameter(jobs: Jobs, query: dict[str, str], field: str) -> None:
+    answer = jobs.get("/api/v1/jobs", query)
+
+    assert (answer.status, answer.error["code"]) == (400, "invalid_request")
+    assert [detail["field"] for detail in answer.error["details"]] == [field]
+
+
+def test_the_jobs_table_gone_answers_503(jobs: Jobs, aws_stack: StackContext) -> None:
+    from sluice.adapters.aws import dynamodb_client  # noqa: PLC0415
+
+    dynamodb_client().delete_table(TableName=str(aws_stack.ref("JobsTable")))
+
+    listing = jobs.get("/api/v1/jobs")
+    one = jobs.get(f"/api/v1/jobs/{uuid4()}")
+
+    assert (listing.status, listing.headers["Retry-After"]) == (503, "5")
+    assert one.status == 503

@@ -1,0 +1,584 @@
+"""QuarantineFunction against the real TimescaleDB and template.yaml's resources in moto. Rows are quarantined by
+the real worker first; then they are listed, read and reviewed through the handler, and every review is checked
+where it lands: the row, ``readings`` and the job's record."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+
+from sluice.adapters.aws import dynamodb_client, secretsmanager_client
+from sluice.local.template import StackContext, function_environment
+from sluice.settings import get_job_status_settings, get_load_worker_settings, get_quarantine_settings
+
+from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
+from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..worker_harness import WorkerHarness
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+REVIEWER = claims("quarantine:read quarantine:review", sub="operator-anna")
+READER = claims("quarantine:read", sub="viewer-ben")
+
+
+def stamp(seconds: int) -> str:
+    return (NOW - timedelta(days=1) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def reading(second: int, **changes: Any) -> dict[str, Any]:
+    return {"sensor_id": SENSOR, "timestamp": stamp(second), "value": 212.5, "unit": "bar", "quality": 97} | changes
+
+
+@dataclass
+class Review:
+    """The worker that quarantines, the function that reviews, and the job status function that shows the job."""
+
+    worker: WorkerHarness
+    quarantine: ModuleType
+    job_status: ModuleType
+    system_id: UUID
+
+    def load(self, readings: list[Any], system: UUID | None = None, tenant: str = TENANT) -> UUID:
+        """A batch accepted for ``tenant`` and loaded by the worker; its job id."""
+        body = json.dumps({"system_id": str(system or self.system_id), "readings": readings}).encode()
+        job_id = self.worker.send_api_batch(tenant, system or self.system_id, body, len(readings))
+        assert self.worker.deliver() == {"batchItemFailures": []}
+        return job_id
+
+    def get(self, path: str, query: dict[str, str] | None = None, verified: dict[str, str] | None = READER) -> Answer:
+        return call(self.quarantine, "GET", path, verified=verified, query=query)
+
+    def post(self, path: str, body: Any, verified: dict[str, str] | None = REVIEWER, **extra: Any) -> Answer:
+        return call(self.quarantine, "POST", path, verified=verified, body=body, **extra)
+
+    def review(self, row_id: int, body: dict[str, Any], verified: dict[str, str] | None = REVIEWER) -> Answer:
+        return self.post(f"/api/v1/quarantine/{row_id}/review", body, verified)
+
+    def rows(self, job_id: UUID) -> dict[str, dict[str, Any]]:
+        """The job's quarantined readings by reason, through the API."""
+        answer = self.get("/api/v1/quarantine", {"job_id": str(job_id)})
+        assert answer.status == 200, answer.body
+        return {item["reason"]: item for item in answer.body["items"]}
+
+    def job(self, job_id: UUID) -> dict[str, Any]:
+        answer = call(self.job_status, "GET", f"/api/v1/jobs/{job_id}", verified=claims("jobs:read"))
+        assert answer.status == 200, answer.body
+        body: dict[str, Any] = answer.body
+        return body
+
+    def stored(self, job_id: UUID) -> list[tuple[Any, ...]]:
+        return self.worker.query(
+            "SELECT sensor_id, time, value, unit, quality, system_id FROM readings WHERE job_id = %s ORDER BY time",
+            job_id,
+        )
+
+    def add_system(self, tenant: str = TENANT, system_id: UUID | None = None) -> UUID:
+        found = self.worker.query(
+            "INSERT INTO systems (id, tenant_id, name) VALUES (%s, %s, %s) RETURNING id",
+            system_id or uuid4(),
+            tenant,
+            f"press-{uuid4().hex[:8]}",
+        )
+        return UUID(str(found[0][0]))
+
+
+@pytest.fixture
+def review(
+    aws_stack: StackContext, migrated_db: str, database_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Review]:
+    """The worker, QuarantineFunction and JobStatusFunction, imported cold with the template's environments; the
+    database is reached through the Secrets Manager secret, as in AWS."""
+    for function in ("LoadWorkerFunction", "QuarantineFunction", "JobStatusFunction"):
+        for name, value in function_environment(aws_stack, function).items():
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", database_secret)
+    for settings in (get_load_worker_settings, get_quarantine_settings, get_job_status_settings):
+        settings.cache_clear()
+    worker = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
+    harness = Review(worker, handler_module("QuarantineFunction"), handler_module("JobStatusFunction"), uuid4())
+    harness.add_system(system_id=harness.system_id)
+    yield harness
+    worker.module.get_service().connector.close()
+    harness.quarantine.get_service().connector.close()
+    for settings in (get_load_worker_settings, get_quarantine_settings, get_job_status_settings):
+        settings.cache_clear()
+
+
+@pytest.fixture
+def mixed(review: Review) -> UUID:
+    """A loaded batch: two valid readings and one of each reason the rules give."""
+    return review.load(
+        [
+            reading(0),
+            reading(1, value=950.0),
+            reading(2, unit="psi"),
+            reading(3, quality=20),
+            reading(0),
+            17,
+            reading(6),
+        ]
+    )
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def test_the_listing_shows_every_quarantined_reading_with_its_reason(review: Review, mixed: UUID) -> None:
+    answer = review.get("/api/v1/quarantine")
+
+    assert answer.status == 200
+    items = answer.body["items"]
+    assert [item["reason"] for item in items] == [
+        "parse_error",
+        "duplicate",
+        "low_quality",
+        "invalid_unit",
+        "out_of_range",
+    ]
+    assert [item["id"] for item in items] == sorted((item["id"] for item in items), reverse=True)
+    assert answer.body["next_cursor"] is None
+    out_of_range = items[-1]
+    assert out_of_range | {"id": 0, "quarantined_at": None} == {
+        "id": 0,
+        "job_id": str(mixed),
+        "position": 1,
+        "system_id": str(review.system_id),
+        "sensor_id": SENSOR,
+        "timestamp": stamp(1),
+        "value": 950.0,
+        "unit": "bar",
+        "quality": 97,
+        "raw": reading(1, value=950.0),
+        "reason": "out_of_range",
+        "reason_details": {
+            "field": "value",
+            "expected": "0..700 bar",
+            "got": "950.0",
+            "message": "value: expected 0..700 bar, got 950.0",
+        },
+        "review_status": "pending",
+        "reviewed_by": None,
+        "reviewed_at": None,
+        "review_notes": None,
+        "review_correction": None,
+        "quarantined_at": None,
+    }
+    assert items[0]["raw"] == 17
+
+
+def test_filters_narrow_the_listing(review: Review, mixed: UUID) -> None:
+    other_system = review.add_system()
+    other_job = review.load([reading(40, value=-5.0)], system=other_system)
+
+    def reasons(**query: str) -> list[str]:
+        answer = review.get("/api/v1/quarantine", query)
+        assert answer.status == 200, answer.body
+        return [item["reason"] for item in answer.body["items"]]
+
+    assert reasons(job_id=str(other_job)) == ["out_of_range"]
+    assert reasons(reason="out_of_range") == ["out_of_range", "out_of_range"]
+    assert reasons(reason="out_of_range", system_id=str(review.system_id)) == ["out_of_range"]
+    assert reasons(review_status="approved") == []
+    assert len(reasons(review_status="pending", job_id=str(mixed))) == 5
+
+
+def test_one_row_reads_like_its_listing_item(review: Review, mixed: UUID) -> None:
+    listed = review.rows(mixed)["invalid_unit"]
+
+    answer = review.get(f"/api/v1/quarantine/{listed['id']}")
+
+    assert (answer.status, answer.body) == (200, listed)
+
+
+def test_another_tenants_rows_do_not_exist_for_the_caller(review: Review, mixed: UUID) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+    outsider = claims("quarantine:read quarantine:review", tenant=OTHER_TENANT)
+
+    listing = review.get("/api/v1/quarantine", verified=outsider)
+    one = review.get(f"/api/v1/quarantine/{row_id}", verified=outsider)
+    reviewed = review.review(row_id, {"action": "reject"}, verified=outsider)
+
+    assert (listing.status, listing.body["items"]) == (200, [])
+    assert (one.status, one.error["code"]) == (404, "not_found")
+    assert (reviewed.status, reviewed.error["code"]) == (404, "not_found")
+    assert review.rows(mixed)["out_of_range"]["review_status"] == "pending"
+    assert review.get("/api/v1/quarantine/abc").status == 404
+    assert review.get("/api/v1/quarantine/99999999").status == 404
+
+
+def test_pages_walk_every_row_once_while_rows_are_added(review: Review, mixed: UUID) -> None:
+    review.load([reading(100 + i, value=-1.0) for i in range(6)])
+    expected = [item["id"] for item in review.get("/api/v1/quarantine").body["items"]]
+    walked: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        answer = review.get("/api/v1/quarantine", {"limit": "3"} | ({"cursor": cursor} if cursor else {}))
+        assert answer.status == 200, answer.body
+        walked += [item["id"] for item in answer.body["items"]]
+        pages += 1
+        cursor = answer.body["next_cursor"]
+        if cursor is None:
+            break
+        review.load([reading(200 + pages, quality=1)])  # newer rows: before the cursor, never in this walk
+
+    assert walked == expected
+    assert len(walked) == 11
+    assert pages == 4
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": "501"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"reason": "bad_vibes"}, "reason"),
+        ({"review_status": "done"}, "review_status"),
+        ({"job_id": "17"}, "job_id"),
+        ({"sort": "asc"}, "sort"),
+        ({"cursor": "eyJrIjoiam9icyIsInAiOnt9fQ"}, "cursor"),
+        ({"cursor": "eyJrIjoicXVhcmFudGluZSIsInAiOnsiYmVmb3JlX2lkIjoiMSJ9fQ"}, "cursor"),
+    ],
+)
+def test_a_bad_query_is_refused_naming_the_parameter(review: Review, query: dict[str, str], field: str) -> None:
+    answer = review.get("/api/v1/quarantine", query)
+
+    assert (answer.status, answer.error["code"]) == (400, "invalid_request")
+    assert [detail["field"] for detail in answer.error["details"]] == [field]
+
+
+# --- reviewing one row --------------------------------------------------------------------------------------------
+
+
+def test_fixing_an_out_of_range_reading_replays_it_into_readings(review: Review, mixed: UUID) -> None:
+    row = review.rows(mixed)["out_of_range"]
+    before = review.stored(mixed)
+
+    answer = review.review(row["id"], {"action": "fix", "value": 95.0, "notes": "decimal point lost by the gateway"})
+
+    assert answer.status == 200, answer.body
+    assert answer.body["review_status"] == "fixed"
+    assert answer.body["reviewed_by"] == "operator-anna"
+    assert answer.body["review_notes"] == "decimal point lost by the gateway"
+    assert answer.body["review_correction"] == {"value": 95.0}
+    assert answer.body["value"] == 950.0  # what arrived is kept
+    assert datetime.fromisoformat(answer.body["reviewed_at"]) >= NOW
+    replayed = set(review.stored(mixed)) - set(before)
+    assert [(str(r[0]), r[2], r[3], r[4], r[5]) for r in replayed] == [(SENSOR, 95.0, "bar", 97, review.system_id)]
+    job = review.job(mixed)
+    assert (job["reviewed_readings"], job["replayed_readings"]) == (1, 1)
+    assert (job["inserted_readings"], job["quarantined_readings"]) == (2, 5)  # the load's own counts stay
+
+
+def test_a_fix_may_correct_unit_and_timestamp(review: Review, mixed: UUID) -> None:
+    row = review.rows(mixed)["invalid_unit"]
+
+    answer = review.review(row["id"], {"action": "fix", "unit": "bar", "timestamp": stamp(300)})
+
+    assert answer.status == 200, answer.body
+    assert answer.body["review_correction"] == {"unit": "bar", "timestamp": stamp(300).replace("Z", "+00:00")}
+    assert len(review.stored(mixed)) == 3
+
+
+def test_approving_a_reading_that_still_breaks_a_rule_is_refused_and_it_stays_pending(
+    review: Review, mixed: UUID
+) -> None:
+    row = review.rows(mixed)["out_of_range"]
+
+    answer = review.review(row["id"], {"action": "approve"})
+    bad_fix = review.review(row["id"], {"action": "fix", "value": 700.5})
+
+    assert (answer.status, answer.error["code"]) == (422, "reading_invalid")
+    assert answer.error["details"] == [
+        {"field": "value", "index": None, "reason": "out_of_range: value: expected 0..700 bar, got 950.0"}
+    ]
+    assert (bad_fix.status, bad_fix.error["details"][0]["field"]) == (422, "value")
+    assert review.rows(mixed)["out_of_range"]["review_status"] == "pending"
+    assert len(review.stored(mixed)) == 2
+    assert review.job(mixed)["reviewed_readings"] == 0
+
+
+def test_a_parse_error_cannot_be_approved_for_want_of_fields(review: Review, mixed: UUID) -> None:
+    row = review.rows(mixed)["parse_error"]
+
+    answer = review.review(row["id"], {"action": "approve"})
+
+    assert (answer.status, answer.error["details"][0]["field"]) == (422, "sensor_id")
+
+
+def test_rejecting_records_the_decision_and_replays_nothing(review: Review, mixed: UUID) -> None:
+    row = review.rows(mixed)["low_quality"]
+
+    answer = review.review(row["id"], {"action": "reject", "notes": "sensor flagged faulty"})
+    again = review.review(row["id"], {"action": "approve"})
+
+    assert (answer.status, answer.body["review_status"], answer.body["review_correction"]) == (200, "rejected", None)
+    assert (again.status, again.error["code"]) == (409, "not_pending")
+    assert again.error["details"][0]["field"] == "review_status"
+    assert again.error["details"][0]["reason"].startswith("rejected by operator-anna at ")
+    assert len(review.stored(mixed)) == 2
+    job = review.job(mixed)
+    assert (job["reviewed_readings"], job["replayed_readings"]) == (1, 0)
+
+
+def test_a_reading_of_a_system_registered_later_can_be_approved(review: Review) -> None:
+    late = uuid4()
+    job_id = review.load([reading(0), reading(1)], system=late)
+    rows = list(review.get("/api/v1/quarantine", {"job_id": str(job_id)}).body["items"])
+
+    refused = review.review(rows[0]["id"], {"action": "approve"})
+    review.add_system(system_id=late)
+    approved = [review.review(row["id"], {"action": "approve"}) for row in rows]
+
+    assert (refused.status, refused.error["details"][0]["field"]) == (422, "system_id")
+    assert "system_not_found" in refused.error["details"][0]["reason"]
+    assert [answer.body["review_status"] for answer in approved] == ["approved", "approved"]
+    assert len(review.stored(job_id)) == 2
+    assert review.job(job_id)["replayed_readings"] == 2
+
+
+def test_a_system_of_another_tenant_is_still_not_found(review: Review) -> None:
+    theirs = review.add_system(tenant=OTHER_TENANT)
+    job_id = review.load([reading(0)], system=theirs)
+    (row,) = review.get("/api/v1/quarantine", {"job_id": str(job_id)}).body["items"]
+
+    answer = review.review(row["id"], {"action": "approve"})
+
+    assert (answer.status, answer.error["code"]) == (422, "reading_invalid")
+
+
+def test_approving_a_duplicate_of_a_stored_reading_is_a_conflict(review: Review, mixed: UUID) -> None:
+    row = review.rows(mixed)["duplicate"]
+
+    answer = review.review(row["id"], {"action": "approve"})
+
+    assert (answer.status, answer.error["code"]) == (409, "duplicate_reading")
+    assert review.rows(mixed)["duplicate"]["review_status"] == "pending"
+    assert review.job(mixed)["reviewed_readings"] == 0
+
+
+def test_two_fixes_that_make_the_same_reading_replay_it_once(review: Review, mixed: UUID) -> None:
+    rows = review.rows(mixed)
+    fix = {"action": "fix", "unit": "bar", "value": 10.0, "timestamp": stamp(500)}
+
+    first = review.review(rows["invalid_unit"]["id"], fix)
+    second = review.review(rows["out_of_range"]["id"], fix)
+
+    assert first.status == 200
+    assert (second.status, second.error["code"]) == (409, "duplicate_reading")
+
+
+def test_a_concurrent_double_review_has_one_winner(review: Review, mixed: UUID) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+    reviewers = [handler_module("QuarantineFunction") for _ in range(2)]  # two warm instances, two connections
+    answers: list[Answer] = []
+
+    def review_in(module: ModuleType, value: float) -> None:
+        answers.append(
+            call(
+                module,
+                "POST",
+                f"/api/v1/quarantine/{row_id}/review",
+                verified=REVIEWER,
+                body={"action": "fix", "value": value},
+            )
+        )
+
+    # Hold the row so both reviews reach its lock before either can take it.
+    with psycopg.connect(review.worker.dsn) as holder:
+        holder.execute("SELECT 1 FROM quarantined_readings WHERE id = %s FOR UPDATE", (row_id,))
+        threads = [
+            threading.Thread(target=review_in, args=(module, value))
+            for module, value in zip(reviewers, (90.0, 91.0), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_for_lock_waiters(review.worker.dsn, 2)
+        holder.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+    for module in reviewers:
+        module.get_service().connector.close()
+
+    assert sorted(answer.status for answer in answers) == [200, 409]
+    assert {answer.error["code"] for answer in answers if answer.status == 409} == {"not_pending"}
+    assert len(review.stored(mixed)) == 3
+    assert review.job(mixed)["reviewed_readings"] == 1
+
+
+def wait_for_lock_waiters(dsn: str, count: int) -> None:
+    """Wait until ``count`` sessions are blocked on a lock (the reviews queued behind the holder)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(200):
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()
+            if waiting is not None and waiting[0] >= count:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} reviews reached the row lock")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "fix"}, None),
+        ({"action": "approve", "value": 1.0}, None),
+        ({"action": "delete"}, "action"),
+        ({"action": "reject", "review_status": "approved"}, "review_status"),
+        ({"action": "fix", "unit": "psi"}, "unit"),
+        ({"action": "fix", "timestamp": "2026-11-20T08:00:00"}, "timestamp"),
+        ({"action": "reject", "notes": "x" * 2001}, "notes"),
+        ([], None),
+    ],
+)
+def test_a_bad_review_body_is_refused_naming_the_field(
+    review: Review, mixed: UUID, body: Any, field: str | None
+) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+
+    answer = review.review(row_id, body)
+
+    assert (answer.status, answer.error["code"]) == (400, "invalid_request")
+    assert answer.error["details"][0]["field"] == field
+
+
+def test_a_review_body_must_be_json_and_small(review: Review, mixed: UUID) -> None:
+    path = f"/api/v1/quarantine/{review.rows(mixed)['out_of_range']['id']}/review"
+
+    not_json = review.post(path, "action=reject")
+    wrong_type = review.post(path, '{"action": "reject"}', headers={"content-type": "text/plain"})
+    too_big = review.post(path, {"action": "reject", "notes": "x" * 300_000})
+
+    assert (not_json.status, not_json.error["details"][0]["field"]) == (400, "body")
+    assert (wrong_type.status, wrong_type.error["details"][0]["field"]) == (415, "Content-Type")
+    assert (too_big.status, too_big.error["code"]) == (413, "payload_too_large")
+
+
+def test_each_route_needs_its_scope(review: Review, mixed: UUID) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+
+    read_only_review = review.review(row_id, {"action": "reject"}, verified=READER)
+    review_only_read = review.get("/api/v1/quarantine", verified=claims("quarantine:review"))
+    bulk = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": [row_id]}, verified=READER)
+    anonymous = review.get(f"/api/v1/quarantine/{row_id}", verified=None)
+
+    assert [read_only_review.status, review_only_read.status, bulk.status] == [403, 403, 403]
+    assert read_only_review.error["details"][0]["reason"] == "quarantine:review is not among the token's scopes"
+    assert anonymous.status == 401
+    assert review.rows(mixed)["out_of_range"]["review_status"] == "pending"
+
+
+# --- bulk ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_bulk_review_by_ids_reports_each_rows_outcome(review: Review, mixed: UUID) -> None:
+    rows = review.rows(mixed)
+    review.review(rows["low_quality"]["id"], {"action": "reject"})
+    ids = [rows["out_of_range"]["id"], rows["low_quality"]["id"], 987654, rows["invalid_unit"]["id"]]
+
+    answer = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": ids, "notes": "bad gateway day"})
+
+    assert answer.status == 200, answer.body
+    assert [(r["id"], r["review_status"], r["error"] and r["error"]["code"]) for r in answer.body["results"]] == [
+        (ids[0], "rejected", None),
+        (ids[1], None, "not_pending"),
+        (ids[2], None, "not_found"),
+        (ids[3], "rejected", None),
+    ]
+    assert (answer.body["reviewed"], answer.body["failed"], answer.body["next_cursor"]) == (2, 2, None)
+    assert review.job(mixed)["reviewed_readings"] == 3
+
+
+def test_a_bulk_review_by_filter_clears_pending_rows_page_by_page(review: Review) -> None:
+    job_id = review.load([reading(i, value=800.0 + i) for i in range(5)] + [reading(9, quality=5)])
+    request: dict[str, Any] = {
+        "action": "fix",
+        "value": 100.0,
+        "filter": {"job_id": str(job_id), "reason": "out_of_range"},
+        "limit": 2,
+    }
+
+    first = review.post("/api/v1/quarantine/review", request)
+    rest = []
+    cursor = first.body["next_cursor"]
+    while cursor is not None:
+        page = review.post("/api/v1/quarantine/review", request | {"cursor": cursor})
+        rest += page.body["results"]
+        cursor = page.body["next_cursor"]
+
+    results = first.body["results"] + rest
+    outcomes = [(r["review_status"], r["error"] and r["error"]["code"]) for r in results]
+    # One fixed value for five sensors-at-instants: same sensor, different times, so every one replays.
+    assert outcomes == [("fixed", None)] * 5
+    assert len(review.stored(job_id)) == 5
+    assert review.rows(job_id)["low_quality"]["review_status"] == "pending"
+    job = review.job(job_id)
+    assert (job["reviewed_readings"], job["replayed_readings"]) == (5, 5)
+
+
+def test_a_bulk_review_wants_ids_or_a_filter(review: Review, mixed: UUID) -> None:
+    neither = review.post("/api/v1/quarantine/review", {"action": "reject"})
+    both = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": [1], "filter": {}})
+    repeated = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": [1, 1]})
+    too_many = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": list(range(1, 502))})
+
+    assert [neither.status, both.status, repeated.status, too_many.status] == [400, 400, 400, 400]
+    assert too_many.error["details"][0]["field"] == "ids"
+
+
+# --- faults and samples -------------------------------------------------------------------------------------------
+
+
+def test_a_review_stands_when_the_job_record_cannot_be_updated(
+    review: Review, mixed: UUID, aws_stack: StackContext
+) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+    dynamodb_client().delete_table(TableName=str(aws_stack.ref("JobsTable")))
+
+    answer = review.review(row_id, {"action": "fix", "value": 95.0})
+
+    assert (answer.status, answer.body["review_status"]) == (200, "fixed")
+    assert len(review.stored(mixed)) == 3
+
+
+def test_the_database_unreachable_answers_503_and_changes_nothing(
+    review: Review, mixed: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+    review.quarantine.get_service().connector.close()
+    secret = {"host": "127.0.0.1", "port": 1, "username": "postgres", "password": "", "dbname": "sluice"}
+    arn = secretsmanager_client().create_secret(Name="sluice-nowhere", SecretString=json.dumps(secret))["ARN"]
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    get_quarantine_settings.cache_clear()
+    cold = handler_module("QuarantineFunction")
+
+    listing = call(cold, "GET", "/api/v1/quarantine", verified=READER)
+    reviewed = call(cold, "POST", f"/api/v1/quarantine/{row_id}/review", verified=REVIEWER, body={"action": "reject"})
+    refused = call(cold, "POST", f"/api/v1/quarantine/{row_id}/review", verified=READER, body={"action": "reject"})
+
+    assert (listing.status, listing.error["code"], listing.headers["Retry-After"]) == (503, "storage_unavailable", "5")
+    assert reviewed.status == 503
+    assert refused.status == 403  # refused before any database work
+    assert review.rows(mixed)["out_of_range"]["review_status"] == "pending"
+
+
+def test_the_sample_events_run_against_the_handler(review: Review) -> None:
+    job_id = review.load([reading(0, value=950.0), reading(1)])
+
+    answers = {
+        name: review.quarantine.lambda_handler(load_event(name), FakeLambdaContext())
+        for name in ("quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json")
+    }
+
+    assert {name: answer["statusCode"] for name, answer in answers.items()} == dict.fromkeys(answers, 200)
+    assert json.loads(answers["quarantine-review.json"]["body"])["review_status"] == "fixed"
+    assert len(review.stored(job_id)) == 2

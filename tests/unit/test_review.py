@@ -1,0 +1,184 @@
+"""The review domain without a database: the decision on a row, the cursors, and the listing of jobs, with
+in-memory fakes for the stores."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from sluice.adapters.migrations import SCHEMA_VERSION, load_migrations
+from sluice.domain.jobs import JobFilter, JobListing, JobPosition, find_job, list_jobs
+from sluice.domain.pages import decode_cursor, encode_cursor
+from sluice.domain.review import ReviewDecision, corrections, decide_review, reading_fields
+from sluice.domain.validation import ReadingValidator
+from sluice.errors import InvalidRequestError, NotFoundError, NotPendingError, ReadingInvalidError
+from sluice.models.api import Correction, JobQuery
+from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice.models.quarantine import QuarantinedReading, ReviewAction, ReviewStatus
+from sluice.models.readings import QuarantineReason, ValidReading
+
+from ..paths import MIGRATIONS_DIR
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+SENSOR = UUID("6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8")
+TIME = NOW - timedelta(hours=1)
+ROW = QuarantinedReading(
+    id=7,
+    tenant_id="demo",
+    job_id=uuid4(),
+    position=1,
+    system_id=uuid4(),
+    sensor_id=SENSOR,
+    time=TIME,
+    value=950.0,
+    unit="bar",
+    quality=97,
+    raw={},
+    reason=QuarantineReason.OUT_OF_RANGE,
+    reason_details={},
+    review_status=ReviewStatus.PENDING,
+    reviewed_by=None,
+    reviewed_at=None,
+    review_notes=None,
+    review_correction=None,
+    quarantined_at=NOW - timedelta(minutes=50),
+)
+
+
+def decide(row: QuarantinedReading, body: dict[str, object], *, system_known: bool = True) -> ReviewDecision:
+    return decide_review(row, Correction.model_validate(body), system_known, ReadingValidator(NOW))
+
+
+def test_a_fix_judges_the_corrected_reading_and_records_the_correction() -> None:
+    decision = decide(ROW, {"action": "fix", "value": 95.0})
+
+    assert decision.status is ReviewStatus.FIXED
+    assert decision.reading == ValidReading(TIME, SENSOR, 95.0, "bar", 97)
+    assert decision.correction == {"value": 95.0}
+
+
+def test_a_rejection_needs_no_rule_and_replays_nothing() -> None:
+    decision = decide(ROW, {"action": "reject"}, system_known=False)
+
+    assert (decision.status, decision.reading) == (ReviewStatus.REJECTED, None)
+
+
+def test_an_approval_is_judged_as_of_the_review() -> None:
+    future = replace(ROW, value=100.0, time=NOW + timedelta(minutes=10))
+
+    with pytest.raises(ReadingInvalidError) as caught:
+        decide(future, {"action": "approve"})
+
+    assert caught.value.details[0].field == "timestamp"
+    assert caught.value.details[0].reason.startswith("invalid_timestamp: ")
+    assert decide(replace(future, time=NOW - timedelta(minutes=1)), {"action": "approve"}).reading is not None
+
+
+def test_the_system_is_checked_after_the_rules() -> None:
+    with pytest.raises(ReadingInvalidError, match="system_not_found"):
+        decide(replace(ROW, value=1.0), {"action": "approve"}, system_known=False)
+    with pytest.raises(ReadingInvalidError, match="out_of_range"):
+        decide(ROW, {"action": "approve"}, system_known=False)
+
+
+def test_a_reviewed_row_is_not_decided_again() -> None:
+    reviewed = replace(ROW, review_status=ReviewStatus.REJECTED, reviewed_by="ben", reviewed_at=NOW)
+
+    with pytest.raises(NotPendingError) as caught:
+        decide(reviewed, {"action": "approve"})
+
+    assert caught.value.details[0].reason == "rejected by ben at 2026-11-22T12:00:00Z"
+
+
+def test_missing_fields_stay_missing_so_the_rules_name_them() -> None:
+    bare = replace(ROW, sensor_id=None, time=None, quality=None)
+
+    assert reading_fields(bare) == {"value": 950.0, "unit": "bar"}
+    with pytest.raises(ReadingInvalidError) as caught:
+        decide(bare, {"action": "fix", "value": 1.0})
+    assert caught.value.details[0].field == "sensor_id"
+
+
+def test_corrections_are_reading_fields() -> None:
+    correction = Correction(action=ReviewAction.FIX, unit="lpm", timestamp=NOW)
+
+    assert corrections(correction) == {"unit": "lpm", "timestamp": "2026-11-22T12:00:00+00:00"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"action": "fix"}, {"action": "approve", "value": 1.0}, {"action": "reject", "unit": "bar"}],
+)
+def test_corrections_belong_to_fix_alone(body: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="fix"):
+        Correction.model_validate(body)
+
+
+def test_a_cursor_round_trips_and_refuses_other_listings() -> None:
+    cursor = encode_cursor("quarantine", {"before_id": 41})
+
+    assert decode_cursor("quarantine", cursor) == {"before_id": 41}
+    assert cursor.isascii()
+    assert "=" not in cursor
+    for bad in (cursor[:-2], "%%%", encode_cursor("jobs", {"before_id": 41}), "bnVsbA"):
+        with pytest.raises(InvalidRequestError):
+            decode_cursor("quarantine", bad)
+
+
+class FakeJobs:
+    """Jobs in memory, listed newest first like the index."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = {job.job_id: job for job in jobs}
+        self.asked: list[tuple[str, JobFilter, int, JobPosition | None]] = []
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def list_jobs(self, tenant_id: str, keep: JobFilter, limit: int, after: JobPosition | None) -> JobListing:
+        self.asked.append((tenant_id, keep, limit, after))
+        newest = sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)[:limit]
+        last = newest[-1]
+        return JobListing(newest, JobPosition(created_at=last.created_at.isoformat(), job_id=last.job_id))
+
+
+def job(tenant: str = "demo", **changes: object) -> Job:
+    return Job(
+        job_id=uuid4(),
+        tenant_id=tenant,
+        status=JobStatus.QUEUED,
+        source=JobSource.DROP,
+        bucket="b",
+        object_key="drops/demo/a.csv",
+        created_at=NOW,
+        expires_at=1,
+    ).model_copy(update=changes)
+
+
+def test_a_job_is_found_only_in_its_tenant() -> None:
+    mine, theirs = job(), job("other")
+    store = FakeJobs([mine, theirs])
+
+    assert find_job(store, "demo", str(mine.job_id)).total_readings == 0
+    for wanted in (str(theirs.job_id), "nope", str(uuid4())):
+        with pytest.raises(NotFoundError):
+            find_job(store, "demo", wanted)
+
+
+def test_a_listing_hands_its_position_back_as_a_cursor_and_takes_it_again() -> None:
+    store = FakeJobs([job(created_at=NOW - timedelta(seconds=i)) for i in range(3)])
+
+    page = list_jobs(store, "demo", JobQuery(limit=2, status=JobStatus.QUEUED))
+    list_jobs(store, "demo", JobQuery(limit=2, cursor=page.next_cursor))
+
+    assert page.next_cursor is not None
+    assert store.asked[0][1] == JobFilter(status=JobStatus.QUEUED)
+    assert store.asked[1][3] == JobPosition(
+        created_at=(NOW - timedelta(seconds=1)).isoformat(), job_id=page.items[1].job_id
+    )
+
+
+def test_the_schema_version_the_code_needs_is_the_newest_migration() -> None:
+    assert max(migration.version for migration in load_migrations(Path(MIGRATIONS_DIR))) == SCHEMA_VERSION
