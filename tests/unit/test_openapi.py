@@ -1,6 +1,11 @@
-"""docs/openapi.yaml is a valid OpenAPI 3.1 document that cannot drift from template.yaml's routes and scopes, the
-API models, or the errors the HTTP edge answers with."""
+"""docs/openapi.yaml is a valid OpenAPI 3.1 document that cannot drift from template.yaml's routes, scopes and
+functions, the API models, or the errors the HTTP edge answers with."""
 
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -8,30 +13,167 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from sluice.adapters.http import STATUS_BY_ERROR, STORAGE_RETRY_AFTER_S
+from sluice import settings
+from sluice.adapters.aws import forget_clients
+from sluice.adapters.http import MAX_REQUEST_BYTES, STATUS_BY_ERROR, STORAGE_RETRY_AFTER_S
 from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
+from sluice.errors import (
+    DuplicateReadingError,
+    ForbiddenError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReusedError,
+    InvalidRequestError,
+    NotFoundError,
+    NotPendingError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    ReadingInvalidError,
+    RequestError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
 from sluice.local.template import resources_of_type
-from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse, IngestRequest, JobAccepted, ReadingIn
+from sluice.models.api import (
+    BULK_REVIEW_MAX,
+    JOB_PAGE_DEFAULT,
+    JOB_PAGE_MAX,
+    QUARANTINE_PAGE_DEFAULT,
+    QUARANTINE_PAGE_MAX,
+    REVIEW_NOTES_MAX,
+    BulkReviewRequest,
+    BulkReviewResult,
+    DeepHealth,
+    ErrorDetail,
+    ErrorInfo,
+    ErrorResponse,
+    Health,
+    HealthCheck,
+    IngestRequest,
+    JobAccepted,
+    JobPage,
+    JobQuery,
+    JobView,
+    QuarantineItem,
+    QuarantinePage,
+    QuarantineQuery,
+    QuarantineSelection,
+    ReadingIn,
+    ReviewOutcome,
+    ReviewRequest,
+)
+from sluice.models.jobs import JobSource, JobStatus
+from sluice.models.quarantine import ReviewAction, ReviewStatus
+from sluice.models.readings import QuarantineReason, Unit
 
-from ..lambdas import template
+from ..lambdas import FakeLambdaContext, handler_module, load_event, template
 from ..paths import REPO_ROOT
 
 SPEC_PATH = REPO_ROOT / "docs" / "openapi.yaml"
-INGEST = ("/api/v1/data/ingest", "post")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-# Answers that do not come from a RequestError: accepted, a crash, and storage that could not be written.
-OTHER_STATUSES = {202: None, 500: "internal_error", 503: "storage_unavailable"}
+
+type Operation = tuple[str, str]  # (path as the spec writes it, lower-case method)
+
+INGEST: Operation = ("/api/v1/data/ingest", "post")
+LIST_JOBS: Operation = ("/api/v1/jobs", "get")
+GET_JOB: Operation = ("/api/v1/jobs/{job_id}", "get")
+LIST_QUARANTINE: Operation = ("/api/v1/quarantine", "get")
+GET_QUARANTINED: Operation = ("/api/v1/quarantine/{id}", "get")
+REVIEW: Operation = ("/api/v1/quarantine/{id}/review", "post")
+BULK_REVIEW: Operation = ("/api/v1/quarantine/review", "post")
+HEALTH: Operation = ("/health", "get")
+DEEP_HEALTH: Operation = ("/health/deep", "get")
+OPERATIONS = [INGEST, LIST_JOBS, GET_JOB, LIST_QUARANTINE, GET_QUARANTINED, REVIEW, BULK_REVIEW, HEALTH, DEEP_HEALTH]
+
+# The refusals each operation's code can raise. Their statuses come from STATUS_BY_ERROR; every function also
+# answers 404 for a path it has no route for, and 500 for a crash.
+REFUSALS: dict[Operation, set[type[RequestError]]] = {
+    INGEST: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        IdempotencyInProgressError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        IdempotencyKeyReusedError,
+        RateLimitedError,
+    },
+    LIST_JOBS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError},
+    GET_JOB: {UnauthorizedError, ForbiddenError, NotFoundError},
+    LIST_QUARANTINE: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError},
+    GET_QUARANTINED: {UnauthorizedError, ForbiddenError, NotFoundError},
+    REVIEW: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        NotPendingError,
+        DuplicateReadingError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        ReadingInvalidError,
+    },
+    # A bulk review's per-row refusals are outcomes inside its 200, not statuses.
+    BULK_REVIEW: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+    },
+    HEALTH: {NotFoundError},
+    DEEP_HEALTH: {UnauthorizedError, NotFoundError},
+}
+# The answers that are not errors: status -> the schema of the body.
+ANSWERS: dict[Operation, dict[int, str]] = {
+    INGEST: {202: "JobAccepted"},
+    LIST_JOBS: {200: "JobPage"},
+    GET_JOB: {200: "JobView"},
+    LIST_QUARANTINE: {200: "QuarantinePage"},
+    GET_QUARANTINED: {200: "QuarantineItem"},
+    REVIEW: {200: "QuarantineItem"},
+    BULK_REVIEW: {200: "BulkReviewResult"},
+    HEALTH: {200: "Health"},
+    # A failed check is a report (503 with the same body), not an error.
+    DEEP_HEALTH: {200: "DeepHealth", 503: "DeepHealth"},
+}
+# /health reaches nothing, and the deep check reports what it cannot reach: neither answers storage_unavailable.
+STORAGE_FREE = {HEALTH, DEEP_HEALTH}
 # Spec schema -> the model it documents.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "IngestRequest": IngestRequest,
     "Reading": ReadingIn,
     "JobAccepted": JobAccepted,
+    "JobView": JobView,
+    "JobPage": JobPage,
+    "QuarantineItem": QuarantineItem,
+    "QuarantinePage": QuarantinePage,
+    "QuarantineSelection": QuarantineSelection,
+    "ReviewRequest": ReviewRequest,
+    "BulkReviewRequest": BulkReviewRequest,
+    "ReviewOutcome": ReviewOutcome,
+    "BulkReviewResult": BulkReviewResult,
+    "Health": Health,
+    "HealthCheck": HealthCheck,
+    "DeepHealth": DeepHealth,
     "ErrorResponse": ErrorResponse,
     "ErrorInfo": ErrorInfo,
     "ErrorDetail": ErrorDetail,
 }
+# Spec schema -> the enum it lists.
+SCHEMA_ENUMS: dict[str, type[StrEnum]] = {
+    "JobStatus": JobStatus,
+    "JobSource": JobSource,
+    "QuarantineReason": QuarantineReason,
+    "ReviewStatus": ReviewStatus,
+    "ReviewAction": ReviewAction,
+    "Unit": Unit,
+}
+# A listing's query parameters are its query model's fields.
+QUERY_MODELS: dict[Operation, type[BaseModel]] = {LIST_JOBS: JobQuery, LIST_QUARANTINE: QuarantineQuery}
 
 
 @cache
@@ -50,35 +192,88 @@ def resolve(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def operation(path: str, method: str) -> dict[str, Any]:
+def operation(op: Operation) -> dict[str, Any]:
+    path, method = op
     found: dict[str, Any] = spec()["paths"][path][method]
     return found
 
 
-def spec_operations() -> set[tuple[str, str]]:
+def operation_id(op: Operation) -> str:
+    return f"{op[1].upper()} {op[0]}"
+
+
+def spec_operations() -> set[Operation]:
     return {(path, method) for path, item in spec()["paths"].items() for method in item if method in HTTP_METHODS}
 
 
-def template_routes() -> dict[tuple[str, str], list[str]]:
-    """(path, method) -> AuthorizationScopes of every HttpApi event of every function in template.yaml."""
-    return {
-        (event["Properties"]["Path"], event["Properties"]["Method"].lower()): event["Properties"]
-        .get("Auth", {})
-        .get("AuthorizationScopes", [])
-        for function in resources_of_type(template(), "AWS::Serverless::Function").values()
-        for event in function["Properties"].get("Events", {}).values()
-        if event["Type"] == "HttpApi"
-    }
+@dataclass(frozen=True)
+class Route:
+    """One HttpApi event of a function in template.yaml."""
+
+    function: str
+    template_path: str
+    method: str
+    authorizer: str
+    scopes: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        """The path as OpenAPI writes it: a greedy ``{name+}`` is ``{name}``."""
+        return self.template_path.replace("+}", "}")
+
+    @property
+    def greedy(self) -> bool:
+        return "+}" in self.template_path
 
 
-def required_scopes(path: str, method: str) -> list[str]:
-    """The scopes an operation requires under the ``jwt`` scheme (the document's default when it sets none)."""
-    requirements: list[dict[str, list[str]]] = operation(path, method).get("security", spec().get("security", []))
+def template_routes() -> dict[Operation, Route]:
+    """(path, method) -> the route every HttpApi event of every function in template.yaml declares."""
+    apis = resources_of_type(template(), "AWS::Serverless::HttpApi")
+    routes: dict[Operation, Route] = {}
+    for function_id, function in resources_of_type(template(), "AWS::Serverless::Function").items():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] != "HttpApi":
+                continue
+            properties = event["Properties"]
+            auth = properties.get("Auth", {})
+            default = apis[properties["ApiId"]["Ref"]]["Properties"]["Auth"]["DefaultAuthorizer"]
+            route = Route(
+                function=function_id,
+                template_path=properties["Path"],
+                method=properties["Method"].lower(),
+                authorizer=auth.get("Authorizer", default),
+                scopes=tuple(sorted(auth.get("AuthorizationScopes", []))),
+            )
+            assert (route.path, route.method) not in routes, f"{route.method} {route.path} is routed twice"
+            routes[(route.path, route.method)] = route
+    return routes
+
+
+def expected_security(route: Route) -> list[dict[str, list[str]]]:
+    """What the spec must require for a route: nothing without an authorizer, else the bearer JWT and its scopes."""
+    if route.authorizer == "NONE":
+        return []
+    return [{"bearerAuth": [], "jwt": list(route.scopes)}]
+
+
+def required_scopes(op: Operation) -> list[str]:
+    """The scopes an operation requires under the ``jwt`` scheme."""
+    requirements: list[dict[str, list[str]]] = operation(op)["security"]
     return sorted(scope for requirement in requirements for scope in requirement.get("jwt", []))
 
 
-def response(status: int) -> dict[str, Any]:
-    return resolve(operation(*INGEST)["responses"][str(status)])
+def response(op: Operation, status: int) -> dict[str, Any]:
+    return resolve(operation(op)["responses"][str(status)])
+
+
+def body_schema(node: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = node["content"]["application/json"]["schema"]
+    return schema
+
+
+def schema_name(node: dict[str, Any]) -> str:
+    """The component a request body or response refers to for its JSON body."""
+    return str(body_schema(node)["$ref"]).removeprefix("#/components/schemas/")
 
 
 def json_examples(node: dict[str, Any]) -> list[Any]:
@@ -86,9 +281,32 @@ def json_examples(node: dict[str, Any]) -> list[Any]:
     return [resolve(example)["value"] for example in media["examples"].values()]
 
 
-def schema_validator(name: str) -> OAS31Validator:
-    """A validator for one of the spec's component schemas, with the rest of the components to resolve refs in."""
-    return OAS31Validator({"$ref": f"#/components/schemas/{name}", "components": spec()["components"]})
+def expected_answers(op: Operation) -> dict[int, set[str]]:
+    """Status -> the error codes an operation answers it with (empty for an answer that is not an error)."""
+    codes: dict[int, set[str]] = {status: set() for status in ANSWERS[op]}
+    for kind in REFUSALS[op]:
+        codes.setdefault(STATUS_BY_ERROR[kind], set()).add(kind.code)
+    codes[500] = {"internal_error"}
+    if op not in STORAGE_FREE:
+        codes[503] = {"storage_unavailable"}
+    return codes
+
+
+def schema_validator(schema: dict[str, Any]) -> OAS31Validator:
+    """A validator for a schema of the spec, with the spec's components to resolve refs in."""
+    return OAS31Validator({**schema, "components": spec()["components"]})
+
+
+def component_validator(name: str) -> OAS31Validator:
+    return schema_validator({"$ref": f"#/components/schemas/{name}"})
+
+
+def query_parameters(op: Operation) -> dict[str, dict[str, Any]]:
+    parameters = [resolve(parameter) for parameter in operation(op).get("parameters", [])]
+    return {parameter["name"]: parameter for parameter in parameters if parameter["in"] == "query"}
+
+
+# --- the document ------------------------------------------------------------------------------------------------
 
 
 def test_the_spec_is_valid_openapi_3_1() -> None:
@@ -103,25 +321,189 @@ def test_the_spec_version_is_the_package_version() -> None:
     assert f'\nversion = "{spec()["info"]["version"]}"\n' in pyproject
 
 
-def test_every_template_route_is_documented_with_its_scopes() -> None:
+def test_the_operations_under_test_are_the_documented_ones() -> None:
+    assert set(OPERATIONS) == spec_operations()
+
+
+def test_every_operation_has_one_declared_tag_and_every_tag_is_used() -> None:
+    declared = {tag["name"] for tag in spec()["tags"]}
+    used = {tag for op in OPERATIONS for tag in operation(op)["tags"]}
+
+    assert declared == {"ingest", "jobs", "quarantine", "health"}
+    assert all(tag["description"] for tag in spec()["tags"])
+    assert used == declared
+    for op in OPERATIONS:
+        assert len(operation(op)["tags"]) == 1, operation_id(op)
+
+
+# --- the template's routes ---------------------------------------------------------------------------------------
+
+
+def test_every_template_route_is_documented_with_its_security() -> None:
     routes = template_routes()
 
     assert routes
-    for (path, method), scopes in routes.items():
-        assert (path, method) in spec_operations(), f"{method.upper()} {path} is not in docs/openapi.yaml"
-        assert required_scopes(path, method) == sorted(scopes), f"{method.upper()} {path}"
+    for op, route in routes.items():
+        assert op in spec_operations(), f"{operation_id(op)} ({route.template_path}) is not in docs/openapi.yaml"
+        assert operation(op)["security"] == expected_security(route), operation_id(op)
 
 
 def test_every_documented_operation_is_a_template_route() -> None:
     assert spec_operations() <= set(template_routes())
 
 
+def test_no_operation_relies_on_a_default_security_requirement() -> None:
+    assert "security" not in spec()
+    for op in OPERATIONS:
+        assert "security" in operation(op), operation_id(op)
+
+
+def test_the_open_and_the_scopeless_routes_are_the_health_routes() -> None:
+    routes = template_routes()
+
+    assert operation(HEALTH)["security"] == [] == expected_security(routes[HEALTH])
+    assert operation(DEEP_HEALTH)["security"] == [{"bearerAuth": [], "jwt": []}]
+    assert routes[DEEP_HEALTH].authorizer != "NONE"
+
+
+def test_a_greedy_route_is_documented_as_accepting_a_trailing_slash() -> None:
+    greedy = [op for op, route in template_routes().items() if route.greedy]
+
+    assert greedy == [GET_JOB]
+    for op in greedy:
+        assert "trailing slash is accepted" in operation(op)["description"]
+
+
 def test_every_scope_an_operation_requires_is_declared() -> None:
     declared = set(spec()["components"]["securitySchemes"]["jwt"]["flows"]["clientCredentials"]["scopes"])
 
     assert declared == {"ingest:write", "jobs:read", "quarantine:read", "quarantine:review"}
-    for path, method in spec_operations():
-        assert set(required_scopes(path, method)) <= declared
+    assert {scope for op in OPERATIONS for scope in required_scopes(op)} == declared
+
+
+def test_every_path_parameter_is_documented_with_an_example() -> None:
+    for op in OPERATIONS:
+        names = set(re.findall(r"\{(\w+)\}", op[0]))
+        parameters = [resolve(parameter) for parameter in operation(op).get("parameters", [])]
+        in_path = {parameter["name"]: parameter for parameter in parameters if parameter["in"] == "path"}
+
+        assert set(in_path) == names, operation_id(op)
+        for parameter in in_path.values():
+            assert parameter["required"] is True
+            schema_validator(parameter["schema"]).validate(parameter["example"])
+
+
+# --- the handlers ------------------------------------------------------------------------------------------------
+
+# Nothing listens on port 9: a handler that reached AWS or the database before checking the caller would answer
+# 503, not the documented 401.
+UNREACHABLE_ENV = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "SLUICE_DB_DSN": "postgresql://sluice@127.0.0.1:9/sluice",
+    "AWS_DEFAULT_REGION": "eu-central-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "SLUICE_JOBS_TABLE": "jobs",
+    "SLUICE_BATCH_BUCKET": "bucket",
+    "SLUICE_INGEST_QUEUE_URL": "https://sqs.eu-central-1.amazonaws.com/123456789012/ingest",
+    "SLUICE_DEAD_LETTER_QUEUE_URL": "https://sqs.eu-central-1.amazonaws.com/123456789012/ingest-dlq",
+    "SLUICE_RATE_LIMIT_TABLE": "rate-limits",
+    "SLUICE_IDEMPOTENCY_TABLE": "idempotency",
+    "POWERTOOLS_METRICS_NAMESPACE": "Sluice",
+    "POWERTOOLS_SERVICE_NAME": "sluice",
+}
+FUNCTION_SETTINGS = (
+    settings.get_ingest_api_settings,
+    settings.get_job_status_settings,
+    settings.get_quarantine_settings,
+    settings.get_health_settings,
+)
+UNKNOWN_PATH = "/api/v1/nothing-here"
+
+
+@pytest.fixture
+def handler_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The functions' settings from the environment, with every endpoint they could reach unreachable."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in UNREACHABLE_ENV.items():
+        monkeypatch.setenv(name, value)
+    forget_clients()
+    for function_settings in FUNCTION_SETTINGS:
+        function_settings.cache_clear()
+    yield
+    forget_clients()
+    for function_settings in FUNCTION_SETTINGS:
+        function_settings.cache_clear()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def call_without_identity(function: str, method: str, path: str) -> Answer:
+    """Invoke a function's handler with an API Gateway v2 event for ``method path`` that carries no JWT claims."""
+    event = load_event("ingest-api-post.json")
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method.upper()} {path}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method.upper()
+    event["requestContext"]["authorizer"]["jwt"]["claims"] = {}
+    event["requestContext"]["authorizer"]["jwt"]["scopes"] = None
+    event["body"] = "{}" if method == "post" else None
+    result = handler_module(function).lambda_handler(event, FakeLambdaContext())
+    return Answer(result["statusCode"], result["headers"], json.loads(result["body"]))
+
+
+def sample_path(op: Operation) -> str:
+    """The operation's path with each path parameter filled with its documented example."""
+    parameters = {resolve(parameter)["name"]: resolve(parameter) for parameter in operation(op).get("parameters", [])}
+    return re.sub(r"\{(\w+)\}", lambda match: str(parameters[match.group(1)]["example"]), op[0])
+
+
+def handler_cases() -> list[Any]:
+    """Each documented operation with a path it answers: its sample path, and with a trailing slash if greedy."""
+    routes = template_routes()
+    cases = [(op, sample_path(op)) for op in sorted(spec_operations())]
+    cases += [(op, f"{path}/") for op, path in cases if op in routes and routes[op].greedy]
+    return [pytest.param(op, path, id=f"{op[1].upper()} {path}") for op, path in cases]
+
+
+@pytest.mark.usefixtures("handler_env")
+@pytest.mark.parametrize(("op", "path"), handler_cases())
+def test_the_handler_the_template_routes_to_answers_the_documented_operation(op: Operation, path: str) -> None:
+    route = template_routes()[op]
+
+    answer = call_without_identity(route.function, op[1], path)
+
+    # An unrouted path would be 404 not_found: the documented answer proves the handler routes this operation.
+    if operation(op)["security"] == []:
+        assert answer.status == 200
+    else:
+        assert answer.status == 401
+        assert answer.body["error"]["code"] == "unauthorized"
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+    documented = response(op, answer.status)
+    schema_validator(body_schema(documented)).validate(answer.body)
+    for header, described in documented.get("headers", {}).items():
+        schema_validator(described["schema"]).validate(answer.headers[header])
+
+
+@pytest.mark.usefixtures("handler_env")
+@pytest.mark.parametrize("function", sorted({route.function for route in template_routes().values()}))
+def test_a_path_the_spec_does_not_have_is_not_found_in_every_function(function: str) -> None:
+    assert UNKNOWN_PATH not in spec()["paths"]
+
+    answer = call_without_identity(function, "get", UNKNOWN_PATH)
+
+    assert answer.status == 404
+    assert answer.body["error"]["code"] == "not_found"
+    ErrorResponse.model_validate(answer.body)
+
+
+# --- models and schemas ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("name", "model"), SCHEMA_MODELS.items(), ids=SCHEMA_MODELS)
@@ -134,15 +516,18 @@ def test_a_schema_has_the_models_fields(name: str, model: type[BaseModel]) -> No
     assert documented.get("additionalProperties") == generated.get("additionalProperties")
 
 
-def test_the_ingest_operation_sends_and_answers_the_models() -> None:
-    body = resolve(operation(*INGEST)["requestBody"])["content"]["application/json"]["schema"]
+@pytest.mark.parametrize(("name", "enum"), SCHEMA_ENUMS.items(), ids=SCHEMA_ENUMS)
+def test_an_enum_schema_lists_the_enums_values(name: str, enum: type[StrEnum]) -> None:
+    documented = spec()["components"]["schemas"][name]
 
-    assert body == {"$ref": "#/components/schemas/IngestRequest"}
-    assert response(202)["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobAccepted"}
-    for status in {*STATUS_BY_ERROR.values(), 500, 503}:
-        assert response(status)["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/ErrorResponse"
-        }
+    assert documented["enum"] == [member.value for member in enum]
+
+
+def test_every_request_and_answer_body_has_a_model() -> None:
+    bodies = {schema_name(resolve(operation(op)["requestBody"])) for op in OPERATIONS if "requestBody" in operation(op)}
+    answers = {schema_name(response(op, status)) for op in OPERATIONS for status in expected_answers(op)}
+
+    assert bodies | answers <= set(SCHEMA_MODELS)
 
 
 def test_the_batch_size_bounds_are_the_rules() -> None:
@@ -152,32 +537,182 @@ def test_the_batch_size_bounds_are_the_rules() -> None:
     assert readings["items"] == {}
 
 
-def test_every_status_the_edge_answers_is_documented_with_its_code() -> None:
-    codes = {status: kind.code for kind, status in STATUS_BY_ERROR.items()} | OTHER_STATUSES
+@pytest.mark.parametrize("op", list(QUERY_MODELS), ids=operation_id)
+def test_a_listings_query_parameters_are_its_query_models_fields(op: Operation) -> None:
+    model = QUERY_MODELS[op]
+    parameters = query_parameters(op)
 
-    assert set(operation(*INGEST)["responses"]) == {str(status) for status in codes}
-    for status, code in codes.items():
-        examples = json_examples(response(status))
-        assert examples, f"{status} has no example"
-        if code is not None:
-            assert {example["error"]["code"] for example in examples} == {code}, status
+    assert set(parameters) == set(model.model_fields)
+    for name, parameter in parameters.items():
+        assert parameter["required"] is False, name
+        assert parameter["schema"].get("default") == model.model_fields[name].default, name
+        schema_validator(parameter["schema"]).validate(parameter["example"])
+        model.model_validate({name: str(parameter["example"])})
 
 
-def test_the_examples_are_valid_for_the_models_and_the_spec() -> None:
-    for value in json_examples(resolve(operation(*INGEST)["requestBody"])):
-        IngestRequest.model_validate(value)
-        schema_validator("IngestRequest").validate(value)
-    for value in json_examples(response(202)):
-        JobAccepted.model_validate(value)
-        schema_validator("JobAccepted").validate(value)
-    for status in {*STATUS_BY_ERROR.values(), 500, 503}:
-        for value in json_examples(response(status)):
-            ErrorResponse.model_validate(value)
-            schema_validator("ErrorResponse").validate(value)
+def test_the_page_sizes_are_the_models() -> None:
+    jobs_limit = query_parameters(LIST_JOBS)["limit"]["schema"]
+    quarantine_limit = query_parameters(LIST_QUARANTINE)["limit"]["schema"]
+    bulk = spec()["components"]["schemas"]["BulkReviewRequest"]["properties"]
+
+    assert (jobs_limit["minimum"], jobs_limit["default"], jobs_limit["maximum"]) == (1, JOB_PAGE_DEFAULT, JOB_PAGE_MAX)
+    assert (quarantine_limit["minimum"], quarantine_limit["default"], quarantine_limit["maximum"]) == (
+        1,
+        QUARANTINE_PAGE_DEFAULT,
+        QUARANTINE_PAGE_MAX,
+    )
+    assert (bulk["limit"]["minimum"], bulk["limit"]["default"], bulk["limit"]["maximum"]) == (
+        1,
+        BULK_REVIEW_MAX,
+        BULK_REVIEW_MAX,
+    )
+    assert (bulk["ids"]["minItems"], bulk["ids"]["maxItems"]) == (1, BULK_REVIEW_MAX)
+
+
+def test_a_cursor_is_as_long_as_the_models_allow() -> None:
+    cursor_limits = {
+        model.model_json_schema()["properties"]["cursor"]["anyOf"][0]["maxLength"]
+        for model in (JobQuery, QuarantineQuery, BulkReviewRequest)
+    }
+    documented = {
+        query_parameters(LIST_JOBS)["cursor"]["schema"]["maxLength"],
+        query_parameters(LIST_QUARANTINE)["cursor"]["schema"]["maxLength"],
+        spec()["components"]["schemas"]["BulkReviewRequest"]["properties"]["cursor"]["maxLength"],
+    }
+
+    assert documented == cursor_limits
+
+
+@pytest.mark.parametrize("name", ["ReviewRequest", "BulkReviewRequest"])
+def test_review_notes_are_as_long_as_the_models_allow(name: str) -> None:
+    assert spec()["components"]["schemas"][name]["properties"]["notes"]["maxLength"] == REVIEW_NOTES_MAX
+
+
+@pytest.mark.parametrize("op", [REVIEW, BULK_REVIEW], ids=operation_id)
+def test_the_review_routes_state_the_request_size_limit(op: Operation) -> None:
+    too_large = response(op, STATUS_BY_ERROR[PayloadTooLargeError])
+
+    assert str(MAX_REQUEST_BYTES) in resolve(operation(op)["requestBody"])["description"]
+    assert str(MAX_REQUEST_BYTES) in too_large["description"]
+    for example in json_examples(too_large):
+        assert str(MAX_REQUEST_BYTES) in example["error"]["message"]
+
+
+REFUSED_REVIEWS: list[tuple[str, dict[str, Any]]] = [
+    ("ReviewRequest", {"action": "fix"}),
+    ("ReviewRequest", {"action": "fix", "value": None, "unit": None, "timestamp": None}),
+    ("ReviewRequest", {"action": "approve", "value": 1.0}),
+    ("ReviewRequest", {"action": "reject", "unit": "bar"}),
+    ("ReviewRequest", {"action": "delete"}),
+    ("ReviewRequest", {"action": "reject", "reviewer": "mallory"}),
+    ("ReviewRequest", {"action": "reject", "notes": "x" * (REVIEW_NOTES_MAX + 1)}),
+    ("ReviewRequest", {"action": "fix", "unit": "psi"}),
+    ("BulkReviewRequest", {"action": "reject"}),
+    ("BulkReviewRequest", {"action": "reject", "ids": [1], "filter": {}}),
+    ("BulkReviewRequest", {"action": "reject", "ids": []}),
+    ("BulkReviewRequest", {"action": "reject", "ids": [1, 1]}),
+    ("BulkReviewRequest", {"action": "reject", "ids": list(range(1, BULK_REVIEW_MAX + 2))}),
+    ("BulkReviewRequest", {"action": "reject", "ids": [1], "cursor": "abc"}),
+    ("BulkReviewRequest", {"action": "reject", "filter": {"review_status": "pending"}}),
+    ("BulkReviewRequest", {"action": "reject", "filter": {}, "limit": BULK_REVIEW_MAX + 1}),
+    ("BulkReviewRequest", {"action": "fix", "filter": {}}),
+    ("BulkReviewRequest", {"action": "approve", "ids": [1], "timestamp": "2026-11-20T08:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), REFUSED_REVIEWS, ids=lambda value: str(value)[:60])
+def test_a_review_body_the_model_refuses_the_schema_refuses(name: str, body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        SCHEMA_MODELS[name].model_validate(body)
+    assert not component_validator(name).is_valid(body)
+
+
+ACCEPTED_REVIEWS: list[tuple[str, dict[str, Any]]] = [
+    ("ReviewRequest", {"action": "fix", "value": None, "unit": "bar"}),
+    ("ReviewRequest", {"action": "reject", "value": None, "notes": None}),
+    ("BulkReviewRequest", {"action": "approve", "ids": None, "filter": {}, "cursor": "abc"}),
+    ("BulkReviewRequest", {"action": "fix", "ids": [3, 2, 1], "filter": None, "timestamp": "2026-11-20T08:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), ACCEPTED_REVIEWS, ids=lambda value: str(value)[:60])
+def test_a_review_body_the_model_accepts_the_schema_accepts(name: str, body: dict[str, Any]) -> None:
+    SCHEMA_MODELS[name].model_validate(body)
+    component_validator(name).validate(body)
+
+
+# --- responses ---------------------------------------------------------------------------------------------------
+
+
+def test_every_refusal_the_edge_maps_is_documented_somewhere() -> None:
+    assert {kind for kinds in REFUSALS.values() for kind in kinds} == set(STATUS_BY_ERROR)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=operation_id)
+def test_an_operation_documents_each_status_it_answers_with_its_codes(op: Operation) -> None:
+    answers = expected_answers(op)
+
+    assert set(operation(op)["responses"]) == {str(status) for status in answers}
+    for status, codes in answers.items():
+        documented = response(op, status)
+        examples = json_examples(documented)
+        assert examples, f"{operation_id(op)} {status} has no example"
+        if codes:
+            assert body_schema(documented) == {"$ref": "#/components/schemas/ErrorResponse"}, status
+            assert {example["error"]["code"] for example in examples} == codes, status
+            assert all(f"`{code}`" in documented["description"] for code in codes), status
+        else:
+            assert schema_name(documented) == ANSWERS[op][status], status
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=operation_id)
+def test_an_operations_examples_are_valid_for_the_models_and_the_spec(op: Operation) -> None:
+    nodes = [response(op, status) for status in expected_answers(op)]
+    if "requestBody" in operation(op):
+        nodes.append(resolve(operation(op)["requestBody"]))
+
+    for node in nodes:
+        name = schema_name(node)
+        for value in json_examples(node):
+            SCHEMA_MODELS[name].model_validate(value)
+            component_validator(name).validate(value)
+
+
+def test_a_bulk_reviews_row_errors_are_a_single_reviews_codes() -> None:
+    single = {kind.code for kind in REFUSALS[REVIEW]}
+    row_codes = {
+        outcome["error"]["code"]
+        for example in json_examples(response(BULK_REVIEW, 200))
+        for outcome in example["results"]
+        if outcome["error"] is not None
+    }
+    documented = spec()["components"]["schemas"]["ReviewOutcome"]["properties"]["error"]["description"]
+    row_refusals = {NotFoundError, NotPendingError, DuplicateReadingError, ReadingInvalidError}
+
+    assert row_codes <= {kind.code for kind in row_refusals} <= single
+    assert all(f"`{kind.code}`" in documented for kind in row_refusals)
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if ForbiddenError in REFUSALS[op]], ids=operation_id)
+def test_a_forbidden_answer_names_the_operations_scope(op: Operation) -> None:
+    (scope,) = required_scopes(op)
+    forbidden = response(op, STATUS_BY_ERROR[ForbiddenError])
+
+    assert scope in forbidden["description"]
+    assert any(
+        scope in example["error"]["message"] and example["error"]["details"][0]["field"] == "scope"
+        for example in json_examples(forbidden)
+    )
 
 
 def test_the_headers_the_edge_sets_are_documented() -> None:
-    assert set(response(202)["headers"]) == {"Location", "Idempotent-Replayed"}
-    assert set(response(401)["headers"]) == {"WWW-Authenticate"}
-    assert set(response(429)["headers"]) == {"Retry-After"}
-    assert response(503)["headers"]["Retry-After"]["schema"]["const"] == STORAGE_RETRY_AFTER_S
+    assert set(response(INGEST, 202)["headers"]) == {"Location", "Idempotent-Replayed"}
+    assert set(response(INGEST, 429)["headers"]) == {"Retry-After"}
+    for op in OPERATIONS:
+        if UnauthorizedError in REFUSALS[op]:
+            assert set(response(op, 401)["headers"]) == {"WWW-Authenticate"}, operation_id(op)
+        if op not in STORAGE_FREE:
+            assert response(op, 503)["headers"]["Retry-After"]["schema"]["const"] == STORAGE_RETRY_AFTER_S
+    for op in (HEALTH, DEEP_HEALTH):
+        for status in ANSWERS[op]:
+            assert response(op, status)["headers"]["Cache-Control"]["schema"]["const"] == "no-store"
