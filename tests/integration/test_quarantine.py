@@ -588,3 +588,16 @@ def test_the_sample_events_run_against_the_handler(review: Review) -> None:
     assert {name: answer["statusCode"] for name, answer in answers.items()} == dict.fromkeys(answers, 200)
     assert json.loads(answers["quarantine-review.json"]["body"])["review_status"] == "fixed"
     assert len(review.stored(job_id)) == 2
+
+
+@pytest.mark.parametrize("secret", ["not json", '{"host": "127.0.0.1"}', "[]"])
+def test_a_malformed_database_secret_answers_503_not_a_crash(
+    review: Review, monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    arn = secretsmanager_client().create_secret(Name="sluice-broken", SecretString=secret)["ARN"]
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
+    get_quarantine_settings.cache_clear()
+
+    answer = call(handler_module("QuarantineFunction"), "GET", "/api/v1/quarantine", verified=READER)
+
+    assert (answer.status, answer.error["code"]) == (503, "storage_unavailable")

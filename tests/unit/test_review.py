@@ -11,12 +11,27 @@ import pytest
 from sluice.adapters.migrations import SCHEMA_VERSION, load_migrations
 from sluice.domain.jobs import JobFilter, JobListing, JobPosition, find_job, list_jobs
 from sluice.domain.pages import decode_cursor, encode_cursor
-from sluice.domain.review import ReviewDecision, corrections, decide_review, reading_fields
+from sluice.domain.review import (
+    Decide,
+    ReviewDecision,
+    Reviewed,
+    Reviewer,
+    corrections,
+    decide_review,
+    reading_fields,
+    review_many,
+)
 from sluice.domain.validation import ReadingValidator
-from sluice.errors import InvalidRequestError, NotFoundError, NotPendingError, ReadingInvalidError
-from sluice.models.api import Correction, JobQuery
+from sluice.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    NotPendingError,
+    ReadingInvalidError,
+    StorageUnavailableError,
+)
+from sluice.models.api import BulkReviewRequest, Correction, JobQuery, QuarantineQuery
 from sluice.models.jobs import Job, JobSource, JobStatus
-from sluice.models.quarantine import QuarantinedReading, ReviewAction, ReviewStatus
+from sluice.models.quarantine import JobReviewCounts, QuarantinedReading, ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, ValidReading
 
 from ..paths import MIGRATIONS_DIR
@@ -182,3 +197,50 @@ def test_a_listing_hands_its_position_back_as_a_cursor_and_takes_it_again() -> N
 
 def test_the_schema_version_the_code_needs_is_the_newest_migration() -> None:
     assert max(migration.version for migration in load_migrations(Path(MIGRATIONS_DIR))) == SCHEMA_VERSION
+
+
+class FakeQuarantine:
+    """Pending rows in memory; the database "goes away" before reviewing ``fail_at``."""
+
+    def __init__(self, ids: list[int], fail_at: int | None = None) -> None:
+        self.rows = {row_id: replace(ROW, id=row_id, value=1.0) for row_id in ids}
+        self.fail_at = fail_at
+
+    def list_rows(
+        self, tenant_id: str, selection: QuarantineQuery, limit: int, before_id: int | None
+    ) -> list[QuarantinedReading]:
+        wanted = [
+            row
+            for row in self.rows.values()
+            if row.review_status is ReviewStatus.PENDING and (before_id is None or row.id < before_id)
+        ]
+        return sorted(wanted, key=lambda row: row.id, reverse=True)[:limit]
+
+    def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
+        return self.rows.get(row_id)
+
+    def review_row(self, tenant_id: str, row_id: int, reviewer: str, notes: str | None, decide: Decide) -> Reviewed:
+        if row_id == self.fail_at:
+            raise StorageUnavailableError("connection lost")
+        decision = decide(self.rows[row_id], True)
+        self.rows[row_id] = replace(self.rows[row_id], review_status=decision.status, reviewed_by=reviewer)
+        return Reviewed(self.rows[row_id], JobReviewCounts(ROW.job_id, reviewed=row_id, replayed=0))
+
+
+def test_a_bulk_review_cut_short_by_the_database_says_which_rows_were_not_reviewed() -> None:
+    store = FakeQuarantine([1, 2, 3, 4], fail_at=2)
+    reviewer = Reviewer(tenant_id="demo", principal="anna", now=NOW)
+    request = BulkReviewRequest.model_validate({"action": "reject", "filter": {}})
+
+    result, counts = review_many(store, reviewer, request)
+    resumed, _ = review_many(store, reviewer, request.model_copy(update={"cursor": result.next_cursor}))
+
+    assert [(r.id, r.review_status, r.error and r.error.code) for r in result.results] == [
+        (4, ReviewStatus.REJECTED, None),
+        (3, ReviewStatus.REJECTED, None),
+        (2, None, "storage_unavailable"),
+        (1, None, "storage_unavailable"),
+    ]
+    assert (result.reviewed, result.failed) == (2, 2)
+    assert counts == [JobReviewCounts(ROW.job_id, reviewed=4, replayed=0)]  # the larger of the job's counts
+    assert [r.id for r in resumed.results] == [2, 1]  # the cursor resumes at the row that was not reviewed

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 # An API call that hangs must fail the request (the client retries) well inside the function's timeout.
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+# A health check asks once and briefly: a dependency that takes longer to answer is reported, not waited for.
+PROBE_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 1})
 
 
 @cache
@@ -43,7 +45,17 @@ def secretsmanager_client() -> "SecretsManagerClient":
     return boto3.client("secretsmanager", config=CLIENT_CONFIG)
 
 
+@cache
+def probe_clients() -> tuple["S3Client", "SQSClient", "DynamoDBClient"]:
+    """S3, SQS and DynamoDB clients for health checks, with short timeouts and no retries."""
+    return (
+        boto3.client("s3", config=PROBE_CONFIG),
+        boto3.client("sqs", config=PROBE_CONFIG),
+        boto3.client("dynamodb", config=PROBE_CONFIG),
+    )
+
+
 def forget_clients() -> None:
     """Drop the cached clients (tests that switch endpoints or credentials call this)."""
-    for factory in (s3_client, dynamodb_client, sqs_client, secretsmanager_client):
+    for factory in (s3_client, dynamodb_client, sqs_client, secretsmanager_client, probe_clients):
         factory.cache_clear()

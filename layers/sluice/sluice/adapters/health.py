@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from sluice import __version__
-from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
+from sluice.adapters.aws import probe_clients
 from sluice.adapters.migrations import SCHEMA_VERSION, VERSION_TABLE
 from sluice.adapters.timescale import DatabaseConnector, database_dsn
 from sluice.errors import SchemaBehindError
@@ -52,7 +52,7 @@ class HealthService:
         return f"reachable, schema version {applied}{newer}"
 
     def _bucket(self) -> str:
-        s3_client().head_bucket(Bucket=self.settings.batch_bucket)
+        probe_clients()[0].head_bucket(Bucket=self.settings.batch_bucket)
         return f"bucket {self.settings.batch_bucket} reachable"
 
     def _ingest_queue(self) -> str:
@@ -61,12 +61,12 @@ class HealthService:
         return f"{depth} messages waiting, {parked} in the dead-letter queue"
 
     def _jobs_table(self) -> str:
-        table = dynamodb_client().describe_table(TableName=self.settings.jobs_table)["Table"]
+        table = probe_clients()[2].describe_table(TableName=self.settings.jobs_table)["Table"]
         return f"table {self.settings.jobs_table} is {table.get('TableStatus', 'UNKNOWN')}"
 
     @staticmethod
     def _depth(queue_url: str) -> int:
-        attributes = sqs_client().get_queue_attributes(
+        attributes = probe_clients()[1].get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessages", 0))

@@ -282,4 +282,10 @@ def database_dsn(settings: SecretDatabaseSettings) -> str:
         secret = secretsmanager_client().get_secret_value(SecretId=settings.db_secret_arn)["SecretString"]
     except (BotoCoreError, ClientError, KeyError) as exc:
         raise StorageUnavailableError(f"reading the database secret failed: {exc}") from exc
-    return dsn_from_secret(secret)
+    try:
+        return dsn_from_secret(secret)
+    except (ValueError, KeyError, TypeError) as exc:
+        # A fault of the deployment, not of the request: retried like an unreachable database, and logged.
+        raise StorageUnavailableError(
+            f"the database secret is not in RDS's layout (host, port, username, password, dbname): {exc!r}"
+        ) from exc

@@ -15,7 +15,7 @@ from uuid import UUID
 from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor
 from sluice.domain.rules import DEFAULT_RULES, ReadingRules
 from sluice.domain.validation import ReadingValidator
-from sluice.errors import NotFoundError, NotPendingError, ReadingInvalidError, RequestError
+from sluice.errors import NotFoundError, NotPendingError, ReadingInvalidError, RequestError, StorageUnavailableError
 from sluice.models.api import (
     BulkReviewRequest,
     BulkReviewResult,
@@ -148,12 +148,19 @@ def review_many(
     row_ids, next_cursor = _bulk_targets(store, reviewer.tenant_id, request)
     results: list[ReviewOutcome] = []
     counts: dict[UUID, JobReviewCounts] = {}
-    for row_id in row_ids:
+    for done, row_id in enumerate(row_ids):
         try:
             reviewed = review_quarantined(store, reviewer, str(row_id), request, rules)
         except RequestError as exc:
             results.append(_failed(row_id, exc))
             continue
+        except StorageUnavailableError:
+            # The rows before this one are reviewed and stay so: say which were not, rather than answer 503 as if
+            # nothing had happened. A filter's cursor resumes at this row.
+            results += [_unavailable(left) for left in row_ids[done:]]
+            if request.filter is not None:
+                next_cursor = encode_cursor(BULK_CURSOR, {"before_id": row_id + 1})
+            break
         counts[reviewed.counts.job_id] = _later(counts.get(reviewed.counts.job_id), reviewed.counts)
         results.append(ReviewOutcome(id=row_id, review_status=reviewed.row.review_status, error=None))
     failed = sum(1 for result in results if result.error is not None)
@@ -259,6 +266,17 @@ def _failed(row_id: int, exc: RequestError) -> ReviewOutcome:
         id=row_id,
         review_status=None,
         error=ErrorInfo(code=exc.code, message=exc.message, details=list(exc.details)),
+    )
+
+
+def _unavailable(row_id: int) -> ReviewOutcome:
+    return ReviewOutcome(
+        id=row_id,
+        review_status=None,
+        error=ErrorInfo(
+            code="storage_unavailable",
+            message="the database could not be reached; this row was not reviewed, send it again",
+        ),
     )
 
 

@@ -205,7 +205,8 @@ class BulkReviewRequest(Correction):
 
 class ReviewOutcome(ApiModel):
     """What happened to one row of a bulk review: its new review status, or the error a review of that row alone
-    would have answered (``not_found``, ``not_pending``, ``duplicate_reading``, ``reading_invalid``)."""
+    would have answered (``not_found``, ``not_pending``, ``duplicate_reading``, ``reading_invalid``), or
+    ``storage_unavailable`` when the database failed before its turn."""
 
     id: int
     review_status: ReviewStatus | None
