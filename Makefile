@@ -76,11 +76,12 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under
 	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
 
 .PHONY: bench
-bench: $(VENV_STAMP) db migrate moto ## measure rules, index COPY price, the ingest handler and the worker, as ratios within one run
+bench: $(VENV_STAMP) db migrate moto ## measure rules, index COPY price, the ingest handler, the worker and reviews, as ratios within one run
 	$(PY) -m tests.bench.bench_validation
 	$(PY) -m tests.bench.bench_indexes
 	$(PY) -m tests.bench.bench_ingest
 	$(PY) -m tests.bench.bench_worker
+	$(PY) -m tests.bench.bench_review
 
 .PHONY: run
 run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.dynamodb import DynamoJobStore
-from sluice.adapters.timescale import Connection, DatabaseConnector, database_dsn
+from sluice.adapters.timescale import DatabaseConnector, database_dsn
 from sluice.domain.review import Decide, QuarantineStore, Reviewed
 from sluice.errors import DuplicateReadingError, NotFoundError, StorageUnavailableError
 from sluice.models.api import ErrorDetail, QuarantineQuery
@@ -48,12 +48,15 @@ ROW_COLUMNS: Final = (
 _COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in ROW_COLUMNS)
 _FILTERS: Final = ("job_id", "reason", "review_status", "system_id")
 _SELECT_ONE = sql.SQL("SELECT {} FROM quarantined_readings WHERE id = %s AND tenant_id = %s").format(_COLUMNS)
-_LOCK_ONE = sql.SQL("{} FOR UPDATE").format(_SELECT_ONE)
+# The row, locked, and whether its system is its tenant's: one round trip. FOR UPDATE OF locks the row alone.
+_LOCK_ONE = sql.SQL(
+    "SELECT {}, EXISTS (SELECT 1 FROM systems WHERE systems.id = q.system_id AND systems.tenant_id = q.tenant_id)"
+    " AS system_known FROM quarantined_readings AS q WHERE q.id = %s AND q.tenant_id = %s FOR UPDATE OF q"
+).format(sql.SQL(", ").join(sql.Identifier("q", name) for name in ROW_COLUMNS))
 _RECORD_REVIEW = sql.SQL(
     "UPDATE quarantined_readings SET review_status = %s, reviewed_by = %s, reviewed_at = now(),"
     " review_notes = %s, review_correction = %s WHERE id = %s RETURNING {}"
 ).format(_COLUMNS)
-_SYSTEM_KNOWN: LiteralString = "SELECT EXISTS (SELECT 1 FROM systems WHERE id = %s AND tenant_id = %s)"
 _REPLAY: LiteralString = (
     "INSERT INTO readings (time, sensor_id, value, unit, quality, system_id, job_id)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
@@ -108,7 +111,7 @@ class TimescaleQuarantineStore(QuarantineStore):
                 if locked is None:
                     raise NotFoundError(f"no quarantined reading {row_id} in this tenant")
                 row = quarantined_reading(locked)
-                decision = decide(row, self._system_known(conn, row, tenant_id))
+                decision = decide(row, bool(locked["system_known"]))
                 reading = decision.reading
                 if reading is not None:
                     replayed = conn.execute(
@@ -131,13 +134,6 @@ class TimescaleQuarantineStore(QuarantineStore):
             row=quarantined_reading(updated),
             counts=JobReviewCounts(job_id=row.job_id, reviewed=totals[0], replayed=totals[1]),
         )
-
-    @staticmethod
-    def _system_known(conn: Connection, row: QuarantinedReading, tenant_id: str) -> bool:
-        if row.system_id is None:
-            return False
-        answer = conn.execute(_SYSTEM_KNOWN, (row.system_id, tenant_id)).fetchone()
-        return bool(answer and answer[0])
 
     @contextmanager
     def _cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
