@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,7 @@ def quarantine_function(dsn: str) -> Iterator[tuple[ModuleType, DynamoJobStore]]
         os.environ.update(function_environment(stack, "QuarantineFunction"))
         os.environ.update(SLUICE_DB_SECRET_ARN="", SLUICE_DB_DSN=dsn, POWERTOOLS_LOG_LEVEL="WARNING")
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # the EMF lines would drown the figures
+        warnings.filterwarnings("ignore", "No application metrics to publish")  # ... and so would this one
         get_quarantine_settings.cache_clear()
         module = handler_module("QuarantineFunction")
         try:

@@ -187,6 +187,15 @@ def test_the_listing_is_the_tenants_jobs_newest_first(jobs: Jobs) -> None:
     assert answer.body["next_cursor"] is None
 
 
+def test_jobs_of_one_second_list_newest_first_whole_second_included(jobs: Jobs) -> None:
+    whole = jobs.add(created_at=START.replace(second=30))
+    later = jobs.add(created_at=START.replace(second=30, microsecond=200_000))
+
+    listed = [item["job_id"] for item in jobs.get("/api/v1/jobs").body["items"]]
+
+    assert listed == [str(later.job_id), str(whole.job_id)]
+
+
 def test_filters_keep_only_matching_jobs(jobs: Jobs) -> None:
     completed_a = jobs.add(status=JobStatus.COMPLETED)
     jobs.add(status=JobStatus.FAILED)
