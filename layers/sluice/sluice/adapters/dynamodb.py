@@ -1,6 +1,6 @@
 """DynamoDB: job records and the per-principal request log of the rate limit."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -91,21 +91,18 @@ class DynamoJobStore:
 
     def _put_new(self, job: Job) -> bool:
         """Write a job record unless its id exists; False when it does."""
-        try:
-            self._client.put_item(
+        written = _conditional(
+            f"writing job {job.job_id}",
+            lambda: self._client.put_item(
                 TableName=self._table, Item=job_item(job), ConditionExpression="attribute_not_exists(job_id)"
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageUnavailableError(f"writing job {job.job_id} failed: {exc}") from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def _mark_started(self, job_id: UUID, now: datetime) -> Job | None:
-        try:
-            answer = self._client.update_item(
+        answer = _conditional(
+            f"starting job {job_id}",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": str(job_id)}},
                 # started_at is the first start: a resumed job's processing time counts from there.
@@ -118,14 +115,9 @@ class DynamoJobStore:
                     ":now": {"S": now.isoformat()},
                 },
                 ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return None
-            raise StorageUnavailableError(f"starting job {job_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageUnavailableError(f"starting job {job_id} failed: {exc}") from exc
-        return job_from_item(answer["Attributes"])
+            ),
+        )
+        return None if answer is None else job_from_item(answer["Attributes"])
 
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
         """Record a job's end with the counts summed from its ledger (the same values however often written)."""
@@ -187,7 +179,7 @@ class DynamoJobStore:
         start = None if after is None else _index_key(tenant_id, after.created_at, str(after.job_id))
         # One more than the page, so a full page knows whether anything follows it; a filtered listing reads
         # bigger pages, since most of what it reads may be filtered out.
-        page_size = limit + 1 if keep_anything(keep) else min(max(limit + 1, 200), self._read_budget)
+        page_size = limit + 1 if keep.keeps_everything else min(max(limit + 1, 200), self._read_budget)
         jobs: list[Job] = []
         last_shown: JobPosition | None = None
         read = 0
@@ -215,8 +207,9 @@ class DynamoJobStore:
     def record_reviews(self, counts: JobReviewCounts) -> bool:
         """Show a job's review counts on its record; False when the record is gone (expired) or already shows
         later counts. Counts only grow, so the larger wins whatever order two reviewers' writes arrive in."""
-        try:
-            self._client.update_item(
+        written = _conditional(
+            f"recording reviews of job {counts.job_id}",
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": str(counts.job_id)}},
                 UpdateExpression="SET reviewed_readings = :reviewed, replayed_readings = :replayed",
@@ -226,19 +219,9 @@ class DynamoJobStore:
                     ":reviewed": {"N": str(counts.reviewed)},
                     ":replayed": {"N": str(counts.replayed)},
                 },
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise StorageUnavailableError(f"recording reviews of job {counts.job_id} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageUnavailableError(f"recording reviews of job {counts.job_id} failed: {exc}") from exc
-        return True
-
-
-def keep_anything(keep: JobFilter) -> bool:
-    """True when the filter keeps every job."""
-    return keep.status is None and keep.source is None and keep.system_id is None
+            ),
+        )
+        return written is not None
 
 
 def _add_filter(query: dict[str, Any], keep: JobFilter) -> None:
@@ -296,8 +279,9 @@ class DynamoRequestLimiter:
         return [float(value["N"]) for value in item["hits"]["L"]], int(item["version"]["N"])
 
     def _write(self, principal_key: str, history: tuple[float, ...], version: int, now: float) -> bool:
-        try:
-            self._client.put_item(
+        written = _conditional(
+            "recording the rate limit",
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item={
                     "limit_key": {"S": principal_key},
@@ -308,16 +292,26 @@ class DynamoRequestLimiter:
                 },
                 ConditionExpression="attribute_not_exists(limit_key) OR version = :version",
                 ExpressionAttributeValues={":version": {"N": str(version)}},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            if isinstance(exc, ClientError) and _condition_failed(exc):
-                return False
-            raise StorageUnavailableError(f"recording the rate limit failed: {exc}") from exc
-        return True
+            ),
+        )
+        return written is not None
 
 
 def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
+
+
+def _conditional[Answer](doing: str, write: Callable[[], Answer]) -> Answer | None:
+    """A conditional write's answer, or None when DynamoDB refused its condition; any other fault is a
+    StorageUnavailableError naming what was being done."""
+    try:
+        return write()
+    except ClientError as exc:
+        if _condition_failed(exc):
+            return None
+        raise StorageUnavailableError(f"{doing} failed: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StorageUnavailableError(f"{doing} failed: {exc}") from exc
 
 
 def job_item(job: Job) -> dict[str, "AttributeValueTypeDef"]:

@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.dynamodb import DynamoJobStore
-from sluice.adapters.timescale import DatabaseConnector, database_dsn
+from sluice.adapters.timescale import QUARANTINE_COLUMNS, DatabaseConnector, database_dsn
 from sluice.domain.review import Decide, QuarantineStore, Reviewed
 from sluice.errors import DuplicateReadingError, NotFoundError, StorageUnavailableError
 from sluice.models.api import ErrorDetail, QuarantineQuery
@@ -24,20 +24,10 @@ from sluice.models.quarantine import JobReviewCounts, QuarantinedReading, Review
 from sluice.models.readings import QuarantineReason
 from sluice.settings import QuarantineSettings
 
+# A row as the worker writes it (QUARANTINE_COLUMNS), with its id and its review.
 ROW_COLUMNS: Final = (
     "id",
-    "tenant_id",
-    "job_id",
-    "position",
-    "system_id",
-    "sensor_id",
-    "time",
-    "value",
-    "unit",
-    "quality",
-    "raw",
-    "reason",
-    "reason_details",
+    *QUARANTINE_COLUMNS,
     "review_status",
     "reviewed_by",
     "reviewed_at",

@@ -24,6 +24,11 @@ class JobFilter:
     source: JobSource | None = None
     system_id: UUID | None = None
 
+    @property
+    def keeps_everything(self) -> bool:
+        """True when nothing is filtered out."""
+        return self.status is None and self.source is None and self.system_id is None
+
 
 @dataclass(frozen=True, slots=True)
 class JobPosition:
