@@ -32,8 +32,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis)
     try:
         reports = service.load(record.body, progress)
-    except Exception:
+    except Exception as exc:
         logger.exception("message failed: it is retried, and parked in the dead-letter queue after five receives")
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        if service.is_last_attempt(receive_count):
+            park(service, record.body, exc, receive_count)
         raise
     for report in reports:
         logger.info(
@@ -47,6 +50,18 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:
             metrics.add_metric(name="InsertedReadings", unit=MetricUnit.Count, value=report.counts.inserted)
             metrics.add_metric(name="QuarantinedReadings", unit=MetricUnit.Count, value=report.counts.quarantined)
+
+
+def park(service: LoadService, body: str, error: Exception, receive_count: int) -> None:
+    """The message goes to the dead-letter queue next: fail its jobs so their clients learn why."""
+    try:
+        parked = service.park(body, error, receive_count)
+    except Exception:  # the message is parked either way; a redrive finds its jobs unfinished
+        logger.exception("could not mark the jobs of a message bound for the dead-letter queue failed")
+        metrics.add_metric(name="JobParkFailures", unit=MetricUnit.Count, value=1)
+        return
+    logger.warning("last attempt failed: jobs failed, message bound for the dead-letter queue", job_ids=parked)
+    metrics.add_metric(name="JobsParked", unit=MetricUnit.Count, value=len(parked))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -50,6 +50,9 @@ class LoadWorkerSettings(SecretDatabaseSettings):
     visibility_heartbeat_seconds: int = Field(default=60, ge=0)
     # No new chunk starts with less time than this left: the message is retried instead of being cut off.
     min_remaining_ms: int = Field(default=20_000, ge=0)
+    # IngestQueue's redrive maxReceiveCount: a message failing its receive number this high goes to the dead-letter
+    # queue next, so the worker fails its jobs first (template.yaml sets both; a test keeps them equal).
+    max_receive_count: int = Field(default=5, ge=1, le=1000)
     # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
     fault_crash_after_chunk: int | None = Field(default=None, ge=0)
 

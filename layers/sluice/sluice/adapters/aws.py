@@ -1,8 +1,11 @@
 """boto3 clients, created once per execution environment and reused while it is warm.
 
-``AWS_ENDPOINT_URL`` (read by boto3 itself) points every client at the local moto server.
+Locally every client talks to the moto server: ``SLUICE_AWS_ENDPOINT_URL`` names it. It is declared (empty) in
+template.yaml's Globals because ``sam local invoke --env-vars`` only sets variables the template declares; in AWS it
+stays empty and boto3 finds the real endpoints (or ``AWS_ENDPOINT_URL``, which boto3 reads itself).
 """
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -21,37 +24,42 @@ CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"mode": "sta
 PROBE_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 1})
 
 
+def endpoint_url() -> str | None:
+    """The local AWS endpoint, or None for boto3's own choice."""
+    return os.environ.get("SLUICE_AWS_ENDPOINT_URL") or None
+
+
 @cache
 def s3_client() -> "S3Client":
     """The execution environment's S3 client."""
-    return boto3.client("s3", config=CLIENT_CONFIG)
+    return boto3.client("s3", config=CLIENT_CONFIG, endpoint_url=endpoint_url())
 
 
 @cache
 def dynamodb_client() -> "DynamoDBClient":
     """The execution environment's DynamoDB client."""
-    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+    return boto3.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url())
 
 
 @cache
 def sqs_client() -> "SQSClient":
     """The execution environment's SQS client."""
-    return boto3.client("sqs", config=CLIENT_CONFIG)
+    return boto3.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url())
 
 
 @cache
 def secretsmanager_client() -> "SecretsManagerClient":
     """The execution environment's Secrets Manager client."""
-    return boto3.client("secretsmanager", config=CLIENT_CONFIG)
+    return boto3.client("secretsmanager", config=CLIENT_CONFIG, endpoint_url=endpoint_url())
 
 
 @cache
 def probe_clients() -> tuple["S3Client", "SQSClient", "DynamoDBClient"]:
     """S3, SQS and DynamoDB clients for health checks, with short timeouts and no retries."""
     return (
-        boto3.client("s3", config=PROBE_CONFIG),
-        boto3.client("sqs", config=PROBE_CONFIG),
-        boto3.client("dynamodb", config=PROBE_CONFIG),
+        boto3.client("s3", config=PROBE_CONFIG, endpoint_url=endpoint_url()),
+        boto3.client("sqs", config=PROBE_CONFIG, endpoint_url=endpoint_url()),
+        boto3.client("dynamodb", config=PROBE_CONFIG, endpoint_url=endpoint_url()),
     )
 
 

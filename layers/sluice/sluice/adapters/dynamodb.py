@@ -62,6 +62,27 @@ class DynamoJobStore:
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailableError(f"marking job {job_id} failed did not work: {exc}") from exc
 
+    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
+        """Mark a queued or processing job failed (its message goes to the dead-letter queue); False otherwise."""
+        answer = _conditional(
+            f"parking job {job_id}",
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job_id)}},
+                UpdateExpression="SET #status = :failed, error_message = :message, completed_at = :now",
+                ConditionExpression="#status IN (:queued, :processing)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": JobStatus.FAILED},
+                    ":queued": {"S": JobStatus.QUEUED},
+                    ":processing": {"S": JobStatus.PROCESSING},
+                    ":message": {"S": message},
+                    ":now": {"S": now.isoformat()},
+                },
+            ),
+        )
+        return answer is not None
+
     def get_job(self, job_id: UUID) -> Job | None:
         """Read one job record (strongly consistent), or None."""
         try:

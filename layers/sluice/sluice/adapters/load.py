@@ -5,12 +5,21 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
 from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, create_staging_table, database_dsn
-from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, ObjectRef, load_message, object_refs
+from sluice.domain.load import (
+    LoadPolicy,
+    LoadPorts,
+    LoadReport,
+    ObjectRef,
+    load_message,
+    object_refs,
+    park_message,
+)
 from sluice.errors import UnreadableObjectError
 from sluice.settings import LoadWorkerSettings
 
@@ -40,6 +49,18 @@ class LoadService:
         self.connector.checked_connection()
         with cyclic_gc_paused():
             return load_message(message_body, self.ports, self.policy, progress=progress, clock=utc_now)
+
+    def is_last_attempt(self, receive_count: int) -> bool:
+        """Is this receive of a message its last before SQS parks it in the dead-letter queue?"""
+        return receive_count >= self.settings.max_receive_count
+
+    def park(self, message_body: str, error: BaseException, receive_count: int) -> list[UUID]:
+        """Fail the jobs of a message whose last attempt failed, saying why and where the message went."""
+        reason = (
+            f"gave up after {receive_count} attempts; the batch is parked in the dead-letter queue and can be"
+            f" redriven once the fault is fixed. Last error: {type(error).__name__}: {error}"
+        )
+        return park_message(message_body, self.ports.jobs, reason[:2000], utc_now())
 
     def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int]) -> MessageProgress:
         """The visibility keeper and time budget of one IngestQueue message."""

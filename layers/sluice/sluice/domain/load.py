@@ -140,6 +140,9 @@ class JobTracker(Protocol):
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
         """Record a job's end: its status, counts and times."""
 
+    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
+        """Mark an unfinished job failed with ``message``; False when it is finished already (or unknown)."""
+
 
 class ObjectSource(Protocol):
     """Where batch objects are read from."""
@@ -234,6 +237,21 @@ def load_message(
     except UnreadableObjectError as exc:
         return [LoadReport(LoadOutcome.IGNORED, detail=str(exc))]
     return [load_object(ref, ports, policy, progress=progress, clock=clock) for ref in refs]
+
+
+def park_message(message_body: str, jobs: JobTracker, reason: str, now: datetime) -> list[UUID]:
+    """Fail the unfinished jobs of a message whose last attempt failed: SQS moves it to the dead-letter queue next,
+    and nothing would otherwise tell the job's client that its batch stopped. A redrive restarts them."""
+    try:
+        refs = object_refs(message_body)
+    except UnreadableObjectError:
+        return []
+    parked: list[UUID] = []
+    for ref in refs:
+        job_id = target_of(ref).job_id
+        if job_id is not None and jobs.park_job(job_id, reason, now):
+            parked.append(job_id)
+    return parked
 
 
 def target_of(ref: ObjectRef) -> Target:

@@ -52,6 +52,36 @@ def provision_stack(
     return context
 
 
+def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
+    """Fill ``context`` with the names and ARNs ``provision_stack`` gives the resources, without calling AWS.
+
+    ``sluice invoke`` resolves a function's environment this way, so it runs without touching the moto server
+    until the function itself does. ``endpoint_url`` is where the queues live (None: AWS's own URLs).
+    """
+    template, region = context.template, context.region
+    account = context.pseudo()["AWS::AccountId"]
+    for name, queue in resources_of_type(template, "AWS::SQS::Queue").items():
+        # Only the name is resolved: the rest may refer to queues not planned yet (a redrive policy's target).
+        queue_name = context.resolve(queue.get("Properties", {}).get("QueueName")) or physical_name(context, name)
+        base = endpoint_url.rstrip("/") if endpoint_url else f"https://sqs.{region}.amazonaws.com"
+        url = f"{base}/{account}/{queue_name}"
+        context.refs[name] = url
+        arn = f"arn:aws:sqs:{region}:{account}:{queue_name}"
+        context.attributes[name] = {"Arn": arn, "QueueName": queue_name, "QueueUrl": url}
+    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        table_name = context.resolve(table["Properties"].get("TableName")) or physical_name(context, name)
+        context.refs[name] = table_name
+        context.attributes[name] = {"Arn": f"arn:aws:dynamodb:{region}:{account}:table/{table_name}"}
+    for name, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+        bucket_name = context.resolve(bucket["Properties"].get("BucketName")) or physical_name(context, name).lower()
+        context.refs[name] = bucket_name
+        context.attributes[name] = {
+            "Arn": f"arn:aws:s3:::{bucket_name}",
+            "DomainName": f"{bucket_name}.s3.amazonaws.com",
+        }
+    return context
+
+
 def physical_name(context: StackContext, logical_id: str) -> str:
     """The name CloudFormation would make up for an unnamed resource (shorter and without the random tail)."""
     return f"{context.stack_name}-{logical_id}"

@@ -1,0 +1,274 @@
+"""``sluice``: the local runtime's command line (``.venv/bin/sluice --help``).
+
+sluice serve                     the local stack (``make run`` starts the database and moto, then this)
+sluice token --tenant T --sub S  a JWT the local authorizer accepts
+sluice systems add|list          register a tenant's systems
+sluice invoke <LogicalId> -e F   one function, one event, like ``sam local invoke``
+sluice demo                      a batch through the API and a drop through S3, end to end
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from sluice.settings import LOCAL_DB_DSN
+
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
+DEFAULT_API = "http://127.0.0.1:3000"
+DEFAULT_MOTO = "http://127.0.0.1:4566"
+
+
+def _root(args: argparse.Namespace) -> Path:
+    root: Path = args.root.resolve()
+    if not (root / "template.yaml").exists():
+        raise SystemExit(f"sluice: no template.yaml in {root} (run from the checkout, or pass --root)")
+    return root
+
+
+def _dsn() -> str:
+    return os.environ.get("SLUICE_DB_DSN") or LOCAL_DB_DSN
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the local stack until SIGINT or SIGTERM."""
+    from sluice.local.stack import LocalStack, LocalStackOptions  # noqa: PLC0415 - keeps `sluice token` quick
+
+    options = LocalStackOptions(
+        root=_root(args),
+        database_dsn=_dsn(),
+        moto_endpoint=args.endpoint_url,
+        stack_name=args.stack_name,
+        region=args.region,
+        host=args.host,
+        port=args.port,
+        visibility_timeout_s=args.visibility_timeout,
+        env_overrides=_env_vars(args.env_vars),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    started = time.monotonic()
+    stack = LocalStack(options, sys.stdout)
+    try:
+        stack.start()
+        print(stack.banner(), flush=True)
+        print(f"(started in {time.monotonic() - started:.1f} s)", flush=True)
+        stop.wait()
+    finally:
+        print("\nstopping: HTTP API, pollers, schedules, function environments ...", flush=True)
+        stack.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """Print a token for the local authorizer."""
+    from sluice.local.api import http_api_routes  # noqa: PLC0415
+    from sluice.local.auth import SigningKey, jwt_authorizers, token_claims  # noqa: PLC0415
+    from sluice.local.stack import planned_context  # noqa: PLC0415
+
+    root = _root(args)
+    context = planned_context(root, moto_endpoint=DEFAULT_MOTO)
+    authorizers = jwt_authorizers(context, http_api_routes(context)[0])
+    config = authorizers[args.authorizer] if args.authorizer else next(iter(authorizers.values()))
+    claims = token_claims(
+        config,
+        tenant_claim=context.ref("TenantClaim"),
+        tenant=args.tenant,
+        subject=args.sub,
+        scope=args.scope,
+        lifetime_s=args.ttl,
+    )
+    print(SigningKey.load_or_create(root / ".local").mint(claims))
+    return 0
+
+
+def systems(args: argparse.Namespace) -> int:
+    """Register or list a tenant's systems in the database ``SLUICE_DB_DSN`` names."""
+    from sluice.adapters.systems import add_system, list_systems  # noqa: PLC0415
+
+    with psycopg.connect(_dsn(), autocommit=True) as conn:
+        if args.action == "add":
+            system, new = add_system(conn, args.tenant, args.name)
+            if not new:
+                print(f"sluice: {args.name!r} was registered for {args.tenant!r} already", file=sys.stderr)
+            print(system.id)
+            return 0
+        for system in list_systems(conn, args.tenant):
+            print(f"{system.id}  {system.created_at:%Y-%m-%dT%H:%M:%SZ}  {system.name}")
+    return 0
+
+
+def invoke(args: argparse.Namespace) -> int:
+    """Run one function with one event in a fresh environment and print its result, like ``sam local invoke``."""
+    from sluice.local.lambdas import LocalFunction  # noqa: PLC0415
+    from sluice.local.stack import local_function_specs, planned_context  # noqa: PLC0415
+
+    root = _root(args)
+    context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
+    specs = local_function_specs(context, root, args.endpoint_url, _env_vars(args.env_vars))
+    if args.logical_id not in specs:
+        raise SystemExit(f"sluice: {args.logical_id} is not a function of template.yaml ({', '.join(sorted(specs))})")
+    event = json.load(sys.stdin) if args.event == "-" else json.loads(Path(args.event).read_text(encoding="utf-8"))
+    function = LocalFunction(specs[args.logical_id], max_concurrency=1, log=sys.stderr.fileno())
+    try:
+        invocation = function.invoke(event)
+    finally:
+        function.close()
+    print(f"{args.logical_id}: {invocation.duration_ms:.0f} ms, request {invocation.request_id}", file=sys.stderr)
+    print(json.dumps(invocation.error if invocation.failed else invocation.result, indent=2))
+    return 1 if invocation.failed else 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Send the demo batch and drop through the running stack and report both jobs."""
+    import boto3  # noqa: PLC0415
+
+    from sluice.adapters.systems import add_system  # noqa: PLC0415
+    from sluice.local.api import http_api_routes  # noqa: PLC0415
+    from sluice.local.auth import SigningKey, jwt_authorizers, token_claims  # noqa: PLC0415
+    from sluice.local.demo import (  # noqa: PLC0415
+        DEMO_SYSTEM_ID,
+        DEMO_SYSTEM_NAME,
+        ApiClient,
+        demo_batch,
+        demo_drop,
+        drop_jobs,
+        print_job,
+    )
+    from sluice.local.stack import LOCAL_CREDENTIALS, planned_context  # noqa: PLC0415
+
+    root = _root(args)
+    context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
+    with psycopg.connect(_dsn(), autocommit=True) as conn:
+        system, _ = add_system(conn, args.tenant, DEMO_SYSTEM_NAME, DEMO_SYSTEM_ID)
+    authorizers = jwt_authorizers(context, http_api_routes(context)[0])
+    claims = token_claims(
+        next(iter(authorizers.values())),
+        tenant_claim=context.ref("TenantClaim"),
+        tenant=args.tenant,
+        subject="sluice-demo",
+        scope=ALL_SCOPES,
+        lifetime_s=3600,
+    )
+    api = ApiClient(args.api.rstrip("/"), SigningKey.load_or_create(root / ".local").mint(claims))
+    now = datetime.now(UTC)
+
+    batch, batch_reasons = demo_batch(system.id, now)
+    status, answer = api.call("POST", "/api/v1/data/ingest", batch)
+    if status != 202:
+        print(f"sluice demo: the API answered {status}: {json.dumps(answer)}", file=sys.stderr)
+        return 1
+    print(
+        f"POST /api/v1/data/ingest: 202, job {answer['job_id']} ({len(batch['readings'])} readings, "
+        f"{sum(batch_reasons.values())} of them bad)"
+    )
+
+    body, drop_reasons = demo_drop(system.id, now)
+    bucket = context.ref("BatchBucket")
+    key = f"drops/{args.tenant}/demo-{now:%Y%m%dT%H%M%S}.csv.gz"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=args.endpoint_url,
+        region_name=args.region,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    put = s3.put_object(Bucket=bucket, Key=key, Body=body)
+    drop_ids = drop_jobs(bucket, key, put.get("VersionId"), put.get("ETag"))
+    print(f"s3://{bucket}/{key}: uploaded (2,001 rows, {sum(drop_reasons.values())} of them bad)")
+
+    print(f"waiting for both jobs (at most {args.timeout:.0f} s) ...")
+    jobs = (("API batch", [answer["job_id"]], batch_reasons), ("CSV.gz drop", drop_ids, drop_reasons))
+    for title, job_ids, expected in jobs:
+        job = api.wait_for_job(job_ids, args.timeout)
+        reasons = api.quarantine_reasons(job["job_id"])
+        print_job(title, job, reasons, sys.stdout)
+        planted = ", ".join(f"{reason} {count}" for reason, count in sorted(expected.items()))
+        print(f"  planted: {planted}")
+        if reasons["duplicate"] > expected.get("duplicate", 0):
+            print("  (the other duplicates were stored by an earlier demo: each reading is stored once)")
+    return 0
+
+
+def _env_vars(path: Path | None) -> dict[str, dict[str, str]]:
+    if path is None:
+        return {}
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict) or not all(isinstance(value, dict) for value in loaded.values()):
+        raise SystemExit(f"sluice: {path} must map Parameters and LogicalIds to objects of variables, as sam's does")
+    return {key: {name: str(value) for name, value in values.items()} for key, values in loaded.items()}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    main_parser = argparse.ArgumentParser(
+        prog="sluice", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    main_parser.add_argument("--root", type=Path, default=Path(), help="the checkout (default: the current directory)")
+    commands = main_parser.add_subparsers(dest="command", required=True)
+
+    def stack_arguments(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--endpoint-url", default=DEFAULT_MOTO, help=f"the moto server (default {DEFAULT_MOTO})")
+        command.add_argument("--stack-name", default="sluice-local")
+        command.add_argument("--region", default="eu-central-1")
+
+    serve_command = commands.add_parser("serve", help=serve.__doc__)
+    stack_arguments(serve_command)
+    serve_command.add_argument("--host", default="127.0.0.1")
+    serve_command.add_argument("--port", type=int, default=3000)
+    serve_command.add_argument("--visibility-timeout", type=int, help="seconds, for the event source's queues")
+    serve_command.add_argument("--env-vars", type=Path, help="a sam-style env vars file")
+    serve_command.set_defaults(run=serve)
+
+    token_command = commands.add_parser("token", help=token.__doc__)
+    token_command.add_argument("--tenant", default="demo")
+    token_command.add_argument("--sub", default="local-developer", help="the principal")
+    token_command.add_argument("--scope", default=ALL_SCOPES, help=f'space separated (default "{ALL_SCOPES}")')
+    token_command.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
+    token_command.add_argument("--authorizer", help="the template's authorizer (default: its only one)")
+    token_command.set_defaults(run=token)
+
+    systems_command = commands.add_parser("systems", help=systems.__doc__)
+    actions = systems_command.add_subparsers(dest="action", required=True)
+    add_command = actions.add_parser("add", help="register a system; prints its id")
+    add_command.add_argument("--tenant", required=True)
+    add_command.add_argument("--name", required=True)
+    list_command = actions.add_parser("list", help="the tenant's systems")
+    list_command.add_argument("--tenant", required=True)
+    systems_command.set_defaults(run=systems)
+
+    invoke_command = commands.add_parser("invoke", help=invoke.__doc__)
+    invoke_command.add_argument("logical_id", help="the function's logical id in template.yaml")
+    invoke_command.add_argument("-e", "--event", required=True, help="the event file ('-' reads standard input)")
+    invoke_command.add_argument("--env-vars", type=Path, help="a sam-style env vars file, e.g. events/env.json")
+    stack_arguments(invoke_command)
+    invoke_command.set_defaults(run=invoke)
+
+    demo_command = commands.add_parser("demo", help=demo.__doc__)
+    demo_command.add_argument("--api", default=DEFAULT_API, help=f"the HTTP API (default {DEFAULT_API})")
+    demo_command.add_argument("--tenant", default="demo")
+    demo_command.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each job")
+    stack_arguments(demo_command)
+    demo_command.set_defaults(run=demo)
+    return main_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``.venv/bin/sluice``."""
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

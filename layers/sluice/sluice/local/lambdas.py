@@ -1,0 +1,288 @@
+"""template.yaml's functions run locally: each warm execution environment is a process of its own.
+
+A process per environment keeps what Lambda keeps apart: each function has only the environment variables the
+template gives it, module state (clients, database connections, Powertools' metric store) lives as long as the
+environment is warm, one environment runs one invocation at a time, and an invocation that overruns its
+function's Timeout is stopped by killing its environment, as Lambda does.
+"""
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, function_environment
+
+# What the python3.13 runtime gives every function (the rest comes from the template).
+_RUNTIME = "python3.13"
+# Names from the caller's environment that an environment process may keep: where things are, not what they are.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """One function of the template, resolved: where its code is, how it is called, what it gets."""
+
+    logical_id: str
+    function_name: str
+    code_dir: Path
+    handler: str
+    environment: Mapping[str, str]
+    timeout_s: int
+    memory_mb: int
+    region: str
+
+    @property
+    def arn(self) -> str:
+        """The function's ARN, as its context reports it."""
+        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
+
+
+def function_specs(
+    context: StackContext,
+    root: Path,
+    *,
+    local_environment: Mapping[str, str],
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, FunctionSpec]:
+    """Every ``AWS::Serverless::Function`` of the template, with the environment Lambda would give it.
+
+    ``local_environment`` is what the local runtime adds (credentials, the moto endpoint); ``overrides`` is an
+    ``--env-vars`` file: ``{"Parameters": {...}, "<LogicalId>": {...}}``. As with ``sam local invoke``, an
+    override only replaces a variable the template declares for that function.
+    """
+    overrides = overrides or {}
+    template = context.template
+    globals_ = template.get("Globals", {}).get("Function", {})
+    specs: dict[str, FunctionSpec] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = {**globals_, **resource["Properties"]}
+        if properties.get("Runtime") != _RUNTIME or properties.get("PackageType", "Zip") != "Zip":
+            raise TemplateError(f"{logical_id}: only {_RUNTIME} zip functions run locally")
+        declared = function_environment(context, logical_id)
+        for source in (overrides.get("Parameters", {}), overrides.get(logical_id, {})):
+            declared.update({name: str(value) for name, value in source.items() if name in declared})
+        function_name = f"{context.stack_name}-{logical_id}"
+        memory_mb = int(context.resolve(properties.get("MemorySize", 128)))
+        runtime_environment = {
+            "AWS_REGION": context.region,
+            "AWS_DEFAULT_REGION": context.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{_RUNTIME}",
+            "AWS_LAMBDA_FUNCTION_NAME": function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+            # sam local sets this too; Powertools' Tracer reads it and stays quiet (there is no X-Ray daemon).
+            "AWS_SAM_LOCAL": "true",
+            "TZ": ":UTC",
+        }
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            function_name=function_name,
+            code_dir=(root / properties["CodeUri"]).resolve(),
+            handler=properties["Handler"],
+            environment={**local_environment, **runtime_environment, **declared},
+            timeout_s=int(context.resolve(properties.get("Timeout", 3))),
+            memory_mb=memory_mb,
+            region=context.region,
+        )
+    return specs
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What one invocation returned: its result, or the error Lambda would report."""
+
+    request_id: str
+    result: Any = None
+    error: Mapping[str, Any] | None = None
+    duration_ms: float = 0.0
+    cold_start: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Did the function fail (raise, time out, die)?"""
+        return self.error is not None
+
+
+class ExecutionEnvironment:
+    """One warm environment of a function: a bootstrap process and the pipes to it."""
+
+    def __init__(self, spec: FunctionSpec, log: IO[bytes] | int | None) -> None:
+        self.spec = spec
+        requests_read, self._requests = os.pipe()
+        self._responses, responses_write = os.pipe()
+        inherited = {name: os.environ[name] for name in _INHERITED if name in os.environ}
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "sluice.local.bootstrap",
+                str(requests_read),
+                str(responses_write),
+                str(spec.code_dir),
+                spec.handler,
+            ],
+            env={**inherited, **spec.environment},
+            cwd=spec.code_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(requests_read, responses_write),
+        )
+        os.close(requests_read)
+        os.close(responses_write)
+        self._pending = b""
+        self.invocations = 0
+
+    def invoke(self, event: Any) -> Invocation:
+        """Run one invocation; a timeout or a dead process leaves this environment unusable (see ``alive``)."""
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        deadline_ms = int(time.time() * 1000) + self.spec.timeout_s * 1000
+        context = {
+            "function_name": self.spec.function_name,
+            "function_version": "$LATEST",
+            "invoked_function_arn": self.spec.arn,
+            "memory_limit_in_mb": self.spec.memory_mb,
+            "aws_request_id": request_id,
+            "log_group_name": f"/aws/lambda/{self.spec.function_name}",
+            "log_stream_name": f"local/{self._process.pid}",
+            "deadline_ms": deadline_ms,
+        }
+        cold = self.invocations == 0
+        self.invocations += 1
+        try:
+            os.write(self._requests, json.dumps({"event": event, "context": context}).encode() + b"\n")
+            answer = self._read_answer(started + self.spec.timeout_s)
+        except BrokenPipeError:
+            answer = None
+        elapsed = (time.monotonic() - started) * 1000
+        if answer is None:
+            timed_out = self._process.poll() is None
+            self.close()
+            message = (
+                f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+                if timed_out
+                else f"Runtime exited with status {self._process.returncode}"
+            )
+            error_type = "Sandbox.Timedout" if timed_out else "Runtime.ExitError"
+            return Invocation(request_id, error={"errorType": error_type, "errorMessage": message}, duration_ms=elapsed)
+        if "error" in answer:
+            return Invocation(request_id, error=answer["error"], duration_ms=elapsed, cold_start=cold)
+        return Invocation(request_id, result=json.loads(answer["result"]), duration_ms=elapsed, cold_start=cold)
+
+    def _read_answer(self, deadline: float) -> dict[str, Any] | None:
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self._responses], [], [], remaining)
+            if not ready:
+                return None
+            data = os.read(self._responses, 1 << 20)
+            if not data:  # the process died
+                return None
+            self._pending += data
+        line, _, self._pending = self._pending.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    @property
+    def alive(self) -> bool:
+        """Can this environment take another invocation?"""
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        """Stop the process now; an invocation waiting on it returns as failed."""
+        if self._process.poll() is None:
+            self._process.kill()
+
+    def close(self) -> None:
+        """Stop the environment's process (Lambda freezes and later discards it; locally it just ends)."""
+        self.kill()
+        self._process.wait()
+        for fd in (self._requests, self._responses):
+            with contextlib.suppress(OSError):  # closed already
+                os.close(fd)
+
+
+@dataclass
+class LocalFunction:
+    """A function's pool of warm environments: one is started when an invocation finds none idle (a cold start),
+    up to ``max_concurrency``; beyond that an invocation waits, as a throttled event source would."""
+
+    spec: FunctionSpec
+    max_concurrency: int = 4
+    log: IO[bytes] | int | None = None
+    _idle: list[ExecutionEnvironment] = field(default_factory=list)
+    _busy: set[ExecutionEnvironment] = field(default_factory=set)
+    _running: int = 0
+    _closed: bool = False
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def invoke(self, event: Any) -> Invocation:
+        """Invoke the function synchronously (RequestResponse)."""
+        environment = self._acquire()
+        try:
+            return environment.invoke(event)
+        finally:
+            self._release(environment)
+
+    def _acquire(self) -> ExecutionEnvironment:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise RuntimeError(f"{self.spec.logical_id} is shut down")
+                if self._idle:
+                    self._running += 1
+                    environment = self._idle.pop()
+                    self._busy.add(environment)
+                    return environment
+                if self._running < self.max_concurrency:
+                    self._running += 1
+                    break
+                self._changed.wait()
+        try:
+            environment = ExecutionEnvironment(self.spec, self.log)
+        except BaseException:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self._busy.add(environment)
+        return environment
+
+    def _release(self, environment: ExecutionEnvironment) -> None:
+        with self._changed:
+            self._running -= 1
+            self._busy.discard(environment)
+            if environment.alive and not self._closed:
+                self._idle.append(environment)
+            else:
+                environment.close()
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Stop every environment. A busy one is killed mid-invocation, which then fails as if its process had
+        crashed: an SQS message it held returns to the queue, exactly as after a crash in Lambda."""
+        with self._changed:
+            self._closed = True
+            idle, busy, self._idle = self._idle, list(self._busy), []
+            self._changed.notify_all()
+        for environment in idle:
+            environment.close()
+        for environment in busy:
+            environment.kill()
