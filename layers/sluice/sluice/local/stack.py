@@ -27,7 +27,14 @@ from sluice.local.lambdas import FunctionSpec, Invocation, LocalFunction, functi
 from sluice.local.poller import QueuePoller, SqsEventSource, sqs_event_sources
 from sluice.local.resources import plan_stack, provision_stack
 from sluice.local.schedule import Schedule, ScheduleError, parse_schedule
-from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, load_template, resources_of_type
+from sluice.local.template import (
+    LOCAL_ACCOUNT_ID,
+    StackContext,
+    TemplateError,
+    function_environment,
+    load_template,
+    resources_of_type,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -128,6 +135,21 @@ def planned_context(
         parameter_overrides=local_parameters(stack_name, region),
     )
     return plan_stack(context, moto_endpoint)
+
+
+def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[str, str]]:
+    """``events/env.json``: what ``sam local invoke --env-vars`` needs to reach ``make run``'s stack.
+
+    SAM resolves ``!Ref`` of a resource to its logical id, so every variable is given its value in the local stack;
+    under "Parameters", because SAM applies those to each function that declares the variable.
+    """
+    variables: dict[str, str] = {}
+    for logical_id in resources_of_type(context.template, "AWS::Serverless::Function"):
+        for name, value in function_environment(context, logical_id).items():
+            if variables.setdefault(name, value) != value:
+                raise TemplateError(f"{name} differs between functions; env.json would need a section per function")
+    variables["SLUICE_AWS_ENDPOINT_URL"] = moto_endpoint
+    return {"Parameters": dict(sorted(variables.items()))}
 
 
 @dataclass(frozen=True, slots=True)
