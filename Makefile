@@ -51,7 +51,7 @@ migrate: $(VENV_STAMP) db ## apply the schema migrations to $SLUICE_DB_DSN
 	@$(VENV)/bin/sluice-migrate up
 
 .PHONY: moto moto-stop
-moto: $(VENV_STAMP) ## start the moto server (S3, SQS, DynamoDB) on 127.0.0.1:4566
+moto: $(VENV_STAMP) ## start the moto server (S3, SQS, DynamoDB, Secrets Manager) on 127.0.0.1:4566
 	@bash infra/moto.sh start
 moto-stop: ## stop the moto server
 	@bash infra/moto.sh stop
@@ -82,9 +82,10 @@ bench: $(VENV_STAMP) db migrate moto ## measure rules, index COPY price, the ing
 	$(PY) -m tests.bench.bench_ingest
 	$(PY) -m tests.bench.bench_worker
 	$(PY) -m tests.bench.bench_review
+	$(PY) -m tests.bench.bench_twin
 
 .PHONY: run
-run: $(VENV_STAMP) ## start what exists of the pipeline locally (database, moto) until Ctrl-C
+run: $(VENV_STAMP) ## start the whole pipeline locally (database, moto, HTTP API twin on :3000, queue poller, schedules) until Ctrl-C
 	@bash infra/run.sh
 
 .PHONY: lock

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A moto server standing in for S3, SQS and DynamoDB on 127.0.0.1:4566 (MOTO_PORT to change it).
+# A moto server standing in for S3, SQS, DynamoDB and Secrets Manager (the local database secret) on 127.0.0.1:4566
+# (MOTO_PORT to change it).
 #
 #   infra/moto.sh start    start it in the background (a no-op when it already answers)
 #   infra/moto.sh stop     stop the one this script started

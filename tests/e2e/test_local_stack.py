@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import psycopg
@@ -30,6 +30,10 @@ from sluice.local.template import StackContext, load_template
 
 from ..paths import REPO_ROOT
 from ..scratch import scratch_database
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 STACK = "sluice-e2e"
 REGION = "eu-central-1"
@@ -102,14 +106,15 @@ class RunningStack:
             check=False,
         )
 
-    def boto(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.moto,
-            region_name=REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+    def s3(self) -> "S3Client":
+        return _session().client("s3", endpoint_url=self.moto)
+
+    def sqs(self) -> "SQSClient":
+        return _session().client("sqs", endpoint_url=self.moto)
+
+
+def _session() -> boto3.session.Session:
+    return boto3.session.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
 
 
 @pytest.fixture(scope="module")
@@ -317,10 +322,10 @@ def test_a_file_that_fails_five_times_is_parked_in_the_dlq_and_its_job_failed(st
             " WHEN (NEW.tenant_id = 'e2e-refused') EXECUTE FUNCTION refuse_load()"
         )
     names = stack.names()
-    sqs = stack.boto("sqs")
+    sqs = stack.sqs()
     bucket = names.ref("BatchBucket")
     try:
-        stack.boto("s3").put_object(
+        stack.s3().put_object(
             Bucket=bucket,
             Key="drops/e2e-refused/refused.csv",
             Body=f"system_id,sensor_id,timestamp,value,unit,quality\n"
@@ -361,11 +366,11 @@ def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, f
     if function == "LoadWorkerFunction":
         # The sample events name the bucket of a stack called "sluice" and versions that exist nowhere: with the
         # bucket there, the worker finds the versions gone, fails their jobs and acknowledges the messages.
-        s3 = stack.boto("s3")
+        s3 = stack.s3()
         bucket = json.loads(json.loads((REPO_ROOT / "events" / event).read_text())["Records"][0]["body"])["Records"][0]
         name = bucket["s3"]["bucket"]["name"]
         if name not in {entry["Name"] for entry in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     invoked = stack.sluice(
         "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK
     )
@@ -389,6 +394,20 @@ def test_every_function_of_the_template_has_sample_events() -> None:
             assert (REPO_ROOT / "events" / event).is_file()
 
 
+def test_sluice_demo_reports_both_jobs_with_the_planted_reasons(stack: RunningStack) -> None:
+    demo = stack.sluice("demo", "--api", stack.api, "--endpoint-url", stack.moto, "--stack-name", STACK)
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "API batch: job" in demo.stdout
+    assert "CSV.gz drop: job" in demo.stdout
+    assert demo.stdout.count(" completed") == 2
+    # Every planted fault is found, each where it was planted (the drop's readings are older than the batch's).
+    for block in demo.stdout.split("\n\n")[1:]:
+        found = next(line for line in block.splitlines() if "quarantined by reason" in line).split(": ", 1)[1]
+        planted = next(line for line in block.splitlines() if "planted" in line).split(": ", 1)[1]
+        assert found == planted, block
+
+
 def test_ctrl_c_stops_everything_the_stack_started(stack: RunningStack) -> None:
     os.killpg(stack.process.pid, signal.SIGINT)
 
@@ -406,3 +425,6 @@ def test_ctrl_c_stops_everything_the_stack_started(stack: RunningStack) -> None:
         except OSError:
             continue
     assert leftovers == []
+    # The database was running before (the test session needs it), so the stack left it running.
+    with psycopg.connect(stack.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

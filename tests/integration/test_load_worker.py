@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
@@ -464,3 +465,54 @@ def test_a_long_file_keeps_its_message_invisible_and_stops_before_the_time_runs_
     # Extended from 1 s to the template's 1800 s after chunk 0, then released: the retry may start at once.
     (again,) = worker.receive_objects()
     assert again["MessageId"] == messages[0]["MessageId"]
+
+
+def test_a_message_failing_its_last_receive_fails_its_jobs_before_it_is_parked(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    job_id = api_batch(worker, system_id, [reading(0)])
+    drop(worker, "drops/demo/refused.csv", csv_drop([{"system_id": system_id} | reading(1)]))
+    # The database refuses these loads, every time: each receive fails until SQS parks the message.
+    with psycopg.connect(worker.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ingest_ledger FOR EACH ROW EXECUTE FUNCTION refuse()")
+    messages = worker.receive_objects()
+
+    for receive in (1, 4):
+        for message in messages:
+            message.setdefault("Attributes", {})["ApproximateReceiveCount"] = str(receive)
+        with pytest.raises(BatchProcessingError):
+            worker.invoke(worker.event(messages))
+        assert {job.status for job in worker.jobs()} == {JobStatus.PROCESSING}  # retried: not given up yet
+
+    for message in messages:
+        message["Attributes"]["ApproximateReceiveCount"] = "5"
+    with pytest.raises(BatchProcessingError):
+        worker.invoke(worker.event(messages))
+
+    jobs = worker.jobs()
+    assert len(jobs) == 2
+    assert {job.job_id for job in jobs} >= {job_id}
+    for job in jobs:
+        assert job.status is JobStatus.FAILED
+        assert job.error_message is not None
+        assert job.error_message.startswith("gave up after 5 attempts; the batch is parked in the dead-letter queue")
+        assert "refused" in job.error_message
+
+
+def test_a_job_finished_meanwhile_is_not_failed_by_a_parked_twin(worker: WorkerHarness, system_id: UUID) -> None:
+    job_id = api_batch(worker, system_id, [reading(0)])
+    messages = worker.receive_objects()
+    worker.invoke(worker.event(messages))
+    assert worker.job(job_id).status is JobStatus.COMPLETED
+
+    parked = worker.module.get_service().park(messages[0]["Body"], RuntimeError("late"), 5)
+
+    assert parked == []
+    assert worker.job(job_id).status is JobStatus.COMPLETED
+
+
+def test_a_message_that_names_no_object_parks_nothing(worker: WorkerHarness) -> None:
+    assert worker.module.get_service().park("not an S3 event", RuntimeError("x"), 5) == []

@@ -96,6 +96,9 @@ def test_a_failing_batch_is_parked_after_five_receives() -> None:
         "maxReceiveCount": 5,
     }
     assert resources()["IngestDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 1209600
+    # The worker fails a message's jobs on its last receive, so it must know the same count.
+    worker = resources()["LoadWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert worker["SLUICE_MAX_RECEIVE_COUNT"] == queue["RedrivePolicy"]["maxReceiveCount"]
 
 
 def test_the_bucket_is_private_encrypted_versioned_and_tls_only() -> None:

@@ -9,6 +9,7 @@ The claims reach the function as strings under ``requestContext.authorizer.jwt.c
 """
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ class SigningKey:
         else:
             directory.mkdir(parents=True, exist_ok=True)
             key = RSAKey.generate_key(2048, private=True)
-            temporary = path.with_suffix(".tmp")
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
             temporary.touch(mode=0o600)
             temporary.write_bytes(key.as_pem(private=True))
             temporary.replace(path)  # two first runs at once: one key wins whole, never a torn file
@@ -152,7 +153,7 @@ def _check_claims(config: JwtAuthorizerConfig, claims: Mapping[str, Any], now: i
     if claims.get("iss") != config.issuer:
         raise Unauthorized(f"the token's issuer is not {config.issuer}")
     audience = claims.get("aud", claims.get("client_id"))
-    audiences = set(audience) if isinstance(audience, list) else {audience}
+    audiences = {item for item in (audience if isinstance(audience, list) else [audience]) if isinstance(item, str)}
     if not audiences & set(config.audiences):
         raise Unauthorized(f"the token's audience is not {' or '.join(config.audiences)}")
     expires = claims.get("exp")

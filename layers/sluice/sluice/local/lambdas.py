@@ -25,6 +25,8 @@ from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError,
 # What the python3.13 runtime gives every function (the rest comes from the template).
 _RUNTIME = "python3.13"
 # Names from the caller's environment that an environment process may keep: where things are, not what they are.
+# How long an environment asked to end may take before it is killed.
+_EXIT_GRACE_S = 5
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -123,7 +125,10 @@ class ExecutionEnvironment:
         self.spec = spec
         requests_read, self._requests = os.pipe()
         self._responses, responses_write = os.pipe()
-        inherited = {name: os.environ[name] for name in _INHERITED if name in os.environ}
+        # COVERAGE_*: so the test suite's coverage follows functions into their processes.
+        inherited = {
+            name: value for name, value in os.environ.items() if name in _INHERITED or name.startswith("COVERAGE_")
+        }
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
@@ -166,31 +171,31 @@ class ExecutionEnvironment:
         try:
             os.write(self._requests, json.dumps({"event": event, "context": context}).encode() + b"\n")
             answer = self._read_answer(started + self.spec.timeout_s)
+        except TimeoutError:
+            self.kill()  # as Lambda does: the environment is gone, and the next invocation starts cold
+            self.close()
+            message = f"Task timed out after {self.spec.timeout_s:.2f} seconds"
+            error = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+            return Invocation(request_id, error=error, duration_ms=(time.monotonic() - started) * 1000)
         except BrokenPipeError:
             answer = None
         elapsed = (time.monotonic() - started) * 1000
-        if answer is None:
-            timed_out = self._process.poll() is None
+        if answer is None:  # the process ended mid-invocation (a crash, os._exit, a kill at shutdown)
             self.close()
-            message = (
-                f"Task timed out after {self.spec.timeout_s:.2f} seconds"
-                if timed_out
-                else f"Runtime exited with status {self._process.returncode}"
-            )
-            error_type = "Sandbox.Timedout" if timed_out else "Runtime.ExitError"
-            return Invocation(request_id, error={"errorType": error_type, "errorMessage": message}, duration_ms=elapsed)
+            message = f"Runtime exited with status {self._process.returncode}"
+            error = {"errorType": "Runtime.ExitError", "errorMessage": message}
+            return Invocation(request_id, error=error, duration_ms=elapsed)
         if "error" in answer:
             return Invocation(request_id, error=answer["error"], duration_ms=elapsed, cold_start=cold)
         return Invocation(request_id, result=json.loads(answer["result"]), duration_ms=elapsed, cold_start=cold)
 
     def _read_answer(self, deadline: float) -> dict[str, Any] | None:
+        """The next answer; None when the process ended first; TimeoutError at the deadline."""
         while b"\n" not in self._pending:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([self._responses], [], [], remaining)
+            ready, _, _ = select.select([self._responses], [], [], max(0.0, remaining))
             if not ready:
-                return None
+                raise TimeoutError
             data = os.read(self._responses, 1 << 20)
             if not data:  # the process died
                 return None
@@ -210,12 +215,17 @@ class ExecutionEnvironment:
             self._process.kill()
 
     def close(self) -> None:
-        """Stop the environment's process (Lambda freezes and later discards it; locally it just ends)."""
-        self.kill()
-        self._process.wait()
-        for fd in (self._requests, self._responses):
-            with contextlib.suppress(OSError):  # closed already
-                os.close(fd)
+        """End the environment: closing its requests pipe lets the process finish as it would (exit handlers run);
+        one that does not end promptly is killed."""
+        with contextlib.suppress(OSError):  # closed already
+            os.close(self._requests)
+        try:
+            self._process.wait(_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._process.wait()
+        with contextlib.suppress(OSError):
+            os.close(self._responses)
 
 
 @dataclass

@@ -11,6 +11,7 @@ redrive policy's maxReceiveCount. ScalingConfig.MaximumConcurrency is the number
 import base64
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -113,7 +114,9 @@ def failed_message_ids(invocation: Invocation, message_ids: Sequence[str], repor
     result = invocation.result
     if not report_item_failures or result is None or (isinstance(result, dict) and "batchItemFailures" not in result):
         return set()
-    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else "not a response"
+    if failures is None:  # a null list, like an empty one, is complete success
+        return set()
     identifiers = (
         [failure.get("itemIdentifier") if isinstance(failure, dict) else None for failure in failures]
         if isinstance(failures, list)
@@ -172,20 +175,23 @@ class QueuePoller:
         messages: list[MessageTypeDef] = []
         window_ends: float | None = None
         while len(messages) < self.source.batch_size and not self._stopping.is_set():
-            wait = _POLL_SECONDS if window_ends is None else max(0, min(_POLL_SECONDS, window_ends - time.monotonic()))
+            wait = _POLL_SECONDS
+            if window_ends is not None:
+                remaining = window_ends - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Whole seconds only: SQS long polls in seconds, so the window may run up to a second over.
+                wait = min(_POLL_SECONDS, math.ceil(remaining))
             answer = self._sqs.receive_message(
                 QueueUrl=self.source.queue_url,
                 MaxNumberOfMessages=min(10, self.source.batch_size - len(messages)),
-                WaitTimeSeconds=int(wait),
+                WaitTimeSeconds=wait,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
-            received = answer.get("Messages", [])
-            messages.extend(received)
+            messages.extend(answer.get("Messages", []))
             if messages and window_ends is None:
                 window_ends = time.monotonic() + self.source.batching_window_s
-            if window_ends is not None and (time.monotonic() >= window_ends or (not received and wait == 0)):
-                break
         return messages
 
     def poll_once(self) -> None:

@@ -62,6 +62,8 @@ class LocalStackOptions:
     demo_tenant: str = DEMO_TENANT
     demo_system: str = DEMO_SYSTEM_NAME
     env_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Off for the latency benchmark: in AWS the worker does not share the API's CPU, here it would.
+    poll_queues: bool = True
 
     @property
     def local_dir(self) -> Path:
@@ -313,7 +315,11 @@ class LocalStack:
         self._server_thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
         self._server_thread.start()
 
-        self._pollers = [QueuePoller(source, sqs, self.invoke, options.region, self._log_batch) for source in sources]
+        self._pollers = [
+            QueuePoller(source, sqs, self.invoke, options.region, self._log_batch)
+            for source in sources
+            if options.poll_queues
+        ]
         for poller in self._pollers:
             poller.start()
         self._scheduler = Scheduler(scheduled_events(context), self._fire, lambda: datetime.now(UTC))
@@ -472,6 +478,9 @@ RequestLog = Callable[[HttpRequest, HttpResponse, str | None, float], None]
 def _http_server(twin: HttpApiTwin, host: str, port: int, log: RequestLog) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
+        # Headers and body go out in two writes; with Nagle's algorithm the body would wait for the client's
+        # delayed ACK (40 ms on Linux) on every keep-alive response.
+        disable_nagle_algorithm = True
         server_version = "sluice-local"
 
         def _serve(self) -> None:

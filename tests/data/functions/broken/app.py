@@ -1,0 +1,3 @@
+"""A function whose module fails to import."""
+
+raise ImportError("a dependency is missing")

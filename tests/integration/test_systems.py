@@ -1,0 +1,41 @@
+"""The systems register behind `sluice systems add|list`."""
+
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from sluice.adapters.systems import add_system, list_systems
+
+pytestmark = pytest.mark.db
+
+WANTED = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
+
+
+def test_a_system_is_added_once_and_listed_per_tenant(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    first, new = add_system(conn, "demo", "press-17", WANTED)
+    again, new_again = add_system(conn, "demo", "press-17")
+    other, _ = add_system(conn, "other", "press-17")
+
+    assert (first.id, new) == (WANTED, True)
+    assert (again.id, new_again) == (WANTED, False)
+    assert other.id != WANTED
+    assert [system.name for system in list_systems(conn, "demo")] == ["press-17"]
+    assert [system.id for system in list_systems(conn, "other")] == [other.id]
+
+
+def test_a_wanted_id_that_is_taken_gives_the_system_a_new_one(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    add_system(conn, "demo", "press-17", WANTED)
+
+    taken, new = add_system(conn, "acme", "press-1", WANTED)
+
+    assert new
+    assert taken.id != WANTED
+
+
+@pytest.mark.parametrize(("tenant", "name"), [("", "press"), ("demo", " ")])
+def test_a_system_needs_a_tenant_and_a_name(
+    conn: psycopg.Connection[tuple[object, ...]], tenant: str, name: str
+) -> None:
+    with pytest.raises(ValueError, match="needs a tenant and a name"):
+        add_system(conn, tenant, name)

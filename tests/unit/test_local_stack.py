@@ -1,0 +1,133 @@
+"""The local stack's pure parts: its database secret, env.json for SAM, and the schedules."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sluice.adapters.timescale import dsn_from_secret
+from sluice.local.schedule import parse_schedule
+from sluice.local.stack import (
+    ScheduledEvent,
+    Scheduler,
+    database_secret_arn,
+    planned_context,
+    sam_env_vars,
+    schedule_event,
+    scheduled_events,
+    secret_from_dsn,
+)
+from sluice.local.template import StackContext, TemplateError
+
+from ..paths import REPO_ROOT
+
+
+def test_the_local_secret_is_in_rds_layout_and_gives_back_the_dsn() -> None:
+    secret = secret_from_dsn("postgresql://postgres@127.0.0.1:5433/sluice")
+
+    assert secret == {
+        "engine": "postgres",
+        "host": "127.0.0.1",
+        "port": 5433,
+        "username": "postgres",
+        "password": "",
+        "dbname": "sluice",
+        "sslmode": "disable",
+    }
+    assert dsn_from_secret(json.dumps(secret)) == (
+        "host=127.0.0.1 port=5433 user=postgres password='' dbname=sluice sslmode=disable"
+    )
+
+
+def test_the_secret_arn_is_partial_so_it_is_known_before_the_secret_exists() -> None:
+    assert database_secret_arn("sluice-local", "eu-central-1") == (
+        "arn:aws:secretsmanager:eu-central-1:123456789012:secret:sluice-local/database"
+    )
+
+
+def test_events_env_json_is_what_the_local_stack_resolves() -> None:
+    context = planned_context(REPO_ROOT, moto_endpoint="http://127.0.0.1:4566")
+    expected = sam_env_vars(context, "http://127.0.0.1:4566")
+
+    assert json.loads((REPO_ROOT / "events" / "env.json").read_text()) == expected, (
+        "events/env.json is stale; write it anew with:\n"
+        "  .venv/bin/python -c 'import json; from pathlib import Path; from sluice.local.stack import *;"
+        ' print(json.dumps(sam_env_vars(planned_context(Path("."), moto_endpoint="http://127.0.0.1:4566"),'
+        ' "http://127.0.0.1:4566"), indent=2))\' > events/env.json'
+    )
+    assert expected["Parameters"]["SLUICE_BATCH_BUCKET"] == "sluice-local-batches-123456789012-eu-central-1"
+
+
+def scheduled_template(properties: dict[str, Any], kind: str = "Schedule") -> StackContext:
+    function = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {"Events": {"Nightly": {"Type": kind, "Properties": properties}}},
+    }
+    return StackContext({"Resources": {"MaintenanceFunction": function}}, "sluice-local", "eu-central-1")
+
+
+def test_schedules_are_read_from_schedule_and_schedule_v2_events() -> None:
+    (rule,) = scheduled_events(scheduled_template({"Schedule": "rate(1 day)"}))
+    (v2,) = scheduled_events(
+        scheduled_template({"ScheduleExpression": "cron(0 3 * * ? *)", "Input": '{"dry_run": true}'}, "ScheduleV2")
+    )
+
+    assert (rule.function, rule.name, rule.schedule.expression, rule.payload) == (
+        "MaintenanceFunction",
+        "Nightly",
+        "rate(1 day)",
+        None,
+    )
+    assert v2.payload == {"dry_run": True}
+    assert scheduled_events(scheduled_template({"Schedule": "rate(1 day)", "Enabled": False})) == []
+    assert scheduled_events(scheduled_template({"ScheduleExpression": "rate(1 day)", "State": "DISABLED"})) == []
+
+
+def test_a_schedule_the_local_runtime_cannot_keep_fails_loudly() -> None:
+    with pytest.raises(TemplateError, match=r"MaintenanceFunction\.Nightly: .*does not support"):
+        scheduled_events(scheduled_template({"Schedule": "cron(0 12 L * ? *)"}))
+
+
+def test_a_fired_schedule_sends_eventbridges_scheduled_event() -> None:
+    scheduled = ScheduledEvent("MaintenanceFunction", "Nightly", parse_schedule("rate(1 day)"), None)
+
+    event = schedule_event(scheduled, "sluice-local", "eu-central-1", datetime(2026, 11, 22, 0, 0, tzinfo=UTC))
+
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["source"] == "aws.events"
+    assert event["time"] == "2026-11-22T00:00:00Z"
+    assert event["resources"] == [
+        "arn:aws:events:eu-central-1:123456789012:rule/sluice-local-MaintenanceFunctionNightly"
+    ]
+    with_input = ScheduledEvent("F", "E", parse_schedule("rate(1 day)"), {"a": 1})
+    assert schedule_event(with_input, "s", "r", datetime.now(UTC)) == {"a": 1}
+
+
+def test_the_scheduler_fires_each_schedule_when_it_is_due() -> None:
+    # A clock that runs a minute per call: the scheduler sees rate(1 minute) fall due over and over.
+    start = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
+    ticks = iter(start + timedelta(minutes=n) for n in range(10_000))
+    fired: list[datetime] = []
+    done = threading.Event()
+
+    def fire(scheduled: ScheduledEvent, moment: datetime) -> None:
+        fired.append(moment)
+        if len(fired) >= 3:
+            done.set()
+
+    scheduler = Scheduler([ScheduledEvent("F", "E", parse_schedule("rate(1 minute)"), None)], fire, lambda: next(ticks))
+    scheduler.start()
+    try:
+        assert done.wait(10)
+    finally:
+        scheduler.stop()
+
+    assert sorted(fired)[:3] == [start.replace(second=0) + timedelta(minutes=n) for n in (1, 2, 3)]
+
+
+def test_a_scheduler_without_schedules_starts_no_thread() -> None:
+    scheduler = Scheduler([], lambda scheduled, moment: None, lambda: datetime.now(UTC))
+    scheduler.start()
+    scheduler.stop()
