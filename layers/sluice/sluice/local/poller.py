@@ -166,9 +166,10 @@ class QueuePoller:
         while not self._stopping.is_set():
             try:
                 self.poll_once()
-            except Exception:
-                logger.exception("polling %s failed; trying again", self.source.queue_url)
-                self._stopping.wait(1)
+            except Exception as exc:  # a poller outlives any one failure, as Lambda's does
+                if self._stopping.wait(1):
+                    return  # stopping: the local AWS may be gone already (Ctrl-C reaches it too)
+                logger.warning("polling %s failed (%s); trying again", self.source.queue_url, exc)
 
     def receive_batch(self) -> list["MessageTypeDef"]:
         """Up to BatchSize messages, gathered for at most the batching window once the first arrives."""
