@@ -25,9 +25,8 @@ from typing import Any
 import psycopg
 
 from sluice.local.api import HttpRequest, proxy_event
-from sluice.local.auth import SigningKey, jwt_authorizers, token_claims
 from sluice.local.demo import DEMO_SYSTEM_ID
-from sluice.local.stack import LocalStack, LocalStackOptions
+from sluice.local.stack import LocalStack, LocalStackOptions, local_token
 from sluice.settings import get_database_settings
 
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
@@ -97,11 +96,9 @@ def measure(dsn: str, requests: int) -> dict[str, Any]:
     stack.start()
     try:
         assert stack.context is not None
-        authorizer = next(iter(jwt_authorizers(stack.context, "HttpApi").values()))
-        claims = token_claims(
-            authorizer, tenant_claim="tenant_id", tenant="demo", subject="bench", scope="ingest:write", lifetime_s=3600
+        token, claims = local_token(
+            stack.context, REPO_ROOT / ".local", tenant="demo", subject="bench", scope="ingest:write"
         )
-        token = SigningKey.load_or_create(REPO_ROOT / ".local").mint(claims)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         twin: list[float] = []

@@ -72,23 +72,19 @@ def serve(args: argparse.Namespace) -> int:
 
 def token(args: argparse.Namespace) -> int:
     """Print a token for the local authorizer."""
-    from sluice.local.api import http_api_routes  # noqa: PLC0415
-    from sluice.local.auth import SigningKey, jwt_authorizers, token_claims  # noqa: PLC0415
-    from sluice.local.stack import planned_context  # noqa: PLC0415
+    from sluice.local.stack import local_token, planned_context  # noqa: PLC0415
 
     root = _root(args)
-    context = planned_context(root, moto_endpoint=DEFAULT_MOTO)
-    authorizers = jwt_authorizers(context, http_api_routes(context)[0])
-    config = authorizers[args.authorizer] if args.authorizer else next(iter(authorizers.values()))
-    claims = token_claims(
-        config,
-        tenant_claim=context.ref("TenantClaim"),
+    minted, _ = local_token(
+        planned_context(root, moto_endpoint=DEFAULT_MOTO),
+        root / ".local",
         tenant=args.tenant,
         subject=args.sub,
         scope=args.scope,
         lifetime_s=args.ttl,
+        authorizer=args.authorizer,
     )
-    print(SigningKey.load_or_create(root / ".local").mint(claims))
+    print(minted)
     return 0
 
 
@@ -134,8 +130,6 @@ def demo(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415
 
     from sluice.adapters.systems import add_system  # noqa: PLC0415
-    from sluice.local.api import http_api_routes  # noqa: PLC0415
-    from sluice.local.auth import SigningKey, jwt_authorizers, token_claims  # noqa: PLC0415
     from sluice.local.demo import (  # noqa: PLC0415
         DEMO_SYSTEM_ID,
         DEMO_SYSTEM_NAME,
@@ -145,22 +139,14 @@ def demo(args: argparse.Namespace) -> int:
         drop_jobs,
         print_job,
     )
-    from sluice.local.stack import LOCAL_CREDENTIALS, planned_context  # noqa: PLC0415
+    from sluice.local.stack import LOCAL_CREDENTIALS, local_token, planned_context  # noqa: PLC0415
 
     root = _root(args)
     context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
     with psycopg.connect(_dsn(), autocommit=True) as conn:
         system, _ = add_system(conn, args.tenant, DEMO_SYSTEM_NAME, DEMO_SYSTEM_ID)
-    authorizers = jwt_authorizers(context, http_api_routes(context)[0])
-    claims = token_claims(
-        next(iter(authorizers.values())),
-        tenant_claim=context.ref("TenantClaim"),
-        tenant=args.tenant,
-        subject="sluice-demo",
-        scope=ALL_SCOPES,
-        lifetime_s=3600,
-    )
-    api = ApiClient(args.api.rstrip("/"), SigningKey.load_or_create(root / ".local").mint(claims))
+    minted, _ = local_token(context, root / ".local", tenant=args.tenant, subject="sluice-demo", scope=ALL_SCOPES)
+    api = ApiClient(args.api.rstrip("/"), minted)
     now = datetime.now(UTC)
 
     batch, batch_reasons = demo_batch(system.id, now)

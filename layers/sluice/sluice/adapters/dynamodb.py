@@ -45,39 +45,29 @@ class DynamoJobStore:
 
     def fail_job(self, job_id: UUID, message: str, now: datetime) -> None:
         """Mark a job that is still queued as failed with a message for the client."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": str(job_id)}},
-                UpdateExpression="SET #status = :failed, error_message = :message, completed_at = :now",
-                ConditionExpression="#status = :queued",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":failed": {"S": JobStatus.FAILED},
-                    ":queued": {"S": JobStatus.QUEUED},
-                    ":message": {"S": message},
-                    ":now": {"S": now.isoformat()},
-                },
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailableError(f"marking job {job_id} failed did not work: {exc}") from exc
+        if not self._mark_failed(job_id, message, now, (JobStatus.QUEUED,)):
+            raise StorageUnavailableError(f"marking job {job_id} failed did not work: it is no longer queued")
 
     def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
         """Mark a queued or processing job failed (its message goes to the dead-letter queue); False otherwise."""
+        return self._mark_failed(job_id, message, now, (JobStatus.QUEUED, JobStatus.PROCESSING))
+
+    def _mark_failed(self, job_id: UUID, message: str, now: datetime, from_statuses: tuple[JobStatus, ...]) -> bool:
+        """Set status failed, the message and completed_at, when its status is one of ``from_statuses``."""
+        names = {f":from{n}": status for n, status in enumerate(from_statuses)}
         answer = _conditional(
-            f"parking job {job_id}",
+            f"marking job {job_id} failed",
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": str(job_id)}},
                 UpdateExpression="SET #status = :failed, error_message = :message, completed_at = :now",
-                ConditionExpression="#status IN (:queued, :processing)",
+                ConditionExpression=f"#status IN ({', '.join(names)})",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":failed": {"S": JobStatus.FAILED},
-                    ":queued": {"S": JobStatus.QUEUED},
-                    ":processing": {"S": JobStatus.PROCESSING},
                     ":message": {"S": message},
                     ":now": {"S": now.isoformat()},
+                    **{name: {"S": status} for name, status in names.items()},
                 },
             ),
         )

@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sluice.adapters.systems import add_system
 from sluice.local.api import HttpApiTwin, HttpRequest, HttpResponse, http_api_routes
-from sluice.local.auth import SigningKey, jwt_authorizers
+from sluice.local.auth import SigningKey, jwt_authorizers, token_claims
 from sluice.local.demo import DEMO_SYSTEM_ID, DEMO_SYSTEM_NAME, DEMO_TENANT
 from sluice.local.lambdas import FunctionSpec, Invocation, LocalFunction, function_specs
 from sluice.local.poller import QueuePoller, SqsEventSource, sqs_event_sources
@@ -137,6 +137,30 @@ def planned_context(
         parameter_overrides=local_parameters(stack_name, region),
     )
     return plan_stack(context, moto_endpoint)
+
+
+def local_token(  # noqa: PLR0913 - each is a claim or where the key is
+    context: StackContext,
+    local_dir: Path,
+    *,
+    tenant: str,
+    subject: str,
+    scope: str,
+    lifetime_s: int = 3600,
+    authorizer: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A token the twin's authorizer accepts (the template's only one, unless named), and its claims."""
+    authorizers = jwt_authorizers(context, http_api_routes(context)[0])
+    config = authorizers[authorizer] if authorizer else next(iter(authorizers.values()))
+    claims = token_claims(
+        config,
+        tenant_claim=context.ref("TenantClaim"),
+        tenant=tenant,
+        subject=subject,
+        scope=scope,
+        lifetime_s=lifetime_s,
+    )
+    return SigningKey.load_or_create(local_dir).mint(claims), claims
 
 
 def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[str, str]]:
