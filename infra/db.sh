@@ -6,6 +6,9 @@
 #   infra/db.sh status   say whether it runs, and where
 #   infra/db.sh psql     open psql on the sluice database (extra arguments go to psql)
 #
+# SLUICE_DB_PORT and SLUICE_DB_HOME (default .local/pg) give a second, separate cluster: `make reliability` kills
+# and restarts its own (port 5434, .local/pg-faults) so that a test run on the usual one is never disturbed.
+#
 # PostgreSQL refuses to run as root, so when this runs as root the cluster belongs to the `postgres` system user.
 # Settings favour a developer's machine: trust auth on loopback only, fsync off (never do this in production).
 set -euo pipefail
@@ -16,7 +19,7 @@ bin=/usr/lib/postgresql/$pg_major/bin
 port=${SLUICE_DB_PORT:-5433}
 db=${SLUICE_DB_NAME:-sluice}
 local_dir=$root/.local
-pg_home=$local_dir/pg
+pg_home=${SLUICE_DB_HOME:-$local_dir/pg}
 data=$pg_home/data
 sock=$pg_home/run
 logfile=$pg_home/postgres.log
@@ -44,7 +47,9 @@ prepare_home() {
     if ! as_owner test -w "$pg_home"; then
       rmdir "$pg_home"
       local elsewhere
-      elsewhere=/var/tmp/sluice-pg-$(printf '%s' "$root" | sha1sum | cut -c1-12)
+      local seed=$root
+      [ "$pg_home" = "$local_dir/pg" ] || seed=$pg_home  # the usual cluster keeps the place it always had
+      elsewhere=/var/tmp/sluice-pg-$(printf '%s' "$seed" | sha1sum | cut -c1-12)
       mkdir -p "$elsewhere"
       chown "$owner" "$elsewhere"
       ln -s "$elsewhere" "$pg_home"

@@ -10,216 +10,28 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
-from sluice.local.resources import plan_stack
-from sluice.local.stack import local_parameters
-from sluice.local.template import StackContext, load_template
+from sluice.local.template import load_template
 
 from ..paths import REPO_ROOT
-from ..scratch import scratch_database
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sqs import SQSClient
+from ..stack_harness import SENSOR, SYSTEM, RunningStack, eventually, finished_job, http, now_text, running_stack, token
 
 STACK = "sluice-e2e"
-REGION = "eu-central-1"
-SYSTEM = "3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01"  # the demo system `make run` registers
-SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
-# Short, so a failing message is retried (and parked) within seconds rather than every 30 minutes.
-VISIBILITY_S = 2
-READY_TIMEOUT_S = 180
 
 pytestmark = pytest.mark.db
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class RunningStack:
-    """`make run`'s script as a child process, its output and where it serves."""
-
-    process: subprocess.Popen[str]
-    http_port: int
-    moto_port: int
-    dsn: str
-    lines: list[str] = field(default_factory=list)
-    started_s: float = 0.0
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def moto(self) -> str:
-        return f"http://127.0.0.1:{self.moto_port}"
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def names(self) -> StackContext:
-        context = StackContext(
-            load_template(REPO_ROOT / "template.yaml"),
-            stack_name=STACK,
-            region=REGION,
-            parameter_overrides=local_parameters(STACK, REGION),
-        )
-        return plan_stack(context, self.moto)
-
-    def sluice(self, *arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(REPO_ROOT / ".venv" / "bin" / "sluice"), *arguments],
-            cwd=REPO_ROOT,
-            env={**os.environ, "SLUICE_DB_DSN": self.dsn},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def aws(self, *arguments: str) -> subprocess.CompletedProcess[str]:
-        local = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
-        return subprocess.run(
-            [str(REPO_ROOT / ".venv" / "bin" / "aws"), "--endpoint-url", self.moto, *arguments],
-            env={**os.environ, **local},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def s3(self) -> "S3Client":
-        return _session().client("s3", endpoint_url=self.moto)
-
-    def sqs(self) -> "SQSClient":
-        return _session().client("sqs", endpoint_url=self.moto)
-
-
-def _session() -> boto3.session.Session:
-    return boto3.session.Session(region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local")
-
-
 @pytest.fixture(scope="module")
 def stack(server_dsn: str) -> Iterator[RunningStack]:
-    with scratch_database(server_dsn, prefix="sluice_e2e") as dsn:
-        http_port, moto_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "SLUICE_DB_DSN": dsn,
-            "SLUICE_HTTP_PORT": str(http_port),
-            "MOTO_PORT": str(moto_port),
-            "SLUICE_STACK_NAME": STACK,
-            "SLUICE_LOCAL_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
-        }
-        started = time.monotonic()
-        process = subprocess.Popen(
-            ["bash", str(REPO_ROOT / "infra" / "run.sh")],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group, so the test can press "Ctrl-C" on it alone
-        )
-        running = RunningStack(process, http_port, moto_port, dsn)
-        ready = threading.Event()
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                running.lines.append(line.rstrip("\n"))
-                if line.startswith("ready:"):
-                    ready.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        if not ready.wait(READY_TIMEOUT_S):
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"make run's stack did not become ready:\n{running.output()}")
-        running.started_s = time.monotonic() - started
-        try:
-            yield running
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)
-                process.wait(60)
-            reader.join(10)
-            if process.stdout is not None:
-                process.stdout.close()
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-def http(method: str, url: str, token: str | None = None, body: Any = None) -> Reply:
-    """A plain HTTP client call: JSON out, JSON (or text) back."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - a local http URL
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
-            raw, status, headers = answer.read(), answer.status, dict(answer.headers)
-    except urllib.error.HTTPError as error:
-        raw, status, headers = error.read(), error.code, dict(error.headers)
-    try:
-        decoded: Any = json.loads(raw)
-    except ValueError:
-        decoded = raw.decode()
-    return Reply(status, {name.lower(): value for name, value in headers.items()}, decoded)
-
-
-def token(stack: RunningStack, tenant: str = "demo", scope: str | None = None, sub: str = "e2e-operator") -> str:
-    arguments = ["token", "--tenant", tenant, "--sub", sub] + (["--scope", scope] if scope is not None else [])
-    minted = stack.sluice(*arguments)
-    assert minted.returncode == 0, minted.stderr
-    return minted.stdout.strip()
-
-
-def eventually[T](probe: Callable[[], T | None], timeout_s: float = 60, what: str = "") -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found is not None:
-            return found
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def finished_job(stack: RunningStack, bearer: str, job_id: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        reply = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer)
-        return reply.body if reply.status == 200 and reply.body["status"] in {"completed", "failed"} else None
-
-    return eventually(probe, what=f"job {job_id} to finish")
-
-
-def now_text(offset_s: int = 0) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120 + offset_s))
+    with running_stack(server_dsn, STACK) as running:
+        yield running
 
 
 def test_make_run_gets_ready_and_prints_what_a_newcomer_needs(stack: RunningStack) -> None:

@@ -24,9 +24,9 @@ from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError,
 
 # What the python3.13 runtime gives every function (the rest comes from the template).
 _RUNTIME = "python3.13"
-# Names from the caller's environment that an environment process may keep: where things are, not what they are.
 # How long an environment asked to end may take before it is killed.
 _EXIT_GRACE_S = 5
+# Names from the caller's environment that an environment process may keep: where things are, not what they are.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -125,9 +125,13 @@ class ExecutionEnvironment:
         self.spec = spec
         requests_read, self._requests = os.pipe()
         self._responses, responses_write = os.pipe()
-        # COVERAGE_*: so the test suite's coverage follows functions into their processes.
+        # COVERAGE_*: so the test suite's coverage follows functions into their processes. SLUICE_FAULT_*: the fault
+        # switches `make reliability` turns on. They reach functions only here, never through the template, so no
+        # deployed function can be switched into a fault by its configuration.
         inherited = {
-            name: value for name, value in os.environ.items() if name in _INHERITED or name.startswith("COVERAGE_")
+            name: value
+            for name, value in os.environ.items()
+            if name in _INHERITED or name.startswith(("COVERAGE_", "SLUICE_FAULT_"))
         }
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
