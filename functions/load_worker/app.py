@@ -29,12 +29,12 @@ def get_service() -> LoadService:
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     service = get_service()
-    progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis)
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count)
     try:
         reports = service.load(record.body, progress)
     except Exception as exc:
         logger.exception("message failed: it is retried, and parked in the dead-letter queue after five receives")
-        receive_count = int(record.attributes.approximate_receive_count or 1)
         if service.is_last_attempt(receive_count):
             park(service, record.body, exc, receive_count)
         raise

@@ -55,8 +55,11 @@ class LoadWorkerSettings(SecretDatabaseSettings):
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
     fault_crash_after_chunk: int | None = Field(default=None, ge=0)
+    # Fault switch for `make reliability`, off by default: on a message's first receive, the process is killed
+    # right after this chunk commits (adapters/faults.py).
+    fault_exit_after_chunk: int | None = Field(default=None, ge=0)
 
-    @field_validator("fault_crash_after_chunk", mode="before")
+    @field_validator("fault_crash_after_chunk", "fault_exit_after_chunk", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -86,6 +89,15 @@ class IngestApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     job_retention_days: int = Field(default=90, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Fault switches for `make reliability`, off by default: every n-th job record or batch object write in an
+    # execution environment is refused (adapters/faults.py).
+    fault_fail_job_write_every: int | None = Field(default=None, ge=1)
+    fault_fail_batch_put_every: int | None = Field(default=None, ge=1)
+
+    @field_validator("fault_fail_job_write_every", "fault_fail_batch_put_every", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class JobStatusSettings(BaseSettings):

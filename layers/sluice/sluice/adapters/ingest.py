@@ -4,9 +4,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sluice.adapters.dynamodb import DynamoJobStore, DynamoRequestLimiter
+from sluice.adapters.faults import FaultyBatchStore, FaultyJobRepository
 from sluice.adapters.idempotency import PowertoolsIdempotencyGuard
 from sluice.adapters.s3 import S3BatchStore
-from sluice.domain.ingest import IngestPolicy, IngestPorts
+from sluice.domain.ingest import BatchStore, IngestPolicy, IngestPorts, JobRepository
 from sluice.domain.ratelimit import RateLimit
 from sluice.settings import IngestApiSettings
 
@@ -24,9 +25,15 @@ class IngestService:
 def build_ingest_service(settings: IngestApiSettings) -> IngestService:
     """The AWS-backed ports and the limits of IngestApiFunction."""
     idempotency = PowertoolsIdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds)
+    jobs: JobRepository = DynamoJobStore(settings.jobs_table)
+    batches: BatchStore = S3BatchStore(settings.batch_bucket)
+    if settings.fault_fail_job_write_every:
+        jobs = FaultyJobRepository(jobs, settings.fault_fail_job_write_every)
+    if settings.fault_fail_batch_put_every:
+        batches = FaultyBatchStore(batches, settings.fault_fail_batch_put_every)
     ports = IngestPorts(
-        jobs=DynamoJobStore(settings.jobs_table),
-        batches=S3BatchStore(settings.batch_bucket),
+        jobs=jobs,
+        batches=batches,
         limiter=DynamoRequestLimiter(
             settings.rate_limit_table,
             RateLimit(requests=settings.rate_limit_requests, window_s=settings.rate_limit_window_seconds),

@@ -62,8 +62,12 @@ class LoadService:
         )
         return park_message(message_body, self.ports.jobs, reason[:2000], utc_now())
 
-    def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int]) -> MessageProgress:
+    def progress_for(
+        self, receipt_handle: str, remaining_ms: Callable[[], int], receive_count: int = 1
+    ) -> MessageProgress:
         """The visibility keeper and time budget of one IngestQueue message."""
+        # The process-killing fault fires on a message's first receive only, so its retry shows the recovery.
+        exit_after = self.settings.fault_exit_after_chunk if receive_count == 1 else None
         return MessageProgress(
             self.settings.ingest_queue_url,
             receipt_handle,
@@ -72,6 +76,7 @@ class LoadService:
             remaining_ms=remaining_ms,
             min_remaining_ms=self.settings.min_remaining_ms,
             crash_after_chunk=self.settings.fault_crash_after_chunk,
+            exit_after_chunk=exit_after,
         )
 
 

@@ -1,0 +1,251 @@
+"""The oracle: did every reading a client was promised land exactly once?
+
+A workload logs what Sluice accepted (every batch answered 202, every file dropped under drops/). The oracle waits
+until the stack is idle (IngestQueue empty and nothing in flight, every accepted job finished), then compares that
+log with the database and the job records:
+
+- ``lost``: accepted readings found neither in ``readings`` nor in quarantine;
+- ``duplicated``: extra copies of accepted readings (in both tables, or twice in quarantine);
+- ``unexpected``: stored readings nobody was promised (a batch answered 5xx that was stored in part);
+- per-job mismatches: a finished job whose counts disagree with the rows stored under its id, or with what was
+  sent (``total = inserted + quarantined``, DESIGN section 3).
+
+Readings are identified by ``(sensor_id, timestamp)``, so a workload gives every reading it sends a pair of its own.
+Rows a reviewer approved or fixed were replayed into ``readings``; their quarantine row is then history, not a copy.
+"""
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from boto3.dynamodb.types import TypeDeserializer
+
+from sluice.adapters.dynamodb import job_from_item
+from sluice.models.jobs import Job, JobStatus
+
+from ..stack_harness import RunningStack
+
+FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One thing Sluice accepted: an API batch (its job id is known) or a dropped file (known by its key)."""
+
+    readings: int
+    job_id: str | None = None
+    object_key: str | None = None
+
+
+@dataclass
+class AcceptanceLog:
+    """What clients were promised, in the order they were answered. Safe to share between threads."""
+
+    entries: list[Accepted] = field(default_factory=list)
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def batch(self, job_id: str, readings: Sequence[Mapping[str, Any]]) -> None:
+        """A batch answered 202 with ``job_id``."""
+        self._add(Accepted(len(readings), job_id=job_id), readings)
+
+    def drop(self, object_key: str, readings: Sequence[Mapping[str, Any]]) -> None:
+        """A file stored under ``object_key`` (drops/<tenant>/...)."""
+        self._add(Accepted(len(readings), object_key=object_key), readings)
+
+    def _add(self, entry: Accepted, readings: Iterable[Mapping[str, Any]]) -> None:
+        pairs = [(str(reading["sensor_id"]), str(reading["timestamp"])) for reading in readings]
+        with self._lock:
+            self.entries.append(entry)
+            self.keys.extend(pairs)
+
+    @property
+    def readings(self) -> int:
+        """Readings accepted in all."""
+        return len(self.keys)
+
+
+@dataclass
+class OracleReport:
+    """The verdict, with what it is based on."""
+
+    accepted_batches: int
+    accepted_readings: int
+    in_readings: int
+    in_quarantine: int
+    lost: int
+    duplicated: int
+    unexpected: int
+    job_mismatches: list[str]
+    unfinished_jobs: list[str]
+    queue_depth: int
+    dead_letter_depth: int
+    waited_s: float
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing twice, nothing stored unasked, every job finished and agreeing."""
+        return (self.lost, self.duplicated, self.unexpected, self.dead_letter_depth) == (0, 0, 0, 0) and not (
+            self.job_mismatches or self.unfinished_jobs
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the verdict."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def check(
+    stack: RunningStack, log: AcceptanceLog, *, timeout_s: float = 300, expect_dead_letters: int = 0
+) -> OracleReport:
+    """Wait for the stack to drain, then compare ``log`` with what is stored. ``expect_dead_letters`` is how many
+    messages a scenario means to leave parked (they are reported, not waited for)."""
+    started = time.monotonic()
+    jobs, depth, parked = wait_for_idle(stack, log, timeout_s, expect_dead_letters)
+    waited_s = time.monotonic() - started
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        lost, duplicated, unexpected, in_readings, in_quarantine = _compare_rows(conn, log.keys)
+        stored = _rows_per_job(conn)
+    mismatches, unfinished = _compare_jobs(log, jobs, stored)
+    return OracleReport(
+        accepted_batches=len(log.entries),
+        accepted_readings=log.readings,
+        in_readings=in_readings,
+        in_quarantine=in_quarantine,
+        lost=lost,
+        duplicated=duplicated,
+        unexpected=unexpected,
+        job_mismatches=mismatches,
+        unfinished_jobs=unfinished,
+        queue_depth=depth,
+        dead_letter_depth=max(parked - expect_dead_letters, 0),
+        waited_s=round(waited_s, 1),
+    )
+
+
+def wait_for_idle(
+    stack: RunningStack, log: AcceptanceLog, timeout_s: float, expect_dead_letters: int = 0
+) -> tuple[list[Job], int, int]:
+    """Poll until IngestQueue holds nothing (visible or in flight) and every accepted job is finished twice in a
+    row, or the time is up; return the job records and the queue and dead-letter depths last seen."""
+    deadline = time.monotonic() + timeout_s
+    quiet_polls = 0
+    while True:
+        depth, parked = queue_depth(stack, "IngestQueue"), queue_depth(stack, "IngestDeadLetterQueue")
+        jobs = all_jobs(stack)
+        finished = depth == 0 and not _unfinished(log, jobs)
+        quiet_polls = quiet_polls + 1 if finished else 0
+        if quiet_polls >= 2 or time.monotonic() > deadline:
+            return jobs, depth, parked
+        time.sleep(1.0 if depth or parked > expect_dead_letters else 0.5)
+
+
+def queue_depth(stack: RunningStack, logical_id: str) -> int:
+    """Messages in a queue of the stack, visible or in flight."""
+    attributes = stack.sqs().get_queue_attributes(
+        QueueUrl=stack.names().ref(logical_id),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def all_jobs(stack: RunningStack) -> list[Job]:
+    """Every job record of the stack (a scan: a test stack holds a few thousand at most)."""
+    client, table = stack.dynamodb(), stack.names().ref("JobsTable")
+    deserializer = TypeDeserializer()
+    jobs: list[Job] = []
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        for item in page.get("Items", []):
+            jobs.append(job_from_item({name: deserializer.deserialize(value) for name, value in item.items()}))
+    return jobs
+
+
+def _unfinished(log: AcceptanceLog, jobs: Sequence[Job]) -> list[str]:
+    by_id = {str(job.job_id): job for job in jobs}
+    by_key = {job.object_key: job for job in jobs}
+    waiting = []
+    for entry in log.entries:
+        job = by_id.get(entry.job_id or "") or by_key.get(entry.object_key or "")
+        if job is None or job.status not in FINISHED:
+            waiting.append(entry.job_id or entry.object_key or "?")
+    return waiting
+
+
+def _compare_rows(conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]) -> tuple[int, int, int, int, int]:
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS oracle_expected (sensor_id uuid, time timestamptz)")
+    conn.execute("TRUNCATE oracle_expected")
+    with conn.cursor().copy("COPY oracle_expected (sensor_id, time) FROM STDIN") as copy:
+        for pair in keys:
+            copy.write_row(pair)
+    conn.execute("CREATE INDEX IF NOT EXISTS oracle_expected_key ON oracle_expected (sensor_id, time)")
+    conn.execute("ANALYZE oracle_expected")
+    # A reviewed-and-replayed quarantine row is history: its reading now lives in `readings`.
+    found = """
+        WITH stored AS (
+            SELECT sensor_id, time FROM readings
+            UNION ALL
+            SELECT sensor_id, time FROM quarantined_readings WHERE review_status NOT IN ('approved', 'fixed')
+        ), copies AS (
+            SELECT e.sensor_id, e.time, count(s.sensor_id) AS n
+            FROM (SELECT DISTINCT sensor_id, time FROM oracle_expected) e
+            LEFT JOIN stored s ON s.sensor_id = e.sensor_id AND s.time = e.time
+            GROUP BY e.sensor_id, e.time
+        )
+        SELECT count(*) FILTER (WHERE n = 0), coalesce(sum(greatest(n - 1, 0)), 0) FROM copies
+    """
+    lost, duplicated = conn.execute(found).fetchone() or (0, 0)
+    strays = """
+        SELECT
+          (SELECT count(*) FROM readings r
+            WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e WHERE e.sensor_id = r.sensor_id AND e.time = r.time))
+          + (SELECT count(*) FROM quarantined_readings q
+            WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e WHERE e.sensor_id = q.sensor_id AND e.time = q.time)),
+          (SELECT count(*) FROM readings),
+          (SELECT count(*) FROM quarantined_readings WHERE review_status NOT IN ('approved', 'fixed'))
+    """
+    unexpected, in_readings, in_quarantine = conn.execute(strays).fetchone() or (0, 0, 0)
+    return int(lost), int(duplicated), int(unexpected), int(in_readings), int(in_quarantine)
+
+
+def _rows_per_job(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:
+    counts: dict[str, tuple[int, int]] = {}
+    for job_id, in_readings, in_quarantine in conn.execute(
+        """SELECT job_id::text, sum(r), sum(q) FROM (
+               SELECT job_id, count(*) AS r, 0 AS q FROM readings GROUP BY job_id
+               UNION ALL
+               SELECT job_id, 0, count(*) FROM quarantined_readings GROUP BY job_id) per_table
+           GROUP BY job_id"""
+    ):
+        counts[job_id] = (int(in_readings), int(in_quarantine))
+    return counts
+
+
+def _compare_jobs(
+    log: AcceptanceLog, jobs: Sequence[Job], stored: Mapping[str, tuple[int, int]]
+) -> tuple[list[str], list[str]]:
+    """Every accepted job completed with counts equal to what was sent and to its rows; every other job (a batch
+    answered 5xx, say) failed with nothing stored under its id."""
+    by_id = {str(job.job_id): job for job in jobs}
+    by_key = {job.object_key: job for job in jobs}
+    mismatches: list[str] = []
+    promised: set[str] = set()
+    for entry in log.entries:
+        job = by_id.get(entry.job_id or "") or by_key.get(entry.object_key or "")
+        if job is None:
+            continue  # reported as unfinished
+        promised.add(str(job.job_id))
+        in_readings, in_quarantine = stored.get(str(job.job_id), (0, 0))
+        replayed = job.replayed_readings or 0
+        seen = (job.status, job.total_readings, job.inserted_readings, job.quarantined_readings)
+        wanted = (JobStatus.COMPLETED, entry.readings, in_readings - replayed, in_quarantine)
+        if seen != wanted:
+            mismatches.append(f"job {job.job_id}: status/total/inserted/quarantined {seen}, expected {wanted}")
+    for job in jobs:
+        if str(job.job_id) in promised:
+            continue
+        rows = stored.get(str(job.job_id), (0, 0))
+        if job.status is not JobStatus.FAILED or rows != (0, 0):
+            mismatches.append(f"job {job.job_id} was never promised, yet is {job.status} with rows {rows}")
+    return mismatches, _unfinished(log, jobs)
