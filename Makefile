@@ -68,7 +68,15 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the templ
 
 .PHONY: test
 test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
+
+# The fault scenarios kill and stop a cluster of their own (5434, .local/pg-faults); every suite starts its own stack
+# on free ports. SLUICE_LOAD_SECONDS sets the load run's length (default 180).
+RELIABILITY := tests/reliability tests/e2e/test_hostile_input.py tests/e2e/test_access_matrix.py
+.PHONY: reliability
+reliability: $(VENV_STAMP) migrate ## fault scenarios, hostile input, access matrix, schemathesis, stateful and load runs, each checked by the oracle; prints the figures
+	@status=0; $(VENV)/bin/pytest --no-cov -p no:cacheprovider $(RELIABILITY) $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m tests.reliability.report; exit $$status
 
 .PHONY: build
 build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under .aws-sam/build

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from sluice.local.api import http_api_routes
+from sluice.local.auth import JwtAuthorizerConfig, SigningKey, jwt_authorizers, token_claims
 from sluice.local.resources import plan_stack
 from sluice.local.stack import local_parameters
 from sluice.local.template import StackContext, load_template
@@ -56,6 +58,8 @@ class RunningStack:
     stack_name: str
     lines: list[str] = field(default_factory=list)
     started_s: float = 0.0
+    # Where each function's log (appended to across runs) stood when this stack started.
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
     @property
     def api(self) -> str:
@@ -226,3 +230,74 @@ def finished_job(stack: RunningStack, bearer: str, job_id: str) -> dict[str, Any
 
 def now_text(offset_s: int = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120 + offset_s))
+
+
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
+
+
+@dataclass(frozen=True)
+class TokenMinter:
+    """Tokens signed in-process with the checkout's local key (``.local/``, which the running stack verifies with):
+    the claims ``sluice token`` mints, any of them replaced, so a test can make the odd ones (expired, another
+    issuer or audience) that the CLI will not."""
+
+    key: SigningKey
+    authorizer: JwtAuthorizerConfig
+    tenant_claim: str
+
+    @classmethod
+    def for_stack(cls, stack: RunningStack) -> "TokenMinter":
+        context = stack.names()
+        authorizers = jwt_authorizers(context, http_api_routes(context)[0])
+        return cls(
+            SigningKey.load_or_create(REPO_ROOT / ".local"),
+            next(iter(authorizers.values())),
+            context.ref("TenantClaim"),
+        )
+
+    def mint(
+        self,
+        tenant: str = "demo",
+        sub: str = "e2e-operator",
+        scope: str = ALL_SCOPES,
+        *,
+        lifetime_s: int = 3600,
+        issued_at: int | None = None,
+        **replaced: Any,
+    ) -> str:
+        """A signed token; ``replaced`` claims override the usual ones (None drops a claim)."""
+        claims = token_claims(
+            self.authorizer,
+            tenant_claim=self.tenant_claim,
+            tenant=tenant,
+            subject=sub,
+            scope=scope,
+            lifetime_s=lifetime_s,
+            now=issued_at,
+        )
+        claims.update(replaced)
+        return self.key.mint({name: value for name, value in claims.items() if value is not None})
+
+
+def request(
+    method: str, url: str, token: str | None = None, body: Any = None, headers: Mapping[str, str] | None = None
+) -> Reply:
+    """``http`` with extra request headers (which win over the ones it sets)."""
+    data = None if body is None else json.dumps(body).encode()
+    sent = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - a local http URL
+    if token:
+        sent.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        sent.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        sent.add_header(name, value)
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as answer:  # noqa: S310
+            raw, status, received = answer.read(), answer.status, dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        raw, status, received = error.read(), error.code, dict(error.headers)
+    try:
+        decoded: Any = json.loads(raw)
+    except ValueError:
+        decoded = raw.decode()
+    return Reply(status, {name.lower(): value for name, value in received.items()}, decoded)

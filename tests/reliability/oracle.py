@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-from boto3.dynamodb.types import TypeDeserializer
 
 from sluice.adapters.dynamodb import job_from_item
 from sluice.models.jobs import Job, JobStatus
@@ -154,12 +153,8 @@ def queue_depth(stack: RunningStack, logical_id: str) -> int:
 def all_jobs(stack: RunningStack) -> list[Job]:
     """Every job record of the stack (a scan: a test stack holds a few thousand at most)."""
     client, table = stack.dynamodb(), stack.names().ref("JobsTable")
-    deserializer = TypeDeserializer()
-    jobs: list[Job] = []
-    for page in client.get_paginator("scan").paginate(TableName=table):
-        for item in page.get("Items", []):
-            jobs.append(job_from_item({name: deserializer.deserialize(value) for name, value in item.items()}))
-    return jobs
+    pages = client.get_paginator("scan").paginate(TableName=table)
+    return [job_from_item(item) for page in pages for item in page.get("Items", [])]
 
 
 def _unfinished(log: AcceptanceLog, jobs: Sequence[Job]) -> list[str]:
