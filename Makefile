@@ -61,6 +61,7 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the templ
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -c pyproject.toml -r layers functions
 	$(PY) -m openapi_spec_validator docs/openapi.yaml
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(SAM) validate --template template.yaml

@@ -128,7 +128,7 @@ def test_each_function_gets_the_templates_variables_and_the_runtimes_own() -> No
     )
     assert worker.environment["SLUICE_AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
     assert worker.environment["AWS_LAMBDA_FUNCTION_NAME"] == "sluice-local-LoadWorkerFunction"
-    assert worker.environment["SLUICE_DB_SECRET_ARN"].endswith(":secret:sluice-local/database")
+    assert worker.environment["SLUICE_DB_SECRET_ARN"].endswith(":secret:sluice-local/database-worker")
     assert "SLUICE_RATE_LIMIT_TABLE" not in worker.environment  # only IngestApiFunction's
     assert specs["HealthFunction"].timeout_s == 10
     assert specs["QuarantineFunction"].memory_mb == 512  # from Globals

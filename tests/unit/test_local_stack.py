@@ -10,9 +10,12 @@ import pytest
 from sluice.adapters.timescale import dsn_from_secret
 from sluice.local.schedule import parse_schedule
 from sluice.local.stack import (
+    DATABASE_LOGINS,
     ScheduledEvent,
     Scheduler,
     database_secret_arn,
+    local_parameters,
+    login_dsn,
     planned_context,
     sam_env_vars,
     schedule_event,
@@ -47,6 +50,30 @@ def test_the_secret_arn_is_partial_so_it_is_known_before_the_secret_exists() -> 
     )
 
 
+def test_each_database_secret_parameter_names_a_secret_of_its_own() -> None:
+    arn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:sluice-local/"
+
+    assert local_parameters("sluice-local", "eu-central-1") == {
+        "DatabaseSecretArn": f"{arn}database",
+        "WorkerDatabaseSecretArn": f"{arn}database-worker",
+        "ReviewDatabaseSecretArn": f"{arn}database-reviewer",
+        "ReadOnlyDatabaseSecretArn": f"{arn}database-reader",
+    }
+    assert [(login.user, login.group) for login in DATABASE_LOGINS] == [
+        ("sluice_worker_login", "sluice_worker"),
+        ("sluice_reviewer_login", "sluice_reviewer"),
+        ("sluice_reader_login", "sluice_reader"),
+    ]
+
+
+def test_a_login_users_secret_keeps_the_owners_address_with_its_own_name_and_password() -> None:
+    owner = "postgresql://postgres@127.0.0.1:5433/sluice"
+
+    secret = secret_from_dsn(login_dsn(owner, DATABASE_LOGINS[0], "s3cret"))
+
+    assert secret == secret_from_dsn(owner) | {"username": "sluice_worker_login", "password": "s3cret"}
+
+
 def test_events_env_json_is_what_the_local_stack_resolves() -> None:
     context = planned_context(REPO_ROOT, moto_endpoint="http://127.0.0.1:4566")
     expected = sam_env_vars(context, "http://127.0.0.1:4566")
@@ -58,6 +85,14 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
         ' "http://127.0.0.1:4566"), indent=2))\' > events/env.json'
     )
     assert expected["Parameters"]["SLUICE_BATCH_BUCKET"] == "sluice-local-batches-123456789012-eu-central-1"
+    # Each database function's secret differs, so it is set in the function's own section, never for all.
+    assert "SLUICE_DB_SECRET_ARN" not in expected["Parameters"]
+    secrets = {
+        function: section["SLUICE_DB_SECRET_ARN"] for function, section in expected.items() if function != "Parameters"
+    }
+    assert secrets["LoadWorkerFunction"].endswith(":secret:sluice-local/database-worker")
+    assert secrets["QuarantineFunction"].endswith(":secret:sluice-local/database-reviewer")
+    assert secrets["HealthFunction"].endswith(":secret:sluice-local/database-reader")
 
 
 def scheduled_template(properties: dict[str, Any], kind: str = "Schedule") -> StackContext:

@@ -76,7 +76,7 @@ def spoil(readings: list[dict[str, Any]], now: datetime, rng: random.Random) -> 
 
 def demo_batch(system_id: UUID, now: datetime, seed: int = 17) -> tuple[dict[str, Any], dict[str, int]]:
     """An API batch of 201 readings (50 minutes of four channels, one sent twice) with 11 bad ones, and why."""
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security  # nosec B311
     readings = list(clean_readings(system_id, 50, now, rng))
     reasons = spoil(readings, now, rng)
     return {"system_id": str(system_id), "readings": readings}, reasons
@@ -84,7 +84,7 @@ def demo_batch(system_id: UUID, now: datetime, seed: int = 17) -> tuple[dict[str
 
 def demo_drop(system_id: UUID, now: datetime, seed: int = 18) -> tuple[bytes, dict[str, int]]:
     """A CSV.gz export of 2,001 readings (the 500 minutes before the batch's) with 11 bad ones."""
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security  # nosec B311
     readings = list(clean_readings(system_id, 500, now - timedelta(minutes=50), rng))
     reasons = spoil(readings, now, rng)
     text = io.StringIO()
@@ -110,7 +110,7 @@ class ApiClient:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the URL is the local API
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the local API  # nosec B310
                 return answer.status, json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")

@@ -26,6 +26,9 @@ from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError,
 _RUNTIME = "python3.13"
 # How long an environment asked to end may take before it is killed.
 _EXIT_GRACE_S = 5
+# Lambda gives an environment's init (runtime start, handler module import) a budget of its own, outside the
+# function's timeout. Here init runs while the first invocation waits, so that invocation gets this much more.
+_INIT_BUDGET_S = 10
 # Names from the caller's environment that an environment process may keep: where things are, not what they are.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -133,7 +136,7 @@ class ExecutionEnvironment:
             for name, value in os.environ.items()
             if name in _INHERITED or name.startswith(("COVERAGE_", "SLUICE_FAULT_"))
         }
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module  # nosec B603
             [
                 sys.executable,
                 "-m",
@@ -174,7 +177,7 @@ class ExecutionEnvironment:
         self.invocations += 1
         try:
             os.write(self._requests, json.dumps({"event": event, "context": context}).encode() + b"\n")
-            answer = self._read_answer(started + self.spec.timeout_s)
+            answer = self._read_answer(started + self.spec.timeout_s + (_INIT_BUDGET_S if cold else 0))
         except TimeoutError:
             self.kill()  # as Lambda does: the environment is gone, and the next invocation starts cold
             self.close()

@@ -5,19 +5,21 @@ SQS event source and the schedules, started together and stopped together (``mak
 import json
 import logging
 import mimetypes
+import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import boto3
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sluice.adapters.systems import add_system
 from sluice.local.api import HttpApiTwin, HttpRequest, HttpResponse, http_api_routes
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 # Environments started per API function at most; each is a process of its own (about 80 MB).
 API_CONCURRENCY = 4
 # The local AWS needs some credentials to sign with; moto accepts any.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+LOCAL_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "local")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +78,34 @@ class LocalStackOptions:
         return self.root / "template.yaml"
 
 
-def database_secret_name(stack_name: str) -> str:
-    """The local stack's database secret (RDS layout), standing in for the DatabaseSecretArn parameter."""
-    return f"{stack_name}/database"
+@dataclass(frozen=True, slots=True)
+class DatabaseLogin:
+    """A login user the local functions connect as: a member of one of migration 0004's group roles, with its own
+    secret standing in for one of the template's database secret parameters."""
+
+    parameter: str
+    user: str
+    group: str
+    secret_suffix: str
 
 
-def database_secret_arn(stack_name: str, region: str) -> str:
+# One per group role, as docs/operations.md ("The database roles") has an operator create them in AWS.
+DATABASE_LOGINS: Final = (
+    DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
+    DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
+    DatabaseLogin("ReadOnlyDatabaseSecretArn", "sluice_reader_login", "sluice_reader", "reader"),
+)
+
+
+def database_secret_name(stack_name: str, login: DatabaseLogin | None = None) -> str:
+    """The local stack's database secret (RDS layout): the owner's, standing in for the DatabaseSecretArn
+    parameter, or that of one login user, standing in for its parameter."""
+    return f"{stack_name}/database" if login is None else f"{stack_name}/database-{login.secret_suffix}"
+
+
+def database_secret_arn(stack_name: str, region: str, login: DatabaseLogin | None = None) -> str:
     """The secret's partial ARN (no random suffix): Secrets Manager, and moto, accept it, and it is predictable."""
-    return f"arn:aws:secretsmanager:{region}:{LOCAL_ACCOUNT_ID}:secret:{database_secret_name(stack_name)}"
+    return f"arn:aws:secretsmanager:{region}:{LOCAL_ACCOUNT_ID}:secret:{database_secret_name(stack_name, login)}"
 
 
 def secret_from_dsn(dsn: str) -> dict[str, Any]:
@@ -110,9 +132,67 @@ def ensure_database_secret(client: "SecretsManagerClient", name: str, dsn: str) 
         client.create_secret(Name=name, SecretString=value, Description="Sluice local database (RDS layout)")
 
 
+# A concurrent CREATE ROLE of the same name, or "tuple concurrently updated" from a concurrent ALTER ROLE or GRANT.
+_CONCURRENT_ROLE_CHANGE = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.DuplicateObject,
+    psycopg.errors.InternalError_,
+)
+_LOGIN_ATTEMPTS = 5
+
+
+def ensure_database_logins(
+    dsn: str, password: str | None = None, logins: Sequence[DatabaseLogin] = DATABASE_LOGINS
+) -> str:
+    """Create each login user (or give it a new password) as a member of its group role, on the cluster of ``dsn``
+    (whose user may create roles); return the password they now share (random unless given).
+
+    Roles belong to the cluster, so every local stack on it (``make run``, the end-to-end tests' scratch databases)
+    uses the same users, and the latest start's password. The project's cluster trusts loopback connections, so an
+    earlier stack still running keeps connecting; on a cluster that checks passwords it would need a restart. Two
+    stacks starting at the same moment may collide on a catalog row: the loser tries again.
+    """
+    chosen = password or secrets.token_urlsafe(24)
+    for attempt in range(1, _LOGIN_ATTEMPTS + 1):
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+                for login in logins:
+                    _ensure_login(conn, login, chosen)
+        except _CONCURRENT_ROLE_CHANGE:
+            if attempt == _LOGIN_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
+        else:
+            break
+    return chosen
+
+
+def _ensure_login(conn: psycopg.Connection[tuple[Any, ...]], login: DatabaseLogin, password: str) -> None:
+    if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (login.group,)).fetchone() is None:
+        raise RuntimeError(
+            f"the database has no role {login.group}: run the migrations first (.venv/bin/sluice-migrate up)"
+        )
+    exists = conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (login.user,)).fetchone() is not None
+    # Role statements take no bind parameters: the password goes in as a quoted literal.
+    conn.execute(
+        sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(login.user), sql.Literal(password)
+        )
+    )
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(login.group), sql.Identifier(login.user)))
+
+
+def login_dsn(dsn: str, login: DatabaseLogin, password: str) -> str:
+    """``dsn`` with the login user and its password in place of the owner's."""
+    return make_conninfo(dsn, user=login.user, password=password)
+
+
 def local_parameters(stack_name: str, region: str) -> dict[str, str]:
-    """Template parameters the local stack sets: the database secret is the one it creates."""
-    return {"DatabaseSecretArn": database_secret_arn(stack_name, region)}
+    """Template parameters the local stack sets: each database secret parameter names the secret it creates."""
+    parameters = {"DatabaseSecretArn": database_secret_arn(stack_name, region)}
+    for login in DATABASE_LOGINS:
+        parameters[login.parameter] = database_secret_arn(stack_name, region, login)
+    return parameters
 
 
 def local_function_specs(
@@ -166,16 +246,26 @@ def local_token(  # noqa: PLR0913 - each is a claim or where the key is
 def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[str, str]]:
     """``events/env.json``: what ``sam local invoke --env-vars`` needs to reach ``make run``'s stack.
 
-    SAM resolves ``!Ref`` of a resource to its logical id, so every variable is given its value in the local stack;
-    under "Parameters", because SAM applies those to each function that declares the variable.
+    SAM resolves ``!Ref`` of a resource to its logical id, so every variable is given its value in the local stack:
+    under "Parameters", which SAM applies to each function that declares the variable, when every function gets
+    the same value; otherwise under each function's logical id (each database function's secret is its own).
     """
-    variables: dict[str, str] = {}
-    for logical_id in resources_of_type(context.template, "AWS::Serverless::Function"):
-        for name, value in function_environment(context, logical_id).items():
-            if variables.setdefault(name, value) != value:
-                raise TemplateError(f"{name} differs between functions; env.json would need a section per function")
-    variables["SLUICE_AWS_ENDPOINT_URL"] = moto_endpoint
-    return {"Parameters": dict(sorted(variables.items()))}
+    environments = {
+        logical_id: function_environment(context, logical_id)
+        for logical_id in resources_of_type(context.template, "AWS::Serverless::Function")
+    }
+    values: dict[str, set[str]] = {}
+    for environment in environments.values():
+        for name, value in environment.items():
+            values.setdefault(name, set()).add(value)
+    shared = {name: found.pop() for name, found in values.items() if len(found) == 1}
+    shared["SLUICE_AWS_ENDPOINT_URL"] = moto_endpoint
+    env_vars: dict[str, dict[str, str]] = {"Parameters": dict(sorted(shared.items()))}
+    for logical_id, environment in sorted(environments.items()):
+        own = {name: value for name, value in environment.items() if name not in shared}
+        if own:
+            env_vars[logical_id] = dict(sorted(own.items()))
+    return env_vars
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +386,16 @@ class LocalStack:
         )
         endpoint = options.moto_endpoint
         s3, sqs = session.client("s3", endpoint_url=endpoint), session.client("sqs", endpoint_url=endpoint)
-        secrets = session.client("secretsmanager", endpoint_url=endpoint)
-        ensure_database_secret(secrets, database_secret_name(options.stack_name), options.database_dsn)
+        secrets_manager = session.client("secretsmanager", endpoint_url=endpoint)
+        ensure_database_secret(secrets_manager, database_secret_name(options.stack_name), options.database_dsn)
+        # The functions connect as the login users of their roles, each through its own secret, as in AWS.
+        password = ensure_database_logins(options.database_dsn)
+        for login in DATABASE_LOGINS:
+            ensure_database_secret(
+                secrets_manager,
+                database_secret_name(options.stack_name, login),
+                login_dsn(options.database_dsn, login, password),
+            )
         context = StackContext(
             load_template(options.template_path),
             stack_name=options.stack_name,

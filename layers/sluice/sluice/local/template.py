@@ -44,7 +44,8 @@ _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path) -> dict[str, Any]:
     """Parse a CloudFormation/SAM template."""
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506 (a SafeLoader)
+    text = path.read_text(encoding="utf-8")
+    document = yaml.load(text, Loader=_TemplateLoader)  # noqa: S506 (a SafeLoader)  # nosec B506
     if not isinstance(document, dict) or "Resources" not in document:
         raise TemplateError(f"{path} is not a CloudFormation template")
     return document
