@@ -23,11 +23,11 @@ def test_queues_carry_the_templates_timeouts_and_redrive(aws_stack: StackContext
 def test_the_jobs_table_lists_a_tenants_jobs_by_creation_and_expires_them(aws_stack: StackContext) -> None:
     table = aws_stack.refs["JobsTable"]
 
-    (index,) = dynamodb_client().describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
+    indexes = dynamodb_client().describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
     ttl = dynamodb_client().describe_time_to_live(TableName=table)["TimeToLiveDescription"]
 
-    assert index["IndexName"] == "TenantJobsIndex"
-    assert [key["AttributeName"] for key in index["KeySchema"]] == ["tenant_id", "created_at"]
+    keys = {index["IndexName"]: [key["AttributeName"] for key in index["KeySchema"]] for index in indexes}
+    assert keys == {"TenantJobsIndex": ["tenant_id", "created_at"], "StatusJobsIndex": ["status", "created_at"]}
     assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
 
 

@@ -129,6 +129,30 @@ class HealthSettings(SecretDatabaseSettings):
     db_statement_timeout_ms: int = Field(default=3_000, gt=0)
 
 
+class MaintenanceSettings(SecretDatabaseSettings):
+    """MaintenanceFunction: the readings' retention, the stuck-job sweeper and the dead-letter backstop. Its secret
+    is the database owner's: only a hypertable's owner may drop its chunks."""
+
+    jobs_table: str = Field(min_length=3)
+    # Where a stuck job's S3 event is sent again, and where parked messages are read (never deleted).
+    ingest_queue_url: str = Field(min_length=8)
+    dead_letter_queue_url: str = Field(min_length=8)
+    # Chunks of readings entirely older than this are dropped (unless a TimescaleDB retention policy does it). The
+    # reading rules accept readings up to 5 years old: a shorter retention drops old readings they let in.
+    retention_years: int = Field(default=5, ge=1, le=100)
+    # A processing job that has not moved for this long is requeued. Longer than IngestQueue's visibility timeout
+    # (30 min), after which SQS itself hands a crashed worker's message out again: the sweeper steps in only
+    # where no message is left to do that.
+    stuck_job_minutes: int = Field(default=45, ge=1)
+    # A queued job whose batch object is still missing this long after it was created is failed: the API stores
+    # the object within its 15 s timeout, or never.
+    unstored_job_minutes: int = Field(default=15, ge=1)
+    # Parked messages are received with this visibility timeout, and made visible again once read.
+    dead_letter_visibility_seconds: int = Field(default=30, ge=1, le=300)
+    # At most this many parked messages are read per run.
+    dead_letter_max_messages: int = Field(default=1000, ge=10)
+
+
 @cache
 def get_database_settings() -> DatabaseSettings:
     """Return the database settings, validated on first use."""
@@ -169,3 +193,9 @@ def get_quarantine_settings() -> QuarantineSettings:
 def get_health_settings() -> HealthSettings:
     """Return HealthFunction's settings, validated on first use."""
     return HealthSettings()
+
+
+@cache
+def get_maintenance_settings() -> MaintenanceSettings:
+    """Return MaintenanceFunction's settings, validated on first use."""
+    return MaintenanceSettings()

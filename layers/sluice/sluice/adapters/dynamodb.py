@@ -1,7 +1,7 @@
 """DynamoDB: job records and the per-principal request log of the rate limit."""
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -24,6 +24,8 @@ _RATE_LIMIT_ATTEMPTS = 5
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # template.yaml's JobsTable index: tenant_id (hash) + created_at (range, ISO 8601 UTC text).
 TENANT_JOBS_INDEX = "TenantJobsIndex"
+# template.yaml's JobsTable index: status (hash) + created_at (range), projecting what the maintenance sweeper reads.
+STATUS_JOBS_INDEX = "StatusJobsIndex"
 # A filtered listing reads at most this many index items per request; a page may then be short, with a cursor.
 LISTING_READ_BUDGET = 1000
 
@@ -73,6 +75,71 @@ class DynamoJobStore:
         )
         return answer is not None
 
+    def jobs_created_before(self, status: JobStatus, before: datetime, page_size: int = 500) -> Iterator[Job]:
+        """The jobs in ``status`` created before ``before``, oldest first, through StatusJobsIndex (for the
+        maintenance sweeper: it reads only what it may act on, never the finished jobs). The index is eventually
+        consistent and projects only what the sweeper reads; writes based on it are conditional."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_JOBS_INDEX,
+            "KeyConditionExpression": "#status = :status AND created_at < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":status": {"S": status},
+                # The text created_at is stored as (Job's serializer): six fraction digits, so it compares as time.
+                ":before": {"S": before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+            },
+            "Limit": page_size,
+        }
+        while True:
+            try:
+                answer = self._client.query(**request)
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageUnavailableError(f"listing {status} jobs failed: {exc}") from exc
+            for item in answer.get("Items", []):
+                yield job_from_item(item)
+            last = answer.get("LastEvaluatedKey")
+            if last is None:
+                return
+            request["ExclusiveStartKey"] = last
+
+    def requeue_job(self, job: Job, now: datetime) -> bool:
+        """Record that the sweeper requeues ``job`` (attempted_at = now) if it is as it was read: still in its
+        status and not started or requeued since. False otherwise, and then nothing is to be sent."""
+        return self._update_unchanged(job, "requeueing", "SET attempted_at = :now", {":now": {"S": now.isoformat()}})
+
+    def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
+        """Mark ``job`` failed with ``message`` if it is as it was read (see requeue_job); False otherwise."""
+        return self._update_unchanged(
+            job,
+            "failing",
+            "SET #status = :failed, error_message = :message, completed_at = :now",
+            {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}},
+        )
+
+    def _update_unchanged(self, job: Job, doing: str, update: str, values: dict[str, "AttributeValueTypeDef"]) -> bool:
+        # A worker that starts the job meanwhile sets attempted_at (always written as an ISO 8601 UTC instant by
+        # this class, so the value read back compares equal as text).
+        condition = "#status = :seen_status AND "
+        seen: dict[str, AttributeValueTypeDef] = {":seen_status": {"S": job.status}}
+        if job.attempted_at is None:
+            condition += "attribute_not_exists(attempted_at)"
+        else:
+            condition += "attempted_at = :seen_attempt"
+            seen[":seen_attempt"] = {"S": job.attempted_at.astimezone(UTC).isoformat()}
+        answer = _conditional(
+            f"{doing} job {job.job_id}",
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job.job_id)}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={**values, **seen},
+            ),
+        )
+        return answer is not None
+
     def get_job(self, job_id: UUID) -> Job | None:
         """Read one job record (strongly consistent), or None."""
         try:
@@ -116,8 +183,11 @@ class DynamoJobStore:
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": str(job_id)}},
-                # started_at is the first start: a resumed job's processing time counts from there.
-                UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now)",
+                # started_at is the first start: a resumed job's processing time counts from there. attempted_at is
+                # this start, which the maintenance sweeper counts as progress. A failed job starts again when its
+                # parked message is redriven: the failure it ended with no longer describes it.
+                UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now),"
+                " attempted_at = :now REMOVE error_message, completed_at",
                 ConditionExpression="attribute_exists(job_id) AND #status <> :completed",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={

@@ -1,0 +1,503 @@
+"""The maintenance domain without AWS or a database: when a job is stuck, what becomes of it, what a requeued event
+looks like, which parked jobs fail, and that one step's fault stops no other. The ports are in-memory fakes."""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+from sluice.domain.load import ObjectRef, drop_job_id, object_refs, target_of
+from sluice.domain.maintenance import (
+    NEVER_STORED,
+    PARKED_WITHOUT_A_WORD,
+    REQUEUED_BY,
+    DeadLetterReport,
+    MaintenancePolicy,
+    ParkedMessage,
+    Report,
+    RetentionReport,
+    SweepAction,
+    SweepPorts,
+    apply_retention,
+    decide,
+    fail_parked_jobs,
+    is_overdue,
+    job_ids_of,
+    last_progress,
+    requeue_body,
+    requeue_ref,
+    run_steps,
+    sweep_jobs,
+)
+from sluice.errors import StorageUnavailableError
+from sluice.local.stack import scheduled_events
+from sluice.local.template import StackContext
+from sluice.models.jobs import Job, JobSource, JobStatus
+
+from ..lambdas import template
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+POLICY = MaintenancePolicy(retention_years=5, stuck_after=timedelta(minutes=45), unstored_after=timedelta(minutes=15))
+BUCKET = "sluice-batches-123456789012-eu-central-1"
+
+
+def api_job(status: JobStatus = JobStatus.QUEUED, age: timedelta = timedelta(hours=1), **changes: object) -> Job:
+    job_id = uuid4()
+    fields: dict[str, object] = {
+        "job_id": job_id,
+        "tenant_id": "demo",
+        "status": status,
+        "source": JobSource.API,
+        "bucket": BUCKET,
+        "object_key": f"incoming/demo/2026/11/20/{job_id}.json",
+        "created_at": NOW - age,
+        "expires_at": 0,
+    }
+    if status is not JobStatus.QUEUED:
+        fields["started_at"] = NOW - age
+    return Job.model_validate(fields | changes)
+
+
+def drop_job(ref: ObjectRef, age: timedelta = timedelta(hours=1)) -> Job:
+    return Job(
+        job_id=drop_job_id(ref),
+        tenant_id="demo",
+        status=JobStatus.PROCESSING,
+        source=JobSource.DROP,
+        bucket=ref.bucket,
+        object_key=ref.key,
+        created_at=NOW - age,
+        started_at=NOW - age,
+        expires_at=0,
+    )
+
+
+def newest(job: Job, version_id: str | None = "v2", etag: str = "e" * 32) -> ObjectRef:
+    return ObjectRef(job.bucket, job.object_key, version_id=version_id, etag=etag, size=123)
+
+
+# --- when a job counts as stuck ----------------------------------------------------------------------------------
+
+
+def test_a_job_last_moved_at_its_latest_start_requeue_or_committed_chunk() -> None:
+    job = api_job(JobStatus.PROCESSING, attempted_at=NOW - timedelta(minutes=50))
+
+    assert last_progress(job, None) == NOW - timedelta(minutes=50)
+    assert last_progress(job, NOW - timedelta(minutes=5)) == NOW - timedelta(minutes=5)
+    assert last_progress(api_job(age=timedelta(minutes=3)), None) == NOW - timedelta(minutes=3)  # never started
+
+
+def test_a_processing_job_is_overdue_only_when_nothing_moved_for_the_threshold() -> None:
+    job = api_job(JobStatus.PROCESSING, age=timedelta(hours=2))
+
+    assert is_overdue(job, None, POLICY, NOW)
+    assert is_overdue(job, NOW - timedelta(minutes=45), POLICY, NOW)
+    assert not is_overdue(job, NOW - timedelta(minutes=44), POLICY, NOW)  # a chunk committed since
+    assert not is_overdue(api_job(JobStatus.PROCESSING, age=timedelta(minutes=44)), None, POLICY, NOW)
+
+
+def test_a_queued_job_is_overdue_after_the_unstored_threshold_and_a_finished_one_never() -> None:
+    assert is_overdue(api_job(age=timedelta(minutes=15)), None, POLICY, NOW)
+    assert not is_overdue(api_job(age=timedelta(minutes=14)), None, POLICY, NOW)
+    for status in (JobStatus.COMPLETED, JobStatus.FAILED):
+        assert not is_overdue(api_job(status, age=timedelta(days=30)), None, POLICY, NOW)
+
+
+# --- what becomes of an overdue job ------------------------------------------------------------------------------
+
+
+def test_a_queued_job_without_its_object_fails_and_one_with_it_waits_for_its_message() -> None:
+    job = api_job()
+
+    never = decide(job, None, NOW)
+    stored = decide(job, newest(job), NOW)
+
+    assert (never.action, never.message) == (SweepAction.FAIL, NEVER_STORED)
+    assert "never stored" in NEVER_STORED
+    assert "send the batch again" in NEVER_STORED
+    assert stored.action is SweepAction.LEAVE
+
+
+def test_a_stuck_api_batch_is_requeued_at_the_version_it_has() -> None:
+    job = api_job(JobStatus.PROCESSING)
+
+    decision = decide(job, newest(job), NOW)
+
+    assert decision.action is SweepAction.REQUEUE
+    assert decision.ref == newest(job)
+
+
+def test_a_stuck_drop_is_requeued_with_what_named_its_job_a_version_id_or_else_the_etag() -> None:
+    versioned = ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v1", etag="e" * 32)
+    keyed_by_etag = ObjectRef(BUCKET, "drops/demo/a.csv", etag="e" * 32)
+
+    as_in_aws = requeue_ref(drop_job(versioned), versioned)
+    as_in_moto = requeue_ref(drop_job(keyed_by_etag), versioned)  # HEAD gives a version id the event lacked
+
+    assert as_in_aws == versioned
+    assert as_in_moto == ObjectRef(BUCKET, "drops/demo/a.csv", etag="e" * 32)
+    assert as_in_moto is not None
+    assert as_in_moto.version_id is None
+
+
+def test_a_stuck_drop_whose_key_holds_a_newer_version_fails_saying_why() -> None:
+    loading = ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v1", etag="e" * 32)
+    job = drop_job(loading)
+
+    decision = decide(job, ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v2", etag="f" * 32), NOW)
+
+    assert decision.action is SweepAction.FAIL
+    assert "no longer the newest" in decision.message
+    assert "2026-11-20 12:00:00 UTC" in decision.message
+    assert "Readings it committed stay stored" in decision.message
+
+
+def test_a_stuck_job_whose_object_is_gone_fails_saying_so() -> None:
+    job = api_job(JobStatus.PROCESSING)
+
+    decision = decide(job, None, NOW - timedelta(hours=1))
+
+    assert decision.action is SweepAction.FAIL
+    assert f"s3://{BUCKET}/{job.object_key} no longer exists" in decision.message
+
+
+def test_a_requeued_event_reads_back_as_the_same_object_and_job() -> None:
+    ref = ObjectRef(BUCKET, "drops/demo/press 17+export (2).csv", version_id="v1", etag="e" * 32, size=99)
+
+    body = requeue_body(ref, NOW)
+    (read_back,) = object_refs(body)
+
+    assert read_back == ref
+    assert read_back.size == 99
+    assert target_of(read_back).job_id == drop_job_id(ref)
+    record = json.loads(body)["Records"][0]
+    assert record["s3"]["object"]["key"] == "drops/demo/press+17%2Bexport+%282%29.csv"
+    assert record["userIdentity"] == {"principalId": REQUEUED_BY}
+    assert record["eventTime"] == "2026-11-20T12:00:00.000Z"
+
+
+def test_an_unversioned_requeue_carries_no_version_id() -> None:
+    body = json.loads(requeue_body(ObjectRef(BUCKET, "drops/demo/a.csv"), NOW))
+
+    assert body["Records"][0]["s3"]["object"] == {"key": "drops/demo/a.csv"}
+
+
+# --- the sweep ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeJobs:
+    jobs: list[Job]
+    refuse: set[UUID] = field(default_factory=set)
+    broken: set[UUID] = field(default_factory=set)
+    requeued: list[UUID] = field(default_factory=list)
+    failed: dict[UUID, str] = field(default_factory=dict)
+
+    asked: list[tuple[JobStatus, datetime]] = field(default_factory=list)
+
+    def jobs_created_before(self, status: JobStatus, before: datetime) -> Iterable[Job]:
+        self.asked.append((status, before))
+        return [job for job in self.jobs if job.status is status and job.created_at < before]
+
+    def requeue_job(self, job: Job, now: datetime) -> bool:
+        if job.job_id in self.refuse:
+            return False
+        self.requeued.append(job.job_id)
+        return True
+
+    def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
+        if job.job_id in self.broken:
+            raise StorageUnavailableError("throttled")
+        if job.job_id in self.refuse:
+            return False
+        self.failed[job.job_id] = message
+        return True
+
+
+@dataclass
+class FakeLedger:
+    commits: dict[UUID, datetime] = field(default_factory=dict)
+    down: bool = False
+    asked: list[list[UUID]] = field(default_factory=list)
+
+    def last_commits(self, job_ids: Sequence[UUID]) -> Mapping[UUID, datetime]:
+        self.asked.append(list(job_ids))
+        if self.down:
+            raise StorageUnavailableError("database down")
+        return {job_id: self.commits[job_id] for job_id in job_ids if job_id in self.commits}
+
+
+@dataclass
+class FakeBucket:
+    objects: dict[str, ObjectRef] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+
+    def newest_version(self, bucket: str, key: str) -> ObjectRef | None:
+        if key in self.broken:
+            raise StorageUnavailableError("access denied")
+        return self.objects.get(key)
+
+
+@dataclass
+class FakeQueue:
+    sent: list[str] = field(default_factory=list)
+
+    def send(self, message_body: str) -> None:
+        self.sent.append(message_body)
+
+
+def ports(jobs: FakeJobs, bucket: FakeBucket, ledger: FakeLedger | None = None) -> SweepPorts:
+    return SweepPorts(jobs=jobs, ledger=ledger or FakeLedger(), objects=bucket, queue=FakeQueue())
+
+
+def stored(*jobs: Job) -> FakeBucket:
+    return FakeBucket({job.object_key: newest(job) for job in jobs})
+
+
+def always() -> bool:
+    return True
+
+
+def test_the_sweep_requeues_stuck_jobs_fails_unstored_ones_and_leaves_the_rest() -> None:
+    stuck = api_job(JobStatus.PROCESSING)
+    moving = api_job(JobStatus.PROCESSING)  # started an hour ago, committed a chunk a minute ago
+    unstored, waiting, fresh = api_job(), api_job(), api_job(age=timedelta(minutes=1))
+    done = api_job(JobStatus.COMPLETED, age=timedelta(days=3))
+    jobs = FakeJobs([stuck, moving, unstored, waiting, fresh, done])
+    ledger = FakeLedger({moving.job_id: NOW - timedelta(minutes=1)})
+    swept = ports(jobs, stored(stuck, moving, waiting), ledger)
+
+    report = sweep_jobs(swept, POLICY, NOW, always)
+
+    assert report.requeued == (stuck.job_id,)
+    assert report.failed == (unstored.job_id,)
+    assert jobs.failed == {unstored.job_id: NEVER_STORED}
+    assert (report.candidates, report.waiting, report.errors, report.deferred) == (4, 1, 0, 0)
+    assert ledger.asked == [[stuck.job_id, moving.job_id]]  # only processing jobs that look overdue
+    # Only jobs old enough to be past a threshold are read: the fresh queued job and the completed one are not.
+    assert jobs.asked == [
+        (JobStatus.PROCESSING, NOW - timedelta(minutes=45)),
+        (JobStatus.QUEUED, NOW - timedelta(minutes=15)),
+    ]
+    assert isinstance(swept.queue, FakeQueue)
+    (body,) = swept.queue.sent
+    assert [target_of(ref).job_id for ref in object_refs(body)] == [stuck.job_id]
+    assert report.counts == {
+        "CandidateJobs": 4,
+        "RequeuedJobs": 1,
+        "StuckJobsFailed": 1,
+        "OverdueQueuedJobs": 1,
+        "DeferredJobs": 0,
+        "SweepErrors": 0,
+    }
+    assert report.summary()["requeued_jobs"] == [str(stuck.job_id)]
+
+
+def test_a_job_that_changed_since_it_was_read_is_neither_requeued_nor_failed() -> None:
+    started_meanwhile, sent_meanwhile = api_job(JobStatus.PROCESSING), api_job()
+    jobs = FakeJobs([started_meanwhile, sent_meanwhile], refuse={started_meanwhile.job_id, sent_meanwhile.job_id})
+    swept = ports(jobs, stored(started_meanwhile))
+
+    report = sweep_jobs(swept, POLICY, NOW, always)
+
+    assert (report.requeued, report.failed, report.errors) == ((), (), 0)
+    assert isinstance(swept.queue, FakeQueue)
+    assert swept.queue.sent == []
+
+
+def test_a_fault_on_one_job_is_counted_and_the_others_are_swept() -> None:
+    unreadable, unwritable, fine = api_job(JobStatus.PROCESSING, age=timedelta(hours=3)), api_job(), api_job()
+    jobs = FakeJobs([unreadable, unwritable, fine], broken={unwritable.job_id})
+    bucket = FakeBucket(broken={unreadable.object_key})
+
+    report = sweep_jobs(ports(jobs, bucket), POLICY, NOW, always)
+
+    assert report.failed == (fine.job_id,)
+    assert report.errors == 2
+    assert report.notes == (f"job {unreadable.job_id}: access denied", f"job {unwritable.job_id}: throttled")
+
+
+def test_without_the_ledger_only_queued_jobs_are_judged() -> None:
+    stuck, unstored = api_job(JobStatus.PROCESSING), api_job()
+    jobs = FakeJobs([stuck, unstored])
+
+    report = sweep_jobs(ports(jobs, stored(stuck), FakeLedger(down=True)), POLICY, NOW, always)
+
+    assert (report.requeued, report.failed, report.errors) == ((), (unstored.job_id,), 1)
+    assert report.notes == ("1 processing jobs not judged: database down",)
+
+
+def test_a_sweep_short_of_time_takes_the_oldest_processing_jobs_first_and_defers_the_rest() -> None:
+    older, newer = api_job(JobStatus.PROCESSING, age=timedelta(hours=5)), api_job(JobStatus.PROCESSING)
+    unstored = api_job(age=timedelta(days=1))  # the oldest of all, but queued
+    jobs = FakeJobs([unstored, newer, older])
+    budget = iter([True, False])
+
+    report = sweep_jobs(ports(jobs, stored(older, newer)), POLICY, NOW, lambda: next(budget))
+
+    assert report.requeued == (older.job_id,)
+    assert report.deferred == 2
+    assert report.counts["DeferredJobs"] == 2
+
+
+def test_a_sweep_lists_at_most_ten_faults() -> None:
+    jobs = [api_job() for _ in range(12)]
+
+    report = sweep_jobs(ports(FakeJobs(jobs, broken={job.job_id for job in jobs}), FakeBucket()), POLICY, NOW, always)
+
+    assert report.errors == 12
+    assert len(report.notes) == 10
+
+
+# --- dead letters ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeDeadLetters:
+    messages: list[ParkedMessage]
+
+    def parked_messages(self) -> list[ParkedMessage]:
+        return list(self.messages)
+
+
+@dataclass
+class FakeParkedJobs:
+    jobs: dict[UUID, Job]
+    broken: set[UUID] = field(default_factory=set)
+    parked: dict[UUID, str] = field(default_factory=dict)
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        if job_id in self.broken:
+            raise StorageUnavailableError("throttled")
+        return self.jobs.get(job_id)
+
+    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
+        self.parked[job_id] = message
+        return True
+
+
+def parked(*jobs: Job) -> ParkedMessage:
+    records = [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": job.bucket}, "object": {"key": job.object_key}}}
+        for job in jobs
+    ]
+    return ParkedMessage(str(uuid4()), json.dumps({"Records": records}))
+
+
+def test_unfinished_jobs_of_parked_messages_fail_and_finished_ones_are_left() -> None:
+    queued, processing = api_job(), api_job(JobStatus.PROCESSING)
+    completed, failed = api_job(JobStatus.COMPLETED), api_job(JobStatus.FAILED, error_message="not gzip")
+    unknown = api_job()  # its record expired
+    jobs = FakeParkedJobs({job.job_id: job for job in (queued, processing, completed, failed)})
+    messages = [parked(queued, processing), parked(completed), parked(failed), parked(unknown), parked(queued)]
+    messages.append(ParkedMessage("m", "not an S3 event"))
+
+    report = fail_parked_jobs(FakeDeadLetters(messages), jobs, NOW)
+
+    assert report.failed_jobs == (queued.job_id, processing.job_id)
+    assert jobs.parked == {queued.job_id: PARKED_WITHOUT_A_WORD, processing.job_id: PARKED_WITHOUT_A_WORD}
+    assert report.counts == {"ParkedMessages": 6, "ParkedJobsFailed": 2, "DeadLetterErrors": 0}
+    assert report.summary()["failed_jobs"] == [str(queued.job_id), str(processing.job_id)]
+
+
+def test_a_job_that_cannot_be_read_is_counted_and_the_others_are_failed() -> None:
+    unreadable, queued = api_job(), api_job()
+    jobs = FakeParkedJobs({queued.job_id: queued}, broken={unreadable.job_id})
+
+    report = fail_parked_jobs(FakeDeadLetters([parked(unreadable), parked(queued)]), jobs, NOW)
+
+    assert (report.failed_jobs, report.errors) == ((queued.job_id,), 1)
+
+
+def test_the_parked_message_says_it_can_be_redriven() -> None:
+    assert PARKED_WITHOUT_A_WORD.startswith("gave up")
+    assert "dead-letter queue" in PARKED_WITHOUT_A_WORD
+    assert "redriven" in PARKED_WITHOUT_A_WORD
+
+
+def test_the_jobs_of_a_message_are_those_of_its_objects() -> None:
+    api, drop = api_job(), ObjectRef(BUCKET, "drops/demo/a.csv", etag="e" * 32)
+    body = json.dumps(
+        {
+            "Records": [
+                {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": key, **more}}}
+                for key, more in ((api.object_key, {}), (drop.key, {"eTag": drop.etag}), ("elsewhere/x", {}))
+            ]
+        }
+    )
+
+    assert job_ids_of(body) == [api.job_id, drop_job_id(drop)]
+    assert job_ids_of('{"Event": "s3:TestEvent"}') == []
+    assert job_ids_of("{") == []
+
+
+# --- retention ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeChunks:
+    policy: bool
+    old: list[str]
+    dropped: list[tuple[str, int]] = field(default_factory=list)
+
+    def has_retention_policy(self, hypertable: str) -> bool:
+        return self.policy
+
+    def drop_chunks(self, hypertable: str, older_than_years: int) -> list[str]:
+        self.dropped.append((hypertable, older_than_years))
+        return self.old
+
+
+def test_old_chunks_are_dropped_where_no_policy_does_it() -> None:
+    chunks = FakeChunks(policy=False, old=["_hyper_1_1_chunk"])
+
+    report = apply_retention(chunks, POLICY)
+
+    assert chunks.dropped == [("readings", 5)]
+    assert report == RetentionReport("readings", 5, policy_in_place=False, dropped_chunks=("_hyper_1_1_chunk",))
+    assert report.counts == {"DroppedChunks": 1}
+    assert report.summary() == {
+        "hypertable": "readings",
+        "retention_years": 5,
+        "policy_in_place": False,
+        "dropped_chunks": ["_hyper_1_1_chunk"],
+    }
+
+
+def test_a_retention_policy_is_left_to_drop_them() -> None:
+    chunks = FakeChunks(policy=True, old=["_hyper_1_1_chunk"])
+
+    report = apply_retention(chunks, POLICY)
+
+    assert chunks.dropped == []
+    assert (report.policy_in_place, report.dropped_chunks) == (True, ())
+
+
+# --- a run -------------------------------------------------------------------------------------------------------
+
+
+def test_a_step_that_raises_stops_no_other() -> None:
+    def broken() -> Report:
+        raise RuntimeError("database down")
+
+    results = run_steps({"first": lambda: DeadLetterReport(1), "broken": broken, "last": lambda: DeadLetterReport(2)})
+
+    assert [(result.step, result.report is None) for result in results] == [
+        ("first", False),
+        ("broken", True),
+        ("last", False),
+    ]
+    assert str(results[1].error) == "database down"
+    assert isinstance(results[2].report, DeadLetterReport)
+    assert results[2].report.messages == 2
+
+
+def test_the_local_runtime_fires_the_maintenance_schedule() -> None:
+    events = scheduled_events(StackContext(template(), stack_name="sluice-local", region="eu-central-1"))
+
+    assert [(event.function, event.name, event.schedule.expression) for event in events] == [
+        ("MaintenanceFunction", "Schedule", "rate(15 minutes)")
+    ]
+    after = datetime(2026, 11, 20, 12, 7, tzinfo=UTC)
+    assert events[0].schedule.next_after(after) == datetime(2026, 11, 20, 12, 15, tzinfo=UTC)
