@@ -42,9 +42,13 @@ def ingest() -> Response[str]:
         idempotency_key=event.headers.get("idempotency-key"),
     )
     accepted = accept_batch(call, service.ports, service.policy, now=datetime.now(UTC))
-    logger.set_correlation_id(str(accepted.job_id))
-    logger.info("batch accepted", readings=accepted.total_readings, replayed=accepted.replayed)
+    job_id = str(accepted.job_id)
+    logger.set_correlation_id(job_id)
+    tracer.put_annotation("job_id", job_id)
+    logger.info("batch accepted", job_id=job_id, readings=accepted.total_readings, replayed=accepted.replayed)
     metrics.add_metric(name="AcceptedReadings", unit=MetricUnit.Count, value=accepted.total_readings)
+    if not accepted.replayed:  # one data point per new batch: its statistics are the batch sizes
+        metrics.add_metric(name="ReadingsPerBatch", unit=MetricUnit.Count, value=accepted.total_readings)
     status_url = absolute_url(event, f"/api/v1/jobs/{accepted.job_id}")
     headers = {"Location": status_url, "Idempotent-Replayed": str(accepted.replayed).lower()}
     return json_response(202, JobAccepted(job_id=accepted.job_id, status_url=status_url), headers)

@@ -1,9 +1,12 @@
 """LoadWorkerFunction: IngestQueue's S3 events -> each batch object's readings in TimescaleDB or quarantine."""
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -11,13 +14,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.load import LoadService, build_load_service
-from sluice.domain.load import LoadOutcome
+from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport, message_job_ids
 from sluice.settings import get_load_worker_settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
+# The invocation's quarantined readings by reason, published when it ends (see publish_quarantine_reasons).
+quarantined_by_reason: Counter[str] = Counter()
 
 
 @cache
@@ -28,6 +33,26 @@ def get_service() -> LoadService:
 
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    with job_context(record.body):
+        load_record(record, lambda_context)
+
+
+@contextmanager
+def job_context(message_body: str) -> Iterator[None]:
+    """While a message is handled, every log line carries its job id (as ``job_id`` and as ``correlation_id``, the
+    key the API's lines carry it under) and its trace is annotated with it: both can be searched by job."""
+    job_id = ",".join(str(job_id) for job_id in message_job_ids(message_body)) or None
+    if job_id is not None:
+        logger.append_keys(job_id=job_id)
+        logger.set_correlation_id(job_id)
+        tracer.put_annotation("job_id", job_id)
+    try:
+        yield
+    finally:
+        logger.remove_keys(["job_id", "correlation_id"])
+
+
+def load_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     service = get_service()
     receive_count = int(record.attributes.approximate_receive_count or 1)
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count)
@@ -47,9 +72,27 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
             detail=report.detail,
         )
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
-        if report.outcome is LoadOutcome.COMPLETED and report.counts is not None:
-            metrics.add_metric(name="InsertedReadings", unit=MetricUnit.Count, value=report.counts.inserted)
-            metrics.add_metric(name="QuarantinedReadings", unit=MetricUnit.Count, value=report.counts.quarantined)
+        if report.outcome is LoadOutcome.COMPLETED and report.counts is not None and report.latency_ms is not None:
+            count_completed(report, report.counts, report.latency_ms)
+
+
+def count_completed(report: LoadReport, counts: LoadCounts, latency_ms: int) -> None:
+    """A completed job's metrics: its counts from the ledger, its size and its latency."""
+    metrics.add_metric(name="InsertedReadings", unit=MetricUnit.Count, value=counts.inserted)
+    metrics.add_metric(name="QuarantinedReadings", unit=MetricUnit.Count, value=counts.quarantined)
+    metrics.add_metric(name="DuplicateReadings", unit=MetricUnit.Count, value=counts.duplicates)
+    metrics.add_metric(name="ReadingsPerObject", unit=MetricUnit.Count, value=counts.total)
+    metrics.add_metric(name="JobLatencyMs", unit=MetricUnit.Milliseconds, value=latency_ms)
+    quarantined_by_reason.update(report.quarantined_by_reason)
+
+
+def publish_quarantine_reasons() -> None:
+    """QuarantinedReadings per reason, each in a document of its own with a ``reason`` dimension: added to the
+    function's shared metrics, that dimension would split every other metric of the invocation by it too."""
+    for reason, count in sorted(quarantined_by_reason.items()):
+        with single_metric(name="QuarantinedReadings", unit=MetricUnit.Count, value=count) as metric:
+            metric.add_dimension(name="reason", value=reason)
+    quarantined_by_reason.clear()
 
 
 def park(service: LoadService, body: str, error: Exception, receive_count: int) -> None:
@@ -71,9 +114,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
     records, service = event.get("Records", []), get_service()
     metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(records))
     service.read_ahead(record.get("body", "") for record in records)
+    quarantined_by_reason.clear()
     try:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
     finally:
         service.objects.forget_read_ahead()
+        publish_quarantine_reasons()

@@ -5,6 +5,7 @@ sluice token --tenant T --sub S  a JWT the local authorizer accepts
 sluice systems add|list          register a tenant's systems
 sluice invoke <LogicalId> -e F   one function, one event, like ``sam local invoke``
 sluice demo                      a batch through the API and a drop through S3, end to end
+sluice redrive [--dry-run]       parked batches: IngestDeadLetterQueue back to IngestQueue
 """
 
 import argparse
@@ -25,6 +26,7 @@ from sluice.settings import LOCAL_DB_DSN
 ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
 DEFAULT_API = "http://127.0.0.1:3000"
 DEFAULT_MOTO = "http://127.0.0.1:4566"
+DEFAULT_REGION = "eu-central-1"
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -186,6 +188,44 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def redrive(args: argparse.Namespace) -> int:
+    """Move the parked batches of IngestDeadLetterQueue back to IngestQueue (--dry-run: only list them)."""
+    from sluice.adapters.redrive import QueueRedrive, RedriveQueues, queue_region, redrive_client, show_parked  # noqa: PLC0415
+    from sluice.errors import SluiceError  # noqa: PLC0415
+    from sluice.local.stack import LOCAL_CREDENTIALS, planned_context  # noqa: PLC0415
+
+    if (args.queue_url is None) != (args.dlq_url is None):
+        raise SystemExit("sluice redrive: pass both --queue-url and --dlq-url, or neither (the local stack's then)")
+    if args.max is not None and args.max < 1:
+        raise SystemExit("sluice redrive: --max must be at least 1")
+    if args.queue_url is None:  # the local stack's queues, named as `make run` names them
+        endpoint = args.endpoint_url or DEFAULT_MOTO
+        region = args.region or DEFAULT_REGION
+        context = planned_context(_root(args), args.stack_name, region, moto_endpoint=endpoint)
+        queues = RedriveQueues(context.ref("IngestDeadLetterQueue"), context.ref("IngestQueue"))
+    else:  # AWS (boto3's credentials), unless --endpoint-url names a local one
+        endpoint = args.endpoint_url
+        region = args.region or queue_region(args.queue_url) or DEFAULT_REGION
+        queues = RedriveQueues(args.dlq_url, args.queue_url)
+    client = redrive_client(region, endpoint, LOCAL_CREDENTIALS if endpoint else None)
+    mover = QueueRedrive(queues, client)
+    failure: SluiceError | None = None
+    try:
+        found = mover.parked(args.max) if args.dry_run else mover.move(args.max)
+    except SluiceError as exc:
+        found, failure = mover.moved, exc
+    for message in found:
+        print(show_parked(message))
+    if failure is not None:
+        print(f"sluice redrive: moved {len(found)} message(s), then stopped: {failure}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"dry run: {len(found)} message(s) in {queues.dead_letter_url}; nothing moved")
+    else:
+        print(f"moved {len(found)} message(s) from {queues.dead_letter_url} to {queues.queue_url}")
+    return 0
+
+
 def _env_vars(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
@@ -246,7 +286,23 @@ def parser() -> argparse.ArgumentParser:
     demo_command.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each job")
     stack_arguments(demo_command)
     demo_command.set_defaults(run=demo)
+    add_redrive_command(commands)
     return main_parser
+
+
+def add_redrive_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``sluice redrive``'s arguments."""
+    redrive_command = commands.add_parser("redrive", help=redrive.__doc__, description=redrive.__doc__)
+    redrive_command.add_argument(
+        "--endpoint-url", help=f"a local AWS (default {DEFAULT_MOTO}; with --queue-url and --dlq-url: AWS itself)"
+    )
+    redrive_command.add_argument("--stack-name", default="sluice-local", help="the local stack (default sluice-local)")
+    redrive_command.add_argument("--region", help=f"default: the queue URL's, else {DEFAULT_REGION}")
+    redrive_command.add_argument("--queue-url", help="IngestQueue's URL (the stack's IngestQueueUrl output)")
+    redrive_command.add_argument("--dlq-url", help="IngestDeadLetterQueue's URL (IngestDeadLetterQueueUrl)")
+    redrive_command.add_argument("--max", type=int, help="move (or list) at most this many messages")
+    redrive_command.add_argument("--dry-run", action="store_true", help="list the parked messages, move none")
+    redrive_command.set_defaults(run=redrive)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

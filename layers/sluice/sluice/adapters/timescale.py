@@ -24,6 +24,7 @@ from sluice.adapters.aws import secretsmanager_client
 from sluice.domain.load import ChunkStream, LoadCounts, QuarantineRow, stored_duplicates
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job
+from sluice.models.readings import QuarantineReason
 from sluice.settings import SecretDatabaseSettings
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -209,8 +210,16 @@ class TimescaleReadingSink:
             )
             .fetchone()
         )
-        assert row is not None  # noqa: S101 - an aggregate always returns a row
+        assert row is not None  # noqa: S101 - an aggregate always returns a row  # nosec B101
         return LoadCounts(*(int(value) for value in row))
+
+    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
+        """A job's quarantined readings counted by reason; they are written in the transaction of their chunk's
+        ledger row, so they add up to the ledger's count (reviews change a row's status, never its reason)."""
+        rows = self._connector.connection().execute(
+            "SELECT reason, count(*) FROM quarantined_readings WHERE job_id = %s GROUP BY reason", (job_id,)
+        )
+        return {QuarantineReason(reason): int(count) for reason, count in rows}
 
     def _insert_readings(self, conn: Connection, chunk: ChunkStream) -> list[QuarantineRow]:
         """COPY the valid rows into ``readings`` as they are judged; return the ones found already stored, as
