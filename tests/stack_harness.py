@@ -9,10 +9,12 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -301,3 +303,24 @@ def request(
     except ValueError:
         decoded = raw.decode()
     return Reply(status, {name.lower(): value for name, value in received.items()}, decoded)
+
+
+def raw_http(
+    method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None, timeout_s: float = 60
+) -> Reply:
+    """An HTTP call that sends ``body`` byte for byte with exactly ``headers`` (no Content-Type is added), for
+    requests a JSON client cannot make: gzip, broken encodings, wrong media types."""
+    parts = urllib.parse.urlsplit(url)
+    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s)
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, dict(headers or {}))
+        answer = connection.getresponse()
+        raw, status = answer.read(), answer.status
+        received = {name.lower(): value for name, value in answer.getheaders()}
+    finally:
+        connection.close()
+    try:
+        decoded: Any = json.loads(raw)
+    except ValueError:
+        decoded = raw.decode(errors="replace")
+    return Reply(status, received, decoded)

@@ -74,12 +74,17 @@ def conclude(name: str, stack: RunningStack, workload: Workload, report: OracleR
     assert report.ok, f"{name}: {report.as_dict()}\n" + "\n".join(stack.lines[-40:])
 
 
+def worker_log(stack: RunningStack) -> bytes:
+    """What this scenario's worker logged (other stacks may share the file: their functions have other names)."""
+    with WORKER_LOG.open("rb") as log:
+        log.seek(stack.log_offsets["LoadWorkerFunction"])
+        mine = f"{stack.stack_name}-LoadWorkerFunction".encode()
+        return b"\n".join(line for line in log.read().splitlines() if mine in line or b"injected fault:" in line)
+
+
 def worker_deaths(stack: RunningStack) -> int:
     """Worker processes the exit fault killed during this scenario (each says so on stderr, in the function log)."""
-    offset: int = stack.log_offsets["LoadWorkerFunction"]
-    with WORKER_LOG.open("rb") as log:
-        log.seek(offset)
-        return log.read().count(b"injected fault:")
+    return worker_log(stack).count(b"injected fault:")
 
 
 def worker_backend(stack: RunningStack, statement_prefix: str) -> int | None:
@@ -110,7 +115,9 @@ def test_the_same_message_delivered_many_times_lands_once(scenario_stack: Runnin
     conclude("same message delivered 6 times", scenario_stack, workload, report, redelivered_messages=5 * len(keys))
 
 
-@pytest.mark.stack(visibility_s=5, env={"SLUICE_FAULT_EXIT_AFTER_CHUNK": "0"})
+# Visibility longer than the slowest invocation here (the drop), as in AWS (1800 s against a 300 s timeout):
+# shorter, and messages that shared an invocation with the drop would be handed out again while it still ran.
+@pytest.mark.stack(visibility_s=30, env={"SLUICE_FAULT_EXIT_AFTER_CHUNK": "0"})
 def test_a_worker_killed_after_a_chunk_commits_and_before_the_ack_resumes(scenario_stack: RunningStack) -> None:
     workload = Workload(scenario_stack)
     workload.post_batches(8, 300)
@@ -211,10 +218,15 @@ def test_a_poison_message_among_good_ones_harms_none_of_them(scenario_stack: Run
     for body in poison:
         workload.send_raw(body)
 
-    report = check(scenario_stack, workload.log, timeout_s=240, expect_dead_letters=2 * len(poison))
-    parked = queue_depth(scenario_stack, "IngestDeadLetterQueue")
-    conclude("poison messages among good ones", scenario_stack, workload, report, poison_parked=parked)
-    assert parked == 2 * len(poison)  # retried five times each, then parked for an operator; never looping
+    report = check(scenario_stack, workload.log, timeout_s=240)
+    ignored = sum(
+        b'"outcome":"ignored"' in line and b"not an S3 event notification" in line
+        for line in worker_log(scenario_stack).splitlines()
+    )
+    conclude("poison messages among good ones", scenario_stack, workload, report, poison_ignored=ignored)
+    # Not an S3 event: it would fail the same way every time, so it is logged and dropped, never retried (the
+    # oracle saw nothing in the DLQ). A message received again while its invocation ran is logged again.
+    assert ignored >= 2 * len(poison)
 
 
 @pytest.mark.stack(visibility_s=60, env={"SLUICE_FAULT_EXIT_AFTER_CHUNK": "9"})

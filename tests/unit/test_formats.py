@@ -174,7 +174,7 @@ def test_ndjson_lines_are_records_numbered_from_one_and_blank_lines_are_skipped(
             None,
             Unparsable("{broken", "a JSON object", "invalid JSON (Expecting property name enclosed in double quotes)"),
         ),
-        Record(5, None, "a string"),
+        Record(5, None, Unparsable('"a string"', "a JSON object", "a string")),
         Record(6, None, Unparsable("[" * 100_000, "a JSON object", "JSON nested too deeply")),
         Record(7, None, {"value": float("inf")}),
     ]

@@ -71,7 +71,17 @@ def test_a_test_event_names_nothing() -> None:
     assert object_refs(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
 
 
-@pytest.mark.parametrize("body", ["not json", "[1]", '{"Records": [{"eventName": "ObjectCreated:Put"}]}', "{}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1]",
+        '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
+        "{}",
+        '{"Records": "nope"}',
+        '{"Records": [7]}',
+    ],
+)
 def test_a_message_that_is_not_an_s3_event_is_unreadable(body: str) -> None:
     with pytest.raises(UnreadableObjectError, match="not an S3 event notification"):
         object_refs(body)

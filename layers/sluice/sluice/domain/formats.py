@@ -12,8 +12,10 @@ exactly what the API counted.
 import csv
 import gzip
 import io
+import itertools
 import json
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,8 +29,54 @@ GZIP_SUFFIX: Final = ".gz"
 MAX_ELEMENT_CHARS: Final = 1 << 20
 _BLOCK_CHARS = 1 << 16
 _WHITESPACE = frozenset(" \t\r\n")
-_decoder = json.JSONDecoder()
-_lenient_decoder = json.JSONDecoder(parse_int=float)
+_REPEATED_KEYS_EXPECTED: Final = "a JSON object naming each field once"
+_JSON_TYPES: Final[dict[type, str]] = {str: "a string", list: "an array", bool: "a boolean", type(None): "null"}
+_NAMES_SHOWN = 5
+_NAME_CHARS = 80
+
+
+class RepeatedKeys(dict[str, Any]):
+    """A JSON object that names a key more than once. As a dict it holds the last value of each key (what
+    ``json.loads`` gives); ``pairs`` keeps every pair as it came, so quarantine can show what was really sent."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+    def repeated(self) -> dict[str, int]:
+        """The keys named more than once, in the order they first appear, with how often each came."""
+        # Counted in one pass: a hostile object can hold a hundred thousand keys.
+        return {name: count for name, count in Counter(name for name, _ in self.pairs).items() if count > 1}
+
+    def described(self) -> str:
+        """What a reader is told: which keys came more than once (the first few of them)."""
+        repeated = self.repeated()
+        shown = [
+            f"{json.dumps(name)[:_NAME_CHARS]} {'twice' if count == 2 else f'{count} times'}"
+            for name, count in itertools.islice(repeated.items(), _NAMES_SHOWN)
+        ]
+        more = len(repeated) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more else "")
+
+    def as_text(self) -> str:
+        """The object as JSON text with every pair kept, repeats included."""
+        try:
+            return "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in self.pairs) + "}"
+        except (ValueError, RecursionError):  # a value nested too deeply to write out again
+            return "{" + ", ".join(json.dumps(k) + ": ..." for k, _ in self.pairs) + "}"
+
+
+def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 leaves repeated names to the parser ("last one wins" here); which value a device meant is
+    # unknowable, so such an object is marked and judged instead of silently keeping one of them.
+    found = dict(pairs)
+    return found if len(found) == len(pairs) else RepeatedKeys(pairs)
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_object_from_pairs)
+_lenient_decoder = json.JSONDecoder(parse_int=float, object_pairs_hook=_object_from_pairs)
 
 
 class ObjectFormat(StrEnum):
@@ -111,9 +159,10 @@ def read_records(body: IO[bytes], layout: Layout, *, whole_envelope: bool = Fals
 
 def loads_lenient(text: str) -> Any:
     """``json.loads``, except that an integer past Python's digit limit is read as a float, so one reading (not the
-    whole batch) carries the problem. NaN and Infinity are read as floats and judged out of range later."""
+    whole batch) carries the problem, and an object that names a key twice is a ``RepeatedKeys``. NaN and Infinity
+    are read as floats and judged out of range later."""
     try:
-        return json.loads(text)
+        return _decoder.decode(text)
     except json.JSONDecodeError:
         raise
     except ValueError:
@@ -125,15 +174,24 @@ def _whole_envelope_records(data: bytes) -> Iterator[Record]:
         document = loads_lenient(data.decode("utf-8-sig"))
     except (json.JSONDecodeError, RecursionError) as exc:
         raise UnreadableObjectError(f"the batch is not JSON: {exc}") from None
+    if type(document) is RepeatedKeys:  # the API refuses these; an object put under incoming/ by hand may not be
+        raise UnreadableObjectError(f"the batch envelope names {document.described()}")
     if type(document) is not dict or type(document.get("readings")) is not list:
         raise UnreadableObjectError('the batch is not a JSON object with a "readings" array')
     system_id = document.get("system_id")
     for index, raw in enumerate(document["readings"]):
-        yield Record(index, system_id, raw)
+        yield Record(index, system_id, _unrepeated(raw))
+
+
+def _unrepeated(raw: object) -> object:
+    """A reading as read, or, when it names a field twice, an ``Unparsable`` keeping every pair it sent."""
+    if type(raw) is RepeatedKeys:
+        return Unparsable(raw.as_text(), _REPEATED_KEYS_EXPECTED, f"an object naming {raw.described()}")
+    return raw
 
 
 def _ndjson_records(text: IO[str]) -> Iterator[Record]:
-    loads = json.loads
+    loads = _decoder.decode
     for number, line in enumerate(text, start=1):
         if len(line) > MAX_ELEMENT_CHARS:
             yield Record(number, None, Unparsable(line[:1000], "a JSON object", f"a line of {len(line)} characters"))
@@ -151,7 +209,15 @@ def _ndjson_records(text: IO[str]) -> Iterator[Record]:
         except RecursionError:
             yield Record(number, None, Unparsable(stripped, "a JSON object", "JSON nested too deeply"))
             continue
-        yield Record(number, raw.get("system_id") if type(raw) is dict else None, raw)
+        if type(raw) is not dict:
+            # Not an object: the line is the record (it has no system_id to speak of).
+            if type(raw) is RepeatedKeys:
+                unparsable = Unparsable(stripped, _REPEATED_KEYS_EXPECTED, f"an object naming {raw.described()}")
+            else:
+                unparsable = Unparsable(stripped, "a JSON object", _JSON_TYPES.get(type(raw), "a number"))
+            yield Record(number, None, unparsable)
+            continue
+        yield Record(number, raw.get("system_id"), raw)
 
 
 def _csv_records(text: IO[str]) -> Iterator[Record]:
@@ -269,7 +335,7 @@ def _array_records(reader: "_JsonStream", system_id: object) -> Iterator[Record]
         return
     index = 0
     while True:
-        yield Record(index, system_id, reader.value(index))
+        yield Record(index, system_id, _unrepeated(reader.value(index)))
         index += 1
         if reader.next_char() == "]":
             reader.expect("]")

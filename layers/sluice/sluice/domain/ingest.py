@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from sluice.domain.formats import loads_lenient
+from sluice.domain.formats import RepeatedKeys, loads_lenient
 from sluice.domain.ratelimit import RateDecision
 from sluice.errors import (
     InvalidRequestError,
@@ -25,7 +25,7 @@ from sluice.errors import (
     StorageUnavailableError,
     UnsupportedMediaTypeError,
 )
-from sluice.models.api import ErrorDetail, IngestRequest, error_details
+from sluice.models.api import MAX_ERROR_DETAILS, ErrorDetail, IngestRequest, error_details, more_details
 from sluice.models.jobs import Job, JobSource, JobStatus
 
 JSON_MEDIA_TYPE = "application/json"
@@ -218,6 +218,7 @@ def read_batch(body: bytes, content_type: str | None, content_encoding: str | No
         raise _too_large(len(body), max_bytes, "the body")
     text = _gunzip(body, max_bytes) if gzipped else body
     document = _parse_json(text)
+    check_envelope_names(document)
     try:
         envelope = IngestRequest.model_validate(document)
     except ValidationError as exc:
@@ -229,6 +230,42 @@ def read_batch(body: bytes, content_type: str | None, content_encoding: str | No
         gzipped=gzipped,
         sha256=hashlib.sha256(text).hexdigest(),
     )
+
+
+def check_envelope_names(document: Any) -> None:
+    """Refuse an envelope that names a field twice (which value was meant is unknowable, and the drop envelope
+    refuses it too) or whose field names are not valid Unicode (the model cannot name those; the details can).
+    A reading that names a field twice is the worker's: it is quarantined as ``parse_error``."""
+    if type(document) is RepeatedKeys:
+        repeated = list(document.repeated())
+        raise InvalidRequestError(
+            "the batch envelope names a field more than once",
+            [
+                ErrorDetail(field=name, reason="named more than once; send each field once")
+                for name in repeated[:MAX_ERROR_DETAILS]
+            ]
+            + more_details(len(repeated)),
+        )
+    if type(document) is dict:
+        unreadable = [name for name in document if not _is_unicode(name)]
+        if unreadable:
+            raise InvalidRequestError(
+                "the batch envelope is not valid",
+                [
+                    ErrorDetail(field=name, reason="not a field of the batch envelope (nor valid Unicode)")
+                    for name in unreadable[:MAX_ERROR_DETAILS]
+                ]
+                + more_details(len(unreadable)),
+            )
+
+
+def _is_unicode(text: str) -> bool:
+    # A JSON "\ud800" escape decodes to a lone surrogate, which no UTF-8 text (or response) can carry.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _accepted(result: dict[str, Any], *, replayed: bool) -> AcceptedBatch:

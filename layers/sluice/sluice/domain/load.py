@@ -10,7 +10,7 @@ Everything else (database, S3, DynamoDB faults) raises, and the message is retri
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -129,6 +129,10 @@ class LoadReport:
     counts: LoadCounts | None = None
     chunks_written: int = 0
     detail: str = ""
+    # On completion: the job's quarantined readings by reason, and its latency from creation (the API's 202, or
+    # the worker's first sight of a drop) to completion.
+    quarantined_by_reason: Mapping[QuarantineReason, int] = field(default_factory=dict)
+    latency_ms: int | None = None
 
 
 class JobTracker(Protocol):
@@ -174,6 +178,9 @@ class ReadingSink(Protocol):
 
     def job_counts(self, job_id: UUID) -> LoadCounts:
         """A job's counts, summed from its ledger rows."""
+
+    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
+        """A job's quarantined readings counted by reason (written with the ledger rows: they add up to them)."""
 
 
 class Progress(Protocol):
@@ -223,7 +230,7 @@ def object_refs(message_body: str) -> list[ObjectRef]:
             for record in event["Records"]
             if str(record.get("eventName", "")).startswith("ObjectCreated")
         ]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):  # AttributeError: a record that is not an object
         raise UnreadableObjectError("the message is not an S3 event notification (Records missing)") from None
 
 
@@ -242,16 +249,16 @@ def load_message(
 def park_message(message_body: str, jobs: JobTracker, reason: str, now: datetime) -> list[UUID]:
     """Fail the unfinished jobs of a message whose last attempt failed: SQS moves it to the dead-letter queue next,
     and nothing would otherwise tell the job's client that its batch stopped. A redrive restarts them."""
+    return [job_id for job_id in message_job_ids(message_body) if jobs.park_job(job_id, reason, now)]
+
+
+def message_job_ids(message_body: str) -> list[UUID]:
+    """The jobs of the objects an SQS message's S3 event names; none for a message that is not one."""
     try:
         refs = object_refs(message_body)
     except UnreadableObjectError:
         return []
-    parked: list[UUID] = []
-    for ref in refs:
-        job_id = target_of(ref).job_id
-        if job_id is not None and jobs.park_job(job_id, reason, now):
-            parked.append(job_id)
-    return parked
+    return [job_id for job_id in (target_of(ref).job_id for ref in refs) if job_id is not None]
 
 
 def target_of(ref: ObjectRef) -> Target:
@@ -319,8 +326,14 @@ def load_object(
         ports.jobs.finish_job(job.job_id, _finish(JobStatus.FAILED, counts, started_at, clock(), message))
         return LoadReport(LoadOutcome.FAILED, job.job_id, counts, written, detail=message)
     counts = ports.sink.job_counts(job.job_id)
-    ports.jobs.finish_job(job.job_id, _finish(JobStatus.COMPLETED, counts, started_at, clock()))
-    return LoadReport(LoadOutcome.COMPLETED, job.job_id, counts, written)
+    # Read before the job completes: should this fail, the retry reads them again instead of finding it completed.
+    reasons = ports.sink.quarantine_reasons(job.job_id) if counts.quarantined else {}
+    finish = _finish(JobStatus.COMPLETED, counts, started_at, clock())
+    ports.jobs.finish_job(job.job_id, finish)
+    latency_ms = _elapsed_ms(job.created_at, finish.completed_at)
+    return LoadReport(
+        LoadOutcome.COMPLETED, job.job_id, counts, written, quarantined_by_reason=reasons, latency_ms=latency_ms
+    )
 
 
 class Clock(Protocol):
@@ -534,8 +547,11 @@ def _escaped_json(value: object) -> str:
 def _finish(
     status: JobStatus, counts: LoadCounts, started_at: datetime, now: datetime, message: str | None = None
 ) -> JobFinish:
-    elapsed_ms = max(0, int((now - started_at).total_seconds() * 1000))
-    return JobFinish(status, counts, now, elapsed_ms, message)
+    return JobFinish(status, counts, now, _elapsed_ms(started_at, now), message)
+
+
+def _elapsed_ms(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds() * 1000))
 
 
 def _is_tenant(text: str) -> bool:
@@ -578,9 +594,9 @@ def _time_or_none(value: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(UTC) if moment.utcoffset() is not None else None
+    except (ValueError, OverflowError):  # OverflowError: an instant near year 1 or 9999 has no UTC datetime
         return None
-    return moment.astimezone(UTC) if moment.utcoffset() is not None else None
 
 
 def _float_or_none(value: object) -> float | None:

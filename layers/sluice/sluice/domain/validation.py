@@ -23,6 +23,7 @@ REQUIRED_FIELDS = ("sensor_id", "timestamp", "value", "unit", "quality")
 _SHOWN_CHARS = 80
 # The parse caches are dropped when they grow past this, so a long file cannot grow them without bound.
 _CACHE_LIMIT = 65_536
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 _PARSE_ERROR = QuarantineReason.PARSE_ERROR
 _INVALID_UNIT = QuarantineReason.INVALID_UNIT
@@ -95,8 +96,10 @@ class ReadingValidator:
         if type(quality) is not int:
             if type(quality) is float and quality.is_integer():
                 quality = int(quality)
-            else:
+            elif type(quality) is not float or math.isfinite(quality):
                 return Rejection(_PARSE_ERROR, "quality", "an integer 0..100", show(quality))
+            # NaN, Infinity and integers too long to read exactly (read as Infinity) are numbers outside 0..100:
+            # the range check below calls them out_of_range, as it does for value.
 
         bounds = self._ranges.get(unit)
         if bounds is None:
@@ -122,6 +125,9 @@ class ReadingValidator:
         return _new_tuple(ValidReading, (time, sensor_id, float(value), unit, quality))
 
     def _judge_timestamp(self, text: str) -> datetime | Rejection:
+        # CPython's fromisoformat stops reading the time at a NUL and ignores whatever follows it.
+        if "\x00" in text:
+            return Rejection(_INVALID_TIMESTAMP, "timestamp", "an RFC 3339 timestamp", show(text))
         try:
             time = datetime.fromisoformat(text)
         except ValueError:
@@ -129,13 +135,13 @@ class ReadingValidator:
         offset = time.utcoffset()
         if offset is None:
             return Rejection(_INVALID_TIMESTAMP, "timestamp", "a UTC offset (Z or +hh:mm)", show(text))
-        if offset:
-            time = time.astimezone(UTC)
+        # Compared before converting: an instant near year 1 or 9999 with an offset has no UTC datetime
+        # (astimezone raises OverflowError), and it is refused here anyway.
         if time > self._latest:
             return Rejection(_INVALID_TIMESTAMP, "timestamp", f"not after {_iso(self._latest)}", show(text))
         if time < self._earliest:
             return Rejection(_INVALID_TIMESTAMP, "timestamp", f"not before {_iso(self._earliest)}", show(text))
-        return time
+        return time.astimezone(UTC) if offset else time
 
     def validate(self, raws: Iterable[object], first_position: int = 0) -> ValidatedBatch:
         """Judge every reading of a batch; a repeat of an earlier (sensor, instant) is a ``duplicate``."""
@@ -211,10 +217,12 @@ def _type_name(value: object) -> str:
 def _parse_uuid(text: object) -> UUID | None:
     if type(text) is not str or len(text) > 45:
         return None
-    try:
-        return UUID(text)
-    except ValueError:
+    # UUID() hands its hex digits to int(), which also takes a sign, white space, underscores and non-ASCII
+    # digits ("٨" for "8"): those would name a sensor with text that is not a UUID. Only hex digits may remain.
+    digits = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
+    if len(digits) != 32 or not _HEX_DIGITS.issuperset(digits):
         return None
+    return UUID(digits)
 
 
 def _iso(moment: datetime) -> str:

@@ -1,9 +1,9 @@
 """Request and response shapes of the HTTP API, kept apart from the domain's plain tuples."""
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
 from sluice.models.jobs import JobSource, JobStatus
@@ -17,6 +17,21 @@ QUARANTINE_PAGE_DEFAULT = 100
 QUARANTINE_PAGE_MAX = 500
 BULK_REVIEW_MAX = 500
 REVIEW_NOTES_MAX = 2000
+# Error details echo names a client sent (an unknown field can be megabytes long): at most this many characters.
+DETAIL_FIELD_MAX = 200
+DETAIL_REASON_MAX = 1000
+# And at most this many details: a body can name a hundred thousand unknown fields.
+MAX_ERROR_DETAILS = 20
+
+
+def _shortened(limit: int) -> AfterValidator:
+    def shorten(text: str) -> str:
+        if len(text) > limit:
+            text = f"{text[: limit - 3]}..."
+        # A lone surrogate (from a JSON "\ud800" escape) cannot be written as UTF-8: show it escaped instead.
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    return AfterValidator(shorten)
 
 
 class ApiModel(BaseModel):
@@ -46,9 +61,9 @@ class IngestRequest(ApiModel):
 class ErrorDetail(ApiModel):
     """One problem with a request: where (field path, list index) and what."""
 
-    field: str | None
+    field: Annotated[str, _shortened(DETAIL_FIELD_MAX)] | None
     index: int | None = None
-    reason: str
+    reason: Annotated[str, _shortened(DETAIL_REASON_MAX)]
 
 
 class ErrorInfo(ApiModel):
@@ -246,11 +261,19 @@ class DeepHealth(ApiModel):
 
 
 def error_details(exc: ValidationError) -> list[ErrorDetail]:
-    """Turn pydantic's errors into details that name the field and, inside a list, the index."""
+    """Turn pydantic's errors into details that name the field and, inside a list, the index (the first
+    ``MAX_ERROR_DETAILS`` of them, then how many more there were)."""
     details = []
-    for error in exc.errors(include_url=False, include_input=False):
+    errors = exc.errors(include_url=False, include_input=False)
+    for error in errors[:MAX_ERROR_DETAILS]:
         location = error["loc"]
         index = next((part for part in reversed(location) if isinstance(part, int)), None)
         path = ".".join(str(part) for part in location if not isinstance(part, int)) or None
         details.append(ErrorDetail(field=path, index=index, reason=error["msg"]))
-    return details
+    return details + more_details(len(errors))
+
+
+def more_details(total: int) -> list[ErrorDetail]:
+    """The detail that stands for those past the first ``MAX_ERROR_DETAILS`` of ``total``, if there are any."""
+    hidden = total - MAX_ERROR_DETAILS
+    return [ErrorDetail(field=None, reason=f"and {hidden} more like these")] if hidden > 0 else []
