@@ -7,12 +7,15 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings
 
+from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
 from sluice.local.template import StackContext, TemplateError, function_environment, load_template, resources_of_type
+from sluice.models.jobs import Job
 from sluice.settings import (
     HealthSettings,
     IngestApiSettings,
     JobStatusSettings,
     LoadWorkerSettings,
+    MaintenanceSettings,
     QuarantineSettings,
 )
 
@@ -24,6 +27,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "JobStatusFunction": JobStatusSettings,
     "QuarantineFunction": QuarantineSettings,
     "HealthFunction": HealthSettings,
+    "MaintenanceFunction": MaintenanceSettings,
 }
 
 
@@ -178,13 +182,60 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
     assert int(worker["Environment"]["Variables"]["SLUICE_VISIBILITY_TIMEOUT_SECONDS"]) == queue["VisibilityTimeout"]
 
 
-def test_the_worker_reads_its_database_secret_and_never_a_dsn() -> None:
-    worker = resources()["LoadWorkerFunction"]["Properties"]
-    variables = worker["Environment"]["Variables"]
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [
+        # Each connects as a login user of its own role (migration 0004); the owner's DatabaseSecretArn is not theirs.
+        ("LoadWorkerFunction", "WorkerDatabaseSecretArn"),
+        ("QuarantineFunction", "ReviewDatabaseSecretArn"),
+        ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
+    ],
+)
+def test_each_database_function_reads_its_own_roles_secret_and_never_a_dsn(function: str, parameter: str) -> None:
+    properties = resources()[function]["Properties"]
+    variables = properties["Environment"]["Variables"]
 
-    assert variables["SLUICE_DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert variables["SLUICE_DB_SECRET_ARN"] == {"Ref": parameter}
     assert "SLUICE_DB_DSN" not in variables
-    assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecretArn"}}} in worker["Policies"]
+    assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": parameter}}} in properties["Policies"]
+    assert "Default" not in template()["Parameters"][parameter]
+
+
+def test_maintenance_runs_on_a_schedule_with_policies_on_named_resources_only() -> None:
+    maintenance = resources()["MaintenanceFunction"]["Properties"]
+    (event,) = maintenance["Events"].values()
+
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == "rate(15 minutes)"
+    assert maintenance["Environment"]["Variables"]["SLUICE_DB_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert maintenance["Policies"] == [
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
+        {"S3ReadPolicy": {"BucketName": {"Ref": "BatchBucket"}}},
+        {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}},
+        {"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}}},
+        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecretArn"}}},
+    ]
+
+
+def test_the_sweeper_waits_for_sqs_to_hand_out_a_crashed_workers_message_first() -> None:
+    visibility_s = resources()["IngestQueue"]["Properties"]["VisibilityTimeout"]
+    stuck_after_s = MaintenanceSettings.model_fields["stuck_job_minutes"].default * 60
+
+    assert stuck_after_s > visibility_s
+
+
+def test_the_status_index_projects_every_field_a_swept_job_needs() -> None:
+    (index,) = [
+        index
+        for index in resources()["JobsTable"]["Properties"]["GlobalSecondaryIndexes"]
+        if index["IndexName"] == STATUS_JOBS_INDEX
+    ]
+    keys = {"job_id"} | {key["AttributeName"] for key in index["KeySchema"]}
+    required = {name for name, info in Job.model_fields.items() if info.is_required()}
+
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["status", "created_at"]
+    # job_from_item must read an index item as a Job; the sweeper also reads when the job last started.
+    assert required | {"started_at", "attempted_at"} <= keys | set(index["Projection"]["NonKeyAttributes"])
 
 
 def test_every_function_is_arm64_python313_and_traced() -> None:
@@ -197,6 +248,15 @@ def test_every_function_is_arm64_python313_and_traced() -> None:
     )
     for function in resources_of_type(template(), "AWS::Serverless::Function").values():
         assert not {"Runtime", "Architectures", "Tracing"} & set(function["Properties"])
+
+
+def test_no_function_switches_its_tracer_off() -> None:
+    # Powertools' Tracer goes quiet by itself outside Lambda and under SAM local (AWS_SAM_LOCAL); in AWS only this
+    # variable would silence it, and the template must not set it.
+    globals_ = template()["Globals"]["Function"]["Environment"]["Variables"]
+    for function in resources_of_type(template(), "AWS::Serverless::Function").values():
+        declared = globals_ | function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "POWERTOOLS_TRACE_DISABLED" not in declared
 
 
 # --- the local reader of templates -----------------------------------------------------------------------

@@ -43,6 +43,9 @@ class Job(BaseModel):
     # When DynamoDB's TTL removes the record (epoch seconds).
     expires_at: int
     started_at: datetime | None = None
+    # The last time a worker started the job (a retry, a redrive) or the maintenance sweeper requeued it; with
+    # started_at and the ledger's last commit it tells the sweeper when the job last moved.
+    attempted_at: datetime | None = None
     completed_at: datetime | None = None
     inserted_readings: int | None = Field(default=None, ge=0)
     quarantined_readings: int | None = Field(default=None, ge=0)
