@@ -17,6 +17,7 @@ from sluice.adapters.http import Caller, body_of, caller_of, json_response, quer
 from sluice.adapters.quarantine import QuarantineService, TimescaleQuarantineStore, build_quarantine_service
 from sluice.domain.review import (
     Reviewer,
+    check_notes,
     find_quarantined,
     list_quarantine,
     quarantine_item,
@@ -78,7 +79,9 @@ def quarantined(row_id: str) -> Response[str]:
 def review(row_id: str) -> Response[str]:
     reviewer = reviewer_of(caller(REVIEW))
     request = body_of(app.current_event, ReviewRequest)
+    check_notes(request.notes)
     reviewed = review_quarantined(store(), reviewer, row_id, request)
+    tracer.put_annotation("job_id", str(reviewed.row.job_id))
     logger.info("reading reviewed", row_id=reviewed.row.id, job_id=str(reviewed.row.job_id), action=request.action)
     metrics.add_metric(name="ReviewedReadings", unit=MetricUnit.Count, value=1)
     show_on_jobs([reviewed.counts])
@@ -90,8 +93,12 @@ def review(row_id: str) -> Response[str]:
 def review_bulk() -> Response[str]:
     reviewer = reviewer_of(caller(REVIEW))
     request = body_of(app.current_event, BulkReviewRequest)
+    check_notes(request.notes)
     result, counts = review_many(store(), reviewer, request)
-    logger.info("readings reviewed", action=request.action, reviewed=result.reviewed, failed=result.failed)
+    job_ids = sorted({str(job_counts.job_id) for job_counts in counts})
+    logger.info(
+        "readings reviewed", action=request.action, reviewed=result.reviewed, failed=result.failed, job_ids=job_ids
+    )
     metrics.add_metric(name="ReviewedReadings", unit=MetricUnit.Count, value=result.reviewed)
     show_on_jobs(counts)
     return json_response(200, result)

@@ -443,6 +443,12 @@ def wait_for_lock_waiters(dsn: str, count: int) -> None:
         ({"action": "fix", "unit": "psi"}, "unit"),
         ({"action": "fix", "timestamp": "2026-11-20T08:00:00"}, "timestamp"),
         ({"action": "reject", "notes": "x" * 2001}, "notes"),
+        # JSON carries a NUL, PostgreSQL's text does not: refused with the body, not a 500 from the database.
+        ({"action": "reject", "notes": "gauge\u0000reset"}, "notes"),
+        # Members of the wrong JSON type are refused, never coerced: false is not 0 bar, nor a number a timestamp.
+        ({"action": "fix", "value": False}, "value"),
+        ({"action": "fix", "value": "212.5"}, "value"),
+        ({"action": "fix", "timestamp": 1763800000}, "timestamp"),
         ([], None),
     ],
 )
@@ -537,8 +543,25 @@ def test_a_bulk_review_wants_ids_or_a_filter(review: Review, mixed: UUID) -> Non
     repeated = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": [1, 1]})
     too_many = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": list(range(1, 502))})
 
+    coerced = review.post("/api/v1/quarantine/review", {"action": "reject", "ids": ["1", True]})
+    text_limit = review.post("/api/v1/quarantine/review", {"action": "reject", "filter": {}, "limit": "5"})
+
     assert [neither.status, both.status, repeated.status, too_many.status] == [400, 400, 400, 400]
     assert too_many.error["details"][0]["field"] == "ids"
+    assert [(detail["field"], detail["index"]) for detail in coerced.error["details"]] == [("ids", 0), ("ids", 1)]
+    assert (text_limit.status, text_limit.error["details"][0]["field"]) == (400, "limit")
+
+
+def test_bulk_review_notes_with_a_nul_character_are_refused_before_any_row_is_touched(
+    review: Review, mixed: UUID
+) -> None:
+    rows = review.rows(mixed)
+
+    answer = review.post("/api/v1/quarantine/review", {"action": "reject", "filter": {}, "notes": "a\u0000b"})
+
+    assert (answer.status, answer.error["details"][0]["field"]) == (400, "notes")
+    assert {row["review_status"] for row in review.rows(mixed).values()} == {"pending"}
+    assert len(rows) == 5
 
 
 # --- faults and samples -------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import yaml
@@ -67,6 +68,7 @@ from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
 
+from ..api_client import call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event, template
 from ..paths import REPO_ROOT
 
@@ -491,6 +493,38 @@ def test_the_handler_the_template_routes_to_answers_the_documented_operation(op:
         schema_validator(described["schema"]).validate(answer.headers[header])
 
 
+UNUSABLE_SUBS = ["x" * 257, "mallory\x00admin"]
+
+
+@pytest.mark.usefixtures("handler_env")
+@pytest.mark.parametrize(
+    ("op", "sub"),
+    [
+        pytest.param(op, sub, id=f"{operation_id(op)} {sub[:12]!r}")
+        for op in sorted(spec_operations())
+        if operation(op)["security"]
+        for sub in UNUSABLE_SUBS
+    ],
+)
+def test_a_sub_too_long_or_holding_a_nul_is_401_before_any_storage(op: Operation, sub: str) -> None:
+    # The sub keys DynamoDB items and is stored as creator and reviewer; unchecked, these were a 500 (a job's
+    # creator over 256 characters, a NUL in reviewed_by) or a 503 that no retry would ever cure (a key too long).
+    body = {"action": "reject"} if op in {REVIEW, BULK_REVIEW} else {"system_id": str(uuid4()), "readings": [1]}
+    verified = claims("ingest:write jobs:read quarantine:read quarantine:review", sub=sub)
+
+    answer = call(
+        handler_module(template_routes()[op].function),
+        op[1].upper(),
+        sample_path(op),
+        verified=verified,
+        body=body if op[1] == "post" else None,
+    )
+
+    assert (answer.status, answer.error["code"]) == (401, "unauthorized")
+    assert answer.error["details"][0]["field"] == "sub"
+    schema_validator(body_schema(response(op, 401))).validate(answer.body)
+
+
 @pytest.mark.usefixtures("handler_env")
 @pytest.mark.parametrize("function", sorted({route.function for route in template_routes().values()}))
 def test_a_path_the_spec_does_not_have_is_not_found_in_every_function(function: str) -> None:
@@ -625,6 +659,33 @@ def test_a_review_body_the_model_refuses_the_schema_refuses(name: str, body: dic
     with pytest.raises(ValidationError):
         SCHEMA_MODELS[name].model_validate(body)
     assert not component_validator(name).is_valid(body)
+
+
+# Bodies the models would take (lax, or any text) that the spec refuses, and so does the edge: JSON members of
+# another type are not coerced, and PostgreSQL's text cannot hold a NUL.
+EDGE_REFUSED_REVIEWS: list[tuple[Operation, str, dict[str, Any], str]] = [
+    (REVIEW, "ReviewRequest", {"action": "reject", "notes": "gauge\x00reset"}, "notes"),
+    (BULK_REVIEW, "BulkReviewRequest", {"action": "reject", "ids": [41], "notes": "gauge\x00reset"}, "notes"),
+    (REVIEW, "ReviewRequest", {"action": "fix", "value": False}, "value"),
+    (REVIEW, "ReviewRequest", {"action": "fix", "value": "212.5"}, "value"),
+    (REVIEW, "ReviewRequest", {"action": "fix", "timestamp": 1763800000}, "timestamp"),
+    (BULK_REVIEW, "BulkReviewRequest", {"action": "reject", "ids": ["41"]}, "ids"),
+    (BULK_REVIEW, "BulkReviewRequest", {"action": "reject", "filter": {}, "limit": "5"}, "limit"),
+]
+
+
+@pytest.mark.parametrize(("op", "name", "body", "field"), EDGE_REFUSED_REVIEWS, ids=lambda value: str(value)[:60])
+@pytest.mark.usefixtures("handler_env")
+def test_a_review_body_the_spec_refuses_the_edge_refuses_before_the_database(
+    op: Operation, name: str, body: dict[str, Any], field: str
+) -> None:
+    # The database is unreachable here: a refusal made after reaching it would answer 503.
+    answer = call(
+        handler_module("QuarantineFunction"), "POST", sample_path(op), verified=claims("quarantine:review"), body=body
+    )
+
+    assert not component_validator(name).is_valid(body)
+    assert (answer.status, answer.error["details"][0]["field"]) == (400, field)
 
 
 ACCEPTED_REVIEWS: list[tuple[str, dict[str, Any]]] = [

@@ -16,6 +16,7 @@ from sluice.domain.review import (
     ReviewDecision,
     Reviewed,
     Reviewer,
+    check_notes,
     corrections,
     decide_review,
     reading_fields,
@@ -244,3 +245,15 @@ def test_a_bulk_review_cut_short_by_the_database_says_which_rows_were_not_review
     assert (result.reviewed, result.failed) == (2, 2)
     assert counts == [JobReviewCounts(ROW.job_id, reviewed=4, replayed=0)]  # the larger of the job's counts
     assert [r.id for r in resumed.results] == [2, 1]  # the cursor resumes at the row that was not reviewed
+
+
+@pytest.mark.parametrize("notes", [None, "", "gauge reset at 08:00", "\u2028\uffff"])
+def test_notes_postgresql_can_keep_pass(notes: str | None) -> None:
+    check_notes(notes)
+
+
+def test_notes_with_a_nul_character_are_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        check_notes("gauge\x00reset")
+
+    assert [detail.field for detail in refused.value.details] == ["notes"]

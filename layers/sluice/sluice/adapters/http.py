@@ -9,7 +9,6 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -35,7 +34,7 @@ from sluice.errors import (
     UnsupportedMediaTypeError,
 )
 from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse, error_details
-from sluice.models.types import TenantId
+from sluice.models.types import Principal, TenantId
 
 JSON = "application/json"
 # How long a client should wait after a 503 before sending the request again.
@@ -59,6 +58,7 @@ STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
 }
 
 _tenant_id = TypeAdapter[str](TenantId)
+_principal = TypeAdapter[str](Principal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +71,24 @@ class Caller:
 
 
 def principal_of(event: APIGatewayProxyEventV2) -> str:
-    """The verified principal (``sub``) of the request; 401 when there is none."""
+    """The verified principal (``sub``) of the request; 401 when there is none, or none it can be known by."""
     claims = event.request_context.authorizer.jwt_claim
     principal = str((claims or {}).get("sub") or "")
     if not principal:
         raise UnauthorizedError("no verified identity: send a bearer token from the tenant's identity provider")
+    # The principal keys the rate limit and idempotency items and is stored as creator and reviewer: a sub those
+    # cannot hold (too long for a key, a NUL for PostgreSQL's text) would fail later, as a 5xx.
+    try:
+        _principal.validate_python(principal)
+    except ValidationError:
+        usable = False
+    else:
+        usable = "\x00" not in principal
+    if not usable:
+        raise UnauthorizedError(
+            "the token's sub is not a usable identity",
+            [ErrorDetail(field="sub", reason="must be 1 to 256 characters, none of them NUL (U+0000)")],
+        )
     return principal
 
 
@@ -133,13 +146,16 @@ def body_of[Body: BaseModel](event: APIGatewayProxyEventV2, model: type[Body]) -
             [ErrorDetail(field="body", reason=f"the body has {len(body)} bytes, the limit is {MAX_REQUEST_BYTES}")],
         )
     try:
-        decoded: Any = json.loads(body.decode("utf-8-sig"))
+        text = body.decode("utf-8-sig")
+        json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidRequestError(
             "the body is not JSON", [ErrorDetail(field="body", reason=f"{type(exc).__name__}: {exc}")]
         ) from None
     try:
-        return model.model_validate(decoded)
+        # Strict, as JSON: each member must be of the JSON type the spec names. Lax validation would take true or
+        # "12.5" for a number and a number for a timestamp, and act on what the client did not mean.
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise InvalidRequestError("the request body is not valid", error_details(exc)) from None
 

@@ -15,7 +15,14 @@ from uuid import UUID
 from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor
 from sluice.domain.rules import DEFAULT_RULES, ReadingRules
 from sluice.domain.validation import ReadingValidator
-from sluice.errors import NotFoundError, NotPendingError, ReadingInvalidError, RequestError, StorageUnavailableError
+from sluice.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    NotPendingError,
+    ReadingInvalidError,
+    RequestError,
+    StorageUnavailableError,
+)
 from sluice.models.api import (
     BulkReviewRequest,
     BulkReviewResult,
@@ -117,6 +124,16 @@ def find_quarantined(store: QuarantineStore, tenant_id: str, row_id: str) -> Qua
     if row is None:
         raise NotFoundError(f"no quarantined reading {row_id} in this tenant")
     return quarantine_item(row)
+
+
+def check_notes(notes: str | None) -> None:
+    """Refuse notes the review record cannot keep: JSON carries a NUL character (U+0000), PostgreSQL's text does
+    not. Checked with the body, before any row is touched (400)."""
+    if notes is not None and "\x00" in notes:
+        raise InvalidRequestError(
+            "the request body is not valid",
+            [ErrorDetail(field="notes", reason="must not contain NUL (U+0000) characters")],
+        )
 
 
 def review_quarantined(

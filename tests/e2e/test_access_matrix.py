@@ -1,0 +1,506 @@
+"""Who may do what, on every route of template.yaml's HttpApi, through `make run`'s stack.
+
+The routes come from the template (``http_api_routes``), so a route added there without a plan here fails the
+matrix. Each route is called as: no token, an expired token, one of another issuer, one for another audience, one
+without the route's scope, a valid token of another tenant, and a valid token of the owning tenant. The odd tokens
+are signed in-process with the checkout's local key, the one the running twin verifies with, so only the claim
+under test is wrong.
+
+Tenant A (the demo tenant) and tenant B each own a system, a completed job and quarantined readings. B must see
+none of A's: a read of A's job or row is the tenant-scoped 404, a listing holds only B's own, a review of A's row
+changes nothing. After the matrix, nothing a refused request touched has changed.
+
+Then the forgeries: a body, a query or a header that tries to name the tenant, the job id, the status or the
+reviewer is refused or ignored. What is stored carries the token's tenant, a job id the server made, status
+queued, and the token's ``sub`` as the reviewer.
+"""
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+
+from sluice.adapters.dynamodb import job_from_item
+from sluice.local.api import Route, http_api_routes
+
+from ..reliability.figures import record_figures
+from ..stack_harness import (
+    ALL_SCOPES,
+    SYSTEM,
+    Reply,
+    RunningStack,
+    TokenMinter,
+    finished_job,
+    http,
+    now_text,
+    request,
+    running_stack,
+)
+
+STACK = "sluice-access"
+TENANT_A = "demo"  # owns SYSTEM, the demo system `make run` registers
+TENANT_B = "access-b"
+
+NO_TOKEN = "no token"
+EXPIRED = "expired"
+WRONG_ISSUER = "wrong issuer"
+WRONG_AUDIENCE = "wrong audience"
+MISSING_SCOPE = "missing scope"
+OTHER_TENANT = "other tenant"
+VALID = "valid"
+CASES = (NO_TOKEN, EXPIRED, WRONG_ISSUER, WRONG_AUDIENCE, MISSING_SCOPE, OTHER_TENANT, VALID)
+# The twin's (API Gateway's) own answers: no function runs.
+REFUSED_BY_AUTHORIZER = {
+    NO_TOKEN: (401, {"message": "Unauthorized"}),
+    EXPIRED: (401, {"message": "Unauthorized"}),
+    WRONG_ISSUER: (401, {"message": "Unauthorized"}),
+    WRONG_AUDIENCE: (401, {"message": "Unauthorized"}),
+    MISSING_SCOPE: (403, {"message": "Forbidden"}),
+}
+# Tenant A's quarantined rows, one per use, so each review meets a pending row.
+ROW_USES = ("kept", "review", "bulk", "forged_single", "forged_bulk", "header_review")
+
+pytestmark = pytest.mark.db
+
+
+@dataclass
+class World:
+    """The two tenants' data, and every job the API accepted (202) while the module ran."""
+
+    stack: RunningStack
+    minter: TokenMinter
+    sensor: str
+    b_system: str
+    a_job: str
+    b_job: str
+    a_rows: dict[str, int]
+    b_row: int
+    accepted: set[str] = field(default_factory=set)
+
+    def url(self, path: str) -> str:
+        return f"{self.stack.api}{path}"
+
+    def bearer(self, tenant: str = TENANT_A, sub: str = "access-operator", scope: str = ALL_SCOPES) -> str:
+        return self.minter.mint(tenant, sub, scope)
+
+    def post_batch(self, tenant: str, sub: str, system: str, readings: list[Any]) -> Reply:
+        reply = http("POST", self.url("/api/v1/data/ingest"), self.bearer(tenant, sub), batch(system, readings))
+        if reply.status == 202:
+            self.accepted.add(reply.body["job_id"])
+        return reply
+
+    def reading(self, offset_s: int, value: float = 150.0) -> dict[str, Any]:
+        return {
+            "sensor_id": self.sensor,
+            "timestamp": now_text(-offset_s),
+            "value": value,
+            "unit": "bar",
+            "quality": 95,
+        }
+
+    def row(self, row_id: int) -> dict[str, Any]:
+        with psycopg.connect(self.stack.dsn) as conn:
+            found = conn.execute(
+                "SELECT tenant_id, review_status, reviewed_by FROM quarantined_readings WHERE id = %s", (row_id,)
+            ).fetchone()
+        assert found is not None
+        return dict(zip(("tenant_id", "review_status", "reviewed_by"), found, strict=True))
+
+    def stored_jobs(self) -> dict[str, str]:
+        """Every job record in the jobs table: job id -> tenant."""
+        client, table = self.stack.dynamodb(), self.stack.names().ref("JobsTable")
+        jobs = {}
+        for page in client.get_paginator("scan").paginate(TableName=table):
+            for item in page.get("Items", []):
+                job = job_from_item(item)
+                jobs[str(job.job_id)] = job.tenant_id
+        return jobs
+
+
+def batch(system: str, readings: list[Any]) -> dict[str, Any]:
+    return {"system_id": system, "readings": readings}
+
+
+@pytest.fixture(scope="module")
+def stack(server_dsn: str) -> Iterator[RunningStack]:
+    with running_stack(server_dsn, STACK) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def world(stack: RunningStack) -> World:
+    """Tenant A's job with two readings stored and one quarantined row per use; tenant B's system and job with one
+    quarantined row."""
+    added = stack.sluice("systems", "add", "--tenant", TENANT_B, "--name", "press-b")
+    assert added.returncode == 0, added.stderr
+    world = World(stack, TokenMinter.for_stack(stack), str(uuid.uuid4()), added.stdout.strip(), "", "", {}, 0)
+
+    readings = [world.reading(n) for n in (1, 2)] + [world.reading(10 + n, 900.0) for n in range(len(ROW_USES))]
+    a_reply = world.post_batch(TENANT_A, "access-setup", SYSTEM, readings)
+    b_reply = world.post_batch(TENANT_B, "access-setup", world.b_system, [world.reading(30), world.reading(31, 950.0)])
+    assert (a_reply.status, b_reply.status) == (202, 202), (a_reply.body, b_reply.body)
+    world.a_job, world.b_job = a_reply.body["job_id"], b_reply.body["job_id"]
+    for tenant, job_id, quarantined in ((TENANT_A, world.a_job, len(ROW_USES)), (TENANT_B, world.b_job, 1)):
+        done = finished_job(stack, world.bearer(tenant), job_id)
+        listed = http("GET", world.url(f"/api/v1/quarantine?job_id={job_id}"), world.bearer(tenant)).body
+        assert (done["status"], done["quarantined_readings"]) == ("completed", quarantined), (done, listed)
+
+    def rows(tenant: str, job_id: str) -> list[int]:
+        listed = http("GET", world.url(f"/api/v1/quarantine?job_id={job_id}"), world.bearer(tenant))
+        assert listed.status == 200, listed.body
+        return sorted(item["id"] for item in listed.body["items"])
+
+    world.a_rows = dict(zip(ROW_USES, rows(TENANT_A, world.a_job), strict=True))
+    (world.b_row,) = rows(TENANT_B, world.b_job)
+    return world
+
+
+# --- what each route is called with, and what its answers must show ----------------------------------------------
+
+type Check = Callable[[World, Reply, str], list[str]]
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """How to call a route on tenant A's data, and what the owner (``valid``) and tenant B (``other``) must get."""
+
+    call: Callable[[World], tuple[str, Any]]
+    valid_status: int
+    valid: Check
+    other_status: int
+    other: Check
+
+
+def expect(condition: bool, problem: str) -> list[str]:
+    return [] if condition else [problem]
+
+
+def ids_of(reply: Reply, name: str) -> set[Any]:
+    return {item[name] for item in reply.body.get("items", [])} if isinstance(reply.body, dict) else set()
+
+
+def error_code(reply: Reply) -> str | None:
+    body = reply.body
+    return body.get("error", {}).get("code") if isinstance(body, dict) else None
+
+
+def _ingest_call(world: World) -> tuple[str, Any]:
+    return "/api/v1/data/ingest", batch(SYSTEM, [world.reading(200 + len(world.accepted))])
+
+
+def _accepted_for(tenant: str, other: str) -> Check:
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        job_id = reply.body["job_id"]
+        world.accepted.add(job_id)
+        problems = expect(reply.body["status"] == "queued", f"status {reply.body['status']}, not queued")
+        done = finished_job(world.stack, world.bearer(tenant), job_id)
+        hidden = http("GET", world.url(f"/api/v1/jobs/{job_id}"), world.bearer(other))
+        problems += expect(hidden.status == 404, f"the job is visible to {other} ({hidden.status})")
+        problems += expect(world.stored_jobs().get(job_id) == tenant, f"the job is not stored as {tenant}'s")
+        if tenant == TENANT_B:  # B sent readings for A's system: none may land as A's
+            reasons = http("GET", world.url(f"/api/v1/quarantine?job_id={job_id}"), world.bearer(tenant)).body
+            problems += expect(
+                done["inserted_readings"] == 0 and {i["reason"] for i in reasons["items"]} == {"system_not_found"},
+                f"B's readings for A's system were not all system_not_found: {done}",
+            )
+        return problems
+
+    return check
+
+
+def _lists(own: Callable[[World], Any], foreign: Callable[[World], Any], name: str) -> Check:
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        listed = ids_of(reply, name)
+        return expect(own(world) in listed, f"its own {own(world)} is not listed") + expect(
+            foreign(world) not in listed, f"the other tenant's {foreign(world)} is listed"
+        )
+
+    return check
+
+
+def _shows(name: str, value: Callable[[World], Any]) -> Check:
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        return expect(reply.body.get(name) == value(world), f"{name} is {reply.body.get(name)}")
+
+    return check
+
+
+def _not_found(world: World, reply: Reply, sub: str) -> list[str]:
+    problems = expect(error_code(reply) == "not_found", f"code {error_code(reply)}, not not_found")
+    return problems + kept_row_untouched(world)
+
+
+def kept_row_untouched(world: World) -> list[str]:
+    row = world.row(world.a_rows["kept"])
+    return expect(row == {"tenant_id": TENANT_A, "review_status": "pending", "reviewed_by": None}, f"A's row: {row}")
+
+
+def _reviewed_by(sub_row: str) -> Check:
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        row = world.row(world.a_rows[sub_row])
+        return expect(reply.body.get("reviewed_by") == sub, f"reviewed_by {reply.body.get('reviewed_by')}") + expect(
+            row == {"tenant_id": TENANT_A, "review_status": "rejected", "reviewed_by": sub}, f"stored row: {row}"
+        )
+
+    return check
+
+
+def _bulk_reviewed(world: World, reply: Reply, sub: str) -> list[str]:
+    row_id = world.a_rows["bulk"]
+    wanted = [{"id": row_id, "review_status": "rejected", "error": None}]
+    problems = expect(reply.body.get("results") == wanted, f"results {reply.body.get('results')}")
+    return problems + expect(world.row(row_id)["reviewed_by"] == sub, "the reviewer is not the token's sub")
+
+
+def _bulk_not_found(world: World, reply: Reply, sub: str) -> list[str]:
+    results = reply.body.get("results") or [{}]
+    code = (results[0].get("error") or {}).get("code")
+    problems = expect(len(results) == 1 and code == "not_found", f"results {results}")
+    return problems + expect(reply.body.get("reviewed") == 0, "a row was reviewed") + kept_row_untouched(world)
+
+
+def _healthy(world: World, reply: Reply, sub: str) -> list[str]:
+    return expect(reply.body.get("status") == "ok", f"health {reply.body}")
+
+
+PLANS: dict[str, RoutePlan] = {
+    "POST /api/v1/data/ingest": RoutePlan(
+        _ingest_call, 202, _accepted_for(TENANT_A, TENANT_B), 202, _accepted_for(TENANT_B, TENANT_A)
+    ),
+    "GET /api/v1/jobs": RoutePlan(
+        lambda w: ("/api/v1/jobs?limit=100", None),
+        200,
+        _lists(lambda w: w.a_job, lambda w: w.b_job, "job_id"),
+        200,
+        _lists(lambda w: w.b_job, lambda w: w.a_job, "job_id"),
+    ),
+    "GET /api/v1/jobs/{job_id+}": RoutePlan(
+        lambda w: (f"/api/v1/jobs/{w.a_job}", None), 200, _shows("job_id", lambda w: w.a_job), 404, _not_found
+    ),
+    "GET /api/v1/quarantine": RoutePlan(
+        lambda w: ("/api/v1/quarantine?limit=500", None),
+        200,
+        _lists(lambda w: w.a_rows["kept"], lambda w: w.b_row, "id"),
+        200,
+        _lists(lambda w: w.b_row, lambda w: w.a_rows["kept"], "id"),
+    ),
+    "GET /api/v1/quarantine/{id}": RoutePlan(
+        lambda w: (f"/api/v1/quarantine/{w.a_rows['kept']}", None),
+        200,
+        _shows("id", lambda w: w.a_rows["kept"]),
+        404,
+        _not_found,
+    ),
+    "POST /api/v1/quarantine/{id}/review": RoutePlan(
+        # The owner reviews the "review" row; everyone else aims at the "kept" row, which must stay pending.
+        lambda w: (f"/api/v1/quarantine/{w.a_rows['kept']}/review", {"action": "reject"}),
+        200,
+        _reviewed_by("review"),
+        404,
+        _not_found,
+    ),
+    "POST /api/v1/quarantine/review": RoutePlan(
+        lambda w: ("/api/v1/quarantine/review", {"action": "reject", "ids": [w.a_rows["kept"]]}),
+        200,
+        _bulk_reviewed,
+        200,
+        _bulk_not_found,
+    ),
+    "GET /health": RoutePlan(lambda w: ("/health", None), 200, _healthy, 200, _healthy),
+    "GET /health/deep": RoutePlan(lambda w: ("/health/deep", None), 200, _healthy, 200, _healthy),
+}
+
+
+def case_token(world: World, route: Route, case: str) -> tuple[str | None, str]:
+    """The token a case sends, and its ``sub``."""
+    sub = f"access-{case.replace(' ', '-')}"
+    now = int(time.time())
+    tokens: dict[str, Callable[[], str | None]] = {
+        NO_TOKEN: lambda: None,
+        EXPIRED: lambda: world.minter.mint(TENANT_A, sub, issued_at=now - 7200),  # expired an hour ago
+        WRONG_ISSUER: lambda: world.minter.mint(TENANT_A, sub, iss="https://issuer.invalid/"),
+        WRONG_AUDIENCE: lambda: world.minter.mint(TENANT_A, sub, aud="not-sluice"),
+        MISSING_SCOPE: lambda: world.minter.mint(
+            TENANT_A, sub, " ".join(scope for scope in ALL_SCOPES.split() if scope not in route.scopes)
+        ),
+        OTHER_TENANT: lambda: world.minter.mint(TENANT_B, sub),
+        VALID: lambda: world.minter.mint(TENANT_A, sub),
+    }
+    return tokens[case](), sub
+
+
+def run_cell(world: World, route: Route, case: str) -> dict[str, Any]:
+    """One request of the matrix and its verdict."""
+    plan = PLANS[route.key]
+    path, body = plan.call(world)
+    if case == VALID and route.key == "POST /api/v1/quarantine/{id}/review":
+        path = f"/api/v1/quarantine/{world.a_rows['review']}/review"
+    if case == VALID and route.key == "POST /api/v1/quarantine/review":
+        body = {"action": "reject", "ids": [world.a_rows["bulk"]]}
+    bearer, sub = case_token(world, route, case)
+    reply = http(route.method, world.url(path), bearer, body)
+    problems: list[str] = []
+    if route.authorizer is None or (case == MISSING_SCOPE and not route.scopes):
+        # No authorizer (GET /health): any token or none is ignored. No scopes (GET /health/deep): any valid token.
+        expected, check = (plan.valid_status, plan.valid)
+    elif case in REFUSED_BY_AUTHORIZER:
+        expected, refusal = REFUSED_BY_AUTHORIZER[case]
+        problems += expect(reply.body == refusal, f"body {reply.body}")
+        check = None
+    elif case == OTHER_TENANT:
+        expected, check = plan.other_status, plan.other
+    else:
+        expected, check = plan.valid_status, plan.valid
+    if reply.status != expected:
+        problems.append(f"status {reply.status}: {reply.body}")
+    elif check is not None:
+        problems += check(world, reply, sub)
+    return {"route": route.key, "case": case, "expected": expected, "status": reply.status, "problems": problems}
+
+
+def test_every_route_answers_each_kind_of_caller_as_it_should(world: World) -> None:
+    _, routes = http_api_routes(world.stack.names())
+    keys = {route.key for route in routes}
+    assert keys == set(PLANS), f"routes of template.yaml without a plan here: {keys - set(PLANS)}"
+    before = set(world.stored_jobs())
+
+    matrix = [run_cell(world, route, case) for route in routes for case in CASES]
+
+    # Refused requests changed nothing: A's kept row is pending and unreviewed, B's too, and the only new jobs are
+    # the ones the API accepted (each checked above as its sender's).
+    aftermath = kept_row_untouched(world)
+    aftermath += expect(world.row(world.b_row)["review_status"] == "pending", "B's row was reviewed")
+    new_jobs = set(world.stored_jobs()) - before
+    aftermath += expect(new_jobs <= world.accepted, f"jobs stored without a 202: {new_jobs - world.accepted}")
+    passed = sum(1 for cell in matrix if not cell["problems"])
+    record_figures(
+        "access",
+        {
+            "routes": len(routes),
+            "cells": len(matrix),
+            "passed": passed,
+            "aftermath_problems": aftermath,
+            "matrix": [{**cell, "passed": not cell["problems"]} for cell in matrix],
+        },
+    )
+    failed = [f"{cell['route']} / {cell['case']}: {cell['problems']}" for cell in matrix if cell["problems"]]
+    assert failed == [], "\n".join(failed)
+    assert aftermath == []
+    assert (len(matrix), passed) == (len(routes) * len(CASES), len(routes) * len(CASES))
+
+
+# --- forgeries: nothing a client sends can name the tenant, a job id, a status or a reviewer ------------------------
+
+
+def test_an_ingest_body_naming_tenant_job_or_status_is_refused_and_stores_nothing(world: World) -> None:
+    before = world.stored_jobs()
+    forged = batch(SYSTEM, [world.reading(300)]) | {
+        "tenant_id": TENANT_B,
+        "job_id": str(uuid.uuid4()),
+        "status": "completed",
+    }
+
+    reply = http("POST", world.url("/api/v1/data/ingest"), world.bearer(sub="access-forger"), forged)
+
+    assert (reply.status, error_code(reply)) == (400, "invalid_request"), reply.body
+    named = {detail["field"] for detail in reply.body["error"]["details"]}
+    assert named == {"tenant_id", "job_id", "status"}
+    assert world.stored_jobs() == before
+    assert http("GET", world.url(f"/api/v1/jobs/{forged['job_id']}"), world.bearer(TENANT_B)).status == 404
+
+
+def test_a_query_naming_a_tenant_is_refused(world: World) -> None:
+    b_token = world.bearer(TENANT_B)
+
+    jobs = http("GET", world.url(f"/api/v1/jobs?tenant_id={TENANT_A}"), b_token)
+    rows = http("GET", world.url(f"/api/v1/quarantine?tenant_id={TENANT_A}"), b_token)
+
+    assert (jobs.status, error_code(jobs)) == (400, "invalid_request")
+    assert (rows.status, error_code(rows)) == (400, "invalid_request")
+    assert jobs.body["error"]["details"][0]["field"] == "tenant_id"
+
+
+def test_tenant_and_job_headers_and_reading_members_change_nothing(world: World) -> None:
+    forged_job = str(uuid.uuid4())
+    reading = world.reading(400) | {"tenant_id": TENANT_B, "job_id": forged_job, "system_id": world.b_system}
+    headers = {"X-Tenant": TENANT_B, "X-Tenant-Id": TENANT_B, "X-Job-Id": forged_job, "X-Amzn-Oidc-Identity": "b"}
+
+    reply = request(
+        "POST",
+        world.url("/api/v1/data/ingest"),
+        world.bearer(sub="access-header"),
+        batch(SYSTEM, [reading]),
+        headers,
+    )
+
+    assert reply.status == 202, reply.body
+    job_id = reply.body["job_id"]
+    world.accepted.add(job_id)
+    assert job_id != forged_job
+    assert reply.body["status"] == "queued"
+    assert world.stored_jobs()[job_id] == TENANT_A
+    done = finished_job(world.stack, world.bearer(), job_id)
+    assert (done["status"], done["inserted_readings"]) == ("completed", 1), done
+    with psycopg.connect(world.stack.dsn) as conn:
+        stored = conn.execute(
+            "SELECT job_id::text, system_id::text FROM readings WHERE sensor_id = %s AND time = %s",
+            (world.sensor, reading["timestamp"]),
+        ).fetchall()
+    assert stored == [(job_id, SYSTEM)]
+    assert http("GET", world.url(f"/api/v1/jobs/{job_id}"), world.bearer(TENANT_B)).status == 404
+
+
+@pytest.mark.parametrize("kind", ["single", "bulk"])
+def test_a_review_body_naming_reviewer_status_or_tenant_is_refused(world: World, kind: str) -> None:
+    row_id = world.a_rows[f"forged_{kind}"]
+    path, body = (
+        (f"/api/v1/quarantine/{row_id}/review", {"action": "reject"})
+        if kind == "single"
+        else ("/api/v1/quarantine/review", {"action": "reject", "ids": [row_id]})
+    )
+    forged = body | {"reviewed_by": "mallory", "review_status": "approved", "tenant_id": TENANT_B}
+
+    reply = http("POST", world.url(path), world.bearer(sub="access-reviewer"), forged)
+
+    assert (reply.status, error_code(reply)) == (400, "invalid_request"), reply.body
+    named = {detail["field"] for detail in reply.body["error"]["details"]}
+    assert named == {"reviewed_by", "review_status", "tenant_id"}
+    assert world.row(row_id) == {"tenant_id": TENANT_A, "review_status": "pending", "reviewed_by": None}
+
+
+def test_the_reviewer_is_the_tokens_sub_whatever_the_headers_say(world: World) -> None:
+    row_id = world.a_rows["header_review"]
+    headers = {"X-Tenant": TENANT_B, "X-Reviewer": "mallory", "X-Forwarded-User": "mallory"}
+
+    reply = request(
+        "POST",
+        world.url(f"/api/v1/quarantine/{row_id}/review"),
+        world.bearer(sub="access-anna"),
+        {"action": "reject", "notes": "forged headers"},
+        headers,
+    )
+
+    assert reply.status == 200, reply.body
+    assert (reply.body["reviewed_by"], reply.body["review_status"]) == ("access-anna", "rejected")
+    assert world.row(row_id) == {"tenant_id": TENANT_A, "review_status": "rejected", "reviewed_by": "access-anna"}
+
+
+@pytest.mark.parametrize("sub", ["x" * 257, "mallory\x00admin"], ids=["257 characters", "a NUL"])
+def test_a_sub_that_cannot_be_stored_is_refused_on_every_route_that_needs_a_token(world: World, sub: str) -> None:
+    _, routes = http_api_routes(world.stack.names())
+    bearer = world.minter.mint(TENANT_A, sub)
+
+    answers = {}
+    for route in routes:
+        if route.authorizer is not None:
+            path, body = PLANS[route.key].call(world)
+            answers[route.key] = http(route.method, world.url(path), bearer, body)
+
+    assert {key: (reply.status, error_code(reply)) for key, reply in answers.items()} == dict.fromkeys(
+        answers, (401, "unauthorized")
+    )
+    assert kept_row_untouched(world) == []
