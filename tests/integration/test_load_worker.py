@@ -5,7 +5,6 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -16,7 +15,6 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from sluice.adapters.aws import secretsmanager_client, sqs_client
 from sluice.domain.ingest import batch_object_key
-from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
 
@@ -33,22 +31,6 @@ def stamp(seconds: int) -> str:
 
 def reading(second: int, sensor: str = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8", **changes: Any) -> dict[str, Any]:
     return {"sensor_id": sensor, "timestamp": stamp(second), "value": 212.5, "unit": "bar", "quality": 97} | changes
-
-
-@pytest.fixture
-def worker(
-    aws_stack: StackContext, migrated_db: str, database_secret: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[WorkerHarness]:
-    """LoadWorkerFunction, imported cold, with the template's environment; its DSN comes from a Secrets Manager
-    secret in moto, as in AWS."""
-    for name, value in function_environment(aws_stack, "LoadWorkerFunction").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", database_secret)
-    get_load_worker_settings.cache_clear()
-    harness = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
-    yield harness
-    harness.module.get_service().connector.close()
-    get_load_worker_settings.cache_clear()
 
 
 @pytest.fixture

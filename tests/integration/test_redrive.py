@@ -15,9 +15,8 @@ from sluice.adapters.aws import sqs_client
 from sluice.adapters.redrive import QueueRedrive, RedriveQueues, describe, queue_region
 from sluice.cli import main
 from sluice.errors import StorageUnavailableError
-from sluice.local.template import StackContext, function_environment
+from sluice.local.template import StackContext
 from sluice.models.jobs import JobStatus
-from sluice.settings import get_load_worker_settings
 
 from ..lambdas import handler_module
 from ..paths import REPO_ROOT
@@ -262,21 +261,6 @@ def test_a_test_event_names_no_object() -> None:
 
 
 # --- end to end: parked, redriven, loaded once -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def worker(
-    aws_stack: StackContext, migrated_db: str, database_secret: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[WorkerHarness]:
-    """LoadWorkerFunction with the template's environment, as in test_load_worker."""
-    for name, value in function_environment(aws_stack, "LoadWorkerFunction").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", database_secret)
-    get_load_worker_settings.cache_clear()
-    harness = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
-    yield harness
-    harness.module.get_service().connector.close()
-    get_load_worker_settings.cache_clear()
 
 
 def let_sqs_park(worker: WorkerHarness, messages: list[dict[str, Any]]) -> None:

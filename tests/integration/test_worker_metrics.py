@@ -4,7 +4,7 @@ worker writes for a message."""
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,7 +12,7 @@ import pytest
 
 from sluice.adapters.aws import sqs_client
 from sluice.local.template import StackContext, function_environment
-from sluice.settings import get_ingest_api_settings, get_load_worker_settings
+from sluice.settings import get_ingest_api_settings
 
 from ..api_client import call, claims
 from ..lambdas import handler_module
@@ -20,21 +20,6 @@ from ..worker_harness import WorkerHarness, s3_event_body
 from .test_load_worker import api_batch, csv_drop, reading
 
 Documents = list[dict[str, Any]]
-
-
-@pytest.fixture
-def worker(
-    aws_stack: StackContext, migrated_db: str, database_secret: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[WorkerHarness]:
-    """LoadWorkerFunction with the template's environment, as in test_load_worker."""
-    for name, value in function_environment(aws_stack, "LoadWorkerFunction").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", database_secret)
-    get_load_worker_settings.cache_clear()
-    harness = WorkerHarness(handler_module("LoadWorkerFunction"), aws_stack, migrated_db)
-    yield harness
-    harness.module.get_service().connector.close()
-    get_load_worker_settings.cache_clear()
 
 
 @pytest.fixture
