@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sluice.domain.load import ObjectRef, drop_job_id, object_refs, target_of
+from sluice.domain.load import ObjectRef, drop_job_id, message_job_ids, object_refs, target_of
 from sluice.domain.maintenance import (
     NEVER_STORED,
     PARKED_WITHOUT_A_WORD,
@@ -23,7 +23,6 @@ from sluice.domain.maintenance import (
     decide,
     fail_parked_jobs,
     is_overdue,
-    job_ids_of,
     last_progress,
     requeue_body,
     requeue_ref,
@@ -365,6 +364,8 @@ class FakeDeadLetters:
 class FakeParkedJobs:
     jobs: dict[UUID, Job]
     broken: set[UUID] = field(default_factory=set)
+    # Started again by a worker after the dead-letter step read them (a redrive in between).
+    restarted: set[UUID] = field(default_factory=set)
     parked: dict[UUID, str] = field(default_factory=dict)
 
     def get_job(self, job_id: UUID) -> Job | None:
@@ -372,8 +373,10 @@ class FakeParkedJobs:
             raise StorageUnavailableError("throttled")
         return self.jobs.get(job_id)
 
-    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
-        self.parked[job_id] = message
+    def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
+        if job.job_id in self.restarted:
+            return False
+        self.parked[job.job_id] = message
         return True
 
 
@@ -410,6 +413,16 @@ def test_a_job_that_cannot_be_read_is_counted_and_the_others_are_failed() -> Non
     assert (report.failed_jobs, report.errors) == ((queued.job_id,), 1)
 
 
+def test_a_job_restarted_after_it_was_read_is_not_failed() -> None:
+    redriven, parked_still = api_job(JobStatus.PROCESSING), api_job()
+    jobs = FakeParkedJobs({job.job_id: job for job in (redriven, parked_still)}, restarted={redriven.job_id})
+
+    report = fail_parked_jobs(FakeDeadLetters([parked(redriven), parked(parked_still)]), jobs, NOW)
+
+    assert report.failed_jobs == (parked_still.job_id,)
+    assert redriven.job_id not in jobs.parked
+
+
 def test_the_parked_message_says_it_can_be_redriven() -> None:
     assert PARKED_WITHOUT_A_WORD.startswith("gave up")
     assert "dead-letter queue" in PARKED_WITHOUT_A_WORD
@@ -427,9 +440,9 @@ def test_the_jobs_of_a_message_are_those_of_its_objects() -> None:
         }
     )
 
-    assert job_ids_of(body) == [api.job_id, drop_job_id(drop)]
-    assert job_ids_of('{"Event": "s3:TestEvent"}') == []
-    assert job_ids_of("{") == []
+    assert message_job_ids(body) == [api.job_id, drop_job_id(drop)]
+    assert message_job_ids('{"Event": "s3:TestEvent"}') == []
+    assert message_job_ids("{") == []
 
 
 # --- retention ---------------------------------------------------------------------------------------------------

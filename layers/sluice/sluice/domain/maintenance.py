@@ -23,8 +23,8 @@ from typing import Final, Protocol
 from urllib.parse import quote_plus
 from uuid import UUID
 
-from sluice.domain.load import ObjectRef, object_refs, target_of
-from sluice.errors import StorageUnavailableError, UnreadableObjectError
+from sluice.domain.load import ObjectRef, message_job_ids, target_of
+from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobStatus
 
 READINGS: Final = "readings"
@@ -163,8 +163,8 @@ class ParkedJobs(Protocol):
         """One job, or None."""
         ...
 
-    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
-        """Mark a queued or processing job failed with ``message``; False when it is neither (or unknown)."""
+    def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
+        """Mark ``job`` failed with ``message`` if it is still as it was read; False otherwise."""
         ...
 
 
@@ -195,25 +195,22 @@ class DeadLetterReport:
         }
 
 
-def job_ids_of(message_body: str) -> list[UUID]:
-    """The jobs of the objects an S3 event notification names (none when it is not one)."""
-    try:
-        refs = object_refs(message_body)
-    except UnreadableObjectError:
-        return []
-    return [job_id for ref in refs if (job_id := target_of(ref).job_id) is not None]
-
-
 def fail_parked_jobs(dead_letters: DeadLetters, jobs: ParkedJobs, now: datetime) -> DeadLetterReport:
     """Fail each unfinished job whose message is parked; a finished job (completed, or failed with a reason of its
     own) is left as it is, and the conditional write never turns a completed job failed."""
     messages = dead_letters.parked_messages()
     failed: list[UUID] = []
     errors = 0
-    for job_id in dict.fromkeys(job_id for message in messages for job_id in job_ids_of(message.body)):
+    for job_id in dict.fromkeys(job_id for message in messages for job_id in message_job_ids(message.body)):
         try:
             job = jobs.get_job(job_id)
-            if job is not None and job.status in _UNFINISHED and jobs.park_job(job_id, PARKED_WITHOUT_A_WORD, now):
+            # Only if unchanged since read: a `sluice redrive` may have moved the message meanwhile and a worker
+            # restarted the job (which sets attempted_at); that job is running, not parked.
+            if (
+                job is not None
+                and job.status in _UNFINISHED
+                and jobs.fail_unchanged_job(job, PARKED_WITHOUT_A_WORD, now)
+            ):
                 failed.append(job_id)
         except StorageUnavailableError:
             errors += 1
