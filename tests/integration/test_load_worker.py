@@ -417,6 +417,21 @@ def test_with_the_database_unreachable_every_message_fails_and_no_job_completes(
     assert [job.job_id for job in worker.jobs()] == [job_id]  # the drop's job was never even created
 
 
+def test_with_the_database_unreachable_a_message_naming_no_job_is_still_acknowledged(
+    worker: WorkerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An outage must not send s3:TestEvent or a stray message through five retries into the dead-letter queue.
+    sqs_client().send_message(QueueUrl=worker.queue_url, MessageBody="not an S3 event")
+    messages = worker.receive()  # the stray one, and the s3:TestEvent S3 sent when notifications were set up
+    assert sorted('"s3:TestEvent"' in message["Body"] for message in messages) == [False, True]
+    secret = {"host": "127.0.0.1", "port": 1, "username": "x", "password": "x", "sslmode": "disable"}
+    arn = secretsmanager_client().create_secret(Name="unreachable", SecretString=json.dumps(secret))["ARN"]
+    configure(monkeypatch, SLUICE_DB_SECRET_ARN=arn)
+    cold = handler_module("LoadWorkerFunction")
+
+    assert cold.lambda_handler(worker.event(messages), FakeLambdaContext()) == {"batchItemFailures": []}
+
+
 def test_a_connection_lost_while_warm_is_replaced_before_the_next_message(
     worker: WorkerHarness, system_id: UUID
 ) -> None:

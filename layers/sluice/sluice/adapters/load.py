@@ -17,6 +17,7 @@ from sluice.domain.load import (
     LoadReport,
     ObjectRef,
     load_message,
+    message_job_ids,
     object_refs,
     park_message,
 )
@@ -45,8 +46,10 @@ class LoadService:
 
     def load(self, message_body: str, progress: MessageProgress) -> list[LoadReport]:
         """Load the objects one IngestQueue message names."""
-        # Database down: fail here, before any job is marked processing.
-        self.connector.checked_connection()
+        # Database down: fail here, before any job is marked processing. A message naming no job (s3:TestEvent, not
+        # an S3 event) needs no database: it is reported at once rather than retried and parked through an outage.
+        if message_job_ids(message_body):
+            self.connector.checked_connection()
         with cyclic_gc_paused():
             return load_message(message_body, self.ports, self.policy, progress=progress, clock=utc_now)
 
