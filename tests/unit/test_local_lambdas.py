@@ -80,6 +80,18 @@ def test_an_invocation_past_its_timeout_is_stopped_and_the_next_starts_cold() ->
     assert after.result["pid"] != first.result["pid"]
 
 
+def test_a_slow_init_has_its_own_budget_and_the_timeout_starts_after_it() -> None:
+    function = LocalFunction(spec(timeout_s=1, SLUICE_PROBE_INIT_SECONDS="1.5"), max_concurrency=1)
+    try:
+        cold = function.invoke({})
+    finally:
+        function.close()
+
+    assert cold.error is None, cold.error  # 1.5 s of imports did not use up the 1 s the function has
+    assert cold.cold_start
+    assert 500 < cold.result["remaining_ms"] <= 1000  # its deadline counts from the end of init
+
+
 def test_a_process_that_dies_mid_invocation_fails_it(probe: LocalFunction) -> None:
     died = probe.invoke({"do": "exit"})
     after = probe.invoke({})

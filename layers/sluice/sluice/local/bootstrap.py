@@ -2,7 +2,9 @@
 
 ``python -m sluice.local.bootstrap <requests fd> <responses fd> <code dir> <handler>`` is what Lambda's runtime
 interface client is in AWS. The parent (``sluice.local.lambdas``) writes one JSON invocation per line to the
-requests pipe and reads one JSON answer per line from the responses pipe; the handler's own stdout and stderr are
+requests pipe and reads one JSON answer per line from the responses pipe. Once the handler is imported it says
+``{"ready": true}``: init has a budget of its own, and an invocation's timeout (its deadline) starts only then, as in
+Lambda. The handler's own stdout and stderr are
 its logs. The process lives as long as the environment stays warm, so module-level state (clients, connections,
 caches) survives between invocations exactly as it does in Lambda.
 """
@@ -29,7 +31,12 @@ class LocalLambdaContext:
     aws_request_id: str
     log_group_name: str
     log_stream_name: str
-    deadline_ms: int
+    # The function's Timeout: the deadline is set when the invocation reaches the handler, after init.
+    timeout_ms: int
+    deadline_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline_ms = int(time.time() * 1000) + self.timeout_ms
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the runtime stops this invocation."""
@@ -63,6 +70,7 @@ def serve(requests: BinaryIO, responses: BinaryIO, code_dir: str, handler: str) 
         for _ in requests:
             _answer(responses, {"error": init_error})
         return
+    _answer(responses, {"ready": True})
     for line in requests:
         invocation = json.loads(line)
         context = LocalLambdaContext(**invocation["context"])

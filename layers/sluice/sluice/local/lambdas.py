@@ -27,7 +27,7 @@ _RUNTIME = "python3.13"
 # How long an environment asked to end may take before it is killed.
 _EXIT_GRACE_S = 5
 # Lambda gives an environment's init (runtime start, handler module import) a budget of its own, outside the
-# function's timeout. Here init runs while the first invocation waits, so that invocation gets this much more.
+# function's timeout: the bootstrap says when init is done, and only then does the invocation's clock start.
 _INIT_BUDGET_S = 10
 # Names from the caller's environment that an environment process may keep: where things are, not what they are.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -162,7 +162,6 @@ class ExecutionEnvironment:
         """Run one invocation; a timeout or a dead process leaves this environment unusable (see ``alive``)."""
         request_id = str(uuid.uuid4())
         started = time.monotonic()
-        deadline_ms = int(time.time() * 1000) + self.spec.timeout_s * 1000
         context = {
             "function_name": self.spec.function_name,
             "function_version": "$LATEST",
@@ -171,13 +170,15 @@ class ExecutionEnvironment:
             "aws_request_id": request_id,
             "log_group_name": f"/aws/lambda/{self.spec.function_name}",
             "log_stream_name": f"local/{self._process.pid}",
-            "deadline_ms": deadline_ms,
+            "timeout_ms": self.spec.timeout_s * 1000,
         }
         cold = self.invocations == 0
         self.invocations += 1
         try:
             os.write(self._requests, json.dumps({"event": event, "context": context}).encode() + b"\n")
-            answer = self._read_answer(started + self.spec.timeout_s + (_INIT_BUDGET_S if cold else 0))
+            answer = self._read_answer(started + (_INIT_BUDGET_S if cold else self.spec.timeout_s))
+            if answer is not None and answer.get("ready"):  # init is done: the function's own clock starts now
+                answer = self._read_answer(time.monotonic() + self.spec.timeout_s)
         except TimeoutError:
             self.kill()  # as Lambda does: the environment is gone, and the next invocation starts cold
             self.close()
