@@ -108,7 +108,8 @@ lock: $(VENV_STAMP) ## regenerate the lock files from pyproject.toml and require
 clean: ## stop local services and remove every generated file (.venv, .tools, .local, caches)
 	-@bash infra/moto.sh stop 2>/dev/null
 	-@bash infra/db.sh stop 2>/dev/null
-	@# The cluster's data may live outside the checkout (see infra/db.sh); remove it there too.
-	-@[ -L .local/pg ] && rm -rf "$$(readlink -f .local/pg)"
+	-@SLUICE_DB_HOME=.local/pg-faults bash infra/db.sh stop 2>/dev/null
+	@# A cluster's data may live outside the checkout (see infra/db.sh); remove it there too.
+	@for link in .local/pg .local/pg-faults; do [ ! -L $$link ] || rm -rf "$$(readlink -f $$link)"; done
 	rm -rf $(VENV) $(TOOLS) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -10,6 +10,9 @@
 # and restarts its own (port 5434, .local/pg-faults) so that a test run on the usual one is never disturbed.
 #
 # PostgreSQL refuses to run as root, so when this runs as root the cluster belongs to the `postgres` system user.
+# That user may be unable to enter the checkout (a clone under root's 0700 home): then the data lives under /var/tmp
+# and .local/pg is a symlink to it. Whatever PostgreSQL is handed (data directory, socket directory, log file, the
+# paths in postgresql.conf) is the symlink's resolved target, never a path through the checkout.
 # Settings favour a developer's machine: trust auth on loopback only, fsync off (never do this in production).
 set -euo pipefail
 
@@ -20,15 +23,25 @@ port=${SLUICE_DB_PORT:-5433}
 db=${SLUICE_DB_NAME:-sluice}
 local_dir=$root/.local
 pg_home=${SLUICE_DB_HOME:-$local_dir/pg}
-data=$pg_home/data
-sock=$pg_home/run
-logfile=$pg_home/postgres.log
+[[ $pg_home = /* ]] || pg_home=$PWD/$pg_home
+
+# The cluster's paths with every symlink resolved (.local/pg may point to /var/tmp, see prepare_home): what the
+# cluster's owner can reach. Set again once prepare_home has made pg_home.
+set_paths() {
+  home=$pg_home
+  if [ -e "$pg_home" ]; then home=$(readlink -f "$pg_home"); fi
+  data=$home/data
+  sock=$home/run
+  logfile=$home/postgres.log
+}
+set_paths
 
 log() { printf '[db] %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -eq 0 ]; then
   owner=postgres
-  as_owner() { runuser -u "$owner" -- "$@"; }
+  # From /, so that PostgreSQL's tools never start in a directory they cannot enter (the checkout, say).
+  as_owner() { (cd / && runuser -u "$owner" -- "$@"); }
 else
   owner=$(id -un)
   as_owner() { "$@"; }
@@ -40,6 +53,14 @@ running() { [ -f "$data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$data" s
 # (a root-only home, say), keep the data in /var/tmp and leave a symlink, so the cluster is still the project's.
 prepare_home() {
   mkdir -p "$local_dir"
+  if [ -L "$pg_home" ] && [ ! -e "$pg_home" ]; then
+    # The data under /var/tmp is gone (a tmp cleaner, a reboot): start again where the symlink points.
+    local target
+    target=$(readlink "$pg_home")
+    mkdir -p "$target"
+    chown "$owner" "$target"
+    log "$target was gone; a new cluster is created there"
+  fi
   [ -e "$pg_home" ] && return 0
   mkdir -p "$pg_home"
   if [ "$owner" != "$(id -un)" ]; then
@@ -53,7 +74,7 @@ prepare_home() {
       mkdir -p "$elsewhere"
       chown "$owner" "$elsewhere"
       ln -s "$elsewhere" "$pg_home"
-      log "$owner cannot enter $root; cluster data lives in $elsewhere (symlinked from .local/pg)"
+      log "$owner cannot reach $pg_home: the cluster data lives in $elsewhere, and $pg_home links to it"
     fi
   fi
 }
@@ -62,7 +83,7 @@ init_cluster() {
   [ -f "$data/PG_VERSION" ] && return 0
   log "creating cluster in $data"
   as_owner mkdir -p "$data" "$sock"
-  as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$pg_home/initdb.log"
+  as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$home/initdb.log"
   cat >>"$data/postgresql.conf" <<CONF
 # --- sluice local settings ---
 listen_addresses = '127.0.0.1'
@@ -81,6 +102,7 @@ CONF
 start() {
   bash "$root/infra/install-timescaledb.sh"
   prepare_home
+  set_paths
   init_cluster
   if running; then
     log "already running on 127.0.0.1:$port"
