@@ -68,8 +68,13 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the templ
 	$(SAM) validate --lint --template template.yaml
 
 .PHONY: test
-test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed)
+test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed), coverage gate included
 	$(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
+
+# The unit tests need no database nor moto; the coverage gate (pyproject.toml) is make test's, on the whole suite.
+.PHONY: test-unit
+test-unit: $(VENV_STAMP) ## run the unit tests only (no database, no coverage gate)
+	$(VENV)/bin/pytest --no-cov tests/unit $(PYTEST_ARGS)
 
 # The fault scenarios kill and stop a cluster of their own (5434, .local/pg-faults); every suite starts its own stack
 # on free ports. SLUICE_LOAD_SECONDS sets the load run's length (default 180).
@@ -111,5 +116,5 @@ clean: ## stop local services and remove every generated file (.venv, .tools, .l
 	-@SLUICE_DB_HOME=.local/pg-faults bash infra/db.sh stop 2>/dev/null
 	@# A cluster's data may live outside the checkout (see infra/db.sh); remove it there too.
 	@for link in .local/pg .local/pg-faults; do [ ! -L $$link ] || rm -rf "$$(readlink -f $$link)"; done
-	rm -rf $(VENV) $(TOOLS) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) $(TOOLS) .local .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
