@@ -10,6 +10,8 @@ VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(TOOLS)/.installed
 
 export SLUICE_DB_DSN ?= postgresql://postgres@127.0.0.1:5433/sluice
+# The moto server's port: infra/moto.sh (make moto, make run) and the benches that talk to it.
+export MOTO_PORT ?= 4566
 # SAM CLI needs a region even to validate; it never talks to AWS here.
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-eu-central-1} $(TOOLS)/bin/sam
 
@@ -89,14 +91,15 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under
 	@# SAM looks for python3.13 on PATH; put the one the venvs use first.
 	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
 
+# The benches print their tables only on stdout (the handlers' metrics, EMF documents in Lambda, are kept out).
 .PHONY: bench
 bench: $(VENV_STAMP) db migrate moto ## measure rules, index COPY price, the ingest handler, the worker and reviews, as ratios within one run
-	$(PY) -m tests.bench.bench_validation
-	$(PY) -m tests.bench.bench_indexes
-	$(PY) -m tests.bench.bench_ingest
-	$(PY) -m tests.bench.bench_worker
-	$(PY) -m tests.bench.bench_review
-	$(PY) -m tests.bench.bench_twin
+	@$(PY) -m tests.bench.bench_validation
+	@$(PY) -m tests.bench.bench_indexes
+	@$(PY) -m tests.bench.bench_ingest
+	@$(PY) -m tests.bench.bench_worker
+	@$(PY) -m tests.bench.bench_review
+	@$(PY) -m tests.bench.bench_twin
 
 .PHONY: run
 run: $(VENV_STAMP) ## start the whole pipeline locally (database, moto, HTTP API twin on :3000, queue poller, schedules) until Ctrl-C

@@ -2,9 +2,9 @@
 
     make bench            (or: .venv/bin/python -m tests.bench.bench_twin [--requests N])
 
-Starts `make run`'s stack in this process (``LocalStack``: moto server from ``make moto``, a scratch database,
-the functions in their own processes) and sends N
-requests (default 300, after 20 to warm up) over one keep-alive connection, each a fresh 1,000-reading batch.
+Starts `make run`'s stack in this process (``LocalStack``: the moto server ``make moto`` started on ``MOTO_PORT``,
+a scratch database, the functions in their own processes) and sends N requests (default 300, after 20 to warm up)
+over one keep-alive connection, each a fresh 1,000-reading batch.
 The queue poller is off: in AWS the worker does not share the API's CPU; on this 2-core machine it would.
 The reference, measured in the same run, is the same function invoked directly with the same event: the twin's
 own cost is the difference (HTTP, JWT verification, route selection, the 2.0 event). The goal is a p95 of at
@@ -84,7 +84,7 @@ def measure(dsn: str, requests: int) -> dict[str, Any]:
     options = LocalStackOptions(
         root=REPO_ROOT,
         database_dsn=dsn,
-        moto_endpoint=os.environ.get("SLUICE_BENCH_MOTO", "http://127.0.0.1:4566"),
+        moto_endpoint=f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '4566')}",  # infra/moto.sh's
         stack_name="sluice-bench",
         port=port,
         # Every request comes from one principal: lift its rate limit (the check itself still runs).

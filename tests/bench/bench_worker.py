@@ -46,7 +46,8 @@ from ..worker_harness import WorkerHarness
 from .bench_ingest import CallTimer
 from .corpus import COPY_COLUMNS, Corpus, api_batches, copy_reference_csv, drop_csv, make_corpus
 
-MOTO_ENDPOINT = "http://localhost:4566"
+# The moto server `make moto` started (infra/moto.sh: MOTO_PORT, default 4566).
+MOTO_ENDPOINT = f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '4566')}"
 PSQL = Path("/usr/lib/postgresql/15/bin/psql")
 MESSAGES_PER_INVOCATION = 10
 
@@ -153,13 +154,13 @@ def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool
             response = worker.invoke(event)
         elapsed += time.perf_counter() - started
         assert response == {"batchItemFailures": []}, response
+    for client in (s3_client(), dynamodb_client(), sqs_client()):  # what follows is the bench's, not the handler's
+        timer.detach(client)
     for job in worker.jobs():
         if job.status == "completed" and job.total_readings:
             total += job.total_readings
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=corpus.expected["valid"] if again else 0)
-    for client in (s3_client(), dynamodb_client(), sqs_client()):
-        timer.detach(client)
     assert total == len(corpus.rows), f"{total} of {len(corpus.rows)} readings done"
     return len(corpus.rows) / elapsed, timer.total_s / elapsed
 
