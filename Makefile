@@ -86,10 +86,23 @@ reliability: $(VENV_STAMP) migrate ## fault scenarios, hostile input, access mat
 	@status=0; $(VENV)/bin/pytest --no-cov -p no:cacheprovider $(RELIABILITY) $(PYTEST_ARGS) || status=$$?; \
 	$(PY) -m tests.reliability.report; exit $$status
 
+# sam build runs pip on the layer's requirements.txt twice: `pip download -r` for the build host (hash-checked),
+# then, for packages with compiled code, `pip download pkg==version --platform ...aarch64` without the hashes.
+# So every wheel is first fetched and checked against the hashes into LAYER_WHEELS, for this host and for arm64,
+# and sam build's pip takes them from there only (no index).
+LAYER_REQUIREMENTS := layers/sluice/requirements.txt
+LAYER_WHEELS := .local/layer-wheels
+LAMBDA_PLATFORMS := --only-binary=:all: --python-version 3.13 --implementation cp \
+	--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64
+
 .PHONY: build
-build: $(TOOLS_STAMP) ## sam build (no container): the layer and functions under .aws-sam/build
+build: $(TOOLS_STAMP) ## sam build (no container): the layer (hash-checked arm64 wheels) and functions under .aws-sam/build
+	rm -rf $(LAYER_WHEELS)
+	$(TOOLS)/bin/python -m pip download -q --require-hashes -r $(LAYER_REQUIREMENTS) -d $(LAYER_WHEELS)
+	$(TOOLS)/bin/python -m pip download -q --require-hashes $(LAMBDA_PLATFORMS) -r $(LAYER_REQUIREMENTS) -d $(LAYER_WHEELS)
 	@# SAM looks for python3.13 on PATH; put the one the venvs use first.
-	PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" $(SAM) build --template template.yaml
+	PIP_NO_INDEX=1 PIP_FIND_LINKS="$(abspath $(LAYER_WHEELS))" PATH="$$(dirname "$$(bash infra/find-python.sh)"):$$PATH" \
+		$(SAM) build --template template.yaml
 
 # The benches print their tables only on stdout (the handlers' metrics, EMF documents in Lambda, are kept out).
 .PHONY: bench
@@ -109,8 +122,9 @@ run: $(VENV_STAMP) ## start the whole pipeline locally (database, moto, HTTP API
 lock: $(VENV_STAMP) ## regenerate the lock files from pyproject.toml and requirements/tools.in
 	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes --extra dev pyproject.toml -o requirements/dev.lock
 	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes requirements/tools.in -o requirements/tools.lock
-	$(VENV)/bin/uv pip compile -q --python-version 3.13 --python-platform aarch64-manylinux_2_28 pyproject.toml \
-		-o layers/sluice/requirements.txt
+	@# The layer: the runtime dependencies for Lambda's arm64, hashed, at the versions the tests ran with (dev.lock).
+	$(VENV)/bin/uv pip compile -q --python-version 3.13 --python-platform aarch64-manylinux_2_28 --generate-hashes \
+		-c requirements/dev.lock pyproject.toml -o $(LAYER_REQUIREMENTS)
 
 .PHONY: clean
 clean: ## stop local services and remove every generated file (.venv, .tools, .local, caches)
