@@ -3,7 +3,7 @@
 #
 # Starts the project's TimescaleDB cluster (migrated) and the moto server standing in for S3, SQS, DynamoDB and
 # Secrets Manager, then `sluice serve`: template.yaml's resources, the demo tenant's system, the HTTP API twin on
-# :3000, the poller feeding LoadWorkerFunction and the schedules (layers/sluice/sluice/local/).
+# :3000, the poller feeding LoadWorkerFunction and the schedules (tools/sluice_tools/local/).
 # Only what this script started is stopped on exit: a database or moto server that was already running stays up.
 #
 # Settings (environment): SLUICE_HTTP_PORT (3000), MOTO_PORT (4566), SLUICE_STACK_NAME (sluice-local),

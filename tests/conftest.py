@@ -14,9 +14,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, secretsmanager_client, sqs_client
 from sluice.adapters.migrations import Migration, MigrationRunner, load_migrations
-from sluice.local.resources import provision_stack
-from sluice.local.template import StackContext
-from sluice.settings import get_database_settings
+from sluice_tools.local.resources import provision_stack
+from sluice_tools.local.template import StackContext
+from sluice_tools.settings import get_database_settings
 
 from .lambdas import template
 from .paths import MIGRATIONS_DIR

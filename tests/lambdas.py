@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sluice.local.template import load_template
+from sluice_tools.local.template import load_template
 
 from .paths import REPO_ROOT
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from sluice.local.api import http_api_routes
-from sluice.local.auth import JwtAuthorizerConfig, SigningKey, jwt_authorizers, token_claims
-from sluice.local.resources import plan_stack
-from sluice.local.stack import local_parameters
-from sluice.local.template import StackContext, load_template
+from sluice_tools.local.api import http_api_routes
+from sluice_tools.local.auth import JwtAuthorizerConfig, SigningKey, jwt_authorizers, token_claims
+from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.stack import local_parameters
+from sluice_tools.local.template import StackContext, load_template
 
 from .paths import REPO_ROOT
 from .scratch import scratch_database

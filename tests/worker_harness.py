@@ -19,8 +19,10 @@ from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
 from sluice.adapters.dynamodb import DynamoJobStore, job_from_item
 from sluice.adapters.s3 import S3BatchStore
 from sluice.domain.ingest import Batch, IngestCall, IngestPolicy, api_job
-from sluice.local.template import StackContext
 from sluice.models.jobs import Job
+from sluice_tools.faults import with_faults
+from sluice_tools.local.template import StackContext
+from sluice_tools.settings import FaultSwitches
 
 from .lambdas import FakeLambdaContext
 
@@ -34,6 +36,8 @@ class WorkerHarness:
     dsn: str
     remaining_ms: int = 300_000
     responses: list[dict[str, Any]] = field(default_factory=list)
+    # The service the handler runs with (its wired one when None), e.g. one with a fault switched on.
+    service: Any = None
 
     @property
     def bucket(self) -> str:
@@ -101,11 +105,16 @@ class WorkerHarness:
             ]
         }
 
+    def crash_after_chunk(self, chunk_no: int | None) -> None:
+        """From now on the handler's service raises right after chunk ``chunk_no`` commits (None: no more)."""
+        self.service = None
+        if chunk_no is not None:
+            self.service = with_faults(self.module.get_service(), FaultSwitches(crash_after_chunk=chunk_no))
+
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """Run the handler on one event; return its partial-batch response."""
-        response: dict[str, Any] = dict(
-            self.module.lambda_handler(event, FakeLambdaContext(remaining_ms=self.remaining_ms))
-        )
+        context = FakeLambdaContext(remaining_ms=self.remaining_ms)
+        response: dict[str, Any] = dict(self.module.lambda_handler(event, context, service=self.service))
         self.responses.append(response)
         return response
 

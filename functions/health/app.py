@@ -10,10 +10,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice import __version__
-from sluice.adapters.health import HealthService, build_health_service
+from sluice.adapters.health import HealthService
 from sluice.adapters.http import json_response, principal_of, register_error_responses
 from sluice.models.api import Health
-from sluice.settings import get_health_settings
+from sluice.services.health import wire_health_service
 
 logger = Logger()
 tracer = Tracer()
@@ -22,10 +22,8 @@ app = APIGatewayHttpResolver()
 register_error_responses(app, logger, metrics)
 
 
-@cache
-def get_service() -> HealthService:
-    """Clients and the database connector, built on the first deep check and kept while warm."""
-    return build_health_service(get_health_settings())
+# Clients and the database connector: built on the first deep check and kept while warm.
+get_service = cache(wire_health_service)
 
 
 @app.get("/health")
@@ -39,7 +37,8 @@ def health() -> Response[str]:
 @tracer.capture_method
 def deep_health() -> Response[str]:
     principal_of(app.current_event)
-    report = get_service().deep_check()
+    service: HealthService = app.context.get("service") or get_service()
+    report = service.deep_check()
     failed = [name for name, check in report.checks.items() if not check.ok]
     if failed:
         logger.warning("deep health check failed", failed=failed)
@@ -50,5 +49,10 @@ def deep_health() -> Response[str]:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: HealthService | None = None
+) -> dict[str, Any]:
+    # The service is built only for a deep check: GET /health must answer without settings or clients.
+    if service is not None:
+        app.context["service"] = service
     return app.resolve(event, context)

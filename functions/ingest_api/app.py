@@ -9,11 +9,18 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.http import absolute_url, caller_of, json_response, register_error_responses, request_body
-from sluice.adapters.ingest import IngestService, build_ingest_service
+from sluice.adapters.http import (
+    absolute_url,
+    caller_of,
+    is_gzip_encoded,
+    json_response,
+    register_error_responses,
+    request_body,
+    require_json,
+)
 from sluice.domain.ingest import IngestCall, accept_batch
 from sluice.models.api import JobAccepted
-from sluice.settings import get_ingest_api_settings
+from sluice.services.ingest_api import IngestService, wire_ingest_service
 
 logger = Logger()
 tracer = Tracer()
@@ -22,23 +29,21 @@ app = APIGatewayHttpResolver()
 register_error_responses(app, logger, metrics)
 
 
-@cache
-def get_service() -> IngestService:
-    """Clients and settings, built on the first request and kept while the environment is warm."""
-    return build_ingest_service(get_ingest_api_settings())
+# Clients and settings: built on the first request and kept while the environment is warm.
+get_service = cache(wire_ingest_service)
 
 
 @app.post("/api/v1/data/ingest")
 @tracer.capture_method
 def ingest() -> Response[str]:
-    event, service = app.current_event, get_service()
+    event, service = app.current_event, app.context["service"]
     caller = caller_of(event, service.tenant_claim, "ingest:write")
+    require_json(event, "the batch")
     call = IngestCall(
         tenant_id=caller.tenant_id,
         principal=caller.principal,
         body=request_body(event),
-        content_type=event.headers.get("content-type"),
-        content_encoding=event.headers.get("content-encoding"),
+        gzipped=is_gzip_encoded(event),
         idempotency_key=event.headers.get("idempotency-key"),
     )
     accepted = accept_batch(call, service.ports, service.policy, now=datetime.now(UTC))
@@ -57,6 +62,10 @@ def ingest() -> Response[str]:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    get_service().idempotency.register_lambda_context(context)
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: IngestService | None = None
+) -> dict[str, Any]:
+    service = service or get_service()
+    service.idempotency.register_lambda_context(context)
+    app.context["service"] = service
     return app.resolve(event, context)

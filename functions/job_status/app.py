@@ -1,6 +1,7 @@
 """JobStatusFunction: GET /api/v1/jobs and GET /api/v1/jobs/{job_id}, read from DynamoDB only, so job status keeps
 answering while the database is down or being upgraded."""
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -9,11 +10,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.http import caller_of, json_response, query_of, register_error_responses
 from sluice.domain.jobs import find_job, list_jobs
 from sluice.models.api import JobQuery
-from sluice.settings import get_job_status_settings
+from sluice.services.job_status import JobStatusService, wire_job_status_service
 
 logger = Logger()
 tracer = Tracer()
@@ -23,17 +23,16 @@ register_error_responses(app, logger, metrics)
 SCOPE = "jobs:read"
 
 
-@cache
-def get_jobs() -> DynamoJobStore:
-    """The jobs table's client, built on the first request and kept while the environment is warm."""
-    return DynamoJobStore(get_job_status_settings().jobs_table)
+# The jobs table's client: built on the first request and kept while the environment is warm.
+get_service = cache(wire_job_status_service)
 
 
 @app.get("/api/v1/jobs")
 @tracer.capture_method
 def jobs() -> Response[str]:
-    caller = caller_of(app.current_event, get_job_status_settings().tenant_claim, SCOPE)
-    page = list_jobs(get_jobs(), caller.tenant_id, query_of(app.current_event, JobQuery))
+    service: JobStatusService = app.context["service"]
+    caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
+    page = list_jobs(service.jobs, caller.tenant_id, query_of(app.current_event, JobQuery), datetime.now(UTC))
     metrics.add_metric(name="JobListings", unit=MetricUnit.Count, value=1)
     return json_response(200, page)
 
@@ -43,8 +42,9 @@ def jobs() -> Response[str]:
 @app.get("/api/v1/jobs/<job_id>/")
 @tracer.capture_method
 def job(job_id: str) -> Response[str]:
-    caller = caller_of(app.current_event, get_job_status_settings().tenant_claim, SCOPE)
-    found = find_job(get_jobs(), caller.tenant_id, job_id)
+    service: JobStatusService = app.context["service"]
+    caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
+    found = find_job(service.jobs, caller.tenant_id, job_id, datetime.now(UTC))
     metrics.add_metric(name="JobReads", unit=MetricUnit.Count, value=1)
     return json_response(200, found)
 
@@ -52,5 +52,8 @@ def job(job_id: str) -> Response[str]:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: JobStatusService | None = None
+) -> dict[str, Any]:
+    app.context["service"] = service or get_service()
     return app.resolve(event, context)

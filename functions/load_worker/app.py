@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.load import LoadService, build_load_service
-from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport, message_job_ids
-from sluice.settings import get_load_worker_settings
+from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport
+from sluice.domain.objects import IngestMessage, parse_message
+from sluice.services.load_worker import LoadService, wire_load_service
 
 logger = Logger()
 tracer = Tracer()
@@ -25,23 +25,15 @@ processor = BatchProcessor(event_type=EventType.SQS)
 quarantined_by_reason: Counter[str] = Counter()
 
 
-@cache
-def get_service() -> LoadService:
-    """Clients, the database connector and settings, built on the first message and kept while warm."""
-    return build_load_service(get_load_worker_settings())
-
-
-@tracer.capture_method
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    with job_context(record.body):
-        load_record(record, lambda_context)
+# Clients, the database connector and settings: built on the first message and kept while the environment is warm.
+get_service = cache(wire_load_service)
 
 
 @contextmanager
-def job_context(message_body: str) -> Iterator[None]:
+def job_context(message: IngestMessage) -> Iterator[None]:
     """While a message is handled, every log line carries its job id (as ``job_id`` and as ``correlation_id``, the
     key the API's lines carry it under) and its trace is annotated with it: both can be searched by job."""
-    job_id = ",".join(str(job_id) for job_id in message_job_ids(message_body)) or None
+    job_id = ",".join(str(job_id) for job_id in message.job_ids) or None
     if job_id is not None:
         logger.append_keys(job_id=job_id)
         logger.set_correlation_id(job_id)
@@ -52,16 +44,16 @@ def job_context(message_body: str) -> Iterator[None]:
         logger.remove_keys(["job_id", "correlation_id"])
 
 
-def load_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    service = get_service()
+@tracer.capture_method
+def load_record(service: LoadService, record: SQSRecord, message: IngestMessage, lambda_context: LambdaContext) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count)
     try:
-        reports = service.load(record.body, progress)
+        reports = service.load(message, progress)
     except Exception as exc:
         logger.exception("message failed: it is retried, and parked in the dead-letter queue after five receives")
         if service.is_last_attempt(receive_count):
-            park(service, record.body, exc, receive_count)
+            park(service, message, exc, receive_count)
         raise
     for report in reports:
         logger.info(
@@ -95,10 +87,10 @@ def publish_quarantine_reasons() -> None:
     quarantined_by_reason.clear()
 
 
-def park(service: LoadService, body: str, error: Exception, receive_count: int) -> None:
+def park(service: LoadService, message: IngestMessage, error: Exception, receive_count: int) -> None:
     """The message goes to the dead-letter queue next: fail its jobs so their clients learn why."""
     try:
-        parked = service.park(body, error, receive_count)
+        parked = service.park(message, error, receive_count)
     except Exception:  # the message is parked either way; a redrive finds its jobs unfinished
         logger.exception("could not mark the jobs of a message bound for the dead-letter queue failed")
         metrics.add_metric(name="JobParkFailures", unit=MetricUnit.Count, value=1)
@@ -110,11 +102,23 @@ def park(service: LoadService, body: str, error: Exception, receive_count: int) 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    records, service = event.get("Records", []), get_service()
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: LoadService | None = None
+) -> PartialItemFailureResponse:
+    service = service or get_service()
+    records = event.get("Records", [])
     metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(records))
-    service.read_ahead(record.get("body", "") for record in records)
+    # Each body is parsed once, here; read-ahead, logs, loading and parking all take the parsed message.
+    messages = [parse_message(record.get("body", "")) for record in records]
+    by_id = {record.get("messageId"): message for record, message in zip(records, messages, strict=True)}
+    service.read_ahead(messages)
     quarantined_by_reason.clear()
+
+    def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+        message = by_id[record.message_id]
+        with job_context(message):
+            load_record(service, record, message, lambda_context)
+
     try:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

@@ -13,25 +13,24 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.maintenance import MaintenanceService, build_maintenance_service
-from sluice.settings import get_maintenance_settings
+from sluice.services.maintenance import MaintenanceService, wire_maintenance_service
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 
-@cache
-def get_service() -> MaintenanceService:
-    """Clients, the database connector and the policy, built on the first run and kept while warm."""
-    return build_maintenance_service(get_maintenance_settings())
+# Clients, the database connector and the policy: built on the first run and kept while warm.
+get_service = cache(wire_maintenance_service)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    results = get_service().run(datetime.now(UTC), context.get_remaining_time_in_millis)
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: MaintenanceService | None = None
+) -> dict[str, Any]:
+    results = (service or get_service()).run(datetime.now(UTC), context.get_remaining_time_in_millis)
     answer: dict[str, Any] = {}
     for result in results:
         if result.report is None:

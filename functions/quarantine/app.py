@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.http import Caller, body_of, caller_of, json_response, query_of, register_error_responses
-from sluice.adapters.quarantine import QuarantineService, TimescaleQuarantineStore, build_quarantine_service
+from sluice.adapters.quarantine import TimescaleQuarantineStore
 from sluice.domain.review import (
     Reviewer,
     check_notes,
@@ -23,11 +23,11 @@ from sluice.domain.review import (
     quarantine_item,
     review_many,
     review_quarantined,
+    show_on_jobs,
 )
-from sluice.errors import StorageUnavailableError
 from sluice.models.api import BulkReviewRequest, QuarantineQuery, ReviewRequest
 from sluice.models.quarantine import JobReviewCounts
-from sluice.settings import get_quarantine_settings
+from sluice.services.quarantine import QuarantineService, wire_quarantine_service
 
 logger = Logger()
 tracer = Tracer()
@@ -37,20 +37,24 @@ register_error_responses(app, logger, metrics)
 READ, REVIEW = "quarantine:read", "quarantine:review"
 
 
-@cache
-def get_service() -> QuarantineService:
-    """The database connector and clients, built on the first request and kept while the environment is warm."""
-    return build_quarantine_service(get_quarantine_settings())
+# The database connector and clients: built on the first request and kept while the environment is warm.
+get_service = cache(wire_quarantine_service)
+
+
+def service_of() -> QuarantineService:
+    """The service this invocation runs with."""
+    service: QuarantineService = app.context["service"]
+    return service
 
 
 def caller(scope: str) -> Caller:
     """The verified caller; checked before anything else, so a request without the scope costs no database work."""
-    return caller_of(app.current_event, get_service().tenant_claim, scope)
+    return caller_of(app.current_event, service_of().tenant_claim, scope)
 
 
 def store() -> TimescaleQuarantineStore:
     """The quarantine store, its connection checked (a request that was refused never gets this far)."""
-    service = get_service()
+    service = service_of()
     service.check_database()
     return service.store
 
@@ -84,7 +88,7 @@ def review(row_id: str) -> Response[str]:
     tracer.put_annotation("job_id", str(reviewed.row.job_id))
     logger.info("reading reviewed", row_id=reviewed.row.id, job_id=str(reviewed.row.job_id), action=request.action)
     metrics.add_metric(name="ReviewedReadings", unit=MetricUnit.Count, value=1)
-    show_on_jobs([reviewed.counts])
+    copy_counts([reviewed.counts])
     return json_response(200, quarantine_item(reviewed.row))
 
 
@@ -100,7 +104,7 @@ def review_bulk() -> Response[str]:
         "readings reviewed", action=request.action, reviewed=result.reviewed, failed=result.failed, job_ids=job_ids
     )
     metrics.add_metric(name="ReviewedReadings", unit=MetricUnit.Count, value=result.reviewed)
-    show_on_jobs(counts)
+    copy_counts(counts)
     return json_response(200, result)
 
 
@@ -109,19 +113,18 @@ def reviewer_of(verified: Caller) -> Reviewer:
     return Reviewer(tenant_id=verified.tenant_id, principal=verified.principal, now=datetime.now(UTC))
 
 
-def show_on_jobs(counts: list[JobReviewCounts]) -> None:
-    """Copy committed review counts onto the job records. The review stands whatever happens here: a failed copy
-    is logged and counted, and the job's next review copies the (larger) counts again."""
-    for job_counts in counts:
-        try:
-            get_service().jobs.record_reviews(job_counts)
-        except StorageUnavailableError:
-            logger.exception("review counts not copied to the job", job_id=str(job_counts.job_id))
-            metrics.add_metric(name="JobReviewCountFailures", unit=MetricUnit.Count, value=1)
+def copy_counts(counts: list[JobReviewCounts]) -> None:
+    """Show committed review counts on the job records; a failed copy is logged and counted (the review stands)."""
+    for job_id in show_on_jobs(service_of().jobs, counts):
+        logger.error("review counts not copied to the job", job_id=str(job_id))
+        metrics.add_metric(name="JobReviewCountFailures", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: QuarantineService | None = None
+) -> dict[str, Any]:
+    app.context["service"] = service or get_service()
     return app.resolve(event, context)

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from sluice.adapters.migrations import MigrationRunner, load_migrations
-from sluice.settings import get_database_settings
+from sluice_tools.settings import get_database_settings
 
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database

@@ -23,8 +23,8 @@ from uuid import uuid4
 from moto import mock_aws
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
-from sluice.local.resources import provision_stack
-from sluice.local.template import StackContext, function_environment
+from sluice_tools.local.resources import provision_stack
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..lambdas import FakeLambdaContext, handler_module, load_event, template
 from ..paths import REPO_ROOT

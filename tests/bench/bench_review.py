@@ -32,10 +32,11 @@ from moto import mock_aws
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.migrations import MigrationRunner, load_migrations
-from sluice.local.resources import provision_stack
-from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import Job, JobSource, JobStatus
-from sluice.settings import get_database_settings, get_quarantine_settings
+from sluice.settings import get_quarantine_settings
+from sluice_tools.local.resources import provision_stack
+from sluice_tools.local.template import StackContext, function_environment
+from sluice_tools.settings import get_database_settings
 
 from ..api_client import TENANT, call, claims
 from ..lambdas import handler_module, template

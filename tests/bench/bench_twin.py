@@ -24,10 +24,10 @@ from typing import Any
 
 import psycopg
 
-from sluice.local.api import HttpRequest, proxy_event
-from sluice.local.demo import DEMO_SYSTEM_ID
-from sluice.local.stack import LocalStack, LocalStackOptions, local_token
-from sluice.settings import get_database_settings
+from sluice_tools.local.api import HttpRequest, proxy_event
+from sluice_tools.local.demo import DEMO_SYSTEM_ID
+from sluice_tools.local.stack import LocalStack, LocalStackOptions, local_token
+from sluice_tools.settings import get_database_settings
 
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
@@ -146,7 +146,7 @@ def measure(dsn: str, requests: int) -> dict[str, Any]:
 
 
 def stack_routes(stack: LocalStack) -> list[Any]:
-    from sluice.local.api import http_api_routes  # noqa: PLC0415
+    from sluice_tools.local.api import http_api_routes  # noqa: PLC0415
 
     assert stack.context is not None
     return http_api_routes(stack.context)[1]

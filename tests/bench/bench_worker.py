@@ -35,9 +35,10 @@ import psycopg
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import MigrationRunner, load_migrations
-from sluice.local.resources import provision_stack
-from sluice.local.template import StackContext, function_environment
-from sluice.settings import get_database_settings, get_load_worker_settings
+from sluice.settings import get_load_worker_settings
+from sluice_tools.local.resources import provision_stack
+from sluice_tools.local.template import StackContext, function_environment
+from sluice_tools.settings import get_database_settings
 
 from ..lambdas import FakeLambdaContext, handler_module, template
 from ..paths import MIGRATIONS_DIR, REPO_ROOT

@@ -1,5 +1,5 @@
 """The hostile-input corpus: what a careless or malicious client can send to the HTTP API or drop into the bucket,
-each with the outcome the contracts promise (docs/api.md, docs/drops.md, DESIGN section 4).
+each with the outcome the contracts promise (docs/api.md, docs/drops.md, docs/architecture.md, The reading rules).
 
 An API request is either refused (a 4xx naming field, index and reason, with nothing stored) or accepted (202),
 after which every reading lands in ``readings`` or in quarantine with its reason. A drop becomes a completed job

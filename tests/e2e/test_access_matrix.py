@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from sluice.adapters.dynamodb import job_from_item
-from sluice.local.api import Route, http_api_routes
+from sluice_tools.local.api import Route, http_api_routes
 
 from ..reliability.figures import record_figures
 from ..stack_harness import (

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sluice.domain.load import ObjectRef, drop_job_id
+from sluice.domain.objects import ObjectRef, drop_job_id
 
 from ..reliability.figures import record_figures
 from ..stack_harness import RunningStack, TokenMinter, http, raw_http, running_stack

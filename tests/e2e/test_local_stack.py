@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sluice.local.template import load_template
+from sluice_tools.local.template import load_template
 
 from ..paths import REPO_ROOT
 from ..stack_harness import SENSOR, SYSTEM, RunningStack, eventually, finished_job, http, now_text, running_stack, token

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_load_worker_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..lambdas import handler_module
 from ..worker_harness import WorkerHarness

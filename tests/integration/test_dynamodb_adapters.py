@@ -10,8 +10,8 @@ from sluice.adapters.aws import dynamodb_client
 from sluice.adapters.dynamodb import DynamoJobStore, DynamoRequestLimiter
 from sluice.domain.ratelimit import RateLimit
 from sluice.errors import StorageUnavailableError
-from sluice.local.template import StackContext
 from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice_tools.local.template import StackContext
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 LIMIT = RateLimit(requests=3, window_s=60)

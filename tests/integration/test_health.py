@@ -11,8 +11,8 @@ import pytest
 from sluice import __version__
 from sluice.adapters.aws import dynamodb_client, s3_client, secretsmanager_client
 from sluice.adapters.migrations import SCHEMA_VERSION, VERSION_TABLE
-from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_health_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event

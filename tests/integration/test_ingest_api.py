@@ -15,8 +15,8 @@ from uuid import UUID
 import pytest
 
 from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
-from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_ingest_api_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import Answer
 from ..lambdas import FakeLambdaContext, handler_module, load_event

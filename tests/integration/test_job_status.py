@@ -11,10 +11,10 @@ import pytest
 
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.domain.jobs import JobFilter
-from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.quarantine import JobReviewCounts
 from sluice.settings import get_job_status_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event
@@ -276,3 +276,17 @@ def test_the_jobs_table_gone_answers_503(jobs: Jobs, aws_stack: StackContext) ->
 
     assert (listing.status, listing.headers["Retry-After"]) == (503, "5")
     assert one.status == 503
+
+
+def test_an_expired_job_is_gone_from_reads_while_its_item_lingers(jobs: Jobs) -> None:
+    # Given a job past its expires_at that DynamoDB's TTL has not deleted yet (it takes days), and a live one
+    expired = jobs.add(expires_at=int(datetime.now(UTC).timestamp()) - 60)
+    live = jobs.add()
+
+    # When the tenant reads it and lists its jobs
+    answer = jobs.get(f"/api/v1/jobs/{expired.job_id}")
+    listed = jobs.get("/api/v1/jobs").body["items"]
+
+    # Then it is 404, like a deleted one, and not listed
+    assert answer.status == 404, answer.body
+    assert [item["job_id"] for item in listed] == [str(live.job_id)]

@@ -14,7 +14,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from sluice.adapters.aws import secretsmanager_client, sqs_client
-from sluice.domain.ingest import batch_object_key
+from sluice.domain.objects import batch_object_key, parse_message
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
 
@@ -236,7 +236,8 @@ def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarne
 def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, SLUICE_CHUNK_READINGS="10", SLUICE_FAULT_CRASH_AFTER_CHUNK="2")
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="10")
+    worker.crash_after_chunk(2)
     key = drop(worker, "drops/demo/crash.csv", csv_drop([{"system_id": system_id} | reading(i) for i in range(45)]))
     messages = worker.receive_objects()
     with pytest.raises(BatchProcessingError, match="crash after chunk 2"):
@@ -245,7 +246,6 @@ def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
     committed_before = worker.query(
         "SELECT chunk_no, committed_at FROM ingest_ledger WHERE job_id = %s ORDER BY 1", job_id
     )
-    configure(monkeypatch, SLUICE_FAULT_CRASH_AFTER_CHUNK="")
     restarted = handler_module("LoadWorkerFunction")  # a new execution environment, as after a crash
 
     retried = restarted.lambda_handler(worker.event(messages), FakeLambdaContext(remaining_ms=300_000))
@@ -505,11 +505,48 @@ def test_a_job_finished_meanwhile_is_not_failed_by_a_parked_twin(worker: WorkerH
     worker.invoke(worker.event(messages))
     assert worker.job(job_id).status is JobStatus.COMPLETED
 
-    parked = worker.module.get_service().park(messages[0]["Body"], RuntimeError("late"), 5)
+    parked = worker.module.get_service().park(parse_message(messages[0]["Body"]), RuntimeError("late"), 5)
 
     assert parked == []
     assert worker.job(job_id).status is JobStatus.COMPLETED
 
 
 def test_a_message_that_names_no_object_parks_nothing(worker: WorkerHarness) -> None:
-    assert worker.module.get_service().park("not an S3 event", RuntimeError("x"), 5) == []
+    assert worker.module.get_service().park(parse_message("not an S3 event"), RuntimeError("x"), 5) == []
+
+
+def test_each_message_body_is_parsed_once_whatever_becomes_of_it(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given every body the handler parses recorded, a batch that loads with a test event beside it, and a drop
+    # whose load the database refuses on its last receive (so its job is failed and the message parked).
+    parsed: list[str] = []
+    parse = worker.module.parse_message
+
+    def recording_parse(body: str) -> Any:
+        parsed.append(body)
+        return parse(body)
+
+    monkeypatch.setattr(worker.module, "parse_message", recording_parse)
+    api_batch(worker, system_id, [reading(0)])
+    loaded = worker.receive_objects()
+    test_event = dict(loaded[0], MessageId=str(uuid4()), Body=json.dumps({"Event": "s3:TestEvent"}))
+    drop(worker, "drops/demo/refused.csv", csv_drop([{"system_id": system_id} | reading(1)]))
+    refused = worker.receive_objects()
+    for message in refused:
+        message.setdefault("Attributes", {})["ApproximateReceiveCount"] = "5"
+
+    # When the handler takes them (read-ahead, log context, the database check, loading, and parking)
+    first = worker.invoke(worker.event([*loaded, test_event]))
+    with psycopg.connect(worker.dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ingest_ledger FOR EACH ROW EXECUTE FUNCTION refuse()")
+    with pytest.raises(BatchProcessingError):
+        worker.invoke(worker.event(refused))
+
+    # Then each body was parsed exactly once, by the handler: nothing further in reads it again.
+    assert first == {"batchItemFailures": []}
+    assert {job.status for job in worker.jobs()} == {JobStatus.COMPLETED, JobStatus.FAILED}
+    assert sorted(parsed) == sorted(message["Body"] for message in [*loaded, test_event, *refused])

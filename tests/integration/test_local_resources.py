@@ -3,8 +3,8 @@
 import json
 
 from sluice.adapters.aws import dynamodb_client, s3_client, sqs_client
-from sluice.local.resources import provision_stack
-from sluice.local.template import StackContext
+from sluice_tools.local.resources import provision_stack
+from sluice_tools.local.template import StackContext
 
 
 def test_queues_carry_the_templates_timeouts_and_redrive(aws_stack: StackContext) -> None:

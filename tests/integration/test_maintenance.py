@@ -23,9 +23,9 @@ from sluice.adapters.maintenance import S3ObjectProbe, SqsDeadLetters, Timescale
 from sluice.adapters.timescale import DatabaseConnector
 from sluice.domain.maintenance import NEVER_STORED, PARKED_WITHOUT_A_WORD
 from sluice.errors import StorageUnavailableError
-from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.settings import get_load_worker_settings, get_maintenance_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..lambdas import FakeLambdaContext, handler_module, load_event
 from ..worker_harness import WorkerHarness, s3_event_body
@@ -205,6 +205,7 @@ def restart(worker: WorkerHarness, monkeypatch: pytest.MonkeyPatch, **variables:
     get_load_worker_settings.cache_clear()
     worker.module.get_service().connector.close()
     worker.module = handler_module("LoadWorkerFunction")
+    worker.service = None
 
 
 def ledger(maintenance: Maintenance, job_id: UUID) -> list[tuple[Any, ...]]:
@@ -287,7 +288,8 @@ def test_a_stuck_job_is_requeued_and_the_worker_finishes_it_without_duplicates(
     maintenance: Maintenance, worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch, source: str
 ) -> None:
     # Given a job whose worker died after chunk 1 and whose message is gone, an hour ago.
-    restart(worker, monkeypatch, SLUICE_FAULT_CRASH_AFTER_CHUNK="1")
+    restart(worker, monkeypatch)
+    worker.crash_after_chunk(1)
     if source == "api":
         api_batch(worker, system_id, 45)
     else:
@@ -304,7 +306,7 @@ def test_a_stuck_job_is_requeued_and_the_worker_finishes_it_without_duplicates(
 
     # When maintenance runs (twice: the second finds the requeue recent).
     first, second = maintenance.run(), maintenance.run()
-    restart(worker, monkeypatch, SLUICE_FAULT_CRASH_AFTER_CHUNK="")
+    restart(worker, monkeypatch)
     delivered = worker.deliver()
 
     # Then the job was requeued once and resumed after its committed chunks: every reading stored exactly once.

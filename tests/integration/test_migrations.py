@@ -6,9 +6,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from sluice.adapters.migrations import VERSION_TABLE, Migration, MigrationRunner, load_migrations, main
+from sluice.adapters.migrations import VERSION_TABLE, Migration, MigrationRunner, load_migrations
 from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileError
-from sluice.settings import get_migration_settings
+from sluice_tools.migrate import main
+from sluice_tools.settings import get_migration_settings
 
 from ..paths import MIGRATIONS_DIR
 

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from sluice.adapters.aws import dynamodb_client, secretsmanager_client
-from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_job_status_settings, get_load_worker_settings, get_quarantine_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event

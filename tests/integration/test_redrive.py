@@ -12,11 +12,11 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from botocore.stub import Stubber
 
 from sluice.adapters.aws import sqs_client
-from sluice.adapters.redrive import QueueRedrive, RedriveQueues, describe, queue_region
-from sluice.cli import main
 from sluice.errors import StorageUnavailableError
-from sluice.local.template import StackContext
 from sluice.models.jobs import JobStatus
+from sluice_tools.cli import main
+from sluice_tools.local.template import StackContext
+from sluice_tools.redrive import QueueRedrive, RedriveQueues, describe, queue_region
 
 from ..lambdas import handler_module
 from ..paths import REPO_ROOT
@@ -278,9 +278,10 @@ def test_a_parked_batch_is_redriven_and_loaded_exactly_once(
 ) -> None:
     system_id = UUID(str(worker.query("INSERT INTO systems (tenant_id, name) VALUES ('demo', 'p') RETURNING id")[0][0]))
     # Given a batch whose fifth receive crashed after its first chunk committed: its job failed, its message parked.
-    configure(monkeypatch, SLUICE_CHUNK_READINGS="2", SLUICE_FAULT_CRASH_AFTER_CHUNK="0")
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="2")
     failing = handler_module("LoadWorkerFunction")
     worker.module, healthy = failing, worker.module
+    worker.crash_after_chunk(0)
     job_id = api_batch(worker, system_id, [reading(i) for i in range(5)] + [reading(0)])
     messages = worker.receive_objects()
     for message in messages:
@@ -289,10 +290,10 @@ def test_a_parked_batch_is_redriven_and_loaded_exactly_once(
         worker.invoke(worker.event(messages))
     failing.get_service().connector.close()
     worker.module = healthy
+    worker.crash_after_chunk(None)
     let_sqs_park(worker, messages)
     assert worker.job(job_id).status is JobStatus.FAILED
     chunk_0 = worker.query("SELECT committed_at FROM ingest_ledger WHERE job_id = %s AND chunk_no = 0", job_id)
-    configure(monkeypatch, SLUICE_FAULT_CRASH_AFTER_CHUNK="")
     capsys.readouterr()  # the worker's logs and metrics
 
     # When it is redriven and the worker takes it

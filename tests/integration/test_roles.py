@@ -16,10 +16,10 @@ from psycopg import sql
 
 from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.migrations import SCHEMA_VERSION, Migration, MigrationRunner
-from sluice.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
-from sluice.local.template import StackContext, function_environment
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_health_settings, get_load_worker_settings, get_quarantine_settings
+from sluice_tools.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import TENANT, call, claims
 from ..lambdas import handler_module

@@ -5,7 +5,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from sluice.adapters.systems import add_system, list_systems
+from sluice_tools.systems import add_system, list_systems
 
 pytestmark = pytest.mark.db
 

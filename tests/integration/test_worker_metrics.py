@@ -11,8 +11,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from sluice.adapters.aws import sqs_client
-from sluice.local.template import StackContext, function_environment
 from sluice.settings import get_ingest_api_settings
+from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import call, claims
 from ..lambdas import handler_module

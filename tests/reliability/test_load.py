@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sluice.local.stack import local_token
+from sluice_tools.local.stack import local_token
 
 from ..paths import REPO_ROOT
 from ..stack_harness import SYSTEM, RunningStack, running_stack

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
-from sluice.local.stack import local_token
+from sluice_tools.local.stack import local_token
 
 from ..paths import REPO_ROOT
 from ..stack_harness import SYSTEM, Reply, RunningStack, http

@@ -9,6 +9,10 @@ from uuid import UUID
 
 import pytest
 
+from sluice.domain.chunks import ChunkStream, SystemBook
+from sluice.domain.formats import Record
+from sluice.domain.load import LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, target_of
 from sluice.domain.rules import UNIT_RANGES
 from sluice.domain.validation import ReadingValidator
 from sluice.models.readings import Rejection, ValidReading
@@ -181,17 +185,20 @@ def test_duplicates_repeat_a_valid_row_shortly_before(corpus: Corpus) -> None:
     assert duplicates == corpus.expected["duplicate"]
 
 
-def test_the_batch_rules_agree_with_every_reason_but_the_systems(corpus: Corpus) -> None:
-    batch = ReadingValidator(NOW).validate([row.fields for row in corpus.rows])
-    rejected = {rejected.position: rejected.rejection.reason for rejected in batch.rejected}
-    expected = {
-        position: row.reason
-        for position, row in enumerate(corpus.rows)
-        if row.reason is not None and row.reason != "system_not_found"
-    }
+def test_the_worker_s_chunk_loop_agrees_with_every_reason(corpus: Corpus) -> None:
+    # The rows judged as the worker judges one chunk of a drop: the reading rules, the tenant's systems (the
+    # corpus's unknown systems are not registered) and the repeats of an earlier (sensor, instant).
+    ref = ObjectRef("b", f"drops/{corpus.tenant}/corpus.csv")
+    job = job_for(ref, target_of(ref), LoadPolicy(chunk_readings=TOTAL, job_retention=timedelta(days=1)), NOW)
+    records = [Record(position, str(row.system_id), row.fields) for position, row in enumerate(corpus.rows)]
+    chunk = ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(job, set(corpus.systems)))
+    chunk.finish()
 
-    assert rejected == expected
-    assert len(batch.valid) == corpus.expected["valid"] + corpus.expected["system_not_found"]
+    quarantined = {row.position: row.reason.value for row in chunk.quarantine}
+    expected = {position: row.reason for position, row in enumerate(corpus.rows) if row.reason is not None}
+    assert quarantined == expected
+    assert len(chunk.rows) == corpus.expected["valid"]
+    assert chunk.total == TOTAL
 
 
 @pytest.mark.parametrize("size", [1, 64, 10_000])

@@ -5,12 +5,17 @@ import gzip
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
+from uuid import UUID
 
 import pytest
 from pydantic import StringConstraints
 
+from sluice.domain.chunks import ChunkStream, SystemBook
+from sluice.domain.formats import Record
+from sluice.domain.load import LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, target_of
 from sluice.domain.rules import UNIT_RANGES
 from sluice.domain.validation import ReadingValidator
 from sluice.models.api import IngestRequest
@@ -25,6 +30,9 @@ DOC = REPO_ROOT / "docs" / "drops.md"
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 CSV_HEADER = ["system_id", "sensor_id", "timestamp", "value", "unit", "quality"]
 READING_FIELDS = CSV_HEADER[1:]
+SYSTEM = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
+_DROP = ObjectRef("b", "drops/demo/sample.csv")
+JOB = job_for(_DROP, target_of(_DROP), LoadPolicy(chunk_readings=50_000, job_retention=timedelta(days=1)), NOW)
 
 # A located reading: where it sits in its file ("readings[4]", "line 7") and the decoded reading.
 Located = list[tuple[str, dict[str, Any]]]
@@ -151,12 +159,16 @@ def test_gzip_sample_is_a_reproducible_crlf_csv_with_the_same_header() -> None:
 def test_sample_holds_readings_the_rules_accept_and_the_documented_rejects(name: str) -> None:
     located = READERS[name](name)
 
-    batch = ReadingValidator(now=NOW).validate((reading for _, reading in located), 0)
+    # Judged as the worker judges a chunk (the rules, then repeats of an earlier sensor and instant), every
+    # reading under one registered system.
+    records = [Record(position, str(SYSTEM), reading) for position, (_, reading) in enumerate(located)]
+    chunk = ChunkStream(0, iter(records), ReadingValidator(now=NOW), SystemBook(JOB, {SYSTEM}))
+    chunk.finish()
 
-    rejected = {located[entry.position][0]: entry.rejection.reason for entry in batch.rejected}
+    rejected = {located[row.position][0]: row.reason for row in chunk.quarantine}
     assert rejected == EXPECTED_REJECTIONS[name]
-    assert len(batch.valid) >= 1
-    assert batch.total == len(located)
+    assert len(chunk.rows) >= 1
+    assert chunk.total == len(located)
 
 
 def test_doc_states_the_rules_the_code_enforces() -> None:

@@ -5,12 +5,14 @@ non-object NDJSON lines, unusable envelope field names and error details that ec
 import gzip
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from sluice.adapters.http import error_response
+from sluice.domain.chunks import ChunkStream, SystemBook, quarantine_row
 from sluice.domain.formats import (
     Layout,
     ObjectFormat,
@@ -21,10 +23,12 @@ from sluice.domain.formats import (
     read_records,
 )
 from sluice.domain.ingest import read_batch
-from sluice.domain.load import quarantine_row
-from sluice.domain.validation import judge_reading, validate_readings
-from sluice.errors import InvalidRequestError, UnreadableObjectError
-from sluice.models.api import DETAIL_FIELD_MAX, DETAIL_REASON_MAX, MAX_ERROR_DETAILS, ErrorDetail
+from sluice.domain.load import LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, target_of
+from sluice.domain.validation import ReadingValidator
+from sluice.errors import InvalidRequestError, Problem, UnreadableObjectError
+from sluice.limits import DETAIL_FIELD_MAX, DETAIL_REASON_MAX, MAX_ERROR_DETAILS
+from sluice.models.api import ErrorDetail, shown_details
 from sluice.models.readings import QuarantineReason, Rejection, ValidReading
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -40,7 +44,7 @@ def reading(**overrides: Any) -> dict[str, Any]:
 
 
 def rejection(raw: object) -> Rejection:
-    verdict = judge_reading(raw, NOW)
+    verdict = ReadingValidator(NOW).judge(raw)
     assert isinstance(verdict, Rejection), verdict
     return verdict
 
@@ -51,7 +55,7 @@ def records(body: bytes, fmt: ObjectFormat, *, whole: bool = False) -> list[Reco
 
 def refused(body: bytes) -> InvalidRequestError:
     with pytest.raises(InvalidRequestError) as caught:
-        read_batch(body, "application/json", None, MAX_BYTES)
+        read_batch(body, MAX_BYTES, gzipped=False)
     return caught.value
 
 
@@ -77,7 +81,7 @@ def test_a_nul_in_a_timestamp_is_not_read_past(timestamp: str) -> None:
 
 
 def test_an_offset_timestamp_in_range_is_still_stored_in_utc() -> None:
-    verdict = judge_reading(reading(timestamp="2026-11-22T14:30:00+03:00"), NOW)
+    verdict = ReadingValidator(NOW).judge(reading(timestamp="2026-11-22T14:30:00+03:00"))
 
     assert isinstance(verdict, ValidReading)
     assert verdict.time == datetime(2026, 11, 22, 11, 30, tzinfo=UTC)
@@ -109,7 +113,7 @@ def test_a_sensor_id_that_only_looks_like_a_uuid_is_a_parse_error(sensor_id: str
     [SENSOR.upper(), SENSOR.replace("-", ""), "{" + SENSOR + "}", "urn:uuid:" + SENSOR],
 )
 def test_the_uuid_spellings_uuid_accepts_with_hex_digits_stay_valid(sensor_id: str) -> None:
-    verdict = judge_reading(reading(sensor_id=sensor_id), NOW)
+    verdict = ReadingValidator(NOW).judge(reading(sensor_id=sensor_id))
 
     assert isinstance(verdict, ValidReading)
     assert str(verdict.sensor_id) == SENSOR
@@ -214,7 +218,7 @@ def test_an_envelope_naming_fields_twice_is_refused_naming_them() -> None:
 def test_a_batch_whose_readings_repeat_keys_is_accepted_for_the_worker_to_judge() -> None:
     body = f'{{"system_id": "{SYSTEM}", "readings": [{{"value": 1, "value": 2}}]}}'.encode()
 
-    assert read_batch(gzip.compress(body), "application/json", "gzip", MAX_BYTES).total_readings == 1
+    assert read_batch(gzip.compress(body), MAX_BYTES, gzipped=True).total_readings == 1
 
 
 def test_an_envelope_field_name_that_is_not_unicode_is_named_escaped() -> None:
@@ -223,12 +227,20 @@ def test_an_envelope_field_name_that_is_not_unicode_is_named_escaped() -> None:
 
     error = refused(body)
 
-    assert [(detail.field, detail.reason) for detail in error.details[:2]] == [
+    # The error names the field as sent; the response shows it escaped, as UTF-8 can carry it.
+    assert error.details[:2] == (
+        Problem(field="\ud800x0", reason="not a field of the batch envelope (nor valid Unicode)"),
+        Problem(field="\ud800x1", reason="not a field of the batch envelope (nor valid Unicode)"),
+    )
+    assert (len(error.details), error.details[-1].reason) == (MAX_ERROR_DETAILS + 1, "and 5 more like these")
+    response = error_response(error)
+    assert response.status_code == 400
+    shown = json.loads(response.body or "")["error"]["details"]
+    assert [(detail["field"], detail["reason"]) for detail in shown[:2]] == [
         ("\\ud800x0", "not a field of the batch envelope (nor valid Unicode)"),
         ("\\ud800x1", "not a field of the batch envelope (nor valid Unicode)"),
     ]
-    assert (len(error.details), error.details[-1].reason) == (MAX_ERROR_DETAILS + 1, "and 5 more like these")
-    assert error_response(error).status_code == 400
+    assert len(shown) == MAX_ERROR_DETAILS + 1
 
 
 def test_an_unknown_field_of_a_megabyte_is_named_shortened() -> None:
@@ -270,6 +282,8 @@ def test_error_details_are_short_and_writable_as_utf8() -> None:
     assert detail.reason == "r" * (DETAIL_REASON_MAX - 3) + "..."
     assert json.loads(detail.model_dump_json())["field"].startswith("\\ud800")
     assert ErrorDetail(field=None, reason="short").model_dump() == {"field": None, "index": None, "reason": "short"}
+    (shown,) = shown_details([Problem(field="\ud800" + "f" * 500, reason="r" * 5000, index=7)])
+    assert (shown.field, shown.reason, shown.index) == (detail.field, detail.reason, 7)
 
 
 def test_a_batch_judged_whole_gets_one_verdict_per_hostile_reading() -> None:
@@ -280,11 +294,24 @@ def test_a_batch_judged_whole_gets_one_verdict_per_hostile_reading() -> None:
         reading(),
     ]
 
-    batch = validate_readings(raws, NOW)
+    ref = ObjectRef("b", "drops/demo/hostile.jsonl")
+    job = job_for(ref, target_of(ref), LoadPolicy(chunk_readings=10, job_retention=timedelta(days=1)), NOW)
+    chunk = ChunkStream(
+        0,
+        iter([Record(position, SYSTEM, raw) for position, raw in enumerate(raws)]),
+        ReadingValidator(NOW),
+        SystemBook(job, {UUID(SYSTEM)}),
+    )
+    chunk.finish()
 
-    assert [rejected.rejection.reason for rejected in batch.rejected] == [
-        QuarantineReason.INVALID_TIMESTAMP,
-        QuarantineReason.PARSE_ERROR,
-        QuarantineReason.OUT_OF_RANGE,
+    assert [(row.position, row.reason) for row in chunk.quarantine] == [
+        (0, QuarantineReason.INVALID_TIMESTAMP),
+        (1, QuarantineReason.PARSE_ERROR),
+        (2, QuarantineReason.OUT_OF_RANGE),
     ]
-    assert len(batch.valid) == 1
+    assert [source.position for source in chunk.sources] == [3]
+    assert (chunk.total, len(chunk.rows)) == (4, 1)
+    # Each quarantine row keeps only what fits its column: no time for the instant without a UTC time, no
+    # quality for infinity.
+    assert chunk.quarantine[0].time is None
+    assert chunk.quarantine[2].quality is None

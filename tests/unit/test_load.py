@@ -1,29 +1,41 @@
-"""The load domain without AWS or a database: S3 events, job ids, chunks, system checks and quarantine rows."""
+"""The load domain without AWS or a database: jobs, chunks, system checks and quarantine rows, and one object's
+load through fake ports. S3 events and keys are tested in test_objects.py."""
 
+import io
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
 
 import pytest
 
-from sluice.domain.formats import Record, Unparsable
-from sluice.domain.load import (
+from sluice.domain.chunks import (
+    STORED_DUPLICATE,
     ChunkStream,
-    LoadCounts,
-    LoadPolicy,
-    ObjectRef,
+    QuarantineRow,
+    RepeatFinder,
     SystemBook,
-    Target,
-    TargetKind,
     chunk_streams,
-    drop_job_id,
-    job_for,
-    object_refs,
     quarantine_row,
     storable_json,
-    target_of,
+    stored_duplicates,
 )
+from sluice.domain.formats import Record, Unparsable
+from sluice.domain.load import (
+    JobFinish,
+    LoadCounts,
+    LoadOutcome,
+    LoadPolicy,
+    LoadPorts,
+    OpenedObject,
+    job_for,
+    load_message,
+    load_object,
+    park_message,
+)
+from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, parse_message, target_of
 from sluice.domain.validation import ReadingValidator
 from sluice.errors import UnreadableObjectError
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -32,16 +44,9 @@ from sluice.models.readings import QuarantineReason, Rejection
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SYSTEM = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
 SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+API_JOB = UUID("0b7f6a8e-2c1d-4e5f-9a8b-7c6d5e4f3a2b")
 POLICY = LoadPolicy(chunk_readings=3, job_retention=timedelta(days=90))
 INVALID = Rejection(QuarantineReason.INVALID_UNIT, "unit", "bar", "'psi'")
-
-
-def s3_event(*records: dict[str, object]) -> str:
-    return json.dumps({"Records": list(records)})
-
-
-def created(key: str, **object_fields: object) -> dict[str, object]:
-    return {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": key} | object_fields}}
 
 
 def job(tenant: str = "demo") -> Job:
@@ -55,69 +60,7 @@ def reading(second: int, **changes: object) -> dict[str, object]:
     return {"sensor_id": SENSOR, "timestamp": stamp, "value": 200.0, "unit": "bar", "quality": 95} | changes
 
 
-# --- S3 events and what they name --------------------------------------------------------------------------------
-
-
-def test_an_s3_event_names_its_objects_with_keys_decoded() -> None:
-    body = s3_event(
-        created("drops/demo/a+b%2Bc%C3%A9.csv", versionId="v1", eTag="e1"),
-        {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "gone"}}},
-    )
-
-    assert object_refs(body) == [ObjectRef("b", "drops/demo/a b+cé.csv", "v1", "e1")]
-
-
-def test_a_test_event_names_nothing() -> None:
-    assert object_refs(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        "not json",
-        "[1]",
-        '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
-        "{}",
-        '{"Records": "nope"}',
-        '{"Records": [7]}',
-    ],
-)
-def test_a_message_that_is_not_an_s3_event_is_unreadable(body: str) -> None:
-    with pytest.raises(UnreadableObjectError, match="not an S3 event notification"):
-        object_refs(body)
-
-
-@pytest.mark.parametrize(
-    ("key", "kind", "tenant"),
-    [
-        ("drops/demo/2026/x.csv", TargetKind.DROP, "demo"),
-        ("incoming/acme.eu/2026/11/20/0b7f6a8e-2c1d-4e5f-9a8b-7c6d5e4f3a2b.json", TargetKind.API_BATCH, "acme.eu"),
-        ("drops/demo/", TargetKind.IGNORED, ""),
-        ("drops/x.csv", TargetKind.IGNORED, ""),
-        ("exports/demo/x.csv", TargetKind.IGNORED, ""),
-        ("drops/-demo/x.csv", TargetKind.IGNORED, ""),
-        ("drops/dé/x.csv", TargetKind.IGNORED, ""),
-        ("drops/" + "t" * 129 + "/x.csv", TargetKind.IGNORED, ""),
-        ("incoming/demo/2026/11/20/not-a-uuid.json", TargetKind.IGNORED, ""),
-    ],
-)
-def test_the_key_says_which_job_an_object_belongs_to(key: str, kind: TargetKind, tenant: str) -> None:
-    target = target_of(ObjectRef("b", key))
-
-    assert (target.kind, target.tenant_id) == (kind, tenant)
-    assert (target.job_id is None) == (kind is TargetKind.IGNORED)
-    assert bool(target.reason) == (kind is TargetKind.IGNORED)
-
-
-def test_a_drop_job_id_is_the_same_for_the_same_version_and_differs_for_another() -> None:
-    first = drop_job_id(ObjectRef("b", "drops/t/x.csv", "v1"))
-
-    assert drop_job_id(ObjectRef("b", "drops/t/x.csv", "v1", "other-etag")) == first
-    assert drop_job_id(ObjectRef("b", "drops/t/x.csv", "v2")) != first
-    assert drop_job_id(ObjectRef("b", "drops/t/x.csv", None, '"e1"')) == drop_job_id(
-        ObjectRef("b", "drops/t/x.csv", None, "e1")
-    )
-    assert first.version == 5
+# --- jobs ---------------------------------------------------------------------------------------------------------
 
 
 def test_a_drop_job_is_queued_without_a_system_of_its_own() -> None:
@@ -135,6 +78,15 @@ def test_a_drop_job_is_queued_without_a_system_of_its_own() -> None:
 def test_an_ignored_object_has_no_job() -> None:
     with pytest.raises(ValueError, match="belongs to no job"):
         job_for(ObjectRef("b", "drops/"), Target(TargetKind.IGNORED, reason="a folder"), POLICY, NOW)
+
+
+def test_an_api_batch_job_is_the_one_its_target_names() -> None:
+    ref = ObjectRef("b", f"incoming/acme/2026/11/20/{API_JOB}.json", "v1")
+
+    made = job_for(ref, Target(TargetKind.API_BATCH, tenant_id="acme", job_id=API_JOB), POLICY, NOW)
+
+    assert (made.job_id, made.tenant_id, made.source, made.status) == (API_JOB, "acme", JobSource.API, JobStatus.QUEUED)
+    assert (made.bucket, made.object_key, made.created_at) == ("b", ref.key, NOW)
 
 
 # --- systems and chunks -----------------------------------------------------------------------------------------------
@@ -191,6 +143,62 @@ def test_a_chunk_sorts_its_records_into_rows_and_quarantine() -> None:
     assert chunk.quarantine[3].system_id == UUID(str(records[4].system_id))
     assert json.loads(chunk.quarantine[4].details)["got"] == "a repeat of #0"
     assert chunk.quarantine[5].raw == '"garbage"'
+
+
+def test_the_first_reading_of_a_sensor_and_instant_is_kept_and_each_later_one_names_it() -> None:
+    finder = RepeatFinder()
+    sensor, other = UUID(SENSOR), uuid4()
+    time = NOW - timedelta(minutes=10)
+
+    assert finder.repeat_of(sensor, time, 0) is None
+    assert finder.repeat_of(other, time, 1) is None
+    assert finder.repeat_of(sensor, time + timedelta(microseconds=1), 2) is None
+    repeat = finder.repeat_of(UUID(SENSOR.upper()), time.astimezone(timezone(timedelta(hours=2))), 3)
+    assert repeat == Rejection(
+        QuarantineReason.DUPLICATE, "timestamp", "one reading per sensor and instant", "a repeat of #0"
+    )
+    later = finder.repeat_of(sensor, time, 9)
+    assert later is not None
+    assert later.got == "a repeat of #0"  # always the first one, not the latest repeat
+
+
+def test_repeats_are_found_within_a_chunk_and_left_to_the_database_across_chunks() -> None:
+    # A chunk is one transaction: a repeat of a reading in an earlier chunk is a stored duplicate, found on insert.
+    records = iter(
+        [
+            Record(0, str(SYSTEM), reading(0)),
+            Record(1, str(SYSTEM), reading(1)),
+            Record(2, str(SYSTEM), reading(0)),
+            Record(3, str(SYSTEM), reading(0)),
+        ]
+    )
+    chunks = []
+    for chunk in chunk_streams(records, 2, ReadingValidator(NOW), SystemBook(job(), {SYSTEM})):
+        chunk.finish()
+        chunks.append(chunk)
+
+    assert [[row[1] for row in chunk.rows] for chunk in chunks] == [[UUID(SENSOR)] * 2, [UUID(SENSOR)]]
+    assert [(row.position, row.reason) for row in chunks[1].quarantine] == [(3, QuarantineReason.DUPLICATE)]
+    assert json.loads(chunks[1].quarantine[0].details)["got"] == "a repeat of #2"
+
+
+def test_valid_rows_the_database_did_not_insert_are_stored_duplicates() -> None:
+    records = [Record(0, str(SYSTEM), reading(0)), Record(1, str(SYSTEM), reading(1, value=7.5, quality=60))]
+    chunk = ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(job(), {SYSTEM}))
+    chunk.finish()
+    first_time, second_time = (row[0] for row in chunk.rows)
+    assert isinstance(first_time, datetime)
+    assert isinstance(second_time, datetime)
+
+    (duplicate,) = stored_duplicates(chunk, {(UUID(SENSOR).int, first_time)})
+
+    assert (duplicate.position, duplicate.system_id, duplicate.sensor_id) == (1, SYSTEM, UUID(SENSOR))
+    assert (duplicate.value, duplicate.unit, duplicate.quality) == (7.5, "bar", 60)
+    assert duplicate.time == NOW - timedelta(minutes=10) + timedelta(seconds=1)
+    assert duplicate.reason is QuarantineReason.DUPLICATE
+    assert json.loads(duplicate.details) == STORED_DUPLICATE.as_details()
+    assert json.loads(duplicate.raw) == records[1].raw
+    assert stored_duplicates(chunk, {(UUID(SENSOR).int, first_time), (UUID(SENSOR).int, second_time)}) == []
 
 
 def test_chunks_are_cut_by_count_and_a_skipped_chunk_is_read_past() -> None:
@@ -294,3 +302,248 @@ def test_plain_values_are_stored_as_they_are_and_unserialisable_ones_as_text() -
 def test_counts_give_a_success_rate_when_there_were_readings() -> None:
     assert LoadCounts(chunks=1, total=4, inserted=3, quarantined=1, duplicates=0).success_rate == 0.75
     assert LoadCounts(chunks=0, total=0, inserted=0, quarantined=0, duplicates=0).success_rate is None
+
+
+# --- one object's load, through fake ports -----------------------------------------------------------------------
+
+
+@dataclass
+class FakeJobs:
+    completed: set[UUID] = field(default_factory=set)
+    finished_already: set[UUID] = field(default_factory=set)
+    started: list[Job] = field(default_factory=list)
+    finished: dict[UUID, JobFinish] = field(default_factory=dict)
+    parked: dict[UUID, str] = field(default_factory=dict)
+
+    def start_job(self, job: Job, now: datetime) -> Job | None:
+        self.started.append(job)
+        if job.job_id in self.completed:
+            return None
+        return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
+
+    def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
+        self.finished[job_id] = finish
+
+    def park_job(self, job_id: UUID, message: str, now: datetime) -> bool:
+        if job_id in self.finished_already:
+            return False
+        self.parked[job_id] = message
+        return True
+
+
+@dataclass
+class FakeObjects:
+    stored: dict[str, bytes] = field(default_factory=dict)
+    opened: list[ObjectRef] = field(default_factory=list)
+
+    def open_object(self, ref: ObjectRef) -> OpenedObject:
+        self.opened.append(ref)
+        if ref.key not in self.stored:
+            raise UnreadableObjectError(f"s3://{ref.bucket}/{ref.key} no longer exists")
+        return OpenedObject(io.BytesIO(self.stored[ref.key]), None)
+
+
+@dataclass
+class FakeSink:
+    """The ledger as rows of (total, inserted, quarantined, duplicates) per chunk, and what was written."""
+
+    systems: set[UUID] = field(default_factory=lambda: {SYSTEM})
+    ledger: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    # Chunks a concurrent twin of the message commits while this one reads the object.
+    committed_meanwhile: set[int] = field(default_factory=set)
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+    quarantined: list[QuarantineRow] = field(default_factory=list)
+
+    def tenant_systems(self, tenant_id: str) -> set[UUID]:
+        return set(self.systems)
+
+    def committed_chunks(self, job_id: UUID) -> set[int]:
+        return set(self.ledger)
+
+    def write_chunk(self, job: Job, chunk: ChunkStream) -> bool:
+        if chunk.chunk_no in self.committed_meanwhile:
+            self.ledger[chunk.chunk_no] = (0, 0, 0, 0)
+            return False
+        rows = list(chunk.valid_rows())
+        duplicates = sum(row.reason is QuarantineReason.DUPLICATE for row in chunk.quarantine)
+        self.rows += rows
+        self.quarantined += chunk.quarantine
+        self.ledger[chunk.chunk_no] = (chunk.total, len(rows), len(chunk.quarantine), duplicates)
+        return True
+
+    def job_counts(self, job_id: UUID) -> LoadCounts:
+        sums = [sum(column) for column in zip(*self.ledger.values(), strict=True)] or [0, 0, 0, 0]
+        return LoadCounts(len(self.ledger), *sums)
+
+    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
+        return dict(Counter(row.reason for row in self.quarantined))
+
+
+@dataclass
+class FakeProgress:
+    committed: list[int] = field(default_factory=list)
+
+    def chunk_committed(self, chunk_no: int) -> None:
+        self.committed.append(chunk_no)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def fake_ports(**stored: bytes) -> tuple[LoadPorts, FakeJobs, FakeObjects, FakeSink]:
+    jobs, objects, sink = FakeJobs(), FakeObjects(dict(stored)), FakeSink()
+    return LoadPorts(jobs, objects, sink), jobs, objects, sink
+
+
+def ndjson(*readings: dict[str, object]) -> bytes:
+    return b"".join(json.dumps({"system_id": str(SYSTEM)} | one).encode() + b"\n" for one in readings)
+
+
+def s3_event(*keys: str) -> str:
+    records = [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": key, "eTag": "e1"}}}
+        for key in keys
+    ]
+    return json.dumps({"Records": records})
+
+
+def test_a_message_that_is_not_an_s3_event_is_reported_and_touches_nothing() -> None:
+    ports, jobs, objects, sink = fake_ports()
+    message = parse_message("not an S3 event")
+
+    (report,) = load_message(message, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert (report.outcome, report.job_id, report.detail) == (LoadOutcome.IGNORED, None, message.unreadable)
+    assert "not an S3 event notification" in report.detail
+    assert (jobs.started, objects.opened, sink.ledger) == ([], [], {})
+
+
+def test_a_test_event_loads_nothing() -> None:
+    ports, jobs, _, _ = fake_ports()
+
+    assert load_message(IngestMessage(), ports, POLICY, progress=FakeProgress(), clock=clock) == []
+    assert jobs.started == []
+
+
+def test_an_object_outside_the_job_prefixes_is_ignored_saying_why() -> None:
+    ports, jobs, objects, _ = fake_ports()
+    message = parse_message(s3_event("elsewhere/x.csv", "drops/demo/"))
+
+    reports = load_message(message, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert [(report.outcome, report.detail) for report in reports] == [
+        (LoadOutcome.IGNORED, message.objects[0].target.reason),
+        (LoadOutcome.IGNORED, "a folder marker, not a file"),
+    ]
+    assert (jobs.started, objects.opened) == ([], [])
+
+
+def test_an_object_is_loaded_chunk_by_chunk_skipping_what_the_ledger_has() -> None:
+    key = "drops/demo/press.jsonl"
+    body = ndjson(reading(0), reading(1, unit="psi"), reading(2), reading(3), reading(4), reading(4))
+    ports, jobs, objects, sink = fake_ports(**{key: body})
+    sink.ledger[1] = (2, 2, 0, 0)  # committed by an earlier attempt: neither judged nor written again
+    progress = FakeProgress()
+    (item,) = parse_message(s3_event(key)).objects
+
+    report = load_object(
+        item.ref, item.target, ports, LoadPolicy(2, timedelta(days=90)), progress=progress, clock=clock
+    )
+
+    assert report.outcome is LoadOutcome.COMPLETED
+    assert (report.job_id, report.chunks_written) == (item.target.job_id, 2)
+    assert report.counts == LoadCounts(chunks=3, total=6, inserted=4, quarantined=2, duplicates=1)
+    assert report.quarantined_by_reason == {QuarantineReason.INVALID_UNIT: 1, QuarantineReason.DUPLICATE: 1}
+    assert report.latency_ms == 0
+    assert progress.committed == [0, 2]
+    assert objects.opened == [item.ref]
+    assert [row.position for row in sink.quarantined] == [2, 6]
+    assert json.loads(sink.quarantined[1].details)["got"] == "a repeat of #5"
+    assert [row[6] for row in sink.rows] == [item.target.job_id] * 2  # chunk 1's rows were written before
+    (started,) = jobs.started
+    assert (started.source, started.tenant_id, started.object_key) == (JobSource.DROP, "demo", key)
+    finish = jobs.finished[started.job_id]
+    assert (finish.status, finish.counts, finish.error_message) == (JobStatus.COMPLETED, report.counts, None)
+
+
+def test_an_object_is_loaded_under_the_target_it_was_parsed_with() -> None:
+    # The target comes from the message, parsed once: the key is not read again.
+    key = "drops/demo/press.jsonl"
+    ports, jobs, _, sink = fake_ports(**{key: ndjson(reading(0))})
+    target = Target(TargetKind.DROP, tenant_id="demo", job_id=API_JOB)
+
+    report = load_object(ObjectRef("b", key), target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert (report.outcome, report.job_id) == (LoadOutcome.COMPLETED, API_JOB)
+    assert [job.job_id for job in jobs.started] == [API_JOB]
+    assert [row[6] for row in sink.rows] == [API_JOB]
+
+
+def test_a_chunk_a_twin_committed_meanwhile_is_read_past_and_not_counted_as_written() -> None:
+    key = "drops/demo/press.jsonl"
+    ports, _, _, sink = fake_ports(**{key: ndjson(reading(0), reading(1), reading(2))})
+    sink.committed_meanwhile = {0}
+    (item,) = parse_message(s3_event(key)).objects
+    progress = FakeProgress()
+
+    report = load_object(
+        item.ref, item.target, ports, LoadPolicy(2, timedelta(days=90)), progress=progress, clock=clock
+    )
+
+    assert (report.outcome, report.chunks_written) == (LoadOutcome.COMPLETED, 1)
+    assert progress.committed == [0, 1]
+    assert [row.position for row in sink.quarantined] == []
+    assert len(sink.rows) == 1
+
+
+def test_a_completed_job_is_not_loaded_again() -> None:
+    key = "drops/demo/press.jsonl"
+    ports, jobs, objects, _ = fake_ports(**{key: ndjson(reading(0))})
+    (item,) = parse_message(s3_event(key)).objects
+    assert item.target.job_id is not None
+    jobs.completed.add(item.target.job_id)
+
+    report = load_object(item.ref, item.target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert (report.outcome, report.job_id) == (LoadOutcome.ALREADY_COMPLETED, item.target.job_id)
+    assert (objects.opened, jobs.finished) == ([], {})
+
+
+def test_an_object_that_is_gone_fails_its_job_saying_so() -> None:
+    ports, jobs, _, _ = fake_ports()
+    (item,) = parse_message(s3_event("drops/demo/press.jsonl")).objects
+
+    report = load_object(item.ref, item.target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert report.outcome is LoadOutcome.FAILED
+    assert report.detail == "s3://b/drops/demo/press.jsonl no longer exists"
+    assert item.target.job_id is not None
+    finish = jobs.finished[item.target.job_id]
+    assert (finish.status, finish.error_message) == (JobStatus.FAILED, report.detail)
+
+
+def test_an_object_of_an_unknown_format_fails_before_it_is_opened() -> None:
+    ports, jobs, objects, _ = fake_ports(**{"drops/demo/press.xlsx": b"PK"})
+    (item,) = parse_message(s3_event("drops/demo/press.xlsx")).objects
+
+    report = load_object(item.ref, item.target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert report.outcome is LoadOutcome.FAILED
+    assert objects.opened == []
+    assert [finish.status for finish in jobs.finished.values()] == [JobStatus.FAILED]
+
+
+def test_a_parked_message_fails_the_unfinished_jobs_it_names() -> None:
+    api_key = f"incoming/acme/2026/11/20/{API_JOB}.json"
+    message = parse_message(s3_event(api_key, "drops/demo/a.csv", "elsewhere/x.csv"))
+    drop_job = message.objects[1].target.job_id
+    jobs = FakeJobs(finished_already={API_JOB})
+
+    parked = park_message(message, jobs, "gave up", NOW)
+
+    assert drop_job is not None
+    assert parked == [drop_job]
+    assert jobs.parked == {drop_job: "gave up"}
+    assert park_message(parse_message("not an S3 event"), jobs, "gave up", NOW) == []
+    assert park_message(IngestMessage(), jobs, "gave up", NOW) == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sluice.local.api import (
+from sluice_tools.local.api import (
     MAX_REQUEST_BYTES,
     HttpApiTwin,
     HttpRequest,
@@ -24,10 +24,10 @@ from sluice.local.api import (
     query_parameters,
     select_route,
 )
-from sluice.local.auth import SigningKey, jwt_authorizers
-from sluice.local.lambdas import Invocation
-from sluice.local.resources import plan_stack
-from sluice.local.template import StackContext, TemplateError, load_template
+from sluice_tools.local.auth import SigningKey, jwt_authorizers
+from sluice_tools.local.lambdas import Invocation
+from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.template import StackContext, TemplateError, load_template
 
 from ..paths import REPO_ROOT
 

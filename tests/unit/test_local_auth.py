@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from joserfc import jwt
 
-from sluice.local.auth import (
+from sluice_tools.local.auth import (
     JWKS_FILE,
     KEY_FILE,
     Forbidden,
@@ -22,8 +22,8 @@ from sluice.local.auth import (
     token_claims,
     token_scopes,
 )
-from sluice.local.resources import plan_stack
-from sluice.local.template import StackContext, TemplateError
+from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.template import StackContext, TemplateError
 
 from ..lambdas import template
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from sluice.local.lambdas import FunctionSpec, LocalFunction, function_specs
-from sluice.local.resources import plan_stack
-from sluice.local.stack import local_function_specs, local_parameters
-from sluice.local.template import StackContext, TemplateError, load_template
+from sluice_tools.local.lambdas import FunctionSpec, LocalFunction, function_specs
+from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.stack import local_function_specs, local_parameters
+from sluice_tools.local.template import StackContext, TemplateError, load_template
 
 from ..paths import REPO_ROOT
 

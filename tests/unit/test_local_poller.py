@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sluice.adapters.aws import sqs_client
-from sluice.local.lambdas import Invocation
-from sluice.local.poller import (
+from sluice_tools.local.lambdas import Invocation
+from sluice_tools.local.poller import (
     QueuePoller,
     SqsEventSource,
     failed_message_ids,
@@ -21,8 +21,8 @@ from sluice.local.poller import (
     sqs_event_sources,
     sqs_record,
 )
-from sluice.local.resources import plan_stack
-from sluice.local.template import StackContext, TemplateError
+from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.template import StackContext, TemplateError
 
 from ..lambdas import template
 

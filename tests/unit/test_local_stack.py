@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from sluice.adapters.timescale import dsn_from_secret
-from sluice.local.schedule import parse_schedule
-from sluice.local.stack import (
+from sluice_tools.local.schedule import parse_schedule
+from sluice_tools.local.stack import (
     DATABASE_LOGINS,
     ScheduledEvent,
     Scheduler,
@@ -22,7 +22,7 @@ from sluice.local.stack import (
     scheduled_events,
     secret_from_dsn,
 )
-from sluice.local.template import StackContext, TemplateError
+from sluice_tools.local.template import StackContext, TemplateError
 
 from ..paths import REPO_ROOT
 
@@ -80,7 +80,7 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
 
     assert json.loads((REPO_ROOT / "events" / "env.json").read_text()) == expected, (
         "events/env.json is stale; write it anew with:\n"
-        "  .venv/bin/python -c 'import json; from pathlib import Path; from sluice.local.stack import *;"
+        "  .venv/bin/python -c 'import json; from pathlib import Path; from sluice_tools.local.stack import *;"
         ' print(json.dumps(sam_env_vars(planned_context(Path("."), moto_endpoint="http://127.0.0.1:4566"),'
         ' "http://127.0.0.1:4566"), indent=2))\' > events/env.json'
     )

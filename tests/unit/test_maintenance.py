@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from sluice.domain.load import ObjectRef, drop_job_id, message_job_ids, object_refs, target_of
 from sluice.domain.maintenance import (
     NEVER_STORED,
     PARKED_WITHOUT_A_WORD,
@@ -29,10 +28,11 @@ from sluice.domain.maintenance import (
     run_steps,
     sweep_jobs,
 )
+from sluice.domain.objects import ObjectRef, drop_job_id, parse_message, target_of
 from sluice.errors import StorageUnavailableError
-from sluice.local.stack import scheduled_events
-from sluice.local.template import StackContext
 from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice_tools.local.stack import scheduled_events
+from sluice_tools.local.template import StackContext
 
 from ..lambdas import template
 
@@ -165,11 +165,14 @@ def test_a_requeued_event_reads_back_as_the_same_object_and_job() -> None:
     ref = ObjectRef(BUCKET, "drops/demo/press 17+export (2).csv", version_id="v1", etag="e" * 32, size=99)
 
     body = requeue_body(ref, NOW)
-    (read_back,) = object_refs(body)
+    message = parse_message(body)
+    (read_back,) = message.refs
 
+    assert message.unreadable is None
     assert read_back == ref
     assert read_back.size == 99
     assert target_of(read_back).job_id == drop_job_id(ref)
+    assert message.job_ids == (drop_job_id(ref),)
     record = json.loads(body)["Records"][0]
     assert record["s3"]["object"]["key"] == "drops/demo/press+17%2Bexport+%282%29.csv"
     assert record["userIdentity"] == {"principalId": REQUEUED_BY}
@@ -281,7 +284,7 @@ def test_the_sweep_requeues_stuck_jobs_fails_unstored_ones_and_leaves_the_rest()
     ]
     assert isinstance(swept.queue, FakeQueue)
     (body,) = swept.queue.sent
-    assert [target_of(ref).job_id for ref in object_refs(body)] == [stuck.job_id]
+    assert [target_of(ref).job_id for ref in parse_message(body).refs] == [stuck.job_id]
     assert report.counts == {
         "CandidateJobs": 4,
         "RequeuedJobs": 1,
@@ -440,9 +443,9 @@ def test_the_jobs_of_a_message_are_those_of_its_objects() -> None:
         }
     )
 
-    assert message_job_ids(body) == [api.job_id, drop_job_id(drop)]
-    assert message_job_ids('{"Event": "s3:TestEvent"}') == []
-    assert message_job_ids("{") == []
+    assert parse_message(body).job_ids == (api.job_id, drop_job_id(drop))
+    assert parse_message('{"Event": "s3:TestEvent"}').job_ids == ()
+    assert parse_message("{").job_ids == ()
 
 
 # --- retention ---------------------------------------------------------------------------------------------------

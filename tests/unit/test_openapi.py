@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from sluice import settings
 from sluice.adapters.aws import forget_clients
 from sluice.adapters.http import MAX_REQUEST_BYTES, STATUS_BY_ERROR, STORAGE_RETRY_AFTER_S
-from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
 from sluice.errors import (
     DuplicateReadingError,
     ForbiddenError,
@@ -35,7 +34,7 @@ from sluice.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from sluice.local.template import resources_of_type
+from sluice.limits import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
 from sluice.models.api import (
     BULK_REVIEW_MAX,
     JOB_PAGE_DEFAULT,
@@ -67,6 +66,7 @@ from sluice.models.api import (
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
+from sluice_tools.local.template import resources_of_type
 
 from ..api_client import call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event, template

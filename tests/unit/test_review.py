@@ -169,7 +169,7 @@ def job(tenant: str = "demo", **changes: object) -> Job:
         bucket="b",
         object_key="drops/demo/a.csv",
         created_at=NOW,
-        expires_at=1,
+        expires_at=int((NOW + timedelta(days=90)).timestamp()),
     ).model_copy(update=changes)
 
 
@@ -177,20 +177,30 @@ def test_a_job_is_found_only_in_its_tenant() -> None:
     mine, theirs = job(), job("other")
     store = FakeJobs([mine, theirs])
 
-    assert find_job(store, "demo", str(mine.job_id)).total_readings == 0
+    assert find_job(store, "demo", str(mine.job_id), NOW).total_readings == 0
     for wanted in (str(theirs.job_id), "nope", str(uuid4())):
         with pytest.raises(NotFoundError):
-            find_job(store, "demo", wanted)
+            find_job(store, "demo", wanted, NOW)
+
+
+def test_an_expired_job_is_not_found_while_its_item_lingers() -> None:
+    # DynamoDB deletes an expired item days after its expires_at, not at it.
+    lingering = job(expires_at=int(NOW.timestamp()))
+    store = FakeJobs([lingering])
+
+    with pytest.raises(NotFoundError):
+        find_job(store, "demo", str(lingering.job_id), NOW)
+    assert find_job(store, "demo", str(lingering.job_id), NOW - timedelta(seconds=1)).job_id == lingering.job_id
 
 
 def test_a_listing_hands_its_position_back_as_a_cursor_and_takes_it_again() -> None:
     store = FakeJobs([job(created_at=NOW - timedelta(seconds=i)) for i in range(3)])
 
-    page = list_jobs(store, "demo", JobQuery(limit=2, status=JobStatus.QUEUED))
-    list_jobs(store, "demo", JobQuery(limit=2, cursor=page.next_cursor))
+    page = list_jobs(store, "demo", JobQuery(limit=2, status=JobStatus.QUEUED), NOW)
+    list_jobs(store, "demo", JobQuery(limit=2, cursor=page.next_cursor), NOW)
 
     assert page.next_cursor is not None
-    assert store.asked[0][1] == JobFilter(status=JobStatus.QUEUED)
+    assert store.asked[0][1] == JobFilter(status=JobStatus.QUEUED, alive_at=int(NOW.timestamp()))
     assert store.asked[1][3] == JobPosition(
         created_at=(NOW - timedelta(seconds=1)).isoformat(), job_id=page.items[1].job_id
     )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sluice.local.schedule import Schedule, ScheduleError, parse_schedule
+from sluice_tools.local.schedule import Schedule, ScheduleError, parse_schedule
 
 
 def at(text: str) -> datetime:

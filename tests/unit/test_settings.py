@@ -5,11 +5,18 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sluice.settings import LOCAL_DB_DSN, DatabaseSettings, MigrationSettings
+from sluice.settings import (
+    AwsSettings,
+    FunctionDatabaseSettings,
+    IngestApiSettings,
+    LoadWorkerSettings,
+    MaintenanceSettings,
+)
+from sluice_tools.settings import LOCAL_DB_DSN, DatabaseSettings, MigrationSettings
 
 
-def test_defaults_point_at_the_local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SLUICE_DB_DSN", "SLUICE_DB_STATEMENT_TIMEOUT_MS", "SLUICE_MIGRATIONS_DIR"):
+def test_tool_defaults_point_at_the_local_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SLUICE_DB_DSN", "SLUICE_MIGRATIONS_DIR"):
         monkeypatch.delenv(name, raising=False)
 
     settings = MigrationSettings()
@@ -19,12 +26,59 @@ def test_defaults_point_at_the_local_cluster(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_environment_overrides_and_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLUICE_DB_SECRET_ARN", raising=False)
     monkeypatch.setenv("SLUICE_DB_DSN", "postgresql://worker@db.internal/sluice")
     monkeypatch.setenv("SLUICE_DB_STATEMENT_TIMEOUT_MS", "1500")
 
-    assert DatabaseSettings().db_statement_timeout_ms == 1500
+    assert FunctionDatabaseSettings().db_statement_timeout_ms == 1500
+    assert FunctionDatabaseSettings().db_dsn == "postgresql://worker@db.internal/sluice"
     assert DatabaseSettings().db_dsn == "postgresql://worker@db.internal/sluice"
 
     monkeypatch.setenv("SLUICE_DB_STATEMENT_TIMEOUT_MS", "0")
     with pytest.raises(ValidationError, match="db_statement_timeout_ms"):
-        DatabaseSettings()
+        FunctionDatabaseSettings()
+
+
+@pytest.mark.parametrize("empty", [None, ""], ids=["unset", "empty"])
+def test_a_functions_database_must_be_named(monkeypatch: pytest.MonkeyPatch, empty: str | None) -> None:
+    # No development default: a deployed function missing its secret fails naming the variable to set.
+    for name in ("SLUICE_DB_SECRET_ARN", "SLUICE_DB_DSN"):
+        if empty is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, empty)
+
+    with pytest.raises(ValidationError, match="SLUICE_DB_SECRET_ARN"):
+        FunctionDatabaseSettings()
+    with pytest.raises(ValidationError, match="SLUICE_DB_SECRET_ARN"):
+        LoadWorkerSettings(jobs_table="jobs", ingest_queue_url="https://sqs.local/ingest")
+    with pytest.raises(ValidationError, match="SLUICE_DB_SECRET_ARN"):
+        MaintenanceSettings(
+            jobs_table="jobs",
+            ingest_queue_url="https://sqs.local/ingest",
+            dead_letter_queue_url="https://sqs.local/dlq",
+        )
+
+
+def test_either_a_secret_or_a_dsn_names_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLUICE_DB_DSN", raising=False)
+    monkeypatch.setenv("SLUICE_DB_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db")
+    assert FunctionDatabaseSettings().db_dsn is None
+
+    monkeypatch.delenv("SLUICE_DB_SECRET_ARN")
+    monkeypatch.setenv("SLUICE_DB_DSN", "postgresql://worker@db.internal/sluice")
+    assert FunctionDatabaseSettings().db_secret_arn is None
+
+
+def test_the_functions_settings_have_no_fault_switches() -> None:
+    # Fault injection is a development tool (sluice_tools.faults); nothing a function reads can switch it on.
+    for model in (LoadWorkerSettings, IngestApiSettings):
+        assert not [name for name in model.model_fields if name.startswith("fault")], model.__name__
+
+
+def test_an_empty_aws_endpoint_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", "")
+    assert AwsSettings().aws_endpoint_url is None
+
+    monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    assert AwsSettings().aws_endpoint_url == "http://127.0.0.1:5000"

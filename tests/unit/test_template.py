@@ -8,7 +8,6 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
-from sluice.local.template import StackContext, TemplateError, function_environment, load_template, resources_of_type
 from sluice.models.jobs import Job
 from sluice.settings import (
     HealthSettings,
@@ -17,6 +16,13 @@ from sluice.settings import (
     LoadWorkerSettings,
     MaintenanceSettings,
     QuarantineSettings,
+)
+from sluice_tools.local.template import (
+    StackContext,
+    TemplateError,
+    function_environment,
+    load_template,
+    resources_of_type,
 )
 
 from ..lambdas import template

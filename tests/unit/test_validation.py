@@ -1,6 +1,10 @@
-"""The reading rules: one verdict per reading, the right reason, and the boundaries of DESIGN section 4."""
+"""The reading rules: one verdict per reading, the right reason, and the boundaries of docs/architecture.md, The
+reading rules. Single verdicts come from ``ReadingValidator.judge``; repeats within an object, from the worker's
+chunk loop (``sluice.domain.chunks``), the one place that finds them."""
 
+import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -9,18 +13,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluice.domain.chunks import ChunkStream, SystemBook
+from sluice.domain.formats import Record
+from sluice.domain.load import LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, Target, TargetKind
 from sluice.domain.rules import DEFAULT_RULES, ReadingRules, quality_tier
-from sluice.domain.validation import (
-    ReadingValidator,
-    judge_reading,
-    show,
-    validate_readings,
-    years_before,
-)
-from sluice.models.readings import QuarantineReason, Rejection, ValidReading
+from sluice.domain.validation import ReadingValidator, show, years_before
+from sluice.models.readings import QuarantineReason, Rejection, ValidReading, Verdict
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 SENSOR = "6f1c3a1e-8d2b-4c5e-9f00-0123456789ab"
+SYSTEM = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
+JOB = job_for(
+    ObjectRef("b", "drops/demo/x.jsonl"),
+    Target(TargetKind.DROP, tenant_id="demo", job_id=UUID("0b7f6a8e-2c1d-4e5f-9a8b-7c6d5e4f3a2b")),
+    LoadPolicy(chunk_readings=50_000, job_retention=timedelta(days=90)),
+    NOW,
+)
 
 
 def reading(**overrides: Any) -> dict[str, Any]:
@@ -36,13 +45,25 @@ def reading(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not ...}
 
 
-def reason_of(raw: object) -> QuarantineReason | None:
-    verdict = judge_reading(raw, NOW)
+def judge(raw: object, now: datetime = NOW, rules: ReadingRules = DEFAULT_RULES) -> Verdict:
+    return ReadingValidator(now, rules).judge(raw)
+
+
+def reason_of(raw: object, now: datetime = NOW, rules: ReadingRules = DEFAULT_RULES) -> QuarantineReason | None:
+    verdict = judge(raw, now, rules)
     return verdict.reason if isinstance(verdict, Rejection) else None
 
 
+def judged_chunk(raws: Sequence[object], first_position: int = 0) -> ChunkStream:
+    """The readings judged as the worker judges an object's chunk: every one is valid or quarantined."""
+    records = [Record(position, str(SYSTEM), raw) for position, raw in enumerate(raws, start=first_position)]
+    chunk = ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(JOB, {SYSTEM}))
+    chunk.finish()
+    return chunk
+
+
 def test_a_valid_reading_becomes_a_typed_tuple_in_utc() -> None:
-    verdict = judge_reading(reading(timestamp="2026-11-22T14:30:00+03:00", value=7), NOW)
+    verdict = judge(reading(timestamp="2026-11-22T14:30:00+03:00", value=7), NOW)
 
     assert verdict == ValidReading(
         time=datetime(2026, 11, 22, 11, 30, tzinfo=UTC),
@@ -141,7 +162,7 @@ def test_timestamps_need_an_offset_and_a_plausible_instant(
 
 
 def test_an_offset_timestamp_is_stored_as_the_same_instant_in_utc() -> None:
-    verdict = judge_reading(reading(timestamp="2026-11-22T13:00:00+03:00"), NOW)
+    verdict = judge(reading(timestamp="2026-11-22T13:00:00+03:00"), NOW)
 
     assert isinstance(verdict, ValidReading)
     assert verdict.time == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -169,7 +190,7 @@ def test_an_offset_timestamp_is_stored_as_the_same_instant_in_utc() -> None:
     ],
 )
 def test_unreadable_readings_are_parse_errors_naming_the_field(raw: object, field: str | None) -> None:
-    verdict = judge_reading(raw, NOW)
+    verdict = judge(raw, NOW)
 
     assert isinstance(verdict, Rejection)
     assert verdict.reason == QuarantineReason.PARSE_ERROR
@@ -178,7 +199,7 @@ def test_unreadable_readings_are_parse_errors_naming_the_field(raw: object, fiel
 
 @pytest.mark.parametrize("unit", ["BAR", "psi", "", "kelvin"])
 def test_unknown_units_are_invalid_unit(unit: str) -> None:
-    verdict = judge_reading(reading(unit=unit), NOW)
+    verdict = judge(reading(unit=unit), NOW)
 
     assert isinstance(verdict, Rejection)
     assert verdict.reason == QuarantineReason.INVALID_UNIT
@@ -186,7 +207,7 @@ def test_unknown_units_are_invalid_unit(unit: str) -> None:
 
 
 def test_a_rejection_explains_field_expected_and_got() -> None:
-    verdict = judge_reading(reading(value=700.5), NOW)
+    verdict = judge(reading(value=700.5), NOW)
 
     assert isinstance(verdict, Rejection)
     assert verdict.as_details() == {
@@ -219,30 +240,37 @@ def test_duplicates_inside_a_batch_keep_the_first_and_quarantine_the_rest() -> N
         reading(timestamp="2026-11-22T11:58:00Z"),
     ]
 
-    batch = validate_readings(raws, NOW)
+    chunk = judged_chunk(raws)
 
-    assert [r.value for r in batch.valid] == [250.5, 250.5]
-    assert [(r.position, r.rejection.reason, r.rejection.got) for r in batch.rejected] == [
+    assert [row[2] for row in chunk.rows] == [250.5, 250.5]
+    assert [source.position for source in chunk.sources] == [0, 3]
+    assert [(row.position, row.reason, json.loads(row.details)["got"]) for row in chunk.quarantine] == [
         (1, QuarantineReason.DUPLICATE, "a repeat of #0"),
         (2, QuarantineReason.DUPLICATE, "a repeat of #0"),
     ]
-    assert batch.rejected[1].raw is same_instant_other_offset
+    assert json.loads(chunk.quarantine[1].raw) == same_instant_other_offset
 
 
 def test_positions_continue_from_the_given_offset() -> None:
-    batch = ReadingValidator(NOW).validate([reading(), "junk"], first_position=50_000)
+    chunk = judged_chunk([reading(), "junk", reading(value=1.0)], first_position=50_000)
 
-    assert batch.total == 2
-    assert batch.rejected[0].position == 50_001
+    assert chunk.total == 3
+    assert [source.position for source in chunk.sources] == [50_000]
+    assert [row.position for row in chunk.quarantine] == [50_001, 50_002]
+    assert json.loads(chunk.quarantine[1].details)["got"] == "a repeat of #50000"
 
 
 def test_rules_are_configurable() -> None:
     strict = ReadingRules(unit_ranges={"bar": (0.0, 10.0)}, min_quality=90, max_future_skew=timedelta(0))
 
-    assert judge_reading(reading(value=11), NOW, strict).reason == QuarantineReason.OUT_OF_RANGE  # type: ignore[union-attr]
-    assert judge_reading(reading(value=5, quality=89), NOW, strict).reason == QuarantineReason.LOW_QUALITY  # type: ignore[union-attr]
-    assert judge_reading(reading(unit="rpm"), NOW, strict).reason == QuarantineReason.INVALID_UNIT  # type: ignore[union-attr]
-    assert isinstance(judge_reading(reading(value=5), NOW, DEFAULT_RULES), ValidReading)
+    assert reason_of(reading(value=11), NOW, strict) == QuarantineReason.OUT_OF_RANGE
+    assert reason_of(reading(value=5, quality=89), NOW, strict) == QuarantineReason.LOW_QUALITY
+    assert reason_of(reading(unit="rpm"), NOW, strict) == QuarantineReason.INVALID_UNIT
+    assert reason_of(reading(value=5, quality=90, timestamp=_at(NOW)), NOW, strict) is None
+    assert reason_of(reading(value=5, timestamp=_at(NOW + timedelta(seconds=1))), NOW, strict) == (
+        QuarantineReason.INVALID_TIMESTAMP
+    )
+    assert isinstance(judge(reading(value=5), NOW, DEFAULT_RULES), ValidReading)
 
 
 def test_the_clock_must_be_timezone_aware() -> None:
@@ -255,7 +283,7 @@ def test_a_non_utc_clock_gives_the_same_verdicts() -> None:
     just_late = _at(NOW + timedelta(minutes=5, seconds=1))
 
     assert reason_of(reading(timestamp=just_late)) == QuarantineReason.INVALID_TIMESTAMP
-    assert judge_reading(reading(timestamp=just_late), tokyo_now).reason == QuarantineReason.INVALID_TIMESTAMP  # type: ignore[union-attr]
+    assert reason_of(reading(timestamp=just_late), tokyo_now) == QuarantineReason.INVALID_TIMESTAMP
 
 
 @pytest.mark.parametrize(
@@ -294,9 +322,10 @@ def test_the_parse_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         for i in range(10)
     ]
 
-    batch = validator.validate(raws)
+    verdicts = [validator.judge(raw) for raw in raws]
 
-    assert len(batch.valid) == 10
+    assert all(type(verdict) is ValidReading for verdict in verdicts)
+    assert len({verdict[1] for verdict in verdicts}) == 10
     assert len(validator._sensor_ids) <= 4
     assert len(validator._timestamps) <= 4
 
@@ -328,18 +357,29 @@ readings_like = st.one_of(
 
 @given(st.lists(readings_like, max_size=40))
 def test_every_reading_gets_exactly_one_verdict(raws: list[object]) -> None:
-    batch = validate_readings(raws, NOW)
+    chunk = judged_chunk(raws)
 
-    positions = [r.position for r in batch.rejected]
-    assert batch.total == len(raws)
-    assert len(positions) == len(set(positions))
-    valid_positions = set(range(len(raws))) - set(positions)
-    assert len(valid_positions) == len(batch.valid)
+    quarantined = [row.position for row in chunk.quarantine]
+    kept = [source.position for source in chunk.sources]
+    assert chunk.total == len(raws)
+    assert len(chunk.rows) == len(kept)
+    assert sorted(quarantined + kept) == list(range(len(raws)))
+    # The verdict of a reading that is not a repeat is the validator's own.
+    validator = ReadingValidator(NOW)
+    for row in chunk.quarantine:
+        verdict = validator.judge(raws[row.position])
+        if row.reason is QuarantineReason.DUPLICATE:
+            assert isinstance(verdict, ValidReading)
+        else:
+            assert isinstance(verdict, Rejection)
+            assert row.reason is verdict.reason
+    for source, stored in zip(chunk.sources, chunk.rows, strict=True):
+        assert stored == (*validator.judge(source.raw), SYSTEM, JOB.job_id)
 
 
 @given(readings_like)
 def test_an_invalid_reading_always_carries_a_reason_and_a_message(raw: object) -> None:
-    verdict = judge_reading(raw, NOW)
+    verdict = judge(raw, NOW)
 
     if isinstance(verdict, Rejection):
         assert verdict.reason in set(QuarantineReason)
@@ -361,6 +401,6 @@ def test_an_invalid_reading_always_carries_a_reason_and_a_message(raw: object) -
 def test_a_value_is_valid_exactly_when_it_is_inside_its_units_range(value: float, unit: str) -> None:
     low, high = DEFAULT_RULES.unit_ranges[unit]
 
-    verdict = judge_reading(reading(unit=unit, value=value), NOW)
+    verdict = judge(reading(unit=unit, value=value), NOW)
 
     assert isinstance(verdict, ValidReading) == (low <= value <= high)

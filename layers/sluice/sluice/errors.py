@@ -1,8 +1,19 @@
-"""Every exception Sluice raises on purpose. Invalid readings are values, not exceptions."""
+"""Every exception Sluice raises on purpose. Invalid readings are values, not exceptions.
+
+Errors carry plain details (``Problem``); the HTTP adapter maps them to status codes and response bodies.
+"""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sluice.models.api import ErrorDetail
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem with a request: where (field path, list index) and what."""
+
+    field: str | None
+    reason: str
+    index: int | None = None
 
 
 class SluiceError(Exception):
@@ -38,16 +49,12 @@ class OutOfTimeError(SluiceError):
     """The invocation is about to time out: the message is retried and resumes after its last committed chunk."""
 
 
-class InjectedFaultError(SluiceError):
-    """A fault switched on for a test (``SLUICE_FAULT_*`` settings); never raised in normal operation."""
-
-
 class RequestError(SluiceError):
     """A request the API refuses; ``sluice.adapters.http`` maps each subclass to its status code."""
 
     code = "invalid_request"
 
-    def __init__(self, message: str, details: Sequence[ErrorDetail] = ()) -> None:
+    def __init__(self, message: str, details: Sequence[Problem] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.details = tuple(details)

@@ -1,41 +1,61 @@
-"""Settings read from the environment: one model per consumer, validated once and cached.
+"""The functions' settings, read from the environment: one model per function, validated once and cached.
 
-This is the only module that reads ``os.environ`` (through pydantic-settings).
+This is the only module of the layer that reads ``os.environ`` (through pydantic-settings). A setting a function
+cannot run without has no default: a deployed function missing it fails on its first use with an error that names
+the variable, rather than quietly using a development value.
 """
 
 from functools import cache
-from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_DB_DSN = "postgresql://postgres@127.0.0.1:5433/sluice"
 
-
-class DatabaseSettings(BaseSettings):
-    """Where PostgreSQL is and how long a statement may run."""
+class AwsSettings(BaseSettings):
+    """Where the AWS APIs are: boto3's own choice in AWS, the moto server locally."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
 
-    db_dsn: str = Field(default=LOCAL_DB_DSN, min_length=1)
-    # A hung statement must fail the invocation (and so be retried) rather than eat the Lambda's whole timeout.
-    db_statement_timeout_ms: int = Field(default=60_000, gt=0)
+    # Declared (empty) in template.yaml's Globals because ``sam local invoke --env-vars`` only sets variables the
+    # template declares; in AWS it stays empty and boto3 finds the real endpoints (or AWS_ENDPOINT_URL itself).
+    aws_endpoint_url: str | None = None
 
-
-class SecretDatabaseSettings(DatabaseSettings):
-    """A function's database: in AWS from a Secrets Manager secret, locally from SLUICE_DB_DSN."""
-
-    # In AWS the DSN comes from this Secrets Manager secret (RDS's JSON layout); locally SLUICE_DB_DSN is used.
-    db_secret_arn: str | None = Field(default=None, min_length=20)
-
-    @field_validator("db_secret_arn", mode="before")
+    @field_validator("aws_endpoint_url", mode="before")
     @classmethod
-    def _empty_secret_is_unset(cls, value: object) -> object:
-        # An empty variable (``SLUICE_DB_SECRET_ARN=`` to use SLUICE_DB_DSN locally) means "not set".
+    def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
 
-class LoadWorkerSettings(SecretDatabaseSettings):
+class FunctionDatabaseSettings(BaseSettings):
+    """A function's database: in AWS a Secrets Manager secret (RDS's JSON layout); ``SLUICE_DB_DSN`` names one
+    directly, for tests and local runs only. One of the two is required."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    db_secret_arn: str | None = Field(default=None, min_length=20)
+    db_dsn: str | None = Field(default=None, min_length=1)
+    # A hung statement must fail the invocation (and so be retried) rather than eat the Lambda's whole timeout.
+    db_statement_timeout_ms: int = Field(default=60_000, gt=0)
+
+    @field_validator("db_secret_arn", "db_dsn", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (the template's default for an unset parameter) means "not set".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _database_named(self) -> Self:
+        if self.db_secret_arn is None and self.db_dsn is None:
+            raise ValueError(
+                "SLUICE_DB_SECRET_ARN is not set: the function reads its database from that Secrets Manager secret"
+                " (the stack's per-role DatabaseSecretArn parameter). SLUICE_DB_DSN may name a database instead,"
+                " for local runs only."
+            )
+        return self
+
+
+class LoadWorkerSettings(FunctionDatabaseSettings):
     """LoadWorkerFunction: where jobs are, where the database is, and how a file is cut into chunks."""
 
     jobs_table: str = Field(min_length=3)
@@ -53,22 +73,6 @@ class LoadWorkerSettings(SecretDatabaseSettings):
     # IngestQueue's redrive maxReceiveCount: a message failing its receive number this high goes to the dead-letter
     # queue next, so the worker fails its jobs first (template.yaml sets both; a test keeps them equal).
     max_receive_count: int = Field(default=5, ge=1, le=1000)
-    # Fault switch for tests, off by default: the invocation dies right after this chunk commits (before the ack).
-    fault_crash_after_chunk: int | None = Field(default=None, ge=0)
-    # Fault switch for `make reliability`, off by default: on a message's first receive, the process is killed
-    # right after this chunk commits (adapters/faults.py).
-    fault_exit_after_chunk: int | None = Field(default=None, ge=0)
-
-    @field_validator("fault_crash_after_chunk", "fault_exit_after_chunk", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
-
-
-class MigrationSettings(DatabaseSettings):
-    """The migration runner: the database plus where the SQL files are."""
-
-    migrations_dir: Path = Path("infra/migrations")
 
 
 class IngestApiSettings(BaseSettings):
@@ -89,15 +93,6 @@ class IngestApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     job_retention_days: int = Field(default=90, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
-    # Fault switches for `make reliability`, off by default: every n-th job record or batch object write in an
-    # execution environment is refused (adapters/faults.py).
-    fault_fail_job_write_every: int | None = Field(default=None, ge=1)
-    fault_fail_batch_put_every: int | None = Field(default=None, ge=1)
-
-    @field_validator("fault_fail_job_write_every", "fault_fail_batch_put_every", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
 
 class JobStatusSettings(BaseSettings):
@@ -110,7 +105,7 @@ class JobStatusSettings(BaseSettings):
     tenant_claim: str = Field(default="tenant_id", min_length=1)
 
 
-class QuarantineSettings(SecretDatabaseSettings):
+class QuarantineSettings(FunctionDatabaseSettings):
     """QuarantineFunction: the database it reviews in, and the jobs table whose review counts it keeps."""
 
     jobs_table: str = Field(min_length=3)
@@ -119,7 +114,7 @@ class QuarantineSettings(SecretDatabaseSettings):
     db_statement_timeout_ms: int = Field(default=5_000, gt=0)
 
 
-class HealthSettings(SecretDatabaseSettings):
+class HealthSettings(FunctionDatabaseSettings):
     """HealthFunction: everything its deep check reaches."""
 
     batch_bucket: str = Field(min_length=3)
@@ -129,7 +124,7 @@ class HealthSettings(SecretDatabaseSettings):
     db_statement_timeout_ms: int = Field(default=3_000, gt=0)
 
 
-class MaintenanceSettings(SecretDatabaseSettings):
+class MaintenanceSettings(FunctionDatabaseSettings):
     """MaintenanceFunction: the readings' retention, the stuck-job sweeper and the dead-letter backstop. Its secret
     is the database owner's: only a hypertable's owner may drop its chunks."""
 
@@ -154,15 +149,9 @@ class MaintenanceSettings(SecretDatabaseSettings):
 
 
 @cache
-def get_database_settings() -> DatabaseSettings:
-    """Return the database settings, validated on first use."""
-    return DatabaseSettings()
-
-
-@cache
-def get_migration_settings() -> MigrationSettings:
-    """Return the migration runner's settings, validated on first use."""
-    return MigrationSettings()
+def get_aws_settings() -> AwsSettings:
+    """Return where the AWS APIs are, validated on first use."""
+    return AwsSettings()
 
 
 @cache

@@ -1,16 +1,16 @@
 """boto3 clients, created once per execution environment and reused while it is warm.
 
-Locally every client talks to the moto server: ``SLUICE_AWS_ENDPOINT_URL`` names it. It is declared (empty) in
-template.yaml's Globals because ``sam local invoke --env-vars`` only sets variables the template declares; in AWS it
-stays empty and boto3 finds the real endpoints (or ``AWS_ENDPOINT_URL``, which boto3 reads itself).
+Locally every client talks to the moto server that ``SLUICE_AWS_ENDPOINT_URL`` names (``AwsSettings``); in AWS
+that setting is empty and boto3 finds the real endpoints.
 """
 
-import os
 from functools import cache
 from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+
+from sluice.settings import get_aws_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,7 +26,7 @@ PROBE_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "stand
 
 def endpoint_url() -> str | None:
     """The local AWS endpoint, or None for boto3's own choice."""
-    return os.environ.get("SLUICE_AWS_ENDPOINT_URL") or None
+    return get_aws_settings().aws_endpoint_url
 
 
 @cache
@@ -67,3 +67,4 @@ def forget_clients() -> None:
     """Drop the cached clients (tests that switch endpoints or credentials call this)."""
     for factory in (s3_client, dynamodb_client, sqs_client, secretsmanager_client, probe_clients):
         factory.cache_clear()
+    get_aws_settings.cache_clear()

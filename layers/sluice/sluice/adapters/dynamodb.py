@@ -314,6 +314,10 @@ def _add_filter(query: dict[str, Any], keep: JobFilter) -> None:
             conditions.append(f"#{name} = :{name}")
             names[f"#{name}"] = name
             values[f":{name}"] = {"S": str(wanted)}
+    if keep.alive_at is not None:
+        conditions.append("#expires_at > :alive_at")
+        names["#expires_at"] = "expires_at"
+        values[":alive_at"] = {"N": str(keep.alive_at)}
     if conditions:
         query["FilterExpression"] = " AND ".join(conditions)
         query["ExpressionAttributeNames"] = names

@@ -14,7 +14,7 @@ from psycopg import sql
 from sluice import __version__
 from sluice.adapters.aws import probe_clients
 from sluice.adapters.migrations import SCHEMA_VERSION, VERSION_TABLE
-from sluice.adapters.timescale import DatabaseConnector, database_dsn
+from sluice.adapters.timescale import DatabaseConnector
 from sluice.errors import SchemaBehindError
 from sluice.models.api import DeepHealth, HealthCheck
 from sluice.settings import HealthSettings
@@ -79,14 +79,3 @@ def _timed(check: Callable[[], str]) -> HealthCheck:
     except Exception as exc:  # every fault is a failed check: reported, never raised
         detail, ok = f"{type(exc).__name__}: {exc}", False
     return HealthCheck(ok=ok, latency_ms=round((time.perf_counter() - started) * 1000, 1), detail=detail)
-
-
-def build_health_service(settings: HealthSettings) -> HealthService:
-    """HealthFunction's clients and database connector."""
-    connector = DatabaseConnector(
-        lambda: database_dsn(settings),
-        settings.db_statement_timeout_ms,
-        application_name="sluice-health",
-        connect_timeout_s=3,
-    )
-    return HealthService(settings=settings, connector=connector)

@@ -16,7 +16,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from sluice.domain.ingest import check_media_type
 from sluice.errors import (
     DuplicateReadingError,
     ForbiddenError,
@@ -26,6 +25,7 @@ from sluice.errors import (
     NotFoundError,
     NotPendingError,
     PayloadTooLargeError,
+    Problem,
     RateLimitedError,
     ReadingInvalidError,
     RequestError,
@@ -33,10 +33,11 @@ from sluice.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
-from sluice.models.api import ErrorDetail, ErrorInfo, ErrorResponse, error_details
+from sluice.models.api import ErrorInfo, ErrorResponse, error_details, shown_details
 from sluice.models.types import Principal, TenantId
 
 JSON = "application/json"
+GZIP = "gzip"
 # How long a client should wait after a 503 before sending the request again.
 STORAGE_RETRY_AFTER_S = 5
 # Review bodies are a decision and a note, or at most 500 ids: far below this.
@@ -87,7 +88,7 @@ def principal_of(event: APIGatewayProxyEventV2) -> str:
     if not usable:
         raise UnauthorizedError(
             "the token's sub is not a usable identity",
-            [ErrorDetail(field="sub", reason="must be 1 to 256 characters, none of them NUL (U+0000)")],
+            [Problem(field="sub", reason="must be 1 to 256 characters, none of them NUL (U+0000)")],
         )
     return principal
 
@@ -102,13 +103,13 @@ def caller_of(event: APIGatewayProxyEventV2, tenant_claim: str, required_scope: 
     except ValidationError:
         raise ForbiddenError(
             f"the token carries no usable '{tenant_claim}' claim",
-            [ErrorDetail(field=tenant_claim, reason="missing, or not letters, digits, '.', '_' and '-'")],
+            [Problem(field=tenant_claim, reason="missing, or not letters, digits, '.', '_' and '-'")],
         ) from None
     scopes = frozenset(authorizer.jwt_scopes or ()) | _scope_claim(claims)
     if required_scope not in scopes:
         raise ForbiddenError(
             f"this route needs the scope {required_scope}",
-            [ErrorDetail(field="scope", reason=f"{required_scope} is not among the token's scopes")],
+            [Problem(field="scope", reason=f"{required_scope} is not among the token's scopes")],
         )
     return Caller(tenant_id=tenant_id, principal=principal, scopes=scopes)
 
@@ -122,7 +123,7 @@ def request_body(event: APIGatewayProxyEventV2) -> bytes:
         return base64.b64decode(body, validate=True)
     except binascii.Error:
         raise InvalidRequestError(
-            "the body could not be read", [ErrorDetail(field="body", reason="isBase64Encoded but not base64")]
+            "the body could not be read", [Problem(field="body", reason="isBase64Encoded but not base64")]
         ) from None
 
 
@@ -135,22 +136,49 @@ def query_of[Query: BaseModel](event: APIGatewayProxyEventV2, model: type[Query]
         raise InvalidRequestError("the query is not valid", error_details(exc)) from None
 
 
+def require_json(event: APIGatewayProxyEventV2, what: str) -> None:
+    """Refuse (415) a body that is not declared as JSON in UTF-8."""
+    content_type = event.headers.get("content-type")
+    media_type, _, parameters = (content_type or "").partition(";")
+    charset = next(
+        (value.strip().strip('"').lower() for name, _, value in _parameters(parameters) if name == "charset"),
+        "utf-8",
+    )
+    if media_type.strip().lower() != JSON or charset != "utf-8":
+        raise UnsupportedMediaTypeError(
+            f"send {what} as {JSON} (UTF-8)",
+            [Problem(field="Content-Type", reason=f"got {content_type or 'none'}, expected {JSON}")],
+        )
+
+
+def is_gzip_encoded(event: APIGatewayProxyEventV2) -> bool:
+    """Whether the body is sent gzip-compressed (``Content-Encoding: gzip``); 415 for any other encoding."""
+    content_encoding = event.headers.get("content-encoding")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in {"identity", GZIP}:
+        raise UnsupportedMediaTypeError(
+            "the body may be sent plain or gzip-compressed",
+            [Problem(field="Content-Encoding", reason=f"got {content_encoding}, expected gzip or none")],
+        )
+    return encoding == GZIP
+
+
 def body_of[Body: BaseModel](event: APIGatewayProxyEventV2, model: type[Body]) -> Body:
     """The JSON body as ``model``: 415 unless declared as JSON, 413 when over ``MAX_REQUEST_BYTES``, 400 naming
     each field at fault."""
-    check_media_type(event.headers.get("content-type"), "the request")
+    require_json(event, "the request")
     body = request_body(event)
     if len(body) > MAX_REQUEST_BYTES:
         raise PayloadTooLargeError(
             f"the body is larger than {MAX_REQUEST_BYTES} bytes",
-            [ErrorDetail(field="body", reason=f"the body has {len(body)} bytes, the limit is {MAX_REQUEST_BYTES}")],
+            [Problem(field="body", reason=f"the body has {len(body)} bytes, the limit is {MAX_REQUEST_BYTES}")],
         )
     try:
         text = body.decode("utf-8-sig")
         json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidRequestError(
-            "the body is not JSON", [ErrorDetail(field="body", reason=f"{type(exc).__name__}: {exc}")]
+            "the body is not JSON", [Problem(field="body", reason=f"{type(exc).__name__}: {exc}")]
         ) from None
     try:
         # Strict, as JSON: each member must be of the JSON type the spec names. Lax validation would take true or
@@ -217,8 +245,12 @@ def register_error_responses(app: APIGatewayHttpResolver, logger: Logger, metric
         return json_response(500, _error_body("internal_error", "an unexpected error occurred; it has been logged"))
 
 
-def _error_body(code: str, message: str, details: list[ErrorDetail] | None = None) -> ErrorResponse:
-    return ErrorResponse(error=ErrorInfo(code=code, message=message, details=details or []))
+def _error_body(code: str, message: str, details: list[Problem] | None = None) -> ErrorResponse:
+    return ErrorResponse(error=ErrorInfo(code=code, message=message, details=shown_details(details or [])))
+
+
+def _parameters(text: str) -> list[tuple[str, str, str]]:
+    return [(name.strip().lower(), sep, value) for name, sep, value in (p.partition("=") for p in text.split(";"))]
 
 
 def _scope_claim(claims: Mapping[str, object]) -> frozenset[str]:

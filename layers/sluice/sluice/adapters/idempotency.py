@@ -21,8 +21,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.aws import dynamodb_client
-from sluice.errors import IdempotencyInProgressError, IdempotencyKeyReusedError, StorageUnavailableError
-from sluice.models.api import ErrorDetail
+from sluice.errors import IdempotencyInProgressError, IdempotencyKeyReusedError, Problem, StorageUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -64,12 +63,12 @@ class PowertoolsIdempotencyGuard:
         except IdempotencyValidationError:
             raise IdempotencyKeyReusedError(
                 "this Idempotency-Key was used for a different body; use a new key for a new batch",
-                [ErrorDetail(field="Idempotency-Key", reason="already used with a different body")],
+                [Problem(field="Idempotency-Key", reason="already used with a different body")],
             ) from None
         except IdempotencyAlreadyInProgressError:
             raise IdempotencyInProgressError(
                 "a request with this Idempotency-Key is still being accepted; retry shortly",
-                [ErrorDetail(field="Idempotency-Key", reason="a request with this key is in progress")],
+                [Problem(field="Idempotency-Key", reason="a request with this key is in progress")],
             ) from None
         except IdempotencyPersistenceLayerError as exc:
             raise StorageUnavailableError(f"the idempotency table could not be used: {exc}") from exc

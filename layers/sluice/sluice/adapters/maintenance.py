@@ -1,9 +1,8 @@
-"""Wires the maintenance domain to TimescaleDB, DynamoDB, S3 and SQS, from MaintenanceFunction's settings."""
+"""MaintenanceFunction's adapters: chunks in TimescaleDB, the dead-letter queue, object versions in S3, requeues."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Final, LiteralString
 from uuid import UUID
 
@@ -11,21 +10,12 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import s3_client, sqs_client
-from sluice.adapters.dynamodb import DynamoJobStore
-from sluice.adapters.timescale import DatabaseConnector, database_dsn
-from sluice.domain.load import ObjectRef
+from sluice.adapters.timescale import DatabaseConnector
 from sluice.domain.maintenance import (
-    MaintenancePolicy,
     ParkedMessage,
-    StepResult,
-    SweepPorts,
-    apply_retention,
-    fail_parked_jobs,
-    run_steps,
-    sweep_jobs,
 )
+from sluice.domain.objects import ObjectRef
 from sluice.errors import StorageUnavailableError
-from sluice.settings import MaintenanceSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -170,53 +160,3 @@ class SqsDeadLetters:
             # Best effort: a message not released becomes visible anyway when its short timeout runs out.
             with suppress(BotoCoreError, ClientError):
                 self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
-
-
-@dataclass(frozen=True, slots=True)
-class MaintenanceService:
-    """What MaintenanceFunction needs, built once per execution environment."""
-
-    policy: MaintenancePolicy
-    connector: DatabaseConnector
-    store: TimescaleMaintenanceStore
-    jobs: DynamoJobStore
-    dead_letters: SqsDeadLetters
-    sweep: SweepPorts
-
-    def run(self, now: datetime, remaining_ms: Callable[[], int]) -> list[StepResult]:
-        """Retention, then the dead-letter backstop, then the sweeper; each whatever became of the others."""
-        return run_steps(
-            {
-                "retention": lambda: apply_retention(self.store, self.policy),
-                "dead_letters": lambda: fail_parked_jobs(self.dead_letters, self.jobs, now),
-                "stuck_jobs": lambda: sweep_jobs(
-                    self.sweep, self.policy, now, has_time=lambda: remaining_ms() > SWEEP_RESERVE_MS
-                ),
-            }
-        )
-
-
-def build_maintenance_service(settings: MaintenanceSettings) -> MaintenanceService:
-    """MaintenanceFunction's clients, database connector and policy."""
-    connector = DatabaseConnector(
-        lambda: database_dsn(settings), settings.db_statement_timeout_ms, application_name="sluice-maintenance"
-    )
-    store = TimescaleMaintenanceStore(connector)
-    jobs = DynamoJobStore(settings.jobs_table)
-    policy = MaintenancePolicy(
-        retention_years=settings.retention_years,
-        stuck_after=timedelta(minutes=settings.stuck_job_minutes),
-        unstored_after=timedelta(minutes=settings.unstored_job_minutes),
-    )
-    return MaintenanceService(
-        policy=policy,
-        connector=connector,
-        store=store,
-        jobs=jobs,
-        dead_letters=SqsDeadLetters(
-            settings.dead_letter_queue_url, settings.dead_letter_visibility_seconds, settings.dead_letter_max_messages
-        ),
-        sweep=SweepPorts(
-            jobs=jobs, ledger=store, objects=S3ObjectProbe(), queue=SqsJobRequeue(settings.ingest_queue_url)
-        ),
-    )

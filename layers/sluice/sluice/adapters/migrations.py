@@ -5,10 +5,8 @@ transaction together with its bookkeeping row, so a failed migration leaves no t
 keeps two runners (two deploys, two test sessions) from migrating the same database at once.
 """
 
-import argparse
 import hashlib
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ import psycopg
 from psycopg import sql
 
 from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileError
-from sluice.settings import get_migration_settings
 
 VERSION_TABLE = "sluice_schema_migrations"
 # The newest migration this code needs (the functions ship without infra/; the deep health check compares).
@@ -185,48 +182,3 @@ def _run_with_record(
         # Migration files are trusted project source, run as written (several statements, dollar quoting).
         conn.execute(sql.SQL(script))
         conn.execute(sql.SQL(record).format(sql.Identifier(VERSION_TABLE)), params)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``sluice-migrate up|down|status``: move the schema at $SLUICE_DB_DSN."""
-    parser = argparse.ArgumentParser(prog="sluice-migrate", description=main.__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="apply pending migrations")
-    up.add_argument("--to", type=int, default=None, metavar="VERSION", help="stop at this version")
-    down = commands.add_parser("down", help="revert migrations (one step unless --to is given)")
-    down.add_argument("--to", type=int, default=None, metavar="VERSION", help="revert down to this version")
-    commands.add_parser("status", help="list migrations and whether they are applied")
-    args = parser.parse_args(argv)
-
-    settings = get_migration_settings()
-    migrations = load_migrations(settings.migrations_dir)
-    runner = MigrationRunner(settings.db_dsn, migrations)
-    try:
-        if args.command == "up":
-            moved = runner.up(args.to)
-            print(_summary("applied", moved))
-        elif args.command == "down":
-            current = max((a.version for a in runner.applied()), default=0)
-            moved = runner.down(max(current - 1, 0) if args.to is None else args.to)
-            print(_summary("reverted", moved))
-        else:
-            applied = {a.version: a for a in runner.applied()}
-            for m in migrations:
-                state = (
-                    f"applied {applied[m.version].applied_at:%Y-%m-%d %H:%M:%S}" if m.version in applied else "pending"
-                )
-                print(f"{m.version:04d}_{m.name}: {state}")
-    except (MigrationError, psycopg.Error) as exc:
-        print(f"sluice-migrate: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _summary(verb: str, moved: Sequence[Migration]) -> str:
-    if not moved:
-        return f"nothing {verb}: schema is up to date" if verb == "applied" else f"nothing {verb}"
-    return "\n".join(f"{verb} {m.version:04d}_{m.name}" for m in moved)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

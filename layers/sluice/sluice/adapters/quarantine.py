@@ -7,7 +7,6 @@ by another review a moment earlier) inserts nothing, and the review is refused r
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Final, LiteralString
 
 import psycopg
@@ -15,14 +14,12 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from sluice.adapters.dynamodb import DynamoJobStore
-from sluice.adapters.timescale import QUARANTINE_COLUMNS, DatabaseConnector, database_dsn
+from sluice.adapters.timescale import QUARANTINE_COLUMNS, DatabaseConnector
 from sluice.domain.review import Decide, QuarantineStore, Reviewed
-from sluice.errors import DuplicateReadingError, NotFoundError, StorageUnavailableError
-from sluice.models.api import ErrorDetail, QuarantineQuery
+from sluice.errors import DuplicateReadingError, NotFoundError, Problem, StorageUnavailableError
+from sluice.models.api import QuarantineQuery
 from sluice.models.quarantine import JobReviewCounts, QuarantinedReading, ReviewStatus
 from sluice.models.readings import QuarantineReason
-from sluice.settings import QuarantineSettings
 
 # A row as the worker writes it (QUARANTINE_COLUMNS), with its id and its review.
 ROW_COLUMNS: Final = (
@@ -83,18 +80,18 @@ class TimescaleQuarantineStore(QuarantineStore):
         query = sql.SQL("SELECT {} FROM quarantined_readings WHERE {} ORDER BY id DESC LIMIT %s").format(
             _COLUMNS, sql.SQL(" AND ").join(conditions)
         )
-        with _database_faults("listing quarantined readings"), self._cursor() as cursor:
+        with database_faults("listing quarantined readings"), self._cursor() as cursor:
             return [quarantined_reading(row) for row in cursor.execute(query, [*params, limit])]
 
     def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
         """One row of the tenant, or None."""
-        with _database_faults("reading a quarantined reading"), self._cursor() as cursor:
+        with database_faults("reading a quarantined reading"), self._cursor() as cursor:
             row = cursor.execute(_SELECT_ONE, (row_id, tenant_id)).fetchone()
         return None if row is None else quarantined_reading(row)
 
     def review_row(self, tenant_id: str, row_id: int, reviewer: str, notes: str | None, decide: Decide) -> Reviewed:
         """Lock, decide, replay, record and count, in one transaction (see the module's docstring)."""
-        with _database_faults("reviewing a quarantined reading"):
+        with database_faults("reviewing a quarantined reading"):
             conn = self._connector.connection()
             with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
                 locked = cursor.execute(_LOCK_ONE, (row_id, tenant_id)).fetchone()
@@ -111,7 +108,7 @@ class TimescaleQuarantineStore(QuarantineStore):
                     if replayed is None:
                         raise DuplicateReadingError(
                             f"quarantined reading {row_id} is already stored; reject it instead",
-                            [ErrorDetail(field="timestamp", reason="readings holds this sensor at this instant")],
+                            [Problem(field="timestamp", reason="readings holds this sensor at this instant")],
                         )
                 correction = None if decision.correction is None else Jsonb(decision.correction)
                 updated = cursor.execute(
@@ -141,37 +138,9 @@ def quarantined_reading(row: dict[str, Any]) -> QuarantinedReading:
 
 
 @contextmanager
-def _database_faults(doing: str) -> Iterator[None]:
+def database_faults(doing: str) -> Iterator[None]:
     """The database unreachable, or a statement over its timeout: 503, and the client sends the request again."""
     try:
         yield
     except psycopg.OperationalError as exc:
         raise StorageUnavailableError(f"{doing} failed: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineService:
-    """What QuarantineFunction needs, built once per execution environment."""
-
-    store: TimescaleQuarantineStore
-    jobs: DynamoJobStore
-    connector: DatabaseConnector
-    tenant_claim: str
-
-    def check_database(self) -> None:
-        """Make sure the kept connection answers (replacing one the server dropped while the environment slept)."""
-        with _database_faults("connecting to the database"):
-            self.connector.checked_connection()
-
-
-def build_quarantine_service(settings: QuarantineSettings) -> QuarantineService:
-    """The database- and DynamoDB-backed ports of QuarantineFunction."""
-    connector = DatabaseConnector(
-        lambda: database_dsn(settings), settings.db_statement_timeout_ms, application_name="sluice-quarantine"
-    )
-    return QuarantineService(
-        store=TimescaleQuarantineStore(connector),
-        jobs=DynamoJobStore(settings.jobs_table),
-        connector=connector,
-        tenant_claim=settings.tenant_claim,
-    )

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import s3_client
-from sluice.domain.load import ObjectRef, OpenedObject
+from sluice.domain.load import OpenedObject
+from sluice.domain.objects import ObjectRef
 from sluice.errors import StorageUnavailableError, UnreadableObjectError
 
 if TYPE_CHECKING:

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import sqs_client
-from sluice.adapters.faults import die
-from sluice.errors import InjectedFaultError, OutOfTimeError, StorageUnavailableError
+from sluice.errors import OutOfTimeError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -18,7 +17,7 @@ class MessageProgress:
     """After each committed chunk: extend the message's visibility (at most every heartbeat) and refuse to start
     another chunk when the invocation has too little time left."""
 
-    def __init__(  # noqa: PLR0913 - the message, the limits, the two clocks and the fault switches
+    def __init__(  # noqa: PLR0913 - the message, the limits and the two clocks
         self,
         queue_url: str,
         receipt_handle: str,
@@ -27,8 +26,6 @@ class MessageProgress:
         heartbeat_s: int,
         remaining_ms: Callable[[], int],
         min_remaining_ms: int,
-        crash_after_chunk: int | None = None,
-        exit_after_chunk: int | None = None,
         client: "SQSClient | None" = None,
     ) -> None:
         self._queue_url = queue_url
@@ -37,17 +34,11 @@ class MessageProgress:
         self._heartbeat_s = heartbeat_s
         self._remaining_ms = remaining_ms
         self._min_remaining_ms = min_remaining_ms
-        self._crash_after_chunk = crash_after_chunk
-        self._exit_after_chunk = exit_after_chunk
         self._client = client or sqs_client()
         self._last_extended = time.monotonic()
 
     def chunk_committed(self, chunk_no: int) -> None:
         """Keep the message ours; raise OutOfTimeError when no further chunk should start."""
-        if chunk_no == self._crash_after_chunk:
-            raise InjectedFaultError(f"crash after chunk {chunk_no} (SLUICE_FAULT_CRASH_AFTER_CHUNK)")
-        if chunk_no == self._exit_after_chunk:
-            die(f"killed after chunk {chunk_no} committed, before the ack (SLUICE_FAULT_EXIT_AFTER_CHUNK)")
         if time.monotonic() - self._last_extended >= self._heartbeat_s:
             self._change_visibility(self._visibility_timeout_s)
             self._last_extended = time.monotonic()

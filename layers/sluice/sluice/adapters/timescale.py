@@ -21,11 +21,12 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import secretsmanager_client
-from sluice.domain.load import ChunkStream, LoadCounts, QuarantineRow, stored_duplicates
+from sluice.domain.chunks import ChunkStream, QuarantineRow, stored_duplicates
+from sluice.domain.load import LoadCounts
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job
 from sluice.models.readings import QuarantineReason
-from sluice.settings import SecretDatabaseSettings
+from sluice.settings import FunctionDatabaseSettings
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -283,9 +284,12 @@ def dsn_from_secret(secret_string: str) -> str:
     )
 
 
-def database_dsn(settings: SecretDatabaseSettings) -> str:
-    """The DSN: from the Secrets Manager secret when one is configured (in AWS), else SLUICE_DB_DSN."""
+def database_dsn(settings: FunctionDatabaseSettings) -> str:
+    """The DSN: from the Secrets Manager secret when one is configured (in AWS), else SLUICE_DB_DSN (the settings
+    refuse to have neither)."""
     if settings.db_secret_arn is None:
+        if settings.db_dsn is None:  # the settings' validator makes this unreachable; mypy cannot know
+            raise StorageUnavailableError("no database configured (SLUICE_DB_SECRET_ARN)")
         return settings.db_dsn
     try:
         secret = secretsmanager_client().get_secret_value(SecretId=settings.db_secret_arn)["SecretString"]

@@ -17,21 +17,20 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from sluice.domain.formats import RepeatedKeys, loads_lenient
+from sluice.domain.objects import batch_object_key
 from sluice.domain.ratelimit import RateDecision
 from sluice.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
+    Problem,
     RateLimitedError,
     StorageUnavailableError,
-    UnsupportedMediaTypeError,
 )
-from sluice.models.api import MAX_ERROR_DETAILS, ErrorDetail, IngestRequest, error_details, more_details
+from sluice.limits import MAX_ERROR_DETAILS
+from sluice.models.api import IngestRequest, error_details, more_details
 from sluice.models.jobs import Job, JobSource, JobStatus
 
-JSON_MEDIA_TYPE = "application/json"
-GZIP_ENCODING = "gzip"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
-BATCH_PREFIX = "incoming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +40,8 @@ class IngestCall:
     tenant_id: str
     principal: str
     body: bytes
-    content_type: str | None = None
-    content_encoding: str | None = None
+    # Content-Encoding: gzip (the HTTP edge has checked the media type and the encoding).
+    gzipped: bool = False
     idempotency_key: str | None = None
 
 
@@ -138,7 +137,7 @@ def accept_batch(
             f"rate limit reached: try again in {decision.retry_after_s} s", retry_after_s=decision.retry_after_s
         )
     key = check_idempotency_key(call.idempotency_key)
-    batch = read_batch(call.body, call.content_type, call.content_encoding, policy.max_body_bytes)
+    batch = read_batch(call.body, policy.max_body_bytes, gzipped=call.gzipped)
 
     stored: list[UUID] = []
 
@@ -188,11 +187,6 @@ def store_batch(job: Job, batch: Batch, ports: IngestPorts, now: datetime) -> No
         raise
 
 
-def batch_object_key(tenant_id: str, created_at: datetime, job_id: UUID) -> str:
-    """``incoming/<tenant>/<yyyy>/<mm>/<dd>/<job_id>.json``: the date prefix keeps listings and lifecycle cheap."""
-    return f"{BATCH_PREFIX}/{tenant_id}/{created_at:%Y/%m/%d}/{job_id}.json"
-
-
 def check_idempotency_key(value: str | None) -> str | None:
     """Return the Idempotency-Key, or None when absent; refuse one that is empty, too long or not printable ASCII."""
     if value is None:
@@ -201,7 +195,7 @@ def check_idempotency_key(value: str | None) -> str | None:
         raise InvalidRequestError(
             "the Idempotency-Key header is not a usable key",
             [
-                ErrorDetail(
+                Problem(
                     field="Idempotency-Key",
                     reason=f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters without spaces",
                 )
@@ -210,10 +204,8 @@ def check_idempotency_key(value: str | None) -> str | None:
     return value
 
 
-def read_batch(body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int) -> Batch:
-    """Check the media type, the size (sent and decoded) and the envelope; count the readings, judge none."""
-    check_media_type(content_type)
-    gzipped = _is_gzip(content_encoding)
+def read_batch(body: bytes, max_bytes: int, *, gzipped: bool) -> Batch:
+    """Check the size (sent and decoded) and the envelope; count the readings, judge none."""
     if len(body) > max_bytes:
         raise _too_large(len(body), max_bytes, "the body")
     text = _gunzip(body, max_bytes) if gzipped else body
@@ -241,7 +233,7 @@ def check_envelope_names(document: Any) -> None:
         raise InvalidRequestError(
             "the batch envelope names a field more than once",
             [
-                ErrorDetail(field=name, reason="named more than once; send each field once")
+                Problem(field=name, reason="named more than once; send each field once")
                 for name in repeated[:MAX_ERROR_DETAILS]
             ]
             + more_details(len(repeated)),
@@ -252,7 +244,7 @@ def check_envelope_names(document: Any) -> None:
             raise InvalidRequestError(
                 "the batch envelope is not valid",
                 [
-                    ErrorDetail(field=name, reason="not a field of the batch envelope (nor valid Unicode)")
+                    Problem(field=name, reason="not a field of the batch envelope (nor valid Unicode)")
                     for name in unreadable[:MAX_ERROR_DETAILS]
                 ]
                 + more_details(len(unreadable)),
@@ -270,34 +262,6 @@ def _is_unicode(text: str) -> bool:
 
 def _accepted(result: dict[str, Any], *, replayed: bool) -> AcceptedBatch:
     return AcceptedBatch(job_id=UUID(result["job_id"]), total_readings=int(result["total_readings"]), replayed=replayed)
-
-
-def check_media_type(content_type: str | None, what: str = "the batch") -> None:
-    """Refuse (415) a body that is not declared as JSON in UTF-8."""
-    media_type, _, parameters = (content_type or "").partition(";")
-    charset = next(
-        (value.strip().strip('"').lower() for name, _, value in _parameters(parameters) if name == "charset"),
-        "utf-8",
-    )
-    if media_type.strip().lower() != JSON_MEDIA_TYPE or charset != "utf-8":
-        raise UnsupportedMediaTypeError(
-            f"send {what} as {JSON_MEDIA_TYPE} (UTF-8)",
-            [ErrorDetail(field="Content-Type", reason=f"got {content_type or 'none'}, expected {JSON_MEDIA_TYPE}")],
-        )
-
-
-def _parameters(text: str) -> list[tuple[str, str, str]]:
-    return [(name.strip().lower(), sep, value) for name, sep, value in (p.partition("=") for p in text.split(";"))]
-
-
-def _is_gzip(content_encoding: str | None) -> bool:
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding not in {"identity", GZIP_ENCODING}:
-        raise UnsupportedMediaTypeError(
-            "the body may be sent plain or gzip-compressed",
-            [ErrorDetail(field="Content-Encoding", reason=f"got {content_encoding}, expected gzip or none")],
-        )
-    return encoding == GZIP_ENCODING
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:
@@ -334,16 +298,16 @@ def _too_large(size: int, max_bytes: int, what: str, *, at_least: bool = False) 
     got = f"more than {max_bytes}" if at_least else str(size)
     return PayloadTooLargeError(
         f"{what} is larger than {max_bytes} bytes; split the batch",
-        [ErrorDetail(field="body", reason=f"{what} has {got} bytes, the limit is {max_bytes}")],
+        [Problem(field="body", reason=f"{what} has {got} bytes, the limit is {max_bytes}")],
     )
 
 
 def _not_gzip(reason: str) -> InvalidRequestError:
     return InvalidRequestError(
         "Content-Encoding says gzip but the body cannot be decompressed",
-        [ErrorDetail(field="body", reason=reason)],
+        [Problem(field="body", reason=reason)],
     )
 
 
 def _malformed(reason: str) -> InvalidRequestError:
-    return InvalidRequestError("the body is not a JSON batch", [ErrorDetail(field="body", reason=reason)])
+    return InvalidRequestError("the body is not a JSON batch", [Problem(field="body", reason=reason)])

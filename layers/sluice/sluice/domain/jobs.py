@@ -23,11 +23,14 @@ class JobFilter:
     status: JobStatus | None = None
     source: JobSource | None = None
     system_id: UUID | None = None
+    # Epoch seconds: only jobs whose ``expires_at`` is later. DynamoDB deletes expired items days after their
+    # time, not at it; until then they must not be shown.
+    alive_at: int | None = None
 
     @property
     def keeps_everything(self) -> bool:
         """True when nothing is filtered out."""
-        return self.status is None and self.source is None and self.system_id is None
+        return self.status is None and self.source is None and self.system_id is None and self.alive_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,22 +61,25 @@ class JobReader(Protocol):
         ...
 
 
-def find_job(jobs: JobReader, tenant_id: str, job_id: str) -> JobView:
-    """The caller's job ``job_id``; 404 when it is not a job of the caller's tenant (or not a job id at all)."""
+def find_job(jobs: JobReader, tenant_id: str, job_id: str, now: datetime) -> JobView:
+    """The caller's job ``job_id``; 404 when it is not a job of the caller's tenant (or not a job id at all), or
+    has expired (its item may linger until DynamoDB's TTL deletes it)."""
     try:
         parsed = UUID(job_id)
     except ValueError:
         parsed = None
     job = None if parsed is None else jobs.get_job(parsed)
-    if job is None or job.tenant_id != tenant_id:
+    if job is None or job.tenant_id != tenant_id or job.expires_at <= now.timestamp():
         raise NotFoundError(f"no job {job_id} in this tenant")
     return job_view(job)
 
 
-def list_jobs(jobs: JobReader, tenant_id: str, query: JobQuery) -> JobPage:
-    """One page of the tenant's jobs, newest first."""
+def list_jobs(jobs: JobReader, tenant_id: str, query: JobQuery, now: datetime) -> JobPage:
+    """One page of the tenant's unexpired jobs, newest first."""
     after = None if query.cursor is None else job_position(decode_cursor(JOBS_CURSOR, query.cursor))
-    keep = JobFilter(status=query.status, source=query.source, system_id=query.system_id)
+    keep = JobFilter(
+        status=query.status, source=query.source, system_id=query.system_id, alive_at=int(now.timestamp())
+    )
     listing = jobs.list_jobs(tenant_id, keep, query.limit, after)
     following = listing.next_position
     return JobPage(

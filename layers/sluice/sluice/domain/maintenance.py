@@ -14,16 +14,14 @@ Three steps, each run whatever became of the others:
   harmless: the ledger skips what is committed). A queued job whose batch object was never stored is failed.
 """
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final, Protocol
-from urllib.parse import quote_plus
 from uuid import UUID
 
-from sluice.domain.load import ObjectRef, message_job_ids, target_of
+from sluice.domain.objects import ObjectRef, object_created_body, parse_message, target_of
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobStatus
 
@@ -201,7 +199,7 @@ def fail_parked_jobs(dead_letters: DeadLetters, jobs: ParkedJobs, now: datetime)
     messages = dead_letters.parked_messages()
     failed: list[UUID] = []
     errors = 0
-    for job_id in dict.fromkeys(job_id for message in messages for job_id in message_job_ids(message.body)):
+    for job_id in dict.fromkeys(job_id for message in messages for job_id in parse_message(message.body).job_ids):
         try:
             job = jobs.get_job(job_id)
             # Only if unchanged since read: a `sluice redrive` may have moved the message meanwhile and a worker
@@ -379,24 +377,8 @@ def decide(job: Job, newest: ObjectRef | None, since: datetime) -> SweepDecision
 
 
 def requeue_body(ref: ObjectRef, now: datetime) -> str:
-    """An S3 ObjectCreated event notification for ``ref``, shaped as S3 sends it (the key URL-encoded), so the
-    worker handles it like the original."""
-    obj: dict[str, object] = {"key": quote_plus(ref.key, safe="/")}
-    if ref.size is not None:
-        obj["size"] = ref.size
-    if ref.etag:
-        obj["eTag"] = ref.etag
-    if ref.version_id:
-        obj["versionId"] = ref.version_id
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": REQUEUED_BY},
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": ref.bucket}, "object": obj},
-    }
-    return json.dumps({"Records": [record]}, separators=(",", ":"))
+    """The S3 event that leads the worker back to ``ref``, signed as the sweeper's."""
+    return object_created_body(ref, now, REQUEUED_BY)
 
 
 def sweep_jobs(

@@ -10,8 +10,7 @@ import binascii
 import json
 from typing import Any
 
-from sluice.errors import InvalidRequestError
-from sluice.models.api import ErrorDetail
+from sluice.errors import InvalidRequestError, Problem
 
 
 def encode_cursor(kind: str, position: dict[str, Any]) -> str:
@@ -36,5 +35,5 @@ def bad_cursor(field: str = "cursor") -> InvalidRequestError:
     """The error for a cursor that decodes but names no usable position."""
     return InvalidRequestError(
         "the cursor is not one this listing handed out",
-        [ErrorDetail(field=field, reason="pass next_cursor from the previous page unchanged")],
+        [Problem(field=field, reason="pass next_cursor from the previous page unchanged")],
     )

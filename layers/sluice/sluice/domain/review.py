@@ -19,6 +19,7 @@ from sluice.errors import (
     InvalidRequestError,
     NotFoundError,
     NotPendingError,
+    Problem,
     ReadingInvalidError,
     RequestError,
     StorageUnavailableError,
@@ -27,13 +28,13 @@ from sluice.models.api import (
     BulkReviewRequest,
     BulkReviewResult,
     Correction,
-    ErrorDetail,
     ErrorInfo,
     QuarantineItem,
     QuarantinePage,
     QuarantineQuery,
     QuarantineSelection,
     ReviewOutcome,
+    shown_details,
 )
 from sluice.models.quarantine import (
     STATUS_AFTER,
@@ -106,6 +107,18 @@ class JobReviewSink(Protocol):
         ...
 
 
+def show_on_jobs(jobs: JobReviewSink, counts: list[JobReviewCounts]) -> list[UUID]:
+    """Copy committed review counts onto the job records; return the jobs whose copy failed. The review stands
+    whatever happens here, and the job's next review copies the (larger) counts again."""
+    failed: list[UUID] = []
+    for job_counts in counts:
+        try:
+            jobs.record_reviews(job_counts)
+        except StorageUnavailableError:
+            failed.append(job_counts.job_id)
+    return failed
+
+
 def list_quarantine(store: QuarantineStore, tenant_id: str, query: QuarantineQuery) -> QuarantinePage:
     """One page of the tenant's quarantined readings, newest first."""
     before_id = None if query.cursor is None else _row_id(decode_cursor(QUARANTINE_CURSOR, query.cursor))
@@ -132,7 +145,7 @@ def check_notes(notes: str | None) -> None:
     if notes is not None and "\x00" in notes:
         raise InvalidRequestError(
             "the request body is not valid",
-            [ErrorDetail(field="notes", reason="must not contain NUL (U+0000) characters")],
+            [Problem(field="notes", reason="must not contain NUL (U+0000) characters")],
         )
 
 
@@ -193,7 +206,7 @@ def decide_review(
         raise NotPendingError(
             f"quarantined reading {row.id} was already reviewed",
             [
-                ErrorDetail(
+                Problem(
                     field="review_status",
                     reason=f"{row.review_status} by {row.reviewed_by} at {_iso(row.reviewed_at)}",
                 )
@@ -282,7 +295,7 @@ def _failed(row_id: int, exc: RequestError) -> ReviewOutcome:
     return ReviewOutcome(
         id=row_id,
         review_status=None,
-        error=ErrorInfo(code=exc.code, message=exc.message, details=list(exc.details)),
+        error=ErrorInfo(code=exc.code, message=exc.message, details=shown_details(exc.details)),
     )
 
 
@@ -304,7 +317,7 @@ def _later(known: JobReviewCounts | None, counts: JobReviewCounts) -> JobReviewC
 def _still_invalid(rejection: Rejection) -> ReadingInvalidError:
     return ReadingInvalidError(
         f"the reading still breaks a rule ({rejection.reason}); it stays pending",
-        [ErrorDetail(field=rejection.field, reason=f"{rejection.reason}: {rejection.message}")],
+        [Problem(field=rejection.field, reason=f"{rejection.reason}: {rejection.message}")],
     )
 
 

@@ -1,4 +1,4 @@
-"""The reading rules' thresholds, in one place (the platform's ISO 4413-based table, DESIGN section 4)."""
+"""The reading rules' thresholds, in one place (the platform's ISO 4413-based table, in docs/architecture.md)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,10 +26,6 @@ MIN_QUALITY: Final = 50
 MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 #: Readings older than this many calendar years are refused (the retention horizon).
 MAX_AGE_YEARS: Final = 5
-
-#: How many readings one API batch may carry.
-MIN_READINGS_PER_BATCH: Final = 1
-MAX_READINGS_PER_BATCH: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)

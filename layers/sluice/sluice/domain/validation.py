@@ -6,18 +6,17 @@ inputs.
 
 When a reading breaks several rules it gets the first that applies, in this order: ``parse_error`` (not an
 object, a field missing or of the wrong type), ``invalid_unit``, ``out_of_range`` (value, or quality outside
-0..100), ``low_quality``, ``invalid_timestamp``, and ``duplicate`` (same sensor and instant earlier in the batch).
-``system_not_found`` and duplicates of stored rows need the database and are decided by the worker.
+0..100), ``low_quality`` and ``invalid_timestamp``. ``duplicate`` (the same sensor and instant earlier in the
+object: ``sluice.domain.chunks.RepeatFinder``, or already stored), and ``system_not_found`` are decided by the
+worker's chunk loop, which knows the rest of the object and the database.
 """
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
 from sluice.domain.rules import DEFAULT_RULES, QUALITY_BOUNDS, ReadingRules
-from sluice.models.readings import QuarantineReason, RejectedReading, Rejection, ValidReading, Verdict
+from sluice.models.readings import QuarantineReason, Rejection, ValidReading, Verdict
 
 REQUIRED_FIELDS = ("sensor_id", "timestamp", "value", "unit", "quality")
 _SHOWN_CHARS = 80
@@ -30,21 +29,7 @@ _INVALID_UNIT = QuarantineReason.INVALID_UNIT
 _OUT_OF_RANGE = QuarantineReason.OUT_OF_RANGE
 _LOW_QUALITY = QuarantineReason.LOW_QUALITY
 _INVALID_TIMESTAMP = QuarantineReason.INVALID_TIMESTAMP
-_DUPLICATE = QuarantineReason.DUPLICATE
 _new_tuple = tuple.__new__
-
-
-@dataclass(slots=True)
-class ValidatedBatch:
-    """The verdicts on a batch: valid readings in arrival order, and the rest bound for quarantine."""
-
-    valid: list[ValidReading] = field(default_factory=list)
-    rejected: list[RejectedReading] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """How many readings were judged."""
-        return len(self.valid) + len(self.rejected)
 
 
 class ReadingValidator:
@@ -142,43 +127,6 @@ class ReadingValidator:
         if time < self._earliest:
             return Rejection(_INVALID_TIMESTAMP, "timestamp", f"not before {_iso(self._earliest)}", show(text))
         return time.astimezone(UTC) if offset else time
-
-    def validate(self, raws: Iterable[object], first_position: int = 0) -> ValidatedBatch:
-        """Judge every reading of a batch; a repeat of an earlier (sensor, instant) is a ``duplicate``."""
-        batch = ValidatedBatch()
-        valid_append = batch.valid.append
-        rejected_append = batch.rejected.append
-        judge = self.judge
-        # Keyed by the UUID's integer: UUID.__hash__ is Python code, int hashing is not.
-        first_seen: dict[tuple[int, datetime], int] = {}
-        for position, raw in enumerate(raws, start=first_position):
-            verdict = judge(raw)
-            if type(verdict) is ValidReading:
-                key = (verdict[1].int, verdict[0])
-                earlier = first_seen.setdefault(key, position)
-                if earlier == position:
-                    valid_append(verdict)
-                else:
-                    duplicate = Rejection(
-                        _DUPLICATE,
-                        "timestamp",
-                        "one reading per sensor and instant",
-                        f"a repeat of #{earlier}",
-                    )
-                    rejected_append(RejectedReading(position, raw, duplicate))
-            else:
-                rejected_append(RejectedReading(position, raw, verdict))  # type: ignore[arg-type]
-        return batch
-
-
-def judge_reading(raw: object, now: datetime, rules: ReadingRules = DEFAULT_RULES) -> Verdict:
-    """Return the verdict on one decoded reading as of ``now``."""
-    return ReadingValidator(now, rules).judge(raw)
-
-
-def validate_readings(raws: Iterable[object], now: datetime, rules: ReadingRules = DEFAULT_RULES) -> ValidatedBatch:
-    """Judge a batch of decoded readings as of ``now``."""
-    return ReadingValidator(now, rules).validate(raws)
 
 
 def years_before(moment: datetime, years: int) -> datetime:

@@ -1,11 +1,19 @@
 """Request and response shapes of the HTTP API, kept apart from the domain's plain tuples."""
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
-from sluice.domain.rules import MAX_READINGS_PER_BATCH, MIN_READINGS_PER_BATCH
+from sluice.errors import Problem
+from sluice.limits import (
+    DETAIL_FIELD_MAX,
+    DETAIL_REASON_MAX,
+    MAX_ERROR_DETAILS,
+    MAX_READINGS_PER_BATCH,
+    MIN_READINGS_PER_BATCH,
+)
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
@@ -17,11 +25,6 @@ QUARANTINE_PAGE_DEFAULT = 100
 QUARANTINE_PAGE_MAX = 500
 BULK_REVIEW_MAX = 500
 REVIEW_NOTES_MAX = 2000
-# Error details echo names a client sent (an unknown field can be megabytes long): at most this many characters.
-DETAIL_FIELD_MAX = 200
-DETAIL_REASON_MAX = 1000
-# And at most this many details: a body can name a hundred thousand unknown fields.
-MAX_ERROR_DETAILS = 20
 
 
 def _shortened(limit: int) -> AfterValidator:
@@ -59,11 +62,16 @@ class IngestRequest(ApiModel):
 
 
 class ErrorDetail(ApiModel):
-    """One problem with a request: where (field path, list index) and what."""
+    """One problem with a request, as the API shows it (a ``sluice.errors.Problem``, its text shortened)."""
 
     field: Annotated[str, _shortened(DETAIL_FIELD_MAX)] | None
     index: int | None = None
     reason: Annotated[str, _shortened(DETAIL_REASON_MAX)]
+
+
+def shown_details(problems: Iterable[Problem]) -> list[ErrorDetail]:
+    """Problems as the API shows them."""
+    return [ErrorDetail(field=problem.field, index=problem.index, reason=problem.reason) for problem in problems]
 
 
 class ErrorInfo(ApiModel):
@@ -260,7 +268,7 @@ class DeepHealth(ApiModel):
     checks: dict[str, HealthCheck]
 
 
-def error_details(exc: ValidationError) -> list[ErrorDetail]:
+def error_details(exc: ValidationError) -> list[Problem]:
     """Turn pydantic's errors into details that name the field and, inside a list, the index (the first
     ``MAX_ERROR_DETAILS`` of them, then how many more there were)."""
     details = []
@@ -269,11 +277,11 @@ def error_details(exc: ValidationError) -> list[ErrorDetail]:
         location = error["loc"]
         index = next((part for part in reversed(location) if isinstance(part, int)), None)
         path = ".".join(str(part) for part in location if not isinstance(part, int)) or None
-        details.append(ErrorDetail(field=path, index=index, reason=error["msg"]))
+        details.append(Problem(field=path, index=index, reason=error["msg"]))
     return details + more_details(len(errors))
 
 
-def more_details(total: int) -> list[ErrorDetail]:
+def more_details(total: int) -> list[Problem]:
     """The detail that stands for those past the first ``MAX_ERROR_DETAILS`` of ``total``, if there are any."""
     hidden = total - MAX_ERROR_DETAILS
-    return [ErrorDetail(field=None, reason=f"and {hidden} more like these")] if hidden > 0 else []
+    return [Problem(field=None, reason=f"and {hidden} more like these")] if hidden > 0 else []

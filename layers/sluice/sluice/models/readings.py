@@ -57,11 +57,3 @@ class Rejection(NamedTuple):
 
 
 Verdict = ValidReading | Rejection
-
-
-class RejectedReading(NamedTuple):
-    """A reading bound for quarantine: where it sat in its batch, what arrived, and why it was refused."""
-
-    position: int
-    raw: object
-    rejection: Rejection

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sluice.local.lambdas import Invocation
-from sluice.local.template import StackContext, TemplateError, resources_of_type
+from sluice_tools.local.lambdas import Invocation
+from sluice_tools.local.template import StackContext, TemplateError, resources_of_type
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

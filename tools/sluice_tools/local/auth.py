@@ -20,7 +20,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
-from sluice.local.template import StackContext, TemplateError
+from sluice_tools.local.template import StackContext, TemplateError
 
 KEY_FILE = "jwt-signing-key.pem"
 JWKS_FILE = "jwks.json"

@@ -1,15 +1,14 @@
-"""Wires the ingest domain to S3 and DynamoDB, from IngestApiFunction's settings."""
+"""IngestApiFunction's wiring: settings -> S3 and DynamoDB clients -> the ingest ports and limits."""
 
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sluice.adapters.dynamodb import DynamoJobStore, DynamoRequestLimiter
-from sluice.adapters.faults import FaultyBatchStore, FaultyJobRepository
 from sluice.adapters.idempotency import PowertoolsIdempotencyGuard
 from sluice.adapters.s3 import S3BatchStore
-from sluice.domain.ingest import BatchStore, IngestPolicy, IngestPorts, JobRepository
+from sluice.domain.ingest import IngestPolicy, IngestPorts
 from sluice.domain.ratelimit import RateLimit
-from sluice.settings import IngestApiSettings
+from sluice.settings import IngestApiSettings, get_ingest_api_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +24,9 @@ class IngestService:
 def build_ingest_service(settings: IngestApiSettings) -> IngestService:
     """The AWS-backed ports and the limits of IngestApiFunction."""
     idempotency = PowertoolsIdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds)
-    jobs: JobRepository = DynamoJobStore(settings.jobs_table)
-    batches: BatchStore = S3BatchStore(settings.batch_bucket)
-    if settings.fault_fail_job_write_every:
-        jobs = FaultyJobRepository(jobs, settings.fault_fail_job_write_every)
-    if settings.fault_fail_batch_put_every:
-        batches = FaultyBatchStore(batches, settings.fault_fail_batch_put_every)
     ports = IngestPorts(
-        jobs=jobs,
-        batches=batches,
+        jobs=DynamoJobStore(settings.jobs_table),
+        batches=S3BatchStore(settings.batch_bucket),
         limiter=DynamoRequestLimiter(
             settings.rate_limit_table,
             RateLimit(requests=settings.rate_limit_requests, window_s=settings.rate_limit_window_seconds),
@@ -44,3 +37,8 @@ def build_ingest_service(settings: IngestApiSettings) -> IngestService:
         max_body_bytes=settings.max_body_bytes, job_retention=timedelta(days=settings.job_retention_days)
     )
     return IngestService(ports=ports, policy=policy, tenant_claim=settings.tenant_claim, idempotency=idempotency)
+
+
+def wire_ingest_service() -> IngestService:
+    """The service from the function's environment; each execution environment builds it once."""
+    return build_ingest_service(get_ingest_api_settings())

@@ -10,7 +10,6 @@ sluice redrive [--dry-run]       parked batches: IngestDeadLetterQueue back to I
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from sluice.settings import LOCAL_DB_DSN
+from sluice_tools.settings import get_database_settings
 
 ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
 DEFAULT_API = "http://127.0.0.1:3000"
@@ -37,12 +36,12 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _dsn() -> str:
-    return os.environ.get("SLUICE_DB_DSN") or LOCAL_DB_DSN
+    return get_database_settings().db_dsn
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the local stack until SIGINT or SIGTERM."""
-    from sluice.local.stack import LocalStack, LocalStackOptions  # noqa: PLC0415 - keeps `sluice token` quick
+    from sluice_tools.local.stack import LocalStack, LocalStackOptions  # noqa: PLC0415 - keeps `sluice token` quick
 
     options = LocalStackOptions(
         root=_root(args),
@@ -74,7 +73,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def token(args: argparse.Namespace) -> int:
     """Print a token for the local authorizer."""
-    from sluice.local.stack import local_token, planned_context  # noqa: PLC0415
+    from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415
 
     root = _root(args)
     minted, _ = local_token(
@@ -92,7 +91,7 @@ def token(args: argparse.Namespace) -> int:
 
 def systems(args: argparse.Namespace) -> int:
     """Register or list a tenant's systems in the database ``SLUICE_DB_DSN`` names."""
-    from sluice.adapters.systems import add_system, list_systems  # noqa: PLC0415
+    from sluice_tools.systems import add_system, list_systems  # noqa: PLC0415
 
     with psycopg.connect(_dsn(), autocommit=True) as conn:
         if args.action == "add":
@@ -108,8 +107,8 @@ def systems(args: argparse.Namespace) -> int:
 
 def invoke(args: argparse.Namespace) -> int:
     """Run one function with one event in a fresh environment and print its result, like ``sam local invoke``."""
-    from sluice.local.lambdas import LocalFunction  # noqa: PLC0415
-    from sluice.local.stack import local_function_specs, planned_context  # noqa: PLC0415
+    from sluice_tools.local.lambdas import LocalFunction  # noqa: PLC0415
+    from sluice_tools.local.stack import local_function_specs, planned_context  # noqa: PLC0415
 
     root = _root(args)
     context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
@@ -131,8 +130,7 @@ def demo(args: argparse.Namespace) -> int:
     """Send the demo batch and drop through the running stack and report both jobs."""
     import boto3  # noqa: PLC0415
 
-    from sluice.adapters.systems import add_system  # noqa: PLC0415
-    from sluice.local.demo import (  # noqa: PLC0415
+    from sluice_tools.local.demo import (  # noqa: PLC0415
         DEMO_SYSTEM_ID,
         DEMO_SYSTEM_NAME,
         ApiClient,
@@ -141,7 +139,8 @@ def demo(args: argparse.Namespace) -> int:
         drop_jobs,
         print_job,
     )
-    from sluice.local.stack import LOCAL_CREDENTIALS, local_token, planned_context  # noqa: PLC0415
+    from sluice_tools.local.stack import LOCAL_CREDENTIALS, local_token, planned_context  # noqa: PLC0415
+    from sluice_tools.systems import add_system  # noqa: PLC0415
 
     root = _root(args)
     context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
@@ -190,9 +189,9 @@ def demo(args: argparse.Namespace) -> int:
 
 def redrive(args: argparse.Namespace) -> int:
     """Move the parked batches of IngestDeadLetterQueue back to IngestQueue (--dry-run: only list them)."""
-    from sluice.adapters.redrive import QueueRedrive, RedriveQueues, queue_region, redrive_client, show_parked  # noqa: PLC0415
     from sluice.errors import SluiceError  # noqa: PLC0415
-    from sluice.local.stack import LOCAL_CREDENTIALS, planned_context  # noqa: PLC0415
+    from sluice_tools.local.stack import LOCAL_CREDENTIALS, planned_context  # noqa: PLC0415
+    from sluice_tools.redrive import QueueRedrive, RedriveQueues, queue_region, redrive_client, show_parked  # noqa: PLC0415
 
     if (args.queue_url is None) != (args.dlq_url is None):
         raise SystemExit("sluice redrive: pass both --queue-url and --dlq-url, or neither (the local stack's then)")

@@ -1,8 +1,11 @@
-"""Wires the load domain to S3, DynamoDB, SQS and TimescaleDB, from LoadWorkerFunction's settings."""
+"""LoadWorkerFunction's wiring: settings -> S3, DynamoDB, SQS and the database connector -> the load ports.
+
+Every method takes an ``IngestMessage``: the handler parses each SQS body once and hands the parsed value here.
+"""
 
 import gc
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -11,18 +14,9 @@ from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
 from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, create_staging_table, database_dsn
-from sluice.domain.load import (
-    LoadPolicy,
-    LoadPorts,
-    LoadReport,
-    ObjectRef,
-    load_message,
-    message_job_ids,
-    object_refs,
-    park_message,
-)
-from sluice.errors import UnreadableObjectError
-from sluice.settings import LoadWorkerSettings
+from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, Progress, load_message, park_message
+from sluice.domain.objects import IngestMessage
+from sluice.settings import LoadWorkerSettings, get_load_worker_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,42 +29,35 @@ class LoadService:
     objects: S3ObjectSource
     settings: LoadWorkerSettings
 
-    def read_ahead(self, message_bodies: Iterable[str]) -> None:
+    def read_ahead(self, messages: Iterable[IngestMessage]) -> None:
         """Start reading the small objects an invocation's messages name (see S3ObjectSource)."""
-        refs: list[ObjectRef] = []
-        for body in message_bodies:
-            with suppress(UnreadableObjectError):  # reported when the message itself is handled
-                refs.extend(object_refs(body))
         self.objects.forget_read_ahead()
-        self.objects.read_ahead(refs)
+        self.objects.read_ahead([ref for message in messages for ref in message.refs])
 
-    def load(self, message_body: str, progress: MessageProgress) -> list[LoadReport]:
+    def load(self, message: IngestMessage, progress: Progress) -> list[LoadReport]:
         """Load the objects one IngestQueue message names."""
         # Database down: fail here, before any job is marked processing. A message naming no job (s3:TestEvent, not
         # an S3 event) needs no database: it is reported at once rather than retried and parked through an outage.
-        if message_job_ids(message_body):
+        if message.job_ids:
             self.connector.checked_connection()
         with cyclic_gc_paused():
-            return load_message(message_body, self.ports, self.policy, progress=progress, clock=utc_now)
+            return load_message(message, self.ports, self.policy, progress=progress, clock=utc_now)
 
     def is_last_attempt(self, receive_count: int) -> bool:
         """Is this receive of a message its last before SQS parks it in the dead-letter queue?"""
         return receive_count >= self.settings.max_receive_count
 
-    def park(self, message_body: str, error: BaseException, receive_count: int) -> list[UUID]:
+    def park(self, message: IngestMessage, error: BaseException, receive_count: int) -> list[UUID]:
         """Fail the jobs of a message whose last attempt failed, saying why and where the message went."""
         reason = (
             f"gave up after {receive_count} attempts; the batch is parked in the dead-letter queue and can be"
             f" redriven once the fault is fixed. Last error: {type(error).__name__}: {error}"
         )
-        return park_message(message_body, self.ports.jobs, reason[:2000], utc_now())
+        return park_message(message, self.ports.jobs, reason[:2000], utc_now())
 
-    def progress_for(
-        self, receipt_handle: str, remaining_ms: Callable[[], int], receive_count: int = 1
-    ) -> MessageProgress:
-        """The visibility keeper and time budget of one IngestQueue message."""
-        # The process-killing fault fires on a message's first receive only, so its retry shows the recovery.
-        exit_after = self.settings.fault_exit_after_chunk if receive_count == 1 else None
+    def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int], receive_count: int = 1) -> Progress:
+        """The visibility keeper and time budget of one IngestQueue message (``receive_count``: which receive of it
+        this is, for the fault switches of the local runtime, which wrap this method)."""
         return MessageProgress(
             self.settings.ingest_queue_url,
             receipt_handle,
@@ -78,8 +65,6 @@ class LoadService:
             heartbeat_s=self.settings.visibility_heartbeat_seconds,
             remaining_ms=remaining_ms,
             min_remaining_ms=self.settings.min_remaining_ms,
-            crash_after_chunk=self.settings.fault_crash_after_chunk,
-            exit_after_chunk=exit_after,
         )
 
 
@@ -116,3 +101,8 @@ def build_load_service(settings: LoadWorkerSettings) -> LoadService:
         chunk_readings=settings.chunk_readings, job_retention=timedelta(days=settings.job_retention_days)
     )
     return LoadService(ports=ports, policy=policy, connector=connector, objects=objects, settings=settings)
+
+
+def wire_load_service() -> LoadService:
+    """The service from the function's environment; each execution environment builds it once."""
+    return build_load_service(get_load_worker_settings())

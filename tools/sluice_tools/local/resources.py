@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from sluice.local.template import StackContext, TemplateError, load_template, resources_of_type
+from sluice_tools.local.template import StackContext, TemplateError, load_template, resources_of_type
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -195,7 +195,7 @@ def _notification_configuration(cfn: Mapping[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sluice.local.resources``: create template.yaml's resources in a moto server, print their names."""
+    """``python -m sluice_tools.local.resources``: create template.yaml's resources in moto, print their names."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--endpoint-url", required=True, help="the moto server, e.g. http://localhost:4566")
     parser.add_argument("--template", type=Path, default=Path("template.yaml"))

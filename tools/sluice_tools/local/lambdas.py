@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, function_environment
+from sluice_tools.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, function_environment
 
 # What the python3.13 runtime gives every function (the rest comes from the template).
 _RUNTIME = "python3.13"
@@ -140,7 +140,7 @@ class ExecutionEnvironment:
             [
                 sys.executable,
                 "-m",
-                "sluice.local.bootstrap",
+                "sluice_tools.local.bootstrap",
                 str(requests_read),
                 str(responses_write),
                 str(spec.code_dir),

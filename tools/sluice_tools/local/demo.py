@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 from uuid import UUID, uuid5
 
-from sluice.domain.load import ObjectRef, drop_job_id
+from sluice.domain.objects import ObjectRef, drop_job_id
 
 # The demo tenant's press: the system id every sample in events/ and tests/data/drops/ names.
 DEMO_TENANT = "demo"

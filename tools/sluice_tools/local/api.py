@@ -18,9 +18,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from sluice.local.auth import Forbidden, JwtAuthorizerConfig, SigningKey, Unauthorized, authorize
-from sluice.local.lambdas import Invocation
-from sluice.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, resources_of_type
+from sluice_tools.local.auth import Forbidden, JwtAuthorizerConfig, SigningKey, Unauthorized, authorize
+from sluice_tools.local.lambdas import Invocation
+from sluice_tools.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, resources_of_type
 
 # API Gateway's quotas: a request body of at most 10 MB, and a Lambda integration answered within 30 s.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024

@@ -21,15 +21,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sluice.adapters.systems import add_system
-from sluice.local.api import HttpApiTwin, HttpRequest, HttpResponse, http_api_routes
-from sluice.local.auth import SigningKey, jwt_authorizers, token_claims
-from sluice.local.demo import DEMO_SYSTEM_ID, DEMO_SYSTEM_NAME, DEMO_TENANT
-from sluice.local.lambdas import FunctionSpec, Invocation, LocalFunction, function_specs
-from sluice.local.poller import QueuePoller, SqsEventSource, sqs_event_sources
-from sluice.local.resources import plan_stack, provision_stack
-from sluice.local.schedule import Schedule, ScheduleError, parse_schedule
-from sluice.local.template import (
+from sluice_tools.local.api import HttpApiTwin, HttpRequest, HttpResponse, http_api_routes
+from sluice_tools.local.auth import SigningKey, jwt_authorizers, token_claims
+from sluice_tools.local.demo import DEMO_SYSTEM_ID, DEMO_SYSTEM_NAME, DEMO_TENANT
+from sluice_tools.local.lambdas import FunctionSpec, Invocation, LocalFunction, function_specs
+from sluice_tools.local.poller import QueuePoller, SqsEventSource, sqs_event_sources
+from sluice_tools.local.resources import plan_stack, provision_stack
+from sluice_tools.local.schedule import Schedule, ScheduleError, parse_schedule
+from sluice_tools.local.template import (
     LOCAL_ACCOUNT_ID,
     StackContext,
     TemplateError,
@@ -37,6 +36,7 @@ from sluice.local.template import (
     load_template,
     resources_of_type,
 )
+from sluice_tools.systems import add_system
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

@@ -1,7 +1,7 @@
 """One local execution environment: imports a function's handler and runs invocations sent by the runtime.
 
-``python -m sluice.local.bootstrap <requests fd> <responses fd> <code dir> <handler>`` is what Lambda's runtime
-interface client is in AWS. The parent (``sluice.local.lambdas``) writes one JSON invocation per line to the
+``python -m sluice_tools.local.bootstrap <requests fd> <responses fd> <code dir> <handler>`` is what Lambda's runtime
+interface client is in AWS. The parent (``sluice_tools.local.lambdas``) writes one JSON invocation per line to the
 requests pipe and reads one JSON answer per line from the responses pipe. Once the handler is imported it says
 ``{"ready": true}``: init has a budget of its own, and an invocation's timeout (its deadline) starts only then, as in
 Lambda. The handler's own stdout and stderr are
@@ -17,7 +17,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, BinaryIO
+
+from sluice_tools.settings import FaultSwitches
 
 
 @dataclass
@@ -53,11 +56,21 @@ def error_payload(exc: BaseException, error_type: str | None = None) -> dict[str
 
 
 def load_handler(code_dir: str, handler: str) -> Callable[[Any, Any], Any]:
-    """Import ``module.function`` from the function's code directory, as Lambda does from /var/task."""
+    """Import ``module.function`` from the function's code directory, as Lambda does from /var/task; with a fault
+    switch on (``SLUICE_FAULT_*``), the handler runs with its service wrapped in the faults."""
     sys.path.insert(0, code_dir)
     module_name, _, function_name = handler.rpartition(".")
-    function: Callable[[Any, Any], Any] = getattr(importlib.import_module(module_name), function_name)
-    return function
+    module = importlib.import_module(module_name)
+    function: Callable[..., Any] = getattr(module, function_name)
+    switches = FaultSwitches()
+    get_service = getattr(module, "get_service", None)
+    if not switches.any_on or get_service is None:
+        return function
+    # Imported only when a switch is on: it imports every service, which a function's init would not.
+    from sluice_tools.faults import with_faults  # noqa: PLC0415
+
+    faulty = cache(lambda: with_faults(get_service(), switches))
+    return lambda event, context: function(event, context, service=faulty())
 
 
 def serve(requests: BinaryIO, responses: BinaryIO, code_dir: str, handler: str) -> None:

@@ -15,8 +15,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import CLIENT_CONFIG
-from sluice.domain.load import object_refs, target_of
-from sluice.errors import StorageUnavailableError, UnreadableObjectError
+from sluice.domain.objects import parse_message
+from sluice.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -175,13 +175,11 @@ def _reasons(failures: Sequence[Any]) -> str:
 def describe(message: "MessageTypeDef") -> ParkedMessage:
     """The objects and jobs a parked message's S3 event names."""
     message_id = message["MessageId"]
-    try:
-        refs = object_refs(message["Body"])
-    except UnreadableObjectError as exc:
-        return ParkedMessage(message_id, (), (), note=str(exc))
-    objects = tuple(f"s3://{ref.bucket}/{ref.key}" for ref in refs)
-    jobs = tuple(job_id for job_id in (target_of(ref).job_id for ref in refs) if job_id is not None)
-    return ParkedMessage(message_id, objects, jobs, note="" if refs else "names no object (s3:TestEvent)")
+    parsed = parse_message(message["Body"])
+    if parsed.unreadable is not None:
+        return ParkedMessage(message_id, (), (), note=parsed.unreadable)
+    objects = tuple(f"s3://{ref.bucket}/{ref.key}" for ref in parsed.refs)
+    return ParkedMessage(message_id, objects, parsed.job_ids, note="" if objects else "names no object (s3:TestEvent)")
 
 
 def message_attributes(received: Mapping[str, Any]) -> dict[str, "MessageAttributeValueTypeDef"]:

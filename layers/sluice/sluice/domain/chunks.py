@@ -1,0 +1,297 @@
+"""The chunk loop: an object's records cut into chunks, each judged while the sink reads its valid rows, with
+every reading that is not stored turned into a quarantine row.
+
+This is the worker's hot loop (millions of readings per file): readings stay plain tuples and dicts here, and
+each distinct system id is parsed and looked up once per object.
+"""
+
+import itertools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+from uuid import UUID
+
+from sluice.domain.formats import Record, Unparsable
+from sluice.domain.validation import ReadingValidator, show
+from sluice.models.jobs import Job
+from sluice.models.readings import QuarantineReason, Rejection, ValidReading
+
+_MAX_TEXT_CHARS = 256
+_SMALLINT = (-32768, 32767)
+
+_PARSE_ERROR = QuarantineReason.PARSE_ERROR
+_SYSTEM_NOT_FOUND = QuarantineReason.SYSTEM_NOT_FOUND
+_DUPLICATE = QuarantineReason.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    """A row of ``quarantined_readings``: the reading's fields as far as they could be read, and why."""
+
+    position: int
+    system_id: UUID | None
+    sensor_id: UUID | None
+    time: datetime | None
+    value: float | None
+    unit: str | None
+    quality: int | None
+    raw: str
+    reason: QuarantineReason
+    details: str
+
+
+class SystemBook:
+    """A tenant's systems as the readings of one object name them: the suffix of a valid reading's row
+    (system_id, job_id), or the rejection every reading naming that system gets."""
+
+    def __init__(self, job: Job, owned: set[UUID]) -> None:
+        self._job = job
+        self._owned = owned
+        self._known: dict[object, tuple[UUID, UUID] | Rejection] = {}
+
+    def suffix(self, text: object) -> tuple[UUID, UUID] | Rejection:
+        """The verdict on a system id as read; each distinct id is parsed and looked up once."""
+        if type(text) is not str and text is not None:  # an object or array: never a system id
+            return _not_a_system_id(text)
+        found = self._known.get(text)
+        if found is None:
+            system_id = _parse_system_id(text)
+            if isinstance(system_id, Rejection):
+                found = system_id
+            elif system_id in self._owned:
+                found = (system_id, self._job.job_id)
+            else:
+                expected = f"a system of tenant {self._job.tenant_id}"
+                found = Rejection(_SYSTEM_NOT_FOUND, "system_id", expected, str(system_id))
+            self._known[text] = found
+        return found
+
+
+class ChunkStream:
+    """One chunk's records, judged while the sink reads its valid rows, so that the database ingests rows while
+    the rest are still being parsed and judged. Valid rows are also kept (with the records they came from) for
+    the sink's slower path, and the rest collected for quarantine; a repeat of an earlier (sensor, instant) in
+    the chunk is a duplicate."""
+
+    def __init__(
+        self, chunk_no: int, records: Iterator[Record], validator: ReadingValidator, systems: SystemBook
+    ) -> None:
+        self.chunk_no = chunk_no
+        self.total = 0
+        self.rows: list[tuple[object, ...]] = []
+        self.sources: list[Record] = []
+        self.quarantine: list[QuarantineRow] = []
+        self._records = records
+        self._validator = validator
+        self._systems = systems
+        self._repeats = RepeatFinder()
+
+    def valid_rows(self) -> Iterator[tuple[object, ...]]:
+        """Judge the records not judged yet; yield each valid one as a row of ``readings`` (ValidReading's fields,
+        then system_id and job_id)."""
+        rows_append = self.rows.append
+        sources_append = self.sources.append
+        quarantine = self.quarantine
+        judge = self._validator.judge
+        suffix_of = self._systems.suffix
+        repeat_of = self._repeats.repeat_of
+        for record in self._records:
+            self.total += 1
+            position, system_text, raw = record
+            if type(raw) is Unparsable:
+                rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
+                quarantine.append(quarantine_row(position, raw.text, rejection, None))
+                continue
+            suffix = suffix_of(system_text)
+            system_id = None if isinstance(suffix, Rejection) else suffix[0]
+            if system_id is None and suffix[0] is _PARSE_ERROR:
+                quarantine.append(quarantine_row(position, raw, suffix, None))
+                continue
+            verdict = judge(raw)
+            if type(verdict) is not ValidReading:
+                # An unknown system's id is kept too: a reviewer may register the system and approve.
+                kept_system = system_id or _uuid_or_none(system_text)
+                quarantine.append(quarantine_row(position, raw, verdict, kept_system))  # type: ignore[arg-type]
+                continue
+            if system_id is None:
+                quarantine.append(quarantine_row(position, raw, suffix, _uuid_or_none(system_text)))  # type: ignore[arg-type]
+                continue
+            repeat = repeat_of(verdict[1], verdict[0], position)
+            if repeat is not None:
+                quarantine.append(quarantine_row(position, raw, repeat, system_id))
+                continue
+            row = verdict + suffix
+            rows_append(row)
+            sources_append(record)
+            yield row
+
+    def finish(self) -> None:
+        """Judge whatever the sink did not read (after a COPY the database refused)."""
+        for _ in self.valid_rows():
+            pass
+
+    def skip(self) -> None:
+        """Read past the chunk's records without judging them (the chunk is committed already)."""
+        for _ in self._records:
+            self.total += 1
+
+
+def chunk_streams(
+    records: Iterator[Record], size: int, validator: ReadingValidator, systems: SystemBook
+) -> Iterator[ChunkStream]:
+    """Cut records into chunks of ``size``; the same object always gives the same chunks. Each chunk must be read
+    (or skipped) before the next is taken."""
+    for chunk_no in itertools.count():
+        first = next(records, None)
+        if first is None:
+            return
+        yield ChunkStream(chunk_no, itertools.chain((first,), itertools.islice(records, size - 1)), validator, systems)
+
+
+STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", "already stored")
+_STORED_DUPLICATE_DETAILS: Final = json.dumps(STORED_DUPLICATE.as_details(), separators=(",", ":"))
+
+
+def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
+    """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did). Their
+    fields are known and valid, so only the raw reading is serialised."""
+    return [
+        QuarantineRow(
+            position=record[0],
+            system_id=row[5],  # type: ignore[arg-type]
+            sensor_id=row[1],  # type: ignore[arg-type]
+            time=row[0],  # type: ignore[arg-type]
+            value=row[2],  # type: ignore[arg-type]
+            unit=row[3],  # type: ignore[arg-type]
+            quality=row[4],  # type: ignore[arg-type]
+            raw=storable_json(record[2]),
+            reason=_DUPLICATE,
+            details=_STORED_DUPLICATE_DETAILS,
+        )
+        for row, record in zip(judged.rows, judged.sources, strict=True)
+        if (row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
+    ]
+
+
+class RepeatFinder:
+    """The in-batch duplicate check, the one the worker runs: the first reading of a (sensor, instant) in a chunk
+    is kept, each later one there is a repeat of it. One per chunk: a repeat in a later chunk meets the unique
+    index instead, and is quarantined as a stored duplicate."""
+
+    __slots__ = ("_first_seen",)
+
+    def __init__(self) -> None:
+        self._first_seen: dict[tuple[int, datetime], int] = {}
+
+    def repeat_of(self, sensor_id: UUID, time: datetime, position: int) -> Rejection | None:
+        """None for the first reading of this sensor and instant; else the rejection naming the first one."""
+        earlier = self._first_seen.setdefault((sensor_id.int, time), position)
+        if earlier == position:
+            return None
+        return Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}")
+
+
+def quarantine_row(position: int, raw: object, rejection: Rejection, system_id: UUID | None) -> QuarantineRow:
+    """A quarantine row for ``raw``, keeping every field that fits its column."""
+    fields = raw if type(raw) is dict else {}
+    return QuarantineRow(
+        position=position,
+        system_id=system_id if system_id is not None else _uuid_or_none(fields.get("system_id")),
+        sensor_id=_uuid_or_none(fields.get("sensor_id")),
+        time=_time_or_none(fields.get("timestamp")),
+        value=_float_or_none(fields.get("value")),
+        unit=_text_or_none(fields.get("unit")),
+        quality=_smallint_or_none(fields.get("quality")),
+        raw=storable_json(raw),
+        reason=rejection.reason,
+        details=storable_json(rejection.as_details()),
+    )
+
+
+def storable_json(value: object) -> str:
+    """``value`` as JSON text that PostgreSQL's jsonb accepts. Values jsonb cannot hold (NaN, Infinity, NUL
+    characters, lone surrogates) are kept whole as ``{"unstorable_json": "<ASCII JSON text>"}``, which
+    ``json.loads`` turns back into exactly what arrived."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode()
+    except (ValueError, TypeError, RecursionError):
+        return _escaped_json(value)
+    if "\\u0000" in text:
+        return _escaped_json(value)
+    return text
+
+
+def _escaped_json(value: object) -> str:
+    try:
+        escaped = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        escaped = json.dumps(show(value), ensure_ascii=True)
+    return json.dumps({"unstorable_json": escaped})
+
+
+def _parse_system_id(text: object) -> UUID | Rejection:
+    if text is None:
+        return Rejection(_PARSE_ERROR, "system_id", "a value", "nothing (field missing)")
+    if type(text) is str and len(text) <= 45:
+        try:
+            return UUID(text)
+        except ValueError:
+            pass
+    return _not_a_system_id(text)
+
+
+def _not_a_system_id(text: object) -> Rejection:
+    return Rejection(_PARSE_ERROR, "system_id", "a UUID string", show(text))
+
+
+def _uuid_or_none(value: object) -> UUID | None:
+    if type(value) is UUID:
+        return value
+    if type(value) is not str or len(value) > 45:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _time_or_none(value: object) -> datetime | None:
+    if type(value) is not str or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        return moment.astimezone(UTC) if moment.utcoffset() is not None else None
+    except (ValueError, OverflowError):  # OverflowError: an instant near year 1 or 9999 has no UTC datetime
+        return None
+
+
+def _float_or_none(value: object) -> float | None:
+    if type(value) is not int and type(value) is not float:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if not math.isinf(number) or type(value) is float else None
+
+
+def _text_or_none(value: object) -> str | None:
+    if type(value) is not str or len(value) > _MAX_TEXT_CHARS or "\x00" in value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _smallint_or_none(value: object) -> int | None:
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not _SMALLINT[0] <= value <= _SMALLINT[1]:
+        return None
+    return value

@@ -1,0 +1,12 @@
+"""Limits that the API's models and the domain share, below both so that neither imports the other for them."""
+
+from typing import Final
+
+# A batch carries 1 to 10,000 readings: about 1.4 MB of compact JSON at most, under Lambda's 6 MB payload.
+MIN_READINGS_PER_BATCH: Final = 1
+MAX_READINGS_PER_BATCH: Final = 10_000
+# Error details echo names a client sent (an unknown field can be megabytes long): at most this many characters.
+DETAIL_FIELD_MAX: Final = 200
+DETAIL_REASON_MAX: Final = 1000
+# And at most this many details: a body can name a hundred thousand unknown fields.
+MAX_ERROR_DETAILS: Final = 20
