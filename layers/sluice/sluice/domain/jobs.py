@@ -77,9 +77,7 @@ def find_job(jobs: JobReader, tenant_id: str, job_id: str, now: datetime) -> Job
 def list_jobs(jobs: JobReader, tenant_id: str, query: JobQuery, now: datetime) -> JobPage:
     """One page of the tenant's unexpired jobs, newest first."""
     after = None if query.cursor is None else job_position(decode_cursor(JOBS_CURSOR, query.cursor))
-    keep = JobFilter(
-        status=query.status, source=query.source, system_id=query.system_id, alive_at=int(now.timestamp())
-    )
+    keep = JobFilter(status=query.status, source=query.source, system_id=query.system_id, alive_at=int(now.timestamp()))
     listing = jobs.list_jobs(tenant_id, keep, query.limit, after)
     following = listing.next_position
     return JobPage(
