@@ -8,7 +8,7 @@ log with the database and the job records:
 - ``duplicated``: extra copies of accepted readings (in both tables, or twice in quarantine);
 - ``unexpected``: stored readings nobody was promised (a batch answered 5xx that was stored in part);
 - per-job mismatches: a finished job whose counts disagree with the rows stored under its id, or with what was
-  sent (``total = inserted + quarantined``, DESIGN section 3).
+  sent (``total = inserted + quarantined``; docs/architecture.md, "The promise").
 
 Readings are identified by ``(sensor_id, timestamp)``, so a workload gives every reading it sends a pair of its own.
 Rows a reviewer approved or fixed were replayed into ``readings``; their quarantine row is then history, not a copy.
