@@ -1,7 +1,6 @@
 """HealthFunction: GET /health (no token: the function answers, with its version) and GET /health/deep (a token:
 the database, its schema version, the bucket, the queues and the jobs table, each reached)."""
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,6 +12,7 @@ from sluice import __version__
 from sluice.adapters.health import HealthService
 from sluice.adapters.http import json_response, principal_of, register_error_responses
 from sluice.models.api import Health
+from sluice.services import per_environment
 from sluice.services.health import wire_health_service
 
 logger = Logger()
@@ -22,8 +22,8 @@ app = APIGatewayHttpResolver()
 register_error_responses(app, logger, metrics)
 
 
-# Clients and the database connector: built on the first deep check and kept while warm.
-get_service = cache(wire_health_service)
+# Clients and the database connector: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_health_service)
 
 
 @app.get("/health")

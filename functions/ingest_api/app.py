@@ -1,7 +1,6 @@
 """IngestApiFunction: POST /api/v1/data/ingest accepts a batch of readings and answers 202 with its job."""
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -20,6 +19,7 @@ from sluice.adapters.http import (
 )
 from sluice.domain.ingest import IngestCall, accept_batch
 from sluice.models.api import JobAccepted
+from sluice.services import per_environment
 from sluice.services.ingest_api import IngestService, wire_ingest_service
 
 logger = Logger()
@@ -29,8 +29,8 @@ app = APIGatewayHttpResolver()
 register_error_responses(app, logger, metrics)
 
 
-# Clients and settings: built on the first request and kept while the environment is warm.
-get_service = cache(wire_ingest_service)
+# Clients and settings: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_ingest_service)
 
 
 @app.post("/api/v1/data/ingest")

@@ -2,7 +2,6 @@
 answering while the database is down or being upgraded."""
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.http import caller_of, json_response, query_of, register_error_responses
 from sluice.domain.jobs import find_job, list_jobs
 from sluice.models.api import JobQuery
+from sluice.services import per_environment
 from sluice.services.job_status import JobStatusService, wire_job_status_service
 
 logger = Logger()
@@ -23,8 +23,8 @@ register_error_responses(app, logger, metrics)
 SCOPE = "jobs:read"
 
 
-# The jobs table's client: built on the first request and kept while the environment is warm.
-get_service = cache(wire_job_status_service)
+# The jobs table's client: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_job_status_service)
 
 
 @app.get("/api/v1/jobs")

@@ -3,7 +3,6 @@
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
@@ -15,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport
 from sluice.domain.objects import IngestMessage, parse_message
+from sluice.services import per_environment
 from sluice.services.load_worker import LoadService, wire_load_service
 
 logger = Logger()
@@ -25,8 +25,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 quarantined_by_reason: Counter[str] = Counter()
 
 
-# Clients, the database connector and settings: built on the first message and kept while the environment is warm.
-get_service = cache(wire_load_service)
+# Clients, the database connector and settings: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_load_service)
 
 
 @contextmanager

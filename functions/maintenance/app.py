@@ -6,13 +6,13 @@ whole invocation by EventBridge would only repeat the steps that worked.
 """
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sluice.services import per_environment
 from sluice.services.maintenance import MaintenanceService, wire_maintenance_service
 
 logger = Logger()
@@ -20,8 +20,8 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-# Clients, the database connector and the policy: built on the first run and kept while warm.
-get_service = cache(wire_maintenance_service)
+# Clients, the database connector and the policy: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_maintenance_service)
 
 
 @logger.inject_lambda_context(clear_state=True)

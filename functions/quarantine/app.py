@@ -5,7 +5,6 @@ job's review counts are then copied onto its record, so GET /api/v1/jobs/{job_id
 """
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -27,6 +26,7 @@ from sluice.domain.review import (
 )
 from sluice.models.api import BulkReviewRequest, QuarantineQuery, ReviewRequest
 from sluice.models.quarantine import JobReviewCounts
+from sluice.services import per_environment
 from sluice.services.quarantine import QuarantineService, wire_quarantine_service
 
 logger = Logger()
@@ -37,8 +37,8 @@ register_error_responses(app, logger, metrics)
 READ, REVIEW = "quarantine:read", "quarantine:review"
 
 
-# The database connector and clients: built on the first request and kept while the environment is warm.
-get_service = cache(wire_quarantine_service)
+# The database connector and clients: built once per execution environment (at init in Lambda).
+get_service = per_environment(wire_quarantine_service)
 
 
 def service_of() -> QuarantineService:

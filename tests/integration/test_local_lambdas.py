@@ -169,3 +169,42 @@ def test_only_python_zip_functions_run_locally(tmp_path: Path) -> None:
 
     with pytest.raises(TemplateError, match=r"HealthFunction: only python3\.13"):
         function_specs(other, tmp_path, local_environment={})
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "directory"), [("LoadWorkerFunction", "load_worker"), ("MaintenanceFunction", "maintenance")]
+)
+def test_a_function_without_its_database_secret_fails_its_init_naming_it(logical_id: str, directory: str) -> None:
+    # Given a function whose environment has everything but its database secret (and no DSN), in an execution
+    # environment (the Lambda runtime names the function in AWS_LAMBDA_FUNCTION_NAME)
+    environment = {
+        "AWS_LAMBDA_FUNCTION_NAME": f"sluice-test-{logical_id}",
+        "SLUICE_JOBS_TABLE": "jobs",
+        "SLUICE_INGEST_QUEUE_URL": "http://127.0.0.1:9/queue/ingest",
+        "SLUICE_DEAD_LETTER_QUEUE_URL": "http://127.0.0.1:9/queue/dead-letter",
+        "SLUICE_DB_SECRET_ARN": "",
+    }
+    function = LocalFunction(
+        FunctionSpec(
+            logical_id=logical_id,
+            function_name=f"sluice-test-{logical_id}",
+            code_dir=REPO_ROOT / "functions" / directory,
+            handler="app.lambda_handler",
+            environment=environment,
+            timeout_s=10,
+            memory_mb=256,
+            region="eu-central-1",
+        ),
+        max_concurrency=1,
+    )
+
+    # When its first event arrives
+    try:
+        answer = function.invoke({"Records": []})
+    finally:
+        function.close()
+
+    # Then its init failed, before any event, with an error that names the missing setting
+    assert answer.error is not None
+    assert answer.error["errorType"] == "Runtime.ImportModuleError"
+    assert "SLUICE_DB_SECRET_ARN is not set" in answer.error["errorMessage"]

@@ -12,6 +12,14 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class LambdaRuntimeSettings(BaseSettings):
+    """What the Lambda runtime (or the local runtime standing in for it) tells a function about where it runs."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    aws_lambda_function_name: str | None = None
+
+
 class AwsSettings(BaseSettings):
     """Where the AWS APIs are: boto3's own choice in AWS, the moto server locally."""
 
@@ -146,6 +154,11 @@ class MaintenanceSettings(FunctionDatabaseSettings):
     dead_letter_visibility_seconds: int = Field(default=30, ge=1, le=300)
     # At most this many parked messages are read per run.
     dead_letter_max_messages: int = Field(default=1000, ge=10)
+
+
+def in_lambda_environment() -> bool:
+    """Is this process a Lambda execution environment (in AWS, or the local runtime's)?"""
+    return LambdaRuntimeSettings().aws_lambda_function_name is not None
 
 
 @cache
