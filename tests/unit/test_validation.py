@@ -17,7 +17,7 @@ from sluice.domain.chunks import ChunkStream, SystemBook
 from sluice.domain.formats import Record
 from sluice.domain.load import LoadPolicy, job_for
 from sluice.domain.objects import ObjectRef, Target, TargetKind
-from sluice.domain.rules import DEFAULT_RULES, ReadingRules, quality_tier
+from sluice.domain.rules import DEFAULT_RULES, ReadingRules
 from sluice.domain.validation import ReadingValidator, show, years_before
 from sluice.models.readings import QuarantineReason, Rejection, ValidReading, Verdict
 
@@ -121,13 +121,6 @@ def test_value_ranges_are_inclusive_and_reject_non_finite(
 )
 def test_quality_threshold_is_fifty(quality: object, expected: QuarantineReason | None) -> None:
     assert reason_of(reading(quality=quality)) == expected
-
-
-@pytest.mark.parametrize(
-    ("quality", "tier"), [(49, "low"), (50, "poor"), (69, "poor"), (70, "acceptable"), (90, "good")]
-)
-def test_quality_tiers(quality: int, tier: str) -> None:
-    assert quality_tier(quality) == tier
 
 
 def _at(moment: datetime) -> str:

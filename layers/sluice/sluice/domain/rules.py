@@ -16,10 +16,9 @@ UNIT_RANGES: Final[Mapping[str, tuple[float, float]]] = MappingProxyType(
     }
 )
 
-#: Quality is a 0..100 score; below ``MIN_QUALITY`` the reading is quarantined as ``low_quality``.
+#: Quality is a 0..100 score; below ``MIN_QUALITY`` the reading is quarantined as ``low_quality``. (The platform's
+#: tiers above it, good >= 90 and acceptable >= 70, name scores; no rule depends on them.)
 QUALITY_BOUNDS: Final = (0, 100)
-QUALITY_GOOD: Final = 90
-QUALITY_ACCEPTABLE: Final = 70
 MIN_QUALITY: Final = 50
 
 #: Clock skew tolerated for devices whose clocks run ahead.
@@ -39,14 +38,3 @@ class ReadingRules:
 
 
 DEFAULT_RULES: Final = ReadingRules()
-
-
-def quality_tier(quality: int) -> str:
-    """Name the tier of a quality score: good, acceptable, poor or low."""
-    if quality >= QUALITY_GOOD:
-        return "good"
-    if quality >= QUALITY_ACCEPTABLE:
-        return "acceptable"
-    if quality >= MIN_QUALITY:
-        return "poor"
-    return "low"
