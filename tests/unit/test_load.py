@@ -111,6 +111,28 @@ def test_system_ids_are_parsed_once_and_checked_against_the_tenant() -> None:
         assert (verdict.reason, verdict.field, verdict.got) == (QuarantineReason.PARSE_ERROR, "system_id", got)
 
 
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        str(SYSTEM)[:-1] + "\u0661",  # an Arabic-Indic digit, which int() reads as 1
+        "+" + str(SYSTEM).replace("-", "")[1:],
+        " " + str(SYSTEM),
+        str(SYSTEM).replace("-", "_"),
+    ],
+)
+def test_a_system_id_spelled_with_look_alike_characters_is_not_a_system_id(look_alike: str) -> None:
+    # Given text that UUID() would read as some system id, the tenant's own among them
+    book = SystemBook(job(), {SYSTEM, UUID(str(SYSTEM)[:-1] + "1")})
+
+    # When a reading names it
+    verdict = book.suffix(look_alike)
+
+    # Then it is a parse error, as a sensor id spelled so is: neither stored nor taken for another system
+    assert isinstance(verdict, Rejection)
+    assert (verdict.reason, verdict.field) == (QuarantineReason.PARSE_ERROR, "system_id")
+    assert quarantine_row(0, {"sensor_id": look_alike}, verdict, None).sensor_id is None
+
+
 def test_a_chunk_sorts_its_records_into_rows_and_quarantine() -> None:
     records = [
         Record(0, str(SYSTEM), reading(0)),

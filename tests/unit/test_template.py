@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
@@ -159,19 +160,46 @@ def test_every_function_has_its_settings_here() -> None:
     assert set(resources_of_type(template(), "AWS::Serverless::Function")) == set(FUNCTION_SETTINGS)
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTION_SETTINGS))
-def test_the_environment_the_template_gives_satisfies_the_settings(
-    function: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    context = StackContext(template(), stack_name="sluice", region="eu-central-1")
+SECRET_PARAMETERS = (
+    "DatabaseSecretArn",
+    "WorkerDatabaseSecretArn",
+    "ReviewDatabaseSecretArn",
+    "ReadOnlyDatabaseSecretArn",
+)
+
+
+def deployed_environment(function: str, monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> None:
+    """Set the environment a deployment with ``parameters`` gives ``function``, and nothing of this machine's."""
+    monkeypatch.delenv("SLUICE_DB_DSN", raising=False)
+    context = StackContext(template(), stack_name="sluice", region="eu-central-1", parameter_overrides=parameters)
     for name in resources():
         context.refs[name] = f"{name}-physical"
     for name, value in function_environment(context, function).items():
         monkeypatch.setenv(name, value)
 
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_SETTINGS))
+def test_the_environment_the_template_gives_satisfies_the_settings(
+    function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:sluice/db-AbCdEf"
+    deployed_environment(function, monkeypatch, dict.fromkeys(SECRET_PARAMETERS, secret))
+
     settings = FUNCTION_SETTINGS[function]()
 
     assert settings.model_dump()
+
+
+@pytest.mark.parametrize(
+    "function", ["LoadWorkerFunction", "QuarantineFunction", "HealthFunction", "MaintenanceFunction"]
+)
+def test_a_deployment_without_its_database_secret_fails_the_settings_naming_it(
+    function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployed_environment(function, monkeypatch, {})
+
+    with pytest.raises(ValidationError, match="SLUICE_DB_SECRET_ARN is not set"):
+        FUNCTION_SETTINGS[function]()
 
 
 def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts() -> None:

@@ -65,7 +65,7 @@ class ReadingValidator:
 
         sensor_id = self._sensor_ids.get(sensor_text) if type(sensor_text) is str else None
         if sensor_id is None:
-            sensor_id = _parse_uuid(sensor_text)
+            sensor_id = parse_uuid(sensor_text)
             if sensor_id is None:
                 return Rejection(_PARSE_ERROR, "sensor_id", "a UUID string", show(sensor_text))
             if len(self._sensor_ids) >= _CACHE_LIMIT:
@@ -162,7 +162,8 @@ def _type_name(value: object) -> str:
     return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
-def _parse_uuid(text: object) -> UUID | None:
+def parse_uuid(text: object) -> UUID | None:
+    """A UUID from its text in any of UUID()'s spellings, but of hex digits only; None for anything else."""
     if type(text) is not str or len(text) > 45:
         return None
     # UUID() hands its hex digits to int(), which also takes a sign, white space, underscores and non-ASCII
