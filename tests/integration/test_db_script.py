@@ -17,15 +17,9 @@ import psycopg
 import pytest
 
 from ..paths import REPO_ROOT
+from ..stack_harness import free_port
 
 AS_ROOT = os.geteuid() == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
