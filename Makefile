@@ -43,8 +43,8 @@ venv: $(VENV_STAMP) ## create .venv (Python 3.13) with the locked dependencies
 tools: $(TOOLS_STAMP) ## create .tools with aws-sam-cli and cfn-lint
 
 .PHONY: db db-stop db-status migrate
-db: ## install TimescaleDB if missing, start the local cluster on 127.0.0.1:5433
-	@bash infra/db.sh start
+db: ## install TimescaleDB if missing, start the local cluster on 127.0.0.1:5433 (unless SLUICE_DB_DSN names another server)
+	@bash infra/db.sh ensure
 db-stop: ## stop the local cluster
 	@bash infra/db.sh stop
 db-status: ## say whether the local cluster runs

@@ -130,6 +130,30 @@ stop() {
   fi
 }
 
+# Does SLUICE_DB_DSN name this checkout's cluster (127.0.0.1 or localhost on $port)? Unset, it does (the default).
+# Both DSN spellings are read: postgresql://user@host:port/db and "host=... port=...".
+owns_dsn() {
+  local dsn=${SLUICE_DB_DSN:-} host="" dsn_port=5432
+  [ -z "$dsn" ] && return 0
+  if [[ $dsn =~ ^postgres(ql)?://([^@/]*@)?([^:/?]*)(:([0-9]+))?([/?]|$) ]]; then
+    host=${BASH_REMATCH[3]}
+    dsn_port=${BASH_REMATCH[5]:-5432}
+  else
+    [[ $dsn =~ (^|[[:space:]])host=([^[:space:]]*) ]] && host=${BASH_REMATCH[2]}
+    [[ $dsn =~ (^|[[:space:]])port=([0-9]+) ]] && dsn_port=${BASH_REMATCH[2]}
+  fi
+  [[ $host = 127.0.0.1 || $host = localhost ]] && [ "$dsn_port" = "$port" ]
+}
+
+# Start the cluster when SLUICE_DB_DSN names it; leave a server of the user's own alone (make test, make run).
+ensure() {
+  if owns_dsn; then
+    start
+  else
+    log "SLUICE_DB_DSN names a server other than this checkout's cluster (127.0.0.1:$port): using it, starting none"
+  fi
+}
+
 status() {
   if running; then
     echo "running: postgresql://postgres@127.0.0.1:$port/$db (data: $data)"
@@ -141,8 +165,10 @@ status() {
 
 case "${1:-}" in
   start) start ;;
+  ensure) ensure ;;
+  owns-dsn) owns_dsn ;;
   stop) stop ;;
   status) status ;;
   psql) shift; exec "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@" ;;
-  *) echo "usage: $0 start|stop|status|psql [args]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|ensure|owns-dsn|stop|status|psql [args]" >&2; exit 2 ;;
 esac

@@ -17,7 +17,8 @@ export MOTO_PORT=$moto_port
 
 started_db=0
 started_moto=0
-bash infra/db.sh status >/dev/null 2>&1 || started_db=1
+# A SLUICE_DB_DSN naming a server of the user's own is used as it is; only the project's cluster is started here.
+if bash infra/db.sh owns-dsn; then bash infra/db.sh status >/dev/null 2>&1 || started_db=1; fi
 bash infra/moto.sh status >/dev/null 2>&1 || started_moto=1
 
 cleanup() {
@@ -28,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-bash infra/db.sh start
+bash infra/db.sh ensure
 .venv/bin/sluice-migrate up
 bash infra/moto.sh start
 

@@ -4,9 +4,9 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
-import psycopg
 import pytest
 
 from ..paths import REPO_ROOT
@@ -63,13 +63,45 @@ def test_moto_server_starts_serves_aws_apis_and_stops(moto_port: int) -> None:
         assert sock.connect_ex(("127.0.0.1", moto_port)) != 0
 
 
-def test_the_database_script_reports_the_running_cluster(server_dsn: str) -> None:
-    status = subprocess.run(
-        ["bash", str(REPO_ROOT / "infra" / "db.sh"), "status"], capture_output=True, text=True, check=False
+def test_the_database_script_leaves_a_server_of_the_users_own_alone(tmp_path: Path) -> None:
+    # Given SLUICE_DB_DSN naming another server, and a cluster home nobody has made
+    home = tmp_path / "pg"
+    env = {
+        **os.environ,
+        "SLUICE_DB_DSN": "postgresql://sluice@db.example.invalid:5432/sluice",
+        "SLUICE_DB_HOME": str(home),
+    }
+
+    # When make test or make run ask for the database
+    ensured = subprocess.run(
+        ["bash", str(REPO_ROOT / "infra" / "db.sh"), "ensure"], capture_output=True, text=True, env=env, check=False
     )
 
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert status.stdout.startswith("running: postgresql://postgres@127.0.0.1:5433/sluice")
-    with psycopg.connect(server_dsn) as conn:
-        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
-        assert preload == ("timescaledb",)
+    # Then nothing is installed or started: the DSN's server is used as it is
+    assert ensured.returncode == 0, ensured.stderr
+    assert "names a server other than this checkout's cluster" in ensured.stderr
+    assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "owned"),
+    [
+        ("postgresql://postgres@127.0.0.1:5433/sluice", True),
+        ("postgresql://postgres@localhost:5433/other?sslmode=disable", True),
+        ("host=127.0.0.1 port=5433 dbname=sluice", True),
+        ("postgresql://sluice:secret@db.example.invalid:5433/sluice", False),
+        ("postgresql://postgres@127.0.0.1:5434/sluice", False),
+        ("postgresql://postgres@127.0.0.1/sluice", False),
+        ("host=db.example.invalid port=5433", False),
+    ],
+)
+def test_the_database_script_knows_which_dsn_names_its_cluster(dsn: str, owned: bool) -> None:
+    asked = subprocess.run(
+        ["bash", str(REPO_ROOT / "infra" / "db.sh"), "owns-dsn"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SLUICE_DB_DSN": dsn, "SLUICE_DB_PORT": "5433"},
+        check=False,
+    )
+
+    assert asked.returncode == (0 if owned else 1), asked.stderr
