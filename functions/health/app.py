@@ -52,7 +52,8 @@ def deep_health() -> Response[str]:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: HealthService | None = None
 ) -> dict[str, Any]:
-    # The service is built only for a deep check: GET /health must answer without settings or clients.
+    # GET /health needs no service: outside a Lambda execution environment (tests) none is built until a deep check
+    # asks for one. In Lambda it is built at init, like every function's.
     if service is not None:
         app.context["service"] = service
     return app.resolve(event, context)

@@ -36,7 +36,8 @@ get_service = per_environment(wire_ingest_service)
 @app.post("/api/v1/data/ingest")
 @tracer.capture_method
 def ingest() -> Response[str]:
-    event, service = app.current_event, app.context["service"]
+    event = app.current_event
+    service: IngestService = app.context["service"]
     caller = caller_of(event, service.tenant_claim, "ingest:write")
     require_json(event, "the batch")
     call = IngestCall(

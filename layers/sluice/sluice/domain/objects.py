@@ -107,7 +107,7 @@ def _object_ref(record: dict[str, dict[str, dict[str, object]]]) -> ObjectRef:
         raise TypeError("bucket and key are strings")
     if size is not None and type(size) is not int:
         raise TypeError("size is an integer")
-    version_id, etag = _text_or_none(obj.get("versionId")), _text_or_none(obj.get("eTag"))
+    version_id, etag = _str_or_none(obj.get("versionId")), _str_or_none(obj.get("eTag"))
     # S3 URL-encodes keys in events (a space arrives as '+').
     ref = ObjectRef(bucket=bucket, key=unquote_plus(key), version_id=version_id, etag=etag, size=size)
     # Raises UnicodeEncodeError (a ValueError) for a lone surrogate, which no S3 name holds.
@@ -115,7 +115,7 @@ def _object_ref(record: dict[str, dict[str, dict[str, object]]]) -> ObjectRef:
     return ref
 
 
-def _text_or_none(value: object) -> str | None:
+def _str_or_none(value: object) -> str | None:
     if value is not None and type(value) is not str:
         raise TypeError("versionId and eTag are strings")
     return value
