@@ -16,6 +16,8 @@ from sluice.services import per_environment
 from sluice.services.health import wire_health_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
@@ -34,7 +36,7 @@ def health() -> Response[str]:
 
 
 @app.get("/health/deep")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def deep_health() -> Response[str]:
     principal_of(app.current_event)
     service: HealthService = app.context.get("service") or get_service()
@@ -47,7 +49,7 @@ def deep_health() -> Response[str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: HealthService | None = None

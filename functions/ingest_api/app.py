@@ -23,6 +23,8 @@ from sluice.services import per_environment
 from sluice.services.ingest_api import IngestService, wire_ingest_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
@@ -34,7 +36,7 @@ get_service = per_environment(wire_ingest_service)
 
 
 @app.post("/api/v1/data/ingest")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def ingest() -> Response[str]:
     event = app.current_event
     service: IngestService = app.context["service"]
@@ -61,7 +63,7 @@ def ingest() -> Response[str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: IngestService | None = None

@@ -16,6 +16,8 @@ from sluice.services import per_environment
 from sluice.services.job_status import JobStatusService, wire_job_status_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
@@ -28,7 +30,7 @@ get_service = per_environment(wire_job_status_service)
 
 
 @app.get("/api/v1/jobs")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def jobs() -> Response[str]:
     service: JobStatusService = app.context["service"]
     caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
@@ -40,7 +42,7 @@ def jobs() -> Response[str]:
 # The HTTP API routes /api/v1/jobs/{job_id+} here, so a trailing slash reaches the function too.
 @app.get("/api/v1/jobs/<job_id>")
 @app.get("/api/v1/jobs/<job_id>/")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def job(job_id: str) -> Response[str]:
     service: JobStatusService = app.context["service"]
     caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
@@ -50,7 +52,7 @@ def job(job_id: str) -> Response[str]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: JobStatusService | None = None

@@ -18,6 +18,8 @@ from sluice.services import per_environment
 from sluice.services.load_worker import LoadService, wire_load_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -44,7 +46,7 @@ def job_context(message: IngestMessage) -> Iterator[None]:
         logger.remove_keys(["job_id", "correlation_id"])
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def load_record(service: LoadService, record: SQSRecord, message: IngestMessage, lambda_context: LambdaContext) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
     progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count)
@@ -100,7 +102,7 @@ def park(service: LoadService, message: IngestMessage, error: Exception, receive
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: LoadService | None = None

@@ -16,6 +16,8 @@ from sluice.services import per_environment
 from sluice.services.maintenance import MaintenanceService, wire_maintenance_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 
@@ -25,7 +27,7 @@ get_service = per_environment(wire_maintenance_service)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: MaintenanceService | None = None

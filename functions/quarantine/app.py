@@ -30,6 +30,8 @@ from sluice.services import per_environment
 from sluice.services.quarantine import QuarantineService, wire_quarantine_service
 
 logger = Logger()
+# Traces keep timings and annotations, never return values: a response body holds tenant data, and X-Ray is
+# readable by whoever may debug the account.
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
@@ -60,7 +62,7 @@ def store() -> TimescaleQuarantineStore:
 
 
 @app.get("/api/v1/quarantine")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def quarantine() -> Response[str]:
     tenant_id = caller(READ).tenant_id
     query = query_of(app.current_event, QuarantineQuery)
@@ -70,7 +72,7 @@ def quarantine() -> Response[str]:
 
 
 @app.get("/api/v1/quarantine/<row_id>")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def quarantined(row_id: str) -> Response[str]:
     tenant_id = caller(READ).tenant_id
     item = find_quarantined(store(), tenant_id, row_id)
@@ -79,7 +81,7 @@ def quarantined(row_id: str) -> Response[str]:
 
 
 @app.post("/api/v1/quarantine/<row_id>/review")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def review(row_id: str) -> Response[str]:
     reviewer = reviewer_of(caller(REVIEW))
     request = body_of(app.current_event, ReviewRequest)
@@ -93,7 +95,7 @@ def review(row_id: str) -> Response[str]:
 
 
 @app.post("/api/v1/quarantine/review")
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def review_bulk() -> Response[str]:
     reviewer = reviewer_of(caller(REVIEW))
     request = body_of(app.current_event, BulkReviewRequest)
@@ -121,7 +123,7 @@ def copy_counts(counts: list[JobReviewCounts]) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: QuarantineService | None = None
