@@ -29,6 +29,8 @@ from sluice.models.readings import ValidReading
 from ..paths import REPO_ROOT
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+# The rules see one batch, so one system: the repeat check keys on (system, sensor, instant).
+SYSTEM = UUID("0b8e4a52-6f1d-4c2e-9a3b-5d7c8e9f0a1b")
 UNITS = {"bar": (0.0, 700.0), "celsius": (-40.0, 120.0), "lpm": (0.0, 1000.0), "rpm": (0.0, 6000.0)}
 
 
@@ -83,7 +85,7 @@ def rules_pass(raws: list[Any]) -> int:
     valid = 0
     for position, raw in enumerate(raws):
         verdict = judge(raw)
-        if type(verdict) is ValidReading and repeat_of(verdict[1], verdict[0], position) is None:
+        if type(verdict) is ValidReading and repeat_of(SYSTEM, verdict[1], verdict[0], position) is None:
             valid += 1
     return valid
 

@@ -376,6 +376,53 @@ def test_two_fixes_that_make_the_same_reading_replay_it_once(review: Review, mix
     assert (second.status, second.error["code"]) == (409, "duplicate_reading")
 
 
+# --- tenants and the reading identity (system, sensor, instant) ---------------------------------------------------
+
+
+def test_another_tenant_reusing_a_sensor_id_neither_blocks_nor_learns_about_the_owners_reading(review: Review) -> None:
+    # Tenant "other" posts demo's sensor id at demo's instant under a system of its own, before demo's reading arrives.
+    # Before readings were keyed by system, demo's real reading became a "duplicate" and other's counts said so.
+    intruder = review.add_system(OTHER_TENANT)
+    forged = review.load([reading(0, value=1.0)], system=intruder, tenant=OTHER_TENANT)
+    owner = review.load([reading(0)])
+
+    other_job = call(
+        review.job_status, "GET", f"/api/v1/jobs/{forged}", verified=claims("jobs:read", tenant=OTHER_TENANT)
+    ).body
+    assert (other_job["inserted_readings"], other_job["duplicate_readings"]) == (1, 0)
+    assert (review.job(owner)["inserted_readings"], review.job(owner)["duplicate_readings"]) == (1, 0)
+    assert [row[2] for row in review.stored(owner)] == [212.5]
+    assert [row[2] for row in review.stored(forged)] == [1.0]
+
+
+def test_a_fix_cannot_probe_another_tenants_readings(review: Review) -> None:
+    owner = review.load([reading(0)])
+    intruder = review.add_system(OTHER_TENANT)
+    probe = review.load([reading(1, unit="psi")], system=intruder, tenant=OTHER_TENANT)
+    other_reviewer = claims("quarantine:read quarantine:review", tenant=OTHER_TENANT, sub="intruder")
+    listing = review.get("/api/v1/quarantine", {"job_id": str(probe)}, verified=other_reviewer)
+    row_id = listing.body["items"][0]["id"]
+
+    # The fix lands at the very instant demo holds a reading of that sensor: under other's own system it is
+    # another reading, so it is replayed (not a 409 that would tell other that demo holds one there).
+    answer = review.review(row_id, {"action": "fix", "unit": "bar", "timestamp": stamp(0)}, verified=other_reviewer)
+
+    assert answer.status == 200, answer.body
+    assert len(review.stored(owner)) == 1
+    assert review.worker.query("SELECT count(*) FROM readings WHERE sensor_id = %s", UUID(SENSOR)) == [(2,)]
+
+
+def test_a_duplicate_of_the_tenants_own_stored_reading_is_still_refused(review: Review) -> None:
+    review.load([reading(0)])
+    second = review.load([reading(0, value=1.0)])
+    row = review.rows(second)["duplicate"]
+
+    answer = review.review(row["id"], {"action": "approve"})
+
+    assert (answer.status, answer.error["code"]) == (409, "duplicate_reading")
+    assert answer.error["details"][0]["reason"] == "readings holds this system's sensor at this instant"
+
+
 # Two "instances" here are two threads of one process, and Powertools keeps metrics in a store shared by every
 # Metrics object of a process: when both finish together, one flush takes the other's metrics and the other warns
 # that it has none. In Lambda each instance is its own process, so only that warning is let through here.

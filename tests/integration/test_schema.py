@@ -65,24 +65,32 @@ def test_readings_has_only_the_indexes_we_chose(conn: Conn) -> None:
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' ORDER BY 1"
     ).fetchall()
 
-    assert [name for name, _ in indexes] == ["readings_sensor_time_key", "readings_system_time_idx"]
-    assert 'UNIQUE INDEX readings_sensor_time_key ON public.readings USING btree (sensor_id, "time")' in str(
-        indexes[0][1]
-    )
+    assert [name for name, _ in indexes] == ["readings_system_sensor_time_key", "readings_system_time_idx"]
+    assert "UNIQUE INDEX readings_system_sensor_time_key ON public.readings USING btree" in str(indexes[0][1])
+    assert '(system_id, sensor_id, "time")' in str(indexes[0][1])
 
 
-def test_a_second_reading_for_the_same_sensor_and_instant_is_refused(conn: Conn) -> None:
-    sensor = uuid4()
-    insert_reading(conn, sensor_id=sensor)
+def test_a_second_reading_for_the_same_system_sensor_and_instant_is_refused(conn: Conn) -> None:
+    system, sensor = uuid4(), uuid4()
+    insert_reading(conn, system_id=system, sensor_id=sensor)
 
     with pytest.raises(psycopg.errors.UniqueViolation):
-        insert_reading(conn, sensor_id=sensor, value=1.0)
+        insert_reading(conn, system_id=system, sensor_id=sensor, value=1.0)
     inserted = conn.execute(
         "INSERT INTO readings (time, system_id, sensor_id, value, unit, quality, job_id)"
         " VALUES ('2026-11-22T10:00:00Z', %s, %s, 1, 'bar', 90, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (uuid4(), sensor, uuid4()),
+        (system, sensor, uuid4()),
     ).fetchall()
     assert inserted == []
+
+
+def test_the_same_sensor_and_instant_under_two_systems_are_two_readings(conn: Conn) -> None:
+    # Systems belong to one tenant each: one tenant's sensor ids can never block or shadow another's readings.
+    sensor = uuid4()
+    insert_reading(conn, system_id=uuid4(), sensor_id=sensor)
+    insert_reading(conn, system_id=uuid4(), sensor_id=sensor)
+
+    assert conn.execute("SELECT count(*) FROM readings WHERE sensor_id = %s", (sensor,)).fetchone() == (2,)
 
 
 @pytest.mark.parametrize(

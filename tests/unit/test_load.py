@@ -167,21 +167,31 @@ def test_a_chunk_sorts_its_records_into_rows_and_quarantine() -> None:
     assert chunk.quarantine[5].raw == '"garbage"'
 
 
-def test_the_first_reading_of_a_sensor_and_instant_is_kept_and_each_later_one_names_it() -> None:
+def test_the_first_reading_of_a_system_sensor_and_instant_is_kept_and_each_later_one_names_it() -> None:
     finder = RepeatFinder()
     sensor, other = UUID(SENSOR), uuid4()
     time = NOW - timedelta(minutes=10)
 
-    assert finder.repeat_of(sensor, time, 0) is None
-    assert finder.repeat_of(other, time, 1) is None
-    assert finder.repeat_of(sensor, time + timedelta(microseconds=1), 2) is None
-    repeat = finder.repeat_of(UUID(SENSOR.upper()), time.astimezone(timezone(timedelta(hours=2))), 3)
+    assert finder.repeat_of(SYSTEM, sensor, time, 0) is None
+    assert finder.repeat_of(SYSTEM, other, time, 1) is None
+    assert finder.repeat_of(SYSTEM, sensor, time + timedelta(microseconds=1), 2) is None
+    repeat = finder.repeat_of(SYSTEM, UUID(SENSOR.upper()), time.astimezone(timezone(timedelta(hours=2))), 3)
     assert repeat == Rejection(
-        QuarantineReason.DUPLICATE, "timestamp", "one reading per sensor and instant", "a repeat of #0"
+        QuarantineReason.DUPLICATE, "timestamp", "one reading per system, sensor and instant", "a repeat of #0"
     )
-    later = finder.repeat_of(sensor, time, 9)
+    later = finder.repeat_of(SYSTEM, sensor, time, 9)
     assert later is not None
     assert later.got == "a repeat of #0"  # always the first one, not the latest repeat
+
+
+def test_the_same_sensor_and_instant_under_another_system_is_not_a_repeat() -> None:
+    # Systems belong to one tenant each: a sensor id reused under another system is another reading.
+    finder = RepeatFinder()
+    sensor, time = UUID(SENSOR), NOW - timedelta(minutes=10)
+
+    assert finder.repeat_of(SYSTEM, sensor, time, 0) is None
+    assert finder.repeat_of(uuid4(), sensor, time, 1) is None
+    assert finder.repeat_of(SYSTEM, sensor, time, 2) is not None
 
 
 def test_repeats_are_found_within_a_chunk_and_left_to_the_database_across_chunks() -> None:
@@ -212,7 +222,7 @@ def test_valid_rows_the_database_did_not_insert_are_stored_duplicates() -> None:
     assert isinstance(first_time, datetime)
     assert isinstance(second_time, datetime)
 
-    (duplicate,) = stored_duplicates(chunk, {(UUID(SENSOR).int, first_time)})
+    (duplicate,) = stored_duplicates(chunk, {(SYSTEM.int, UUID(SENSOR).int, first_time)})
 
     assert (duplicate.position, duplicate.system_id, duplicate.sensor_id) == (1, SYSTEM, UUID(SENSOR))
     assert (duplicate.value, duplicate.unit, duplicate.quality) == (7.5, "bar", 60)
@@ -220,7 +230,11 @@ def test_valid_rows_the_database_did_not_insert_are_stored_duplicates() -> None:
     assert duplicate.reason is QuarantineReason.DUPLICATE
     assert json.loads(duplicate.details) == STORED_DUPLICATE.as_details()
     assert json.loads(duplicate.raw) == records[1].raw
-    assert stored_duplicates(chunk, {(UUID(SENSOR).int, first_time), (UUID(SENSOR).int, second_time)}) == []
+    both = {(SYSTEM.int, UUID(SENSOR).int, first_time), (SYSTEM.int, UUID(SENSOR).int, second_time)}
+    assert stored_duplicates(chunk, both) == []
+    # Another system's reading of that sensor at that instant is not this one: keys include the system.
+    elsewhere = {(uuid4().int, UUID(SENSOR).int, first_time), (SYSTEM.int, UUID(SENSOR).int, second_time)}
+    assert [row.position for row in stored_duplicates(chunk, elsewhere)] == [0]
 
 
 def test_chunks_are_cut_by_count_and_a_skipped_chunk_is_read_past() -> None:

@@ -108,7 +108,7 @@ class TimescaleQuarantineStore(QuarantineStore):
                     if replayed is None:
                         raise DuplicateReadingError(
                             f"quarantined reading {row_id} is already stored; reject it instead",
-                            [Problem(field="timestamp", reason="readings holds this sensor at this instant")],
+                            [Problem(field="timestamp", reason="readings holds this system's sensor at this instant")],
                         )
                 correction = None if decision.correction is None else Jsonb(decision.correction)
                 updated = cursor.execute(

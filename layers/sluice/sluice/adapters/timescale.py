@@ -72,7 +72,8 @@ _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.Identifier(STAGING_TABLE), _columns(READING_COLUMNS)
 )
 _INSERT_FROM_STAGING = sql.SQL(
-    "INSERT INTO readings ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING RETURNING sensor_id, time"
+    "INSERT INTO readings ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
+    " RETURNING system_id, sensor_id, time"
 ).format(cols=_columns(READING_COLUMNS), staging=sql.Identifier(STAGING_TABLE))
 _COPY_QUARANTINE = sql.SQL("COPY quarantined_readings ({}) FROM STDIN (FORMAT BINARY)").format(
     _columns(QUARANTINE_COLUMNS)
@@ -242,8 +243,9 @@ class TimescaleReadingSink:
                 copy.set_types(READING_TYPES)
                 for row in chunk.rows:
                     copy.write_row(row)
-            inserted: set[tuple[int, datetime]] = {
-                (sensor_id.int, time) for sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
+            inserted: set[tuple[int, int, datetime]] = {
+                (system_id.int, sensor_id.int, time)
+                for system_id, sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
             }
         return stored_duplicates(chunk, inserted)
 

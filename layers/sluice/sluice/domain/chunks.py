@@ -73,8 +73,8 @@ class SystemBook:
 class ChunkStream:
     """One chunk's records, judged while the sink reads its valid rows, so that the database ingests rows while
     the rest are still being parsed and judged. Valid rows are also kept (with the records they came from) for
-    the sink's slower path, and the rest collected for quarantine; a repeat of an earlier (sensor, instant) in
-    the chunk is a duplicate."""
+    the sink's slower path, and the rest collected for quarantine; a repeat of an earlier (system, sensor,
+    instant) in the chunk is a duplicate."""
 
     def __init__(
         self, chunk_no: int, records: Iterator[Record], validator: ReadingValidator, systems: SystemBook
@@ -119,7 +119,7 @@ class ChunkStream:
             if system_id is None:
                 quarantine.append(quarantine_row(position, raw, suffix, _uuid_or_none(system_text)))  # type: ignore[arg-type]
                 continue
-            repeat = repeat_of(verdict[1], verdict[0], position)
+            repeat = repeat_of(system_id, verdict[1], verdict[0], position)
             if repeat is not None:
                 quarantine.append(quarantine_row(position, raw, repeat, system_id))
                 continue
@@ -151,11 +151,14 @@ def chunk_streams(
         yield ChunkStream(chunk_no, itertools.chain((first,), itertools.islice(records, size - 1)), validator, systems)
 
 
-STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", "already stored")
+# A reading is known by (system, sensor, instant): systems belong to one tenant, so no tenant's readings can
+# collide with another's.
+_ONE_READING: Final = "one reading per system, sensor and instant"
+STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", _ONE_READING, "already stored")
 _STORED_DUPLICATE_DETAILS: Final = json.dumps(STORED_DUPLICATE.as_details(), separators=(",", ":"))
 
 
-def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, datetime]]) -> list[QuarantineRow]:
+def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, int, datetime]]) -> list[QuarantineRow]:
     """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did). Their
     fields are known and valid, so only the raw reading is serialised."""
     return [
@@ -172,26 +175,27 @@ def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, datetime]]) 
             details=_STORED_DUPLICATE_DETAILS,
         )
         for row, record in zip(judged.rows, judged.sources, strict=True)
-        if (row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
+        if (row[5].int, row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
     ]
 
 
 class RepeatFinder:
-    """The in-batch duplicate check, the one the worker runs: the first reading of a (sensor, instant) in a chunk
-    is kept, each later one there is a repeat of it. One per chunk: a repeat in a later chunk meets the unique
+    """The in-batch duplicate check, the one the worker runs: the first reading of a (system, sensor, instant) in a
+    chunk is kept, each later one there is a repeat of it. One per chunk: a repeat in a later chunk meets the unique
     index instead, and is quarantined as a stored duplicate."""
 
     __slots__ = ("_first_seen",)
 
     def __init__(self) -> None:
-        self._first_seen: dict[tuple[int, datetime], int] = {}
+        self._first_seen: dict[tuple[int, int, datetime], int] = {}
 
-    def repeat_of(self, sensor_id: UUID, time: datetime, position: int) -> Rejection | None:
-        """None for the first reading of this sensor and instant; else the rejection naming the first one."""
-        earlier = self._first_seen.setdefault((sensor_id.int, time), position)
+    def repeat_of(self, system_id: UUID, sensor_id: UUID, time: datetime, position: int) -> Rejection | None:
+        """None for the first reading of this system's sensor at this instant; else the rejection naming the first
+        one."""
+        earlier = self._first_seen.setdefault((system_id.int, sensor_id.int, time), position)
         if earlier == position:
             return None
-        return Rejection(_DUPLICATE, "timestamp", "one reading per sensor and instant", f"a repeat of #{earlier}")
+        return Rejection(_DUPLICATE, "timestamp", _ONE_READING, f"a repeat of #{earlier}")
 
 
 def quarantine_row(position: int, raw: object, rejection: Rejection, system_id: UUID | None) -> QuarantineRow:
