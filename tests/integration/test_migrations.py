@@ -1,6 +1,7 @@
 """The migration runner against the real TimescaleDB: up, down, up again, and refusing what it cannot trust."""
 
 from pathlib import Path
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -154,3 +155,38 @@ def test_the_command_line_reports_an_unreachable_database(
         assert capsys.readouterr().err.startswith("sluice-migrate: ")
     finally:
         get_migration_settings.cache_clear()
+
+
+IDENTITY = 5  # 0005_reading_identity: readings keyed by (system_id, sensor_id, time)
+INSERT_READING = (
+    "INSERT INTO readings (time, system_id, sensor_id, value, unit, quality, job_id)"
+    " VALUES ('2026-11-22T10:00:00Z', %s, %s, 1, 'bar', 90, %s)"
+)
+
+
+def test_the_reading_identity_migration_keeps_every_reading_both_ways(
+    scratch_db: str, migrations: list[Migration]
+) -> None:
+    runner = MigrationRunner(scratch_db, migrations)
+    runner.up(IDENTITY - 1)
+    sensor, intruder = uuid4(), uuid4()
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute(INSERT_READING, (uuid4(), uuid4(), uuid4()))
+        conn.execute(INSERT_READING, (uuid4(), sensor, uuid4()))
+
+    runner.up(IDENTITY)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (4,)
+        conn.execute(INSERT_READING, (intruder, sensor, uuid4()))  # the same sensor and instant, another system
+
+    # The old index cannot hold both readings: the down migration refuses rather than delete one of them.
+    with pytest.raises(psycopg.errors.RaiseException, match="held by more than one system"):
+        runner.down(IDENTITY - 1)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (5,)
+        conn.execute("DELETE FROM readings WHERE system_id = %s", (intruder,))
+
+    assert [m.version for m in runner.down(IDENTITY - 1)] == [m.version for m in migrations[IDENTITY - 1 :]][::-1]
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (4,)
