@@ -12,8 +12,10 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from psycopg.conninfo import conninfo_to_dict
 
 from sluice.adapters.aws import secretsmanager_client, sqs_client
+from sluice.adapters.timescale import database_dsn
 from sluice.domain.objects import batch_object_key, parse_message
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
@@ -430,6 +432,25 @@ def test_with_the_database_unreachable_a_message_naming_no_job_is_still_acknowle
     cold = handler_module("LoadWorkerFunction")
 
     assert cold.lambda_handler(worker.event(messages), FakeLambdaContext()) == {"batchItemFailures": []}
+
+
+def test_the_database_secret_gives_a_dsn_that_verifies_the_server_with_the_configured_root_certificate(
+    worker: WorkerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a secret in RDS's layout that names no sslmode, and a CA bundle shipped with the function
+    secret = {"host": "db.example.internal", "port": 5432, "username": "sluice_worker", "password": "pw"}
+    arn = secretsmanager_client().create_secret(Name="tls", SecretString=json.dumps(secret))["ARN"]
+    configure(monkeypatch, SLUICE_DB_SECRET_ARN=arn, SLUICE_DB_SSLROOTCERT="/opt/sluice/ca.pem")
+
+    # When the worker builds its DSN from it
+    dsn = conninfo_to_dict(database_dsn(get_load_worker_settings()))
+
+    # Then libpq checks the server's certificate and name against that CA
+    assert (dsn["host"], dsn["sslmode"], dsn["sslrootcert"]) == (
+        "db.example.internal",
+        "verify-full",
+        "/opt/sluice/ca.pem",
+    )
 
 
 def test_a_connection_lost_while_warm_is_replaced_before_the_next_message(

@@ -45,6 +45,9 @@ class FunctionDatabaseSettings(BaseSettings):
     db_dsn: str | None = Field(default=None, min_length=1)
     # A hung statement must fail the invocation (and so be retried) rather than eat the Lambda's whole timeout.
     db_statement_timeout_ms: int = Field(default=60_000, gt=0)
+    # The CAs that vouch for the database server's certificate (libpq's sslrootcert): "system" is the platform's
+    # trust store, for publicly issued certificates; otherwise the path of a PEM file shipped with the function.
+    db_sslrootcert: str = Field(default="system", min_length=1)
 
     @field_validator("db_secret_arn", "db_dsn", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ RETURNING``, and the rows not returned are quarantined as duplicates.
 """
 
 import json
+import ssl
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final, LiteralString
@@ -61,6 +62,10 @@ QUARANTINE_TYPES: Final = (
     "jsonb",
 )
 STAGING_TABLE: Final = "sluice_staging"
+# SLUICE_DB_SSLROOTCERT's value for the platform's trust store (see root_certificate_file).
+SYSTEM_TRUST_STORE: Final = "system"
+# The sslmodes in which libpq checks the server's certificate against sslrootcert.
+_VERIFYING_SSLMODES: Final = frozenset({"verify-ca", "verify-full"})
 
 
 def _columns(names: Iterable[str]) -> sql.Composed:
@@ -273,17 +278,34 @@ class TimescaleReadingSink:
                 )
 
 
-def dsn_from_secret(secret_string: str) -> str:
-    """A libpq DSN from a Secrets Manager secret in RDS's layout (host, port, username, password, dbname)."""
+def dsn_from_secret(secret_string: str, root_certificate: str = SYSTEM_TRUST_STORE) -> str:
+    """A libpq DSN from a Secrets Manager secret in RDS's layout (host, port, username, password, dbname). TLS
+    verifies the server's certificate and name (``verify-full``) against ``root_certificate`` unless the secret
+    names a ``sslmode`` of its own (the local stack's cluster says ``disable``)."""
     secret = json.loads(secret_string)
+    sslmode = secret.get("sslmode", "verify-full")
+    # A CA only means something to the modes that check one; libpq refuses sslrootcert=system beside weaker modes.
+    roots = {"sslrootcert": root_certificate} if sslmode in _VERIFYING_SSLMODES else {}
     return make_conninfo(
         host=secret["host"],
         port=str(secret.get("port", 5432)),
         user=secret["username"],
         password=secret["password"],
         dbname=secret.get("dbname", "sluice"),
-        sslmode=secret.get("sslmode", "require"),
+        sslmode=sslmode,
+        **roots,
     )
+
+
+def root_certificate_file(setting: str) -> str:
+    """libpq's ``sslrootcert`` for a ``SLUICE_DB_SSLROOTCERT`` value: a path as it is; ``system`` as the CA bundle
+    of the platform's trust store that Python's own OpenSSL uses (``SSL_CERT_FILE`` where set). Not libpq's own
+    ``system``: psycopg's binary wheel bundles an OpenSSL whose default store (``/usr/lib/psycopg-openssl``)
+    exists on no platform, so it would trust no certificate at all. Where Python finds no bundle either, libpq's
+    ``system`` is left to try."""
+    if setting != SYSTEM_TRUST_STORE:
+        return setting
+    return ssl.get_default_verify_paths().cafile or SYSTEM_TRUST_STORE
 
 
 def database_dsn(settings: FunctionDatabaseSettings) -> str:
@@ -298,7 +320,7 @@ def database_dsn(settings: FunctionDatabaseSettings) -> str:
     except (BotoCoreError, ClientError, KeyError) as exc:
         raise StorageUnavailableError(f"reading the database secret failed: {exc}") from exc
     try:
-        return dsn_from_secret(secret)
+        return dsn_from_secret(secret, root_certificate_file(settings.db_sslrootcert))
     except (ValueError, KeyError, TypeError) as exc:
         # A fault of the deployment, not of the request: retried like an unreachable database, and logged.
         raise StorageUnavailableError(
