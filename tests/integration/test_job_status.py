@@ -1,6 +1,7 @@
 """JobStatusFunction against template.yaml's jobs table in moto: one job, a tenant's jobs page by page, and every
 refusal. It has no database to lean on: everything it answers comes from the job records."""
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -242,6 +243,32 @@ def test_a_filtered_listing_stops_at_its_read_budget_and_resumes_where_it_stoppe
     assert first.jobs == []
     assert first.next_position is not None
     assert [job.job_id for job in rest] == [job.job_id for job in reversed(wanted)]
+
+
+def test_pages_of_large_job_records_stay_under_lambdas_answer_limit(jobs: Jobs) -> None:
+    # Given job records near DynamoDB's 400 KB item limit, their text full of quotes (four bytes each in the Lambda
+    # answer): 9.6 MB of answer in one page of the default limit
+    large = [str(jobs.add(status=JobStatus.FAILED, error_message='"' * 300_000).job_id) for _ in range(8)]
+
+    # When the listing is walked
+    sizes: list[int] = []
+    walked: list[str] = []
+    cursor = None
+    while True:
+        event = load_event("job-status-list.json")
+        event["queryStringParameters"] = {"cursor": cursor} if cursor else None
+        event["requestContext"]["authorizer"]["jwt"]["claims"] = READ
+        result = jobs.module.lambda_handler(event, FakeLambdaContext())
+        sizes.append(len(json.dumps(result, ensure_ascii=False).encode()))
+        page = json.loads(result["body"])
+        walked += [item["job_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    # Then each page fits Lambda's answer (6,291,556 bytes), and every job is listed once
+    assert max(sizes) <= 6_291_556
+    assert walked == list(reversed(large))
 
 
 @pytest.mark.parametrize(

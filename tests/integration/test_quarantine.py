@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import dynamodb_client, secretsmanager_client
 from sluice.settings import get_job_status_settings, get_load_worker_settings, get_quarantine_settings
@@ -27,6 +28,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
 REVIEWER = claims("quarantine:read quarantine:review", sub="operator-anna")
 READER = claims("quarantine:read", sub="viewer-ben")
+# The most a Lambda function may answer (its "6 MB"), from the error it reports past it (ResponseSizeTooLarge).
+LAMBDA_ANSWER_MAX = 6_291_556
 
 
 def stamp(seconds: int) -> str:
@@ -233,6 +236,56 @@ def test_pages_walk_every_row_once_while_rows_are_added(review: Review, mixed: U
     assert walked == expected
     assert len(walked) == 11
     assert pages == 4
+
+
+def test_pages_of_large_rows_stay_under_lambdas_answer_limit_and_walk_every_row_once(review: Review) -> None:
+    # Given rows whose raw text is large and full of quotes (each quote takes four bytes of the Lambda answer, once
+    # as JSON and once as the body string), as rows stored before raw was cut could be: 12 MB unpaged.
+    job_id = uuid4()
+    large = Jsonb('"' * 300_000 + "x" * 300_000)
+    sizes = [large, Jsonb(17), large, large, large, Jsonb([1]), large, large, large, large]
+    stored = [
+        review.worker.query(
+            "INSERT INTO quarantined_readings (tenant_id, job_id, position, raw, reason)"
+            " VALUES (%s, %s, %s, %s, 'parse_error') RETURNING id",
+            TENANT,
+            job_id,
+            position,
+            raw,
+        )[0][0]
+        for position, raw in enumerate(sizes)
+    ]
+
+    # When the listing is walked page by page with the default limit
+    walked: list[int] = []
+    answers: list[int] = []
+    cursor = None
+    while True:
+        query = {"job_id": str(job_id)} | ({"cursor": cursor} if cursor else {})
+        result = invoke_raw(review.quarantine, "/api/v1/quarantine", query)
+        answers.append(len(json.dumps(result, ensure_ascii=False).encode()))
+        assert result["statusCode"] == 200, result["body"]
+        page = json.loads(result["body"])
+        walked += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    # Then every page fits Lambda's answer, and every row is shown once
+    assert max(answers) <= LAMBDA_ANSWER_MAX
+    assert len(answers) >= 3
+    assert walked == sorted(stored, reverse=True)
+
+
+def invoke_raw(module: ModuleType, path: str, query: dict[str, str]) -> dict[str, Any]:
+    """The handler's whole answer (what Lambda would measure), for a GET by a reader."""
+    event = load_event("quarantine-list.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["queryStringParameters"] = query
+    event["rawQueryString"] = "&".join(f"{name}={value}" for name, value in query.items())
+    event["requestContext"]["authorizer"]["jwt"]["claims"] = READER
+    result: dict[str, Any] = module.lambda_handler(event, FakeLambdaContext())
+    return result
 
 
 @pytest.mark.parametrize(

@@ -10,3 +10,6 @@ DETAIL_FIELD_MAX: Final = 200
 DETAIL_REASON_MAX: Final = 1000
 # And at most this many details: a body can name a hundred thousand unknown fields.
 MAX_ERROR_DETAILS: Final = 20
+# Lambda answers at most 6,291,556 bytes (its "6 MB"): a listing page's items take at most this many bytes of that
+# answer, which leaves room for the page's envelope, the headers and the status around them.
+PAGE_BYTES_MAX: Final = 5 * 1024 * 1024

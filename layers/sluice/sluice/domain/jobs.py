@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor
+from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor, fill_page
 from sluice.errors import NotFoundError
 from sluice.models.api import JobPage, JobQuery, JobView
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -75,17 +75,24 @@ def find_job(jobs: JobReader, tenant_id: str, job_id: str, now: datetime) -> Job
 
 
 def list_jobs(jobs: JobReader, tenant_id: str, query: JobQuery, now: datetime) -> JobPage:
-    """One page of the tenant's unexpired jobs, newest first."""
+    """One page of the tenant's unexpired jobs, newest first, within the page's rows and bytes."""
     after = None if query.cursor is None else job_position(decode_cursor(JOBS_CURSOR, query.cursor))
     keep = JobFilter(status=query.status, source=query.source, system_id=query.system_id, alive_at=int(now.timestamp()))
     listing = jobs.list_jobs(tenant_id, keep, query.limit, after)
-    following = listing.next_position
+    shown, cut = fill_page((job_view(job) for job in listing.jobs), query.limit)
+    following = listed_at(listing.jobs[len(shown) - 1]) if cut else listing.next_position
     return JobPage(
-        items=[job_view(job) for job in listing.jobs],
+        items=shown,
         next_cursor=None
         if following is None
         else encode_cursor(JOBS_CURSOR, {"created_at": following.created_at, "job_id": str(following.job_id)}),
     )
+
+
+def listed_at(job: Job) -> JobPosition:
+    """The listing position of ``job``: its ``created_at`` as the index stores it."""
+    stored = job.model_dump(mode="json", include={"created_at"})
+    return JobPosition(created_at=str(stored["created_at"]), job_id=job.job_id)
 
 
 def job_position(position: dict[str, object]) -> JobPosition:

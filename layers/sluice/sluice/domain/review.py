@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor
+from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor, fill_page
 from sluice.domain.rules import DEFAULT_RULES, ReadingRules
 from sluice.domain.validation import ReadingValidator
 from sluice.errors import (
@@ -120,13 +120,12 @@ def show_on_jobs(jobs: JobReviewSink, counts: list[JobReviewCounts]) -> list[UUI
 
 
 def list_quarantine(store: QuarantineStore, tenant_id: str, query: QuarantineQuery) -> QuarantinePage:
-    """One page of the tenant's quarantined readings, newest first."""
+    """One page of the tenant's quarantined readings, newest first, within the page's rows and bytes."""
     before_id = None if query.cursor is None else _row_id(decode_cursor(QUARANTINE_CURSOR, query.cursor))
     rows = store.list_rows(tenant_id, query, query.limit + 1, before_id)
-    shown = rows[: query.limit]
-    following = len(rows) > query.limit
+    shown, following = fill_page((quarantine_item(row) for row in rows), query.limit)
     return QuarantinePage(
-        items=[quarantine_item(row) for row in shown],
+        items=shown,
         next_cursor=encode_cursor(QUARANTINE_CURSOR, {"before_id": shown[-1].id}) if following else None,
     )
 
