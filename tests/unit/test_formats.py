@@ -1,13 +1,18 @@
 """Reading batch objects: layouts, the streamed JSON envelope, NDJSON and CSV, and what makes a file unreadable."""
 
 import gzip
+import hashlib
 import io
 import json
+import tracemalloc
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from sluice.domain.formats import (
+    HEARTBEAT_CHARS,
     MAX_ELEMENT_CHARS,
     Layout,
     ObjectFormat,
@@ -17,7 +22,8 @@ from sluice.domain.formats import (
     loads_lenient,
     read_records,
 )
-from sluice.errors import UnreadableObjectError
+from sluice.errors import OutOfTimeError, UnreadableObjectError
+from sluice.limits import MAX_RAW_BYTES
 
 SYSTEM = "3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01"
 BLOCK = 1 << 16  # the envelope reader's block, in characters
@@ -180,15 +186,77 @@ def test_ndjson_lines_are_records_numbered_from_one_and_blank_lines_are_skipped(
     ]
 
 
-def test_an_ndjson_line_over_the_limit_is_a_parse_error_with_its_start() -> None:
-    body = b'{"value": "' + b"x" * MAX_ELEMENT_CHARS + b'"}\n{"value": 2}\n'
+def test_an_ndjson_line_over_the_limit_is_a_parse_error_with_its_start_size_and_hash() -> None:
+    line = b'{"value": "' + "é".encode() * MAX_ELEMENT_CHARS + b'"}'
+    body = line + b'\n{"value": 2}\n'
 
     first, second = records(body, ObjectFormat.NDJSON)
 
-    assert isinstance(first.raw, Unparsable)
-    assert first.raw.got == f"a line of {MAX_ELEMENT_CHARS + 14} characters"
-    assert len(first.raw.text) == 1000
+    assert first == Record(
+        1,
+        None,
+        Unparsable(
+            line.decode()[:MAX_RAW_BYTES],
+            "a JSON object",
+            f"a line of {MAX_ELEMENT_CHARS + 14} characters",
+            size=len(line),
+            sha256=hashlib.sha256(line).hexdigest(),
+        ),
+    )
     assert second == Record(2, None, {"value": 2})
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r", ""])
+@pytest.mark.parametrize(
+    "length", [MAX_ELEMENT_CHARS - 1, MAX_ELEMENT_CHARS, MAX_ELEMENT_CHARS + 1, 3 * MAX_ELEMENT_CHARS]
+)
+def test_a_line_past_the_bound_is_read_past_to_its_line_end_whichever_it_is(line_end: str, length: int) -> None:
+    # Lengths around the bound (line end included) put the line end, and a CRLF's two halves, on either side of the
+    # reader's cut. No line end: the line ends the file.
+    line = "x" * (length - len(line_end))
+    after = [Record(3, None, {})] if line_end else []
+    body = (line + line_end * 2 + "{}" + line_end).encode() if line_end else line.encode()
+
+    found = records(body, ObjectFormat.NDJSON, gzipped=True)
+
+    if length <= MAX_ELEMENT_CHARS:
+        assert found == [Record(1, None, Unparsable(line, "a JSON object", "invalid JSON (Expecting value)")), *after]
+        return
+    refused = Unparsable(
+        line[:MAX_RAW_BYTES],
+        "a JSON object",
+        f"a line of {length} characters",
+        size=len(line),
+        sha256=hashlib.sha256(line.encode()).hexdigest(),
+    )
+    assert found == [Record(1, None, refused), *after]
+
+
+def stream_of(pieces: Iterator[bytes]) -> io.BytesIO:
+    """A gzip body compressed from ``pieces`` as they come, so that the test never holds the text either."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return io.BytesIO(b"".join(compressor.compress(piece) for piece in pieces) + compressor.flush())
+
+
+def test_a_huge_line_is_never_held_whole() -> None:
+    size = 64 << 20
+    body = stream_of(
+        iter([b'{"system_id": "' + SYSTEM.encode() + b'"}\n{"pad": "', *[b"p" * (1 << 20)] * 64, b'"}\n{"value": 3}\n'])
+    )
+    digest = hashlib.sha256(b'{"pad": "' + b"p" * size + b'"}').hexdigest()
+
+    tracemalloc.start()
+    try:
+        found = list(read_records(body, Layout(ObjectFormat.NDJSON, gzipped=True)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert [record.position for record in found] == [1, 2, 3]
+    assert found[1].raw == Unparsable(
+        '{"pad": "' + "p" * (MAX_RAW_BYTES - 9), "a JSON object", f"a line of {size + 12} characters", size + 11, digest
+    )
+    assert peak < 16 << 20, f"reading a {size >> 20} MiB line peaked at {peak >> 20} MiB"
 
 
 # --- CSV ------------------------------------------------------------------------------------------------------------
@@ -244,10 +312,53 @@ def test_a_csv_row_the_csv_module_refuses_is_a_parse_error_and_reading_goes_on()
     assert second.raw == {"sensor_id": "s2", "timestamp": "t", "value": 1.0, "unit": "bar", "quality": 90}
 
 
+def test_a_csv_row_of_millions_of_columns_is_a_parse_error_with_its_start_size_and_hash() -> None:
+    row = b"," * 7_000_000
+    body = b"system_id,sensor_id,timestamp,value,unit,quality\n" + row + b"\r\nsys,s2,t,1,bar,90\n"
+
+    first, second = records(body, ObjectFormat.CSV, gzipped=True)
+
+    assert first == Record(
+        2,
+        None,
+        Unparsable(
+            "," * MAX_RAW_BYTES,
+            "a CSV row",
+            "a row of 7000002 characters",
+            size=7_000_000,
+            sha256=hashlib.sha256(row).hexdigest(),
+        ),
+    )
+    assert second == Record(3, "sys", {"sensor_id": "s2", "timestamp": "t", "value": 1.0, "unit": "bar", "quality": 90})
+
+
+def test_a_csv_row_spanning_lines_counts_them_all_toward_the_bound() -> None:
+    # 20 quoted fields of 100,000 characters, each on a line of its own: no line and no field is over a bound.
+    quoted = ",".join(f'"\n{"q" * 100_000}"' for _ in range(20))
+    body = f"system_id,sensor_id,timestamp,value,unit,quality\n{quoted}\nsys,s2,t,1,bar,90\n".encode()
+
+    found = records(body, ObjectFormat.CSV)
+
+    # Line 13 takes the row past 1 MiB; the csv reader starts afresh on line 14, mid-field, and makes what it can of
+    # the rest (one misshapen row, ending on line 22); the next row is read as usual.
+    assert [record.position for record in found] == [13, 22, 23]
+    assert found[0].raw == Unparsable(
+        "q" * MAX_RAW_BYTES,
+        "a CSV row",
+        f"a row of {2 + 11 * 100_004} characters",
+        size=100_003,
+        sha256=hashlib.sha256(b"q" * 100_000 + b'","').hexdigest(),
+    )
+    assert found[-1] == Record(
+        23, "sys", {"sensor_id": "s2", "timestamp": "t", "value": 1.0, "unit": "bar", "quality": 90}
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"", "the CSV file is empty"),
+        (b"system_id" + b"," * MAX_ELEMENT_CHARS + b"\n", "the CSV header cannot be read: a row of"),
         (b"system_id,sensor_id\n", "must name the columns"),
         (b"system_id,sensor_id,timestamp,value,unit,quality,extra\n", "must name the columns"),
         (b'a,b,c,d,e,"' + b"x" * 200_000 + b'"\n', "the CSV header cannot be read"),
@@ -255,6 +366,78 @@ def test_a_csv_row_the_csv_module_refuses_is_a_parse_error_and_reading_goes_on()
 )
 def test_a_csv_without_its_header_is_unreadable(body: bytes, message: str) -> None:
     assert message in unreadable(body, ObjectFormat.CSV)
+
+
+# --- the heartbeat ------------------------------------------------------------------------------------------------
+
+
+class CountingHeartbeat:
+    """Counts beats; raises OutOfTimeError on beat number ``stop_at``, as the worker's progress does when time runs
+    short."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.beats = 0
+        self._stop_at = stop_at
+
+    def __call__(self) -> None:
+        self.beats += 1
+        if self.beats == self._stop_at:
+            raise OutOfTimeError("no time left")
+
+
+class ClosingBody(io.BytesIO):
+    """A body that remembers how far it was read when it is closed (the text reader closes it when it goes)."""
+
+    read_up_to = -1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.read_up_to = self.tell()
+        super().close()
+
+
+BLANKS = 4 * HEARTBEAT_CHARS
+HEADS = {
+    ObjectFormat.NDJSON: b"",
+    ObjectFormat.CSV: b"system_id,sensor_id,timestamp,value,unit,quality\n",
+    ObjectFormat.JSON: f'{{"system_id": "{SYSTEM}", "readings": [{{}},'.encode(),
+}
+
+
+@pytest.mark.parametrize("fmt", list(ObjectFormat))
+def test_blank_lines_count_toward_the_heartbeat(fmt: ObjectFormat) -> None:
+    blanks = b"\r\n" * (BLANKS // 2) if fmt is not ObjectFormat.JSON else b"\n" * BLANKS
+    tail = b"{}]}" if fmt is ObjectFormat.JSON else b""
+    heartbeat = CountingHeartbeat()
+
+    found = list(read_records(io.BytesIO(HEADS[fmt] + blanks + tail), Layout(fmt, False), heartbeat=heartbeat))
+
+    assert len(found) == (2 if fmt is ObjectFormat.JSON else 0)
+    assert heartbeat.beats >= BLANKS // HEARTBEAT_CHARS - 1
+
+
+@pytest.mark.parametrize("fmt", list(ObjectFormat))
+def test_a_heartbeat_that_raises_stops_the_reading_of_a_file_without_readings(fmt: ObjectFormat) -> None:
+    heartbeat = CountingHeartbeat(stop_at=2)
+    body = ClosingBody(HEADS[fmt] + b"\n" * BLANKS)
+
+    with pytest.raises(OutOfTimeError):
+        list(read_records(body, Layout(fmt, False), heartbeat=heartbeat))
+    body.close()
+
+    assert heartbeat.beats == 2
+    assert body.read_up_to < BLANKS - HEARTBEAT_CHARS  # stopped, not read to the end
+
+
+def test_a_line_too_long_to_hold_beats_while_it_is_read_past() -> None:
+    heartbeat = CountingHeartbeat()
+    body = stream_of(iter([b"x" * (1 << 20)] * 16 + [b"\n"]))
+
+    (record,) = read_records(body, Layout(ObjectFormat.NDJSON, gzipped=True), heartbeat=heartbeat)
+
+    assert isinstance(record.raw, Unparsable)
+    assert record.raw.size == 16 << 20
+    assert heartbeat.beats >= 15
 
 
 # --- bytes that are not text ------------------------------------------------------------------------------------------

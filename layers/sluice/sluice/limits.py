@@ -13,3 +13,6 @@ MAX_ERROR_DETAILS: Final = 20
 # Lambda answers at most 6,291,556 bytes (its "6 MB"): a listing page's items take at most this many bytes of that
 # answer, which leaves room for the page's envelope, the headers and the status around them.
 PAGE_BYTES_MAX: Final = 5 * 1024 * 1024
+# A quarantined reading keeps its raw text up to this many bytes (as stored JSON); a longer one keeps its start, with
+# the size and SHA-256 of the whole, so that every quarantine row stays small enough to list and to hold in memory.
+MAX_RAW_BYTES: Final = 16 * 1024

@@ -4,30 +4,42 @@ A record is ``(position, system_id as read, reading as read)``. What cannot be p
 ``Unparsable`` record that the worker quarantines as ``parse_error``; a file that cannot be read at all (not gzip,
 not UTF-8, an unknown format, a broken envelope) raises ``UnreadableObjectError``, which fails its job.
 
-Memory stays bounded by what the caller keeps, not by the file: drops are read block by block. API batches (at
-most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker sees
-exactly what the API counted.
+Memory stays bounded by what the caller keeps, not by the file: drops are read block by block, and NDJSON and CSV
+line by line with each line (or CSV row) bounded: a longer one is read past in pieces, never held whole. API
+batches (at most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker
+sees exactly what the API counted.
+
+A reader tells its caller that it is still reading (``heartbeat``) at least every ``HEARTBEAT_CHARS`` characters,
+whether they held readings or not: a file of blank lines yields nothing for a long time, and the worker must still
+keep its message and watch its time meanwhile.
 """
 
 import csv
 import gzip
+import hashlib
 import io
 import itertools
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO, Any, Final, NamedTuple
 
 from sluice.errors import UnreadableObjectError
+from sluice.limits import MAX_RAW_BYTES
 
 CSV_COLUMNS: Final = ("system_id", "sensor_id", "timestamp", "value", "unit", "quality")
 GZIP_SUFFIX: Final = ".gz"
-# A single JSON element or NDJSON line larger than this is refused rather than buffered without bound.
+# A single JSON element, NDJSON line or CSV row larger than this (line ends included) is refused rather than
+# buffered without bound.
 MAX_ELEMENT_CHARS: Final = 1 << 20
+# The reader calls its heartbeat at least this often, in characters read (blank lines and refused lines included).
+HEARTBEAT_CHARS: Final = 1 << 20
 _BLOCK_CHARS = 1 << 16
+# A refused line is read past in pieces of this many characters.
+_PIECE_CHARS = 1 << 16
 _WHITESPACE = frozenset(" \t\r\n")
 _REPEATED_KEYS_EXPECTED: Final = "a JSON object naming each field once"
 _JSON_TYPES: Final[dict[type, str]] = {str: "a string", list: "an array", bool: "a boolean", type(None): "null"}
@@ -97,11 +109,14 @@ _FORMAT_BY_EXTENSION: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Unparsable:
-    """A line or element that is not a reading, kept as it arrived for quarantine."""
+    """A line or element that is not a reading, kept as it arrived for quarantine. A line too long to hold keeps
+    only its start in ``text``, with the size (UTF-8 bytes) and SHA-256 (hex) of the whole line, line end excluded."""
 
     text: str
     expected: str
     got: str
+    size: int | None = None
+    sha256: str | None = None
 
 
 class Record(NamedTuple):
@@ -137,20 +152,24 @@ def layout_of(key: str, content_encoding: str | None) -> Layout:
     return Layout(found, gzipped)
 
 
-def read_records(body: IO[bytes], layout: Layout, *, whole_envelope: bool = False) -> Iterator[Record]:
-    """The records of an object's body. ``whole_envelope`` parses a JSON envelope in one piece, as the API does."""
+def read_records(
+    body: IO[bytes], layout: Layout, *, whole_envelope: bool = False, heartbeat: Callable[[], None] | None = None
+) -> Iterator[Record]:
+    """The records of an object's body. ``whole_envelope`` parses a JSON envelope in one piece, as the API does;
+    ``heartbeat`` is called at least every HEARTBEAT_CHARS characters read, and may raise to stop the reading."""
     stream: IO[bytes] = gzip.GzipFile(fileobj=body, mode="rb") if layout.gzipped else body  # type: ignore[assignment]
+    beat = heartbeat or _no_heartbeat
     try:
         if layout.format is ObjectFormat.JSON and whole_envelope:
             yield from _whole_envelope_records(stream.read())
             return
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
         if layout.format is ObjectFormat.CSV:
-            yield from _csv_records(text)
+            yield from _csv_records(_BoundedLines(text, beat))
         elif layout.format is ObjectFormat.NDJSON:
-            yield from _ndjson_records(text)
+            yield from _ndjson_records(_BoundedLines(text, beat))
         else:
-            yield from _envelope_records(text)
+            yield from _envelope_records(_JsonStream(text, beat))
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise UnreadableObjectError(f"the object is not readable gzip: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -190,12 +209,21 @@ def _unrepeated(raw: object) -> object:
     return raw
 
 
-def _ndjson_records(text: IO[str]) -> Iterator[Record]:
-    loads = _decoder.decode
-    for number, line in enumerate(text, start=1):
-        if len(line) > MAX_ELEMENT_CHARS:
-            yield Record(number, None, Unparsable(line[:1000], "a JSON object", f"a line of {len(line)} characters"))
+def _ndjson_records(lines: "_BoundedLines") -> Iterator[Record]:
+    while True:
+        try:
+            yield from _ndjson_lines(lines)
+        except _OverlongError as exc:
+            yield Record(lines.number, None, exc.unparsable("a JSON object", f"a line of {exc.chars} characters"))
             continue
+        return
+
+
+def _ndjson_lines(lines: "_BoundedLines") -> Iterator[Record]:
+    loads = _decoder.decode
+    for line in lines:
+        number = lines.number
+        lines.row_chars = 0  # every line is a row of its own
         stripped = line.strip()
         if not stripped:
             continue
@@ -220,19 +248,21 @@ def _ndjson_records(text: IO[str]) -> Iterator[Record]:
         yield Record(number, raw.get("system_id"), raw)
 
 
-def _csv_records(text: IO[str]) -> Iterator[Record]:
+def _csv_records(lines: "_BoundedLines") -> Iterator[Record]:
     """CSV rows as records, positioned by the line they end on (the header is line 1)."""
-    reader = csv.reader(text)
+    reader = csv.reader(lines)
     header = _csv_header(reader)
+    lines.row_chars = 0
     width = len(CSV_COLUMNS)
     system_at, sensor_at, time_at, value_at, unit_at, quality_at = (header.index(name) for name in CSV_COLUMNS)
     while True:
         try:
             # The hot loop of a drop: conversions are inlined rather than called.
             for row in reader:
+                lines.row_chars = 0  # the next row starts here: a row's lines count together toward the bound
                 if len(row) != width:
                     if row:  # not a blank line
-                        yield Record(reader.line_num, None, _misshapen(row, width))
+                        yield Record(lines.number, None, _misshapen(row, width))
                     continue
                 value: object = row[value_at]
                 # Text that is not a number stays text: the rules then say "value: expected a number, got 'high'".
@@ -247,7 +277,7 @@ def _csv_records(text: IO[str]) -> Iterator[Record]:
                 except ValueError:
                     quality = _csv_number(row[quality_at])
                 yield Record(
-                    reader.line_num,
+                    lines.number,
                     row[system_at],
                     {
                         "sensor_id": row[sensor_at],
@@ -258,8 +288,13 @@ def _csv_records(text: IO[str]) -> Iterator[Record]:
                     },
                 )
         except csv.Error as exc:
-            # The csv module cannot show the line it refused; the object itself stays in the bucket.
-            yield Record(reader.line_num, None, Unparsable("", "a CSV row", f"unreadable CSV ({exc})"))
+            # The csv module cannot show the line it refused; the object itself stays in the bucket. It starts the
+            # next row afresh.
+            lines.row_chars = 0
+            yield Record(lines.number, None, Unparsable("", "a CSV row", f"unreadable CSV ({exc})"))
+        except _OverlongError as exc:
+            # The row's rest on its line is read past; the csv reader starts its next row afresh on the next line.
+            yield Record(lines.number, None, exc.unparsable("a CSV row", f"a row of {exc.chars} characters"))
         else:
             return
 
@@ -277,6 +312,8 @@ def _csv_header(reader: "Iterator[list[str]]") -> list[str]:
         raise UnreadableObjectError(f"the CSV file is empty: it needs the header {','.join(CSV_COLUMNS)}") from None
     except csv.Error as exc:
         raise UnreadableObjectError(f"the CSV header cannot be read: {exc}") from None
+    except _OverlongError as exc:
+        raise UnreadableObjectError(f"the CSV header cannot be read: a row of {exc.chars} characters") from None
     if sorted(header) != sorted(CSV_COLUMNS):
         raise UnreadableObjectError(
             f"the CSV header must name the columns {','.join(CSV_COLUMNS)} (in any order); got {','.join(header)[:200]}"
@@ -292,9 +329,8 @@ def _csv_number(text: str) -> object:
         return text
 
 
-def _envelope_records(text: IO[str]) -> Iterator[Record]:
+def _envelope_records(reader: "_JsonStream") -> Iterator[Record]:
     """Stream ``{"system_id": ..., "readings": [...]}``; ``system_id`` must come first, since nothing is kept."""
-    reader = _JsonStream(text)
     reader.expect("{")
     system_id: object = None
     seen: set[str] = set()
@@ -346,8 +382,10 @@ def _array_records(reader: "_JsonStream", system_id: object) -> Iterator[Record]
 class _JsonStream:
     """A JSON text read block by block: whole values are decoded by the C decoder, structure by hand."""
 
-    def __init__(self, text: IO[str]) -> None:
+    def __init__(self, text: IO[str], heartbeat: Callable[[], None]) -> None:
         self._text = text
+        self._heartbeat = heartbeat
+        self._unbeaten = 0
         self._buffer = ""
         self._at = 0
         self._eof = False
@@ -356,6 +394,10 @@ class _JsonStream:
         if self._eof:
             return False
         block = self._text.read(_BLOCK_CHARS)
+        self._unbeaten += len(block)
+        if self._unbeaten >= HEARTBEAT_CHARS:
+            self._unbeaten = 0
+            self._heartbeat()
         if not block:
             self._eof = True
             return False
@@ -404,3 +446,105 @@ class _JsonStream:
                 continue
             self._at = end
             return value
+
+
+def _no_heartbeat() -> None:
+    pass
+
+
+class _OverlongError(Exception):
+    """A line (or CSV row) over MAX_ELEMENT_CHARS, already read past: its start, length, size and SHA-256."""
+
+    def __init__(self, start: str, chars: int, size: int, sha256: str) -> None:
+        super().__init__(f"a line of {chars} characters")
+        self.start = start
+        self.chars = chars
+        self.size = size
+        self.sha256 = sha256
+
+    def unparsable(self, expected: str, got: str) -> Unparsable:
+        """The quarantine record of the refused line."""
+        return Unparsable(self.start, expected, got, self.size, self.sha256)
+
+
+class _BoundedLines:
+    """A text's lines, line ends kept, numbered from 1 (``number``: the line last returned). A row (one line, or the
+    lines one CSV row spans: the caller sets ``row_chars`` to 0 where a row starts) of more than MAX_ELEMENT_CHARS
+    characters is never held whole: the rest of its line is read past in pieces, keeping the line's start, and
+    ``_OverlongError`` is raised with its length, size and SHA-256; the next line is read as usual after it."""
+
+    __slots__ = ("_heartbeat", "_pending", "_readline", "_unbeaten", "number", "row_chars")
+
+    def __init__(self, text: IO[str], heartbeat: Callable[[], None]) -> None:
+        self._readline = text.readline
+        self._heartbeat = heartbeat
+        self._unbeaten = 0
+        self._pending = ""
+        self.number = 0
+        self.row_chars = 0
+
+    def __iter__(self) -> "_BoundedLines":
+        return self
+
+    def __next__(self) -> str:
+        room = MAX_ELEMENT_CHARS - self.row_chars
+        if self._pending:
+            line, self._pending = self._pending, ""
+        else:
+            # One character more than the row has room for: a longer line is cut there, and so recognised.
+            line = self._readline(room + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        self._count(len(line))
+        if len(line) > room:
+            prior, self.row_chars = self.row_chars, 0
+            raise self._read_past(line, prior)
+        self.row_chars += len(line)
+        return line
+
+    def _count(self, chars: int) -> None:
+        self._unbeaten += chars
+        if self._unbeaten >= HEARTBEAT_CHARS:
+            self._unbeaten = 0
+            self._heartbeat()
+
+    def _read_past(self, piece: str, prior: int) -> _OverlongError:
+        """Read to the end of the line ``piece`` (cut at ``prior``'s room + 1) starts, in bounded pieces, hashing
+        the line (line end excluded) as it streams and keeping its first MAX_RAW_BYTES characters."""
+        digest = hashlib.sha256()
+        kept: list[str] = []
+        kept_chars = size = 0
+        chars = prior
+        limit = len(piece)
+        while True:
+            chars += len(piece)
+            # readline stops at a line end, at its limit, or at the end of the text.
+            ended = piece.endswith(("\n", "\r")) or len(piece) < limit
+            body = piece[: len(piece) - len(_line_end(piece))] if ended else piece
+            data = body.encode()
+            digest.update(data)
+            size += len(data)
+            if kept_chars < MAX_RAW_BYTES:
+                kept.append(body[: MAX_RAW_BYTES - kept_chars])
+                kept_chars += len(kept[-1])
+            if ended:
+                break
+            limit = _PIECE_CHARS
+            piece = self._readline(limit)
+            self._count(len(piece))
+        if piece.endswith("\r") and len(piece) == limit:
+            # A CR where the limit cut the line may be the first half of a CRLF: its LF belongs to this line. Else
+            # this is the next line, read as __next__ would read it (a new row has all the room).
+            after = self._readline(MAX_ELEMENT_CHARS + 1)
+            if after == "\n":
+                chars += 1
+            else:
+                self._pending = after
+        return _OverlongError("".join(kept), chars, size, digest.hexdigest())
+
+
+def _line_end(line: str) -> str:
+    if line.endswith("\r\n"):
+        return "\r\n"
+    return line[-1:] if line.endswith(("\n", "\r")) else ""
