@@ -365,7 +365,7 @@ class LoadRun:
 
     def _accept(self, job_id: str, readings: Sequence[Mapping[str, Any]]) -> None:
         accepted_at = time.monotonic()
-        self.log.batch(job_id, readings)
+        self.log.batch(job_id, readings, system_id=self.target.system_id)
         self._accepted_jobs.append(job_id)
         self.result.accepted_batches += 1
         self.result.accepted_api_readings += len(readings)
@@ -407,7 +407,7 @@ class LoadRun:
                 self.result.record(DROP, "200", (time.perf_counter() - started) * 1000)
                 self._last_answer = time.monotonic()
                 self.result.drop_stored_at[key] = datetime.now(UTC)
-                self.log.drop(key, readings)
+                self.log.drop(key, readings, system_id=self.target.system_id)
                 self.result.drops += 1
                 self.result.drop_readings += len(readings)
             number += 1

@@ -10,7 +10,8 @@ log with the database and the job records:
 - per-job mismatches: a finished job whose counts disagree with the rows stored under its id, or with what was
   sent (``total = inserted + quarantined``; docs/architecture.md, "The promise").
 
-Readings are identified by ``(sensor_id, timestamp)``, so a workload gives every reading it sends a pair of its own.
+Readings are identified as the database knows them, by ``(system_id, sensor_id, timestamp)``; a workload gives every
+reading it sends a key of its own.
 Rows a reviewer approved or fixed were replayed into ``readings``; their quarantine row is then history, not a copy.
 """
 
@@ -44,19 +45,20 @@ class AcceptanceLog:
     """What clients were promised, in the order they were answered. Safe to share between threads."""
 
     entries: list[Accepted] = field(default_factory=list)
-    keys: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[tuple[str, str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def batch(self, job_id: str, readings: Sequence[Mapping[str, Any]]) -> None:
-        """A batch answered 202 with ``job_id``."""
-        self._add(Accepted(len(readings), job_id=job_id), readings)
+    def batch(self, job_id: str, readings: Sequence[Mapping[str, Any]], *, system_id: object) -> None:
+        """A batch of ``system_id`` answered 202 with ``job_id``."""
+        self._add(Accepted(len(readings), job_id=job_id), readings, system_id)
 
-    def drop(self, object_key: str, readings: Sequence[Mapping[str, Any]]) -> None:
-        """A file stored under ``object_key`` (drops/<tenant>/...)."""
-        self._add(Accepted(len(readings), object_key=object_key), readings)
+    def drop(self, object_key: str, readings: Sequence[Mapping[str, Any]], *, system_id: object) -> None:
+        """A file stored under ``object_key`` (drops/<tenant>/...) whose rows all name ``system_id``."""
+        self._add(Accepted(len(readings), object_key=object_key), readings, system_id)
 
-    def _add(self, entry: Accepted, readings: Iterable[Mapping[str, Any]]) -> None:
-        pairs = [(str(reading["sensor_id"]), str(reading["timestamp"])) for reading in readings]
+    def _add(self, entry: Accepted, readings: Iterable[Mapping[str, Any]], system_id: object) -> None:
+        system = str(system_id)
+        pairs = [(system, str(reading["sensor_id"]), str(reading["timestamp"])) for reading in readings]
         with self._lock:
             self.entries.append(entry)
             self.keys.extend(pairs)
@@ -168,35 +170,38 @@ def _unfinished(log: AcceptanceLog, jobs: Sequence[Job]) -> list[str]:
     return waiting
 
 
-def _compare_rows(conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str]]) -> tuple[int, int, int, int, int]:
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS oracle_expected (sensor_id uuid, time timestamptz)")
+def _compare_rows(
+    conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str, str]]
+) -> tuple[int, int, int, int, int]:
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS oracle_expected (system_id uuid, sensor_id uuid, time timestamptz)")
     conn.execute("TRUNCATE oracle_expected")
-    with conn.cursor().copy("COPY oracle_expected (sensor_id, time) FROM STDIN") as copy:
-        for pair in keys:
-            copy.write_row(pair)
-    conn.execute("CREATE INDEX IF NOT EXISTS oracle_expected_key ON oracle_expected (sensor_id, time)")
+    with conn.cursor().copy("COPY oracle_expected (system_id, sensor_id, time) FROM STDIN") as copy:
+        for key in keys:
+            copy.write_row(key)
+    conn.execute("CREATE INDEX IF NOT EXISTS oracle_expected_key ON oracle_expected (system_id, sensor_id, time)")
     conn.execute("ANALYZE oracle_expected")
     # A reviewed-and-replayed quarantine row is history: its reading now lives in `readings`.
     found = """
         WITH stored AS (
-            SELECT sensor_id, time FROM readings
+            SELECT system_id, sensor_id, time FROM readings
             UNION ALL
-            SELECT sensor_id, time FROM quarantined_readings WHERE review_status NOT IN ('approved', 'fixed')
+            SELECT system_id, sensor_id, time FROM quarantined_readings
+            WHERE review_status NOT IN ('approved', 'fixed')
         ), copies AS (
-            SELECT e.sensor_id, e.time, count(s.sensor_id) AS n
-            FROM (SELECT DISTINCT sensor_id, time FROM oracle_expected) e
-            LEFT JOIN stored s ON s.sensor_id = e.sensor_id AND s.time = e.time
-            GROUP BY e.sensor_id, e.time
+            SELECT e.system_id, e.sensor_id, e.time, count(s.sensor_id) AS n
+            FROM (SELECT DISTINCT system_id, sensor_id, time FROM oracle_expected) e
+            LEFT JOIN stored s ON s.system_id = e.system_id AND s.sensor_id = e.sensor_id AND s.time = e.time
+            GROUP BY e.system_id, e.sensor_id, e.time
         )
         SELECT count(*) FILTER (WHERE n = 0), coalesce(sum(greatest(n - 1, 0)), 0) FROM copies
     """
     lost, duplicated = conn.execute(found).fetchone() or (0, 0)
     strays = """
         SELECT
-          (SELECT count(*) FROM readings r
-            WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e WHERE e.sensor_id = r.sensor_id AND e.time = r.time))
-          + (SELECT count(*) FROM quarantined_readings q
-            WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e WHERE e.sensor_id = q.sensor_id AND e.time = q.time)),
+          (SELECT count(*) FROM readings r WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e
+            WHERE e.system_id = r.system_id AND e.sensor_id = r.sensor_id AND e.time = r.time))
+          + (SELECT count(*) FROM quarantined_readings q WHERE NOT EXISTS (SELECT 1 FROM oracle_expected e
+            WHERE e.system_id = q.system_id AND e.sensor_id = q.sensor_id AND e.time = q.time)),
           (SELECT count(*) FROM readings),
           (SELECT count(*) FROM quarantined_readings WHERE review_status NOT IN ('approved', 'fixed'))
     """

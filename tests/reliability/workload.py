@@ -73,7 +73,7 @@ class Workload:
             with self._lock:
                 self.statuses[reply.status] += 1
             if reply.status == 202:
-                self.log.batch(reply.body["job_id"], readings)
+                self.log.batch(reply.body["job_id"], readings, system_id=SYSTEM)
                 return reply
             if reply.status < 500:
                 return reply
@@ -99,7 +99,7 @@ class Workload:
             Key=key,
             Body=gzip.compress(body, compresslevel=1) if gz else body,
         )
-        self.log.drop(key, readings)
+        self.log.drop(key, readings, system_id=SYSTEM)
         return key
 
     def s3_event_body(self, key: str) -> str:
