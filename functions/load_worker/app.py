@@ -101,6 +101,16 @@ def park(service: LoadService, message: IngestMessage, error: Exception, receive
     metrics.add_metric(name="JobsParked", unit=MetricUnit.Count, value=len(parked))
 
 
+def start_read_ahead(service: LoadService, messages: list[IngestMessage]) -> None:
+    """Read-ahead only saves time: each object is opened when its message is loaded anyway. It runs before the
+    per-message handling, where a fault would fail every message of the batch, so a fault here is logged instead."""
+    try:
+        service.read_ahead(messages)
+    except Exception:
+        logger.exception("read-ahead failed: each object is read when its message is loaded")
+        metrics.add_metric(name="ReadAheadFailures", unit=MetricUnit.Count, value=1)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -113,7 +123,7 @@ def lambda_handler(
     # Each body is parsed once, here; read-ahead, logs, loading and parking all take the parsed message.
     messages = [parse_message(record.get("body", "")) for record in records]
     by_id = {record.get("messageId"): message for record, message in zip(records, messages, strict=True)}
-    service.read_ahead(messages)
+    start_read_ahead(service, messages)
     quarantined_by_reason.clear()
 
     def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:

@@ -60,9 +60,13 @@ class RecordingBatches:
 class RecordingProgress:
     def __init__(self) -> None:
         self.committed: list[int] = []
+        self.reads = 0
 
     def chunk_committed(self, chunk_no: int) -> None:
         self.committed.append(chunk_no)
+
+    def still_reading(self) -> None:
+        self.reads += 1
 
 
 class Died(BaseException):
@@ -140,8 +144,9 @@ def test_a_faulty_progress_crashes_right_after_its_chunk_and_passes_the_rest_thr
     with pytest.raises(InjectedFaultError, match="crash after chunk 1"):
         progress.chunk_committed(1)
     progress.chunk_committed(2)
+    progress.still_reading()
 
-    assert inner.committed == [0, 2]
+    assert (inner.committed, inner.reads) == ([0, 2], 1)
 
 
 # --- switching them on -----------------------------------------------------------------------------------------

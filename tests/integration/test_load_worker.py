@@ -2,9 +2,11 @@
 object ends exactly once in readings or in quarantine, and the job's counts say so, whatever SQS does."""
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -15,8 +17,9 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from psycopg.conninfo import conninfo_to_dict
 
 from sluice.adapters.aws import secretsmanager_client, sqs_client
+from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.timescale import database_dsn
-from sluice.domain.objects import batch_object_key, parse_message
+from sluice.domain.objects import ObjectRef, batch_object_key, parse_message
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
 
@@ -483,6 +486,49 @@ def test_a_long_file_keeps_its_message_invisible_and_stops_before_the_time_runs_
     # Extended from 1 s to the template's 1800 s after chunk 0, then released: the retry may start at once.
     (again,) = worker.receive_objects()
     assert again["MessageId"] == messages[0]["MessageId"]
+
+
+def test_a_file_of_blank_lines_keeps_its_message_invisible_and_stops_before_the_time_runs_out(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a drop that is 4 MiB of blank lines (4 KiB gzipped) before its one reading: no chunk commits meanwhile.
+    configure(monkeypatch, SLUICE_VISIBILITY_HEARTBEAT_SECONDS="0")
+    body = gzip.compress(b"\n" * (4 << 20) + json.dumps({"system_id": str(system_id)} | reading(0)).encode())
+    key = drop(worker, "drops/demo/blank.ndjson.gz", body)
+    messages = worker.receive_objects(visibility_timeout=1)
+    worker.remaining_ms = 10_000  # under the 20 s the worker keeps in hand
+
+    # When the worker reads it, then Then it stops while reading, having kept the message and released it.
+    with pytest.raises(BatchProcessingError, match="ms left while reading"):
+        worker.invoke(worker.event(messages))
+
+    job_id = worker.job_by_key(key).job_id
+    assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job_id) == [(0,)]
+    assert worker.job(job_id).status is JobStatus.PROCESSING
+    (again,) = worker.receive_objects()
+    assert again["MessageId"] == messages[0]["MessageId"]
+
+
+class RefusingReadAhead(S3ObjectSource):
+    """An object source whose read-ahead fails (as a thread pool does once shut down); it opens objects as usual."""
+
+    def read_ahead(self, refs: Iterable[ObjectRef]) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+
+def test_a_read_ahead_that_fails_fails_no_message_of_the_batch(worker: WorkerHarness, system_id: UUID) -> None:
+    # Given a batch of two messages and a read-ahead (run before any message is handled) that fails.
+    objects = RefusingReadAhead()
+    service = worker.module.get_service()
+    worker.service = dataclasses.replace(
+        service, objects=objects, ports=dataclasses.replace(service.ports, objects=objects)
+    )
+    first, second = api_batch(worker, system_id, [reading(0)]), api_batch(worker, system_id, [reading(1)])
+
+    # When the batch is delivered, Then both messages load.
+    assert worker.deliver() == {"batchItemFailures": []}
+    assert_accounted(worker, first, total=1)
+    assert_accounted(worker, second, total=1)
 
 
 def test_a_message_failing_its_last_receive_fails_its_jobs_before_it_is_parked(

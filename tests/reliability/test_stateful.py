@@ -6,8 +6,9 @@ reason at each position, and each review's status.
 After every step the database must agree (queried at the stack's DSN): each reading of a landed job (one in the
 ingest ledger) is exactly once in ``readings`` or in quarantine, an approved or fixed row counting as its reading
 in ``readings``, which holds it once under the row's job, with the value the review gave it; and each job's rows
-add up to the counts it reports. Readings are known by (sensor_id, timestamp); every example has sensors of its
-own, so earlier examples on the same stack never blur its counts.
+add up to the counts it reports. Readings are known as the database knows them, by (system_id, sensor_id,
+timestamp): a repeat posted under the example's other system is another reading, not a duplicate. Every example has
+sensors of its own, so earlier examples on the same stack never blur its counts.
 """
 
 import itertools
@@ -56,7 +57,8 @@ RUN = settings(
 
 pytestmark = pytest.mark.db
 
-type Key = tuple[str, str]  # (sensor_id, timestamp): how the database knows a reading
+type Key = tuple[str, str]  # (sensor_id, timestamp), as a reading is sent
+type Identity = tuple[str, Key]  # (system_id, key): how the database knows a reading
 
 
 @dataclass
@@ -127,7 +129,7 @@ class IngestAndReview(RuleBasedStateMachine):
         self.seconds = 0
         self.posted: dict[str, list[Planted]] = {}  # job id -> its readings in order
         self.waited: set[str] = set()
-        self.stored: set[Key] = set()  # keys in readings, as far as waited jobs and reviews tell
+        self.stored: set[Identity] = set()  # readings stored, as far as waited jobs and reviews tell
         self.rows: dict[int, Row] = {}
         self.posts = 0
         self.principal = ""
@@ -155,7 +157,7 @@ class IngestAndReview(RuleBasedStateMachine):
         if twice or not readings:
             readings += [self.fresh("valid")] * (2 if twice else 1)
         known = sorted(self.stored)
-        readings += [self.repeat(known[(self.posts + n) % len(known)]) for n in range(repeats if known else 0)]
+        readings += [self.repeat(known[(self.posts + n) % len(known)][1]) for n in range(repeats if known else 0)]
         if self.posts % POSTS_PER_PRINCIPAL == 0:
             self.principal = f"state-poster-{next(PRINCIPALS)}"
         self.posts += 1
@@ -190,7 +192,7 @@ class IngestAndReview(RuleBasedStateMachine):
         assert {item["position"]: item["reason"] for item in listed} == quarantined
         for item in listed:
             self.rows[item["id"]] = Row(item["id"], job_id, planted[item["position"]], item["reason"])
-        self.stored |= {p.key for p in planted if p.reason is None}
+        self.stored |= {(p.system, p.key) for p in planted if p.reason is None}
         self.waited.add(job_id)
 
     @precondition(lambda self: self.waited)
@@ -306,7 +308,7 @@ class IngestAndReview(RuleBasedStateMachine):
             }
             copies = self.copies(conn)
             per_job = self.rows_per_job(conn)
-        sent = Counter(planted.key for job_id in landed for planted in self.posted[job_id])
+        sent = Counter((planted.system, planted.key) for job_id in landed for planted in self.posted[job_id])
         differ = {key: (copies[key], sent[key]) for key in copies | sent if copies[key] != sent[key]}
         assert not differ, f"(stored, sent) per reading: {differ}"
         for job_id in landed & self.waited:
@@ -323,8 +325,9 @@ class IngestAndReview(RuleBasedStateMachine):
         with psycopg.connect(self.stack.dsn) as conn:
             for row in replayed:
                 found = conn.execute(
-                    "SELECT job_id::text, value FROM readings WHERE sensor_id = %s::uuid AND time = %s::timestamptz",
-                    row.reading.key,
+                    "SELECT job_id::text, value FROM readings"
+                    " WHERE system_id = %s::uuid AND sensor_id = %s::uuid AND time = %s::timestamptz",
+                    (row.reading.system, *row.reading.key),
                 ).fetchall()
                 assert found == [(row.job_id, row.stored_value)], (row, found)
 
@@ -350,7 +353,7 @@ class IngestAndReview(RuleBasedStateMachine):
 
     def judged(self, readings: list[Planted], system: str) -> list[Planted]:
         """The readings with the reason the worker gives each: its own rule, then an unknown system, then a repeat
-        of a stored or earlier reading."""
+        of a reading of this system stored or earlier in the batch."""
         unknown = system == self.later_system and not self.registered
         seen: set[Key] = set()
         judged = []
@@ -358,7 +361,7 @@ class IngestAndReview(RuleBasedStateMachine):
             reason = planted.reason
             if reason is None and unknown:
                 reason = "system_not_found"
-            if reason is None and (planted.key in self.stored or planted.key in seen):
+            if reason is None and ((system, planted.key) in self.stored or planted.key in seen):
                 reason = "duplicate"
             if reason is None:
                 seen.add(planted.key)
@@ -393,7 +396,7 @@ class IngestAndReview(RuleBasedStateMachine):
             return 422, "reading_invalid"
         if row.reading.system == self.later_system and not self.registered:
             return 422, "reading_invalid"
-        if row.reading.key in self.stored:
+        if (row.reading.system, row.reading.key) in self.stored:
             return 409, "duplicate_reading"
         return 200, None
 
@@ -412,7 +415,7 @@ class IngestAndReview(RuleBasedStateMachine):
             row.status, row.reviewer = status, sub
             if body["action"] != "reject":
                 row.stored_value = float(body.get("value", row.reading.value))
-                self.stored.add(row.reading.key)
+                self.stored.add((row.reading.system, row.reading.key))
 
     # --- the stack ------------------------------------------------------------------------------------------------
 
@@ -433,20 +436,21 @@ class IngestAndReview(RuleBasedStateMachine):
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not finish in {JOB_TIMEOUT_S} s")
 
-    def copies(self, conn: psycopg.Connection[Any]) -> Counter[Key]:
+    def copies(self, conn: psycopg.Connection[Any]) -> Counter[Identity]:
         """How often each of this example's keys is stored: in readings, or as a quarantined reading that no
         review replayed into readings."""
-        found: Counter[Key] = Counter()
-        for sensor, moment, n in conn.execute(
-            """SELECT sensor_id::text, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), count(*)
-               FROM (SELECT sensor_id, time FROM readings WHERE sensor_id = ANY(%(sensors)s::uuid[])
+        found: Counter[Identity] = Counter()
+        for system, sensor, moment, n in conn.execute(
+            """SELECT system_id::text, sensor_id::text,
+                      to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), count(*)
+               FROM (SELECT system_id, sensor_id, time FROM readings WHERE sensor_id = ANY(%(sensors)s::uuid[])
                      UNION ALL
-                     SELECT sensor_id, time FROM quarantined_readings WHERE sensor_id = ANY(%(sensors)s::uuid[])
-                       AND review_status NOT IN ('approved', 'fixed')) stored
-               GROUP BY 1, 2""",
+                     SELECT system_id, sensor_id, time FROM quarantined_readings
+                     WHERE sensor_id = ANY(%(sensors)s::uuid[]) AND review_status NOT IN ('approved', 'fixed')) stored
+               GROUP BY 1, 2, 3""",
             {"sensors": self.sensors},
         ):
-            found[(sensor, moment)] = n
+            found[(system, (sensor, moment))] = n
         return found
 
     def rows_per_job(self, conn: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:

@@ -37,7 +37,7 @@ from sluice.domain.load import (
 )
 from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, parse_message, target_of
 from sluice.domain.validation import ReadingValidator
-from sluice.errors import UnreadableObjectError
+from sluice.errors import OutOfTimeError, UnreadableObjectError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.readings import QuarantineReason, Rejection
 
@@ -418,9 +418,17 @@ class FakeSink:
 @dataclass
 class FakeProgress:
     committed: list[int] = field(default_factory=list)
+    reads: int = 0
+    # Out of time at this many reads: raises as MessageProgress does when the invocation runs short.
+    reads_allowed: int | None = None
 
     def chunk_committed(self, chunk_no: int) -> None:
         self.committed.append(chunk_no)
+
+    def still_reading(self) -> None:
+        self.reads += 1
+        if self.reads == self.reads_allowed:
+            raise OutOfTimeError("no time left while reading")
 
 
 def clock() -> datetime:
@@ -501,6 +509,20 @@ def test_an_object_is_loaded_chunk_by_chunk_skipping_what_the_ledger_has() -> No
     assert (started.source, started.tenant_id, started.object_key) == (JobSource.DROP, "demo", key)
     finish = jobs.finished[started.job_id]
     assert (finish.status, finish.counts, finish.error_message) == (JobStatus.COMPLETED, report.counts, None)
+
+
+def test_a_file_of_blank_lines_tells_its_progress_while_it_is_read_and_stops_when_time_runs_out() -> None:
+    key = "drops/demo/blank.ndjson"
+    # 4 MiB of blank lines, then readings: nothing is committed while the blank lines are read.
+    ports, jobs, _, sink = fake_ports(**{key: b"\n" * (4 << 20) + ndjson(reading(0))})
+    (item,) = parse_message(s3_event(key)).objects
+    progress = FakeProgress(reads_allowed=2)
+
+    with pytest.raises(OutOfTimeError):
+        load_object(item.ref, item.target, ports, POLICY, progress=progress, clock=clock)
+
+    assert (progress.reads, progress.committed, sink.ledger) == (2, [], {})
+    assert item.target.job_id not in jobs.finished
 
 
 def test_an_object_is_loaded_under_the_target_it_was_parsed_with() -> None:

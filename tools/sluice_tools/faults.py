@@ -99,6 +99,9 @@ class FaultyProgress:
             die(f"killed after chunk {chunk_no} committed, before the ack (SLUICE_FAULT_EXIT_AFTER_CHUNK)")
         self._inner.chunk_committed(chunk_no)
 
+    def still_reading(self) -> None:
+        self._inner.still_reading()
+
 
 @dataclass(frozen=True, slots=True)
 class FaultyLoadService(LoadService):

@@ -27,6 +27,7 @@ class MessageProgress:
         remaining_ms: Callable[[], int],
         min_remaining_ms: int,
         client: "SQSClient | None" = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue_url = queue_url
         self._receipt_handle = receipt_handle
@@ -35,21 +36,26 @@ class MessageProgress:
         self._remaining_ms = remaining_ms
         self._min_remaining_ms = min_remaining_ms
         self._client = client or sqs_client()
-        self._last_extended = time.monotonic()
+        self._monotonic = monotonic
+        self._last_extended = monotonic()
 
     def chunk_committed(self, chunk_no: int) -> None:
         """Keep the message ours; raise OutOfTimeError when no further chunk should start."""
-        if time.monotonic() - self._last_extended >= self._heartbeat_s:
+        self._keep(f"after chunk {chunk_no}: the message is retried and resumes at chunk {chunk_no + 1}")
+
+    def still_reading(self) -> None:
+        """The same between commits, while the object is read: a file of blank lines commits nothing for long."""
+        self._keep("while reading: the message is retried and resumes after its last committed chunk")
+
+    def _keep(self, where: str) -> None:
+        if self._monotonic() - self._last_extended >= self._heartbeat_s:
             self._change_visibility(self._visibility_timeout_s)
-            self._last_extended = time.monotonic()
+            self._last_extended = self._monotonic()
         remaining = self._remaining_ms()
         if remaining < self._min_remaining_ms:
             # Visible again at once: the retry resumes now rather than when the extended timeout runs out.
             self._change_visibility(0)
-            raise OutOfTimeError(
-                f"{remaining} ms left after chunk {chunk_no}: the message is retried and resumes at chunk "
-                f"{chunk_no + 1}"
-            )
+            raise OutOfTimeError(f"{remaining} ms left {where}")
 
     def _change_visibility(self, seconds: int) -> None:
         try:

@@ -124,10 +124,15 @@ class ReadingSink(Protocol):
 
 
 class Progress(Protocol):
-    """Told after each committed chunk: keeps the message invisible and stops before the invocation times out."""
+    """Told after each committed chunk, and while the object is read: keeps the message invisible and stops before
+    the invocation times out."""
 
     def chunk_committed(self, chunk_no: int) -> None:
         """Raise OutOfTimeError when no further chunk should start."""
+
+    def still_reading(self) -> None:
+        """Called at least every MiB read, readings or not (blank lines, a line too long to keep); raise
+        OutOfTimeError to stop now (an unfinished chunk is rolled back and read again by the retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +234,9 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     systems = SystemBook(job, ports.sink.tenant_systems(job.tenant_id))
     opened = ports.objects.open_object(ref)
     layout = layout_of(ref.key, opened.content_encoding)
-    records = iter(read_records(opened.body, layout, whole_envelope=job.source is JobSource.API))
+    records = iter(
+        read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=progress.still_reading)
+    )
     written = 0
     for chunk in chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems):
         # A committed chunk is still read (the stream has no index) but neither judged nor written again; so is
