@@ -64,6 +64,15 @@ class FailedJob:
 
 
 @dataclass(frozen=True)
+class GatewayRefused:
+    """Answered by the gateway before any function runs: ``status`` and ``{"message": message}``, with no response
+    header repeating anything the request sent."""
+
+    status: int
+    message: str
+
+
+@dataclass(frozen=True)
 class Ignored:
     """A key outside ``drops/<tenant>/``: no job at all."""
 
@@ -74,7 +83,7 @@ class ApiCase:
 
     id: str
     body: Callable[[], bytes]
-    expect: Refused | Landed
+    expect: Refused | Landed | GatewayRefused
     headers: Mapping[str, str] = field(default_factory=lambda: JSON)
     tenant: str = "demo"
 
@@ -207,7 +216,7 @@ def _api_cases() -> list[ApiCase]:  # noqa: PLR0915 - a table of cases reads bes
     def case(
         id: str,
         body: Callable[[str], bytes],
-        expect: Refused | Landed,
+        expect: Refused | Landed | GatewayRefused,
         headers: Mapping[str, str] = JSON,
         tenant: str = "demo",
     ) -> None:
@@ -621,6 +630,15 @@ def _api_cases() -> list[ApiCase]:  # noqa: PLR0915 - a table of cases reads bes
         lambda c: envelope(reading(c, 0)),
         Refused(403, "forbidden", "tenant_id"),
         tenant="../demo",
+    )
+
+    # --- the gateway: what reaches no function -----------------------------------------------------------------
+    # Under API Gateway's 10 MB, but 6.4 MB as the event (a gzip body goes in base64): over Lambda's 6 MB.
+    case(
+        "event_over_lambdas_6_mb",
+        lambda c: b"\x1f\x8b" + bytes(4_800_000),
+        GatewayRefused(413, "Request Entity Too Large"),
+        GZIP_JSON,
     )
     return cases
 

@@ -27,6 +27,7 @@ from .hostile_cases import (
     ApiCase,
     DropCase,
     FailedJob,
+    GatewayRefused,
     Ignored,
     Landed,
     Quarantined,
@@ -47,6 +48,7 @@ class Observed:
 
     channel: str
     status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     job_id: str | None = None
     job: dict[str, Any] | None = None
@@ -118,17 +120,17 @@ def send(stack: RunningStack, minter: TokenMinter, case: ApiCase) -> Observed:
     headers = {"Authorization": f"Bearer {bearer}", **case.headers}
     reply = raw_http("POST", f"{stack.api}/api/v1/data/ingest", case.body(), headers)
     job_id = reply.body.get("job_id") if reply.status == 202 and isinstance(reply.body, dict) else None
-    return Observed("api", status=reply.status, body=reply.body, job_id=job_id)
+    return Observed("api", status=reply.status, headers=reply.headers, body=reply.body, job_id=job_id)
 
 
-EXPECTED: dict[str, Refused | Landed | FailedJob | Ignored] = {
+EXPECTED: dict[str, Refused | Landed | GatewayRefused | FailedJob | Ignored] = {
     **{case.id: case.expect for case in API_CASES},
     **{case.id: case.expect for case in DROP_CASES},
 }
 
 
 def expects_job(case_id: str) -> bool:
-    return not isinstance(EXPECTED[case_id], Ignored | Refused)
+    return not isinstance(EXPECTED[case_id], Ignored | Refused | GatewayRefused)
 
 
 def finished_jobs(stack: RunningStack, bearer: str, awaited: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -185,6 +187,8 @@ def test_a_hostile_request_is_refused_cleanly_or_lands_reading_by_reading(
     assert seen.status < 500, seen.body
     if isinstance(case.expect, Refused):
         assert_refused(seen, case.expect)
+    elif isinstance(case.expect, GatewayRefused):
+        assert_gateway_refused(seen, case.expect)
     else:
         assert (seen.status, seen.body["status"]) == (202, "queued"), seen.body
         assert_landed(seen, case.expect)
@@ -277,6 +281,11 @@ def assert_refused(seen: Observed, expect: Refused) -> None:
         detail["field"] == expect.field and expect.reason in detail["reason"] and detail["index"] == expect.index
         for detail in error["details"]
     ), error
+    assert seen.principal_jobs == 0
+
+
+def assert_gateway_refused(seen: Observed, expect: GatewayRefused) -> None:
+    assert (seen.status, seen.body) == (expect.status, {"message": expect.message})
     assert seen.principal_jobs == 0
 
 

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from sluice_tools.local.lambdas import FunctionSpec, LocalFunction, function_specs
+from sluice_tools.local.lambdas import (
+    MAX_REQUEST_PAYLOAD_BYTES,
+    MAX_RESPONSE_PAYLOAD_BYTES,
+    FunctionSpec,
+    LocalFunction,
+    function_specs,
+)
 from sluice_tools.local.resources import plan_stack
 from sluice_tools.local.stack import local_function_specs, local_parameters
 from sluice_tools.local.template import StackContext, TemplateError, load_template
@@ -63,6 +69,29 @@ def test_a_result_json_cannot_carry_is_an_error(probe: LocalFunction) -> None:
 
     assert answer.error is not None
     assert answer.error["errorType"] == "TypeError"
+
+
+def test_an_answer_over_lambdas_limit_fails_the_invocation(probe: LocalFunction) -> None:
+    # '{"text": "' and '"}' around the text: 12 bytes. "é" is two bytes in the runtime's UTF-8 answer.
+    at_the_limit = probe.invoke({"do": "answer", "text": "x", "count": MAX_RESPONSE_PAYLOAD_BYTES - 12})
+    over_it = probe.invoke({"do": "answer", "text": "x", "count": MAX_RESPONSE_PAYLOAD_BYTES - 11})
+    non_ascii = probe.invoke({"do": "answer", "text": "é", "count": MAX_RESPONSE_PAYLOAD_BYTES // 2})
+
+    assert not at_the_limit.failed
+    assert over_it.error == {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+    }
+    assert non_ascii.error is not None
+    assert non_ascii.error["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_a_request_over_lambdas_limit_reaches_no_environment(probe: LocalFunction) -> None:
+    refused = probe.invoke({"pad": "x" * MAX_REQUEST_PAYLOAD_BYTES})
+    taken = probe.invoke({"pad": "x" * (MAX_REQUEST_PAYLOAD_BYTES - 100)})
+
+    assert refused.rejected
+    assert taken.result["calls"] == 1
 
 
 def test_an_invocation_past_its_timeout_is_stopped_and_the_next_starts_cold() -> None:

@@ -6,7 +6,8 @@ import gzip
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +26,15 @@ from sluice_tools.local.api import (
     select_route,
 )
 from sluice_tools.local.auth import SigningKey, jwt_authorizers
-from sluice_tools.local.lambdas import Invocation
+from sluice_tools.local.lambdas import (
+    MAX_REQUEST_PAYLOAD_BYTES,
+    MAX_RESPONSE_PAYLOAD_BYTES,
+    Invocation,
+    LocalFunction,
+    function_specs,
+    refused_request,
+    response_payload_bytes,
+)
 from sluice_tools.local.resources import plan_stack
 from sluice_tools.local.template import StackContext, TemplateError, load_template
 
@@ -483,6 +492,47 @@ def test_a_failed_invocation_is_a_500() -> None:
     assert body_json(response) == {"message": "Internal Server Error"}
 
 
+def test_an_answer_over_lambdas_limit_is_a_500_as_http_api_answers_a_failed_function() -> None:
+    limit = MAX_RESPONSE_PAYLOAD_BYTES
+    message = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+    response = proxy_response(answered(error={"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}))
+
+    assert (response.status, body_json(response)) == (500, {"message": "Internal Server Error"})
+
+
+def test_a_request_lambda_refuses_is_a_413_as_http_api_answers_it() -> None:
+    refused = refused_request({"body": "x" * MAX_REQUEST_PAYLOAD_BYTES})
+    assert refused is not None
+
+    response = proxy_response(refused)
+
+    assert (response.status, body_json(response)) == (413, {"message": "Request Entity Too Large"})
+
+
+def padded_event(size: int) -> dict[str, str]:
+    """An event whose compact JSON is exactly ``size`` bytes."""
+    return {"pad": "x" * (size - len('{"pad":""}'))}
+
+
+def test_lambda_takes_a_request_payload_smaller_than_6291456_bytes() -> None:
+    # Lambda's own words: "Request must be smaller than 6291456 bytes for the InvokeFunction operation".
+    assert refused_request(padded_event(MAX_REQUEST_PAYLOAD_BYTES - 1)) is None
+    refused = refused_request(padded_event(MAX_REQUEST_PAYLOAD_BYTES))
+
+    assert refused is not None
+    assert refused.rejected
+    assert refused.error == {
+        "errorType": "RequestEntityTooLargeException",
+        "errorMessage": "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
+    }
+
+
+def test_an_answer_is_measured_as_the_python_runtime_writes_it() -> None:
+    # awslambdaric (python3.12+) writes UTF-8 text as is: "é" is 2 bytes, not the 6 of "\u00e9".
+    assert response_payload_bytes({"text": "é"}) == len('{"text": "é"}'.encode())
+    assert response_payload_bytes({"body": '{"a": "\n"}'}) == len(json.dumps({"body": '{"a": "\n"}'}))
+
+
 @pytest.mark.parametrize(
     "result",
     [
@@ -620,6 +670,48 @@ def test_a_body_over_10_mb_is_413(context: StackContext, signing_key: SigningKey
     assert (too_big.status, body_json(too_big)) == (413, {"message": "Request Entity Too Large"})
     assert (just_fits.status, served_by) == (200, "IngestApiFunction")
     assert len(function.calls) == 1
+
+
+def unstarted_functions(context: StackContext, root: Path) -> dict[str, LocalFunction]:
+    """Every function of the template as a pool that has started no environment (its code is nowhere)."""
+    specs = function_specs(context, root, local_environment={})
+    return {name: LocalFunction(replace(spec, code_dir=root / "nowhere")) for name, spec in specs.items()}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # Under API Gateway's 10 MB but over 6 MB once in the event: text bodies go in as they are...
+        (b"x" * (6 * 1024 * 1024 + 1024), [("Content-Type", "application/json")]),
+        # ...and a gzip body goes in base64: 4.7 MB sent is 6.3 MB in the event.
+        (b"\x1f\x8b" + b"\0" * (4_750_000 - 2), [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]),
+    ],
+    ids=["text-6.0-mib", "gzip-4.75-mb-as-base64"],
+)
+def test_an_event_over_lambdas_request_limit_is_413_and_no_environment_starts(
+    context: StackContext, signing_key: SigningKey, tmp_path: Path, body: bytes, headers: list[tuple[str, str]]
+) -> None:
+    functions = unstarted_functions(context, tmp_path)
+    api_id, routes = http_api_routes(context)
+    twin = HttpApiTwin(
+        api_id=api_id,
+        routes=routes,
+        authorizers=jwt_authorizers(context, api_id),
+        signing_key=signing_key,
+        invoke=lambda name, event: functions[name].invoke(event),
+    )
+
+    response, served_by = twin.handle(
+        request("POST", "/api/v1/data/ingest", body=body, headers=headers, token=mint(signing_key))
+    )
+
+    assert len(body) < MAX_REQUEST_BYTES
+    assert (response.status, body_json(response), served_by) == (
+        413,
+        {"message": "Request Entity Too Large"},
+        "IngestApiFunction",
+    )
+    assert all(function.environments == 0 for function in functions.values())
 
 
 def test_a_failing_function_is_a_500(context: StackContext, signing_key: SigningKey) -> None:

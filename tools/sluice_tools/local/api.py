@@ -243,7 +243,15 @@ def is_text(headers: Mapping[str, str]) -> bool:
 
 
 def proxy_response(invocation: Invocation) -> HttpResponse:
-    """The HTTP response API Gateway makes of a function's answer (payload format 2.0)."""
+    """The HTTP response API Gateway makes of a function's answer (payload format 2.0).
+
+    A request payload Lambda refused (over 6 MB as an event) is answered 413, as HTTP API does: AWS's own .NET Lambda
+    Test Tool asserts that answer against API Gateway (aws/aws-lambda-dotnet, LargePayloadTests.cs). A function that
+    failed, its answer over 6 MB among the failures, is a 500 ``Internal Server Error``: HTTP API answers every
+    integration error so (Amazon API Gateway developer guide, "Troubleshooting issues with HTTP API Lambda
+    integrations"), where a REST API would answer 502."""
+    if invocation.rejected:
+        return HttpResponse.message(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Entity Too Large")
     if invocation.failed:
         return HttpResponse.message(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
     result = invocation.result

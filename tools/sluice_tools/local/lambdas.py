@@ -31,6 +31,14 @@ _EXIT_GRACE_S = 5
 _INIT_BUDGET_S = 10
 # Names from the caller's environment that an environment process may keep: where things are, not what they are.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Lambda's synchronous invocation quotas ("6 MB" each way), in the bytes its errors name: Invoke refuses a request
+# payload with RequestEntityTooLargeException, "Request must be smaller than 6291456 bytes for the InvokeFunction
+# operation", before any environment runs; an answer over 6291556 bytes fails the invocation with
+# Function.ResponseSizeTooLarge (a function error). Zac Charles measured both ("Deep Dive: Lambda's Response / Request
+# Payload Size Limit", 2022); AWS's own .NET Lambda Test Tool enforces them the same way.
+MAX_REQUEST_PAYLOAD_BYTES = 6_291_456
+MAX_RESPONSE_PAYLOAD_BYTES = 6_291_556
+REQUEST_TOO_LARGE = "RequestEntityTooLargeException"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,30 @@ class Invocation:
         """Did the function fail (raise, time out, die)?"""
         return self.error is not None
 
+    @property
+    def rejected(self) -> bool:
+        """Did Lambda refuse the request payload, so that the function never ran?"""
+        return self.error is not None and self.error.get("errorType") == REQUEST_TOO_LARGE
+
+
+def request_payload_bytes(event: Any) -> int:
+    """The bytes of ``event`` as an Invoke request payload (compact JSON, UTF-8)."""
+    return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def response_payload_bytes(result: Any) -> int:
+    """The bytes of ``result`` as the python3.12+ runtime sends it back: ``json.dumps`` with ``ensure_ascii=False``
+    (awslambdaric's marshaller), so non-ASCII text counts as its UTF-8 bytes."""
+    return len(json.dumps(result, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def refused_request(event: Any) -> Invocation | None:
+    """Lambda's answer to an Invoke whose payload is over its quota; None when the payload may be sent."""
+    if request_payload_bytes(event) < MAX_REQUEST_PAYLOAD_BYTES:
+        return None
+    message = f"Request must be smaller than {MAX_REQUEST_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
+    return Invocation(str(uuid.uuid4()), error={"errorType": REQUEST_TOO_LARGE, "errorMessage": message})
+
 
 class ExecutionEnvironment:
     """One warm environment of a function: a bootstrap process and the pipes to it."""
@@ -195,7 +227,13 @@ class ExecutionEnvironment:
             return Invocation(request_id, error=error, duration_ms=elapsed)
         if "error" in answer:
             return Invocation(request_id, error=answer["error"], duration_ms=elapsed, cold_start=cold)
-        return Invocation(request_id, result=json.loads(answer["result"]), duration_ms=elapsed, cold_start=cold)
+        result = json.loads(answer["result"])
+        if response_payload_bytes(result) > MAX_RESPONSE_PAYLOAD_BYTES:
+            limit = MAX_RESPONSE_PAYLOAD_BYTES
+            message = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+            error = {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
+            return Invocation(request_id, error=error, duration_ms=elapsed, cold_start=cold)
+        return Invocation(request_id, result=result, duration_ms=elapsed, cold_start=cold)
 
     def _read_answer(self, deadline: float) -> dict[str, Any] | None:
         """The next answer; None when the process ended first; TimeoutError at the deadline."""
@@ -251,12 +289,22 @@ class LocalFunction:
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     def invoke(self, event: Any) -> Invocation:
-        """Invoke the function synchronously (RequestResponse)."""
+        """Invoke the function synchronously (RequestResponse); a payload over Lambda's quota reaches no
+        environment."""
+        refused = refused_request(event)
+        if refused is not None:
+            return refused
         environment = self._acquire()
         try:
             return environment.invoke(event)
         finally:
             self._release(environment)
+
+    @property
+    def environments(self) -> int:
+        """How many environments are running now, idle or busy."""
+        with self._changed:
+            return len(self._idle) + len(self._busy)
 
     def _acquire(self) -> ExecutionEnvironment:
         with self._changed:
