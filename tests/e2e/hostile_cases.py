@@ -8,6 +8,7 @@ Bodies are built when the corpus runs, so their timestamps are recent; every rea
 no two cases can collide on ``(sensor_id, time)``.
 """
 
+import base64
 import gzip
 import json
 from collections.abc import Callable, Mapping
@@ -86,6 +87,8 @@ class ApiCase:
     expect: Refused | Landed | GatewayRefused
     headers: Mapping[str, str] = field(default_factory=lambda: JSON)
     tenant: str = "demo"
+    # The token's header ``alg`` replaced by this (payload and signature kept).
+    alg: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,12 @@ def envelope(*readings: dict[str, Any] | str, system: str = SYSTEM) -> bytes:
     """A batch envelope; a reading given as text goes in verbatim."""
     texts = [item if isinstance(item, str) else json.dumps(item) for item in readings]
     return f'{{"system_id": {json.dumps(system)}, "readings": [{", ".join(texts)}]}}'.encode()
+
+
+def with_alg(token: str, alg: str) -> str:
+    """``token`` with its header's ``alg`` replaced, payload and signature kept."""
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "typ": "JWT"}).encode()).decode().rstrip("=")
+    return ".".join([header, *token.split(".")[1:]])
 
 
 def padded(body: bytes, size: int) -> bytes:
@@ -219,8 +228,10 @@ def _api_cases() -> list[ApiCase]:  # noqa: PLR0915 - a table of cases reads bes
         expect: Refused | Landed | GatewayRefused,
         headers: Mapping[str, str] = JSON,
         tenant: str = "demo",
+        *,
+        alg: str | None = None,
     ) -> None:
-        cases.append(ApiCase(id, lambda: body(id), expect, headers, tenant))
+        cases.append(ApiCase(id, lambda: body(id), expect, headers, tenant, alg))
 
     def q(position: int, reason: str, field: str | None, got: str = "") -> Quarantined:
         return Quarantined(position, reason, field, got)
@@ -633,6 +644,19 @@ def _api_cases() -> list[ApiCase]:  # noqa: PLR0915 - a table of cases reads bes
     )
 
     # --- the gateway: what reaches no function -----------------------------------------------------------------
+    # A token's alg is the sender's text: the twin once echoed it into WWW-Authenticate.
+    case(
+        "token_alg_with_crlf",
+        lambda c: envelope(reading(c, 0)),
+        GatewayRefused(401, "Unauthorized"),
+        alg="RS256\r\nX-Injected: yes",
+    )
+    case(
+        "token_alg_not_latin_1",
+        lambda c: envelope(reading(c, 0)),
+        GatewayRefused(401, "Unauthorized"),
+        alg="RS256\u2603",
+    )
     # Under API Gateway's 10 MB, but 6.4 MB as the event (a gzip body goes in base64): over Lambda's 6 MB.
     case(
         "event_over_lambdas_6_mb",

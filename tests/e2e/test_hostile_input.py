@@ -32,6 +32,7 @@ from .hostile_cases import (
     Landed,
     Quarantined,
     Refused,
+    with_alg,
 )
 
 pytestmark = pytest.mark.db
@@ -117,6 +118,8 @@ def corpus(stack: RunningStack) -> dict[str, Observed]:
 
 def send(stack: RunningStack, minter: TokenMinter, case: ApiCase) -> Observed:
     bearer = minter.mint(tenant=case.tenant, sub=f"hostile-{case.id}")
+    if case.alg is not None:
+        bearer = with_alg(bearer, case.alg)
     headers = {"Authorization": f"Bearer {bearer}", **case.headers}
     reply = raw_http("POST", f"{stack.api}/api/v1/data/ingest", case.body(), headers)
     job_id = reply.body.get("job_id") if reply.status == 202 and isinstance(reply.body, dict) else None
@@ -286,6 +289,12 @@ def assert_refused(seen: Observed, expect: Refused) -> None:
 
 def assert_gateway_refused(seen: Observed, expect: GatewayRefused) -> None:
     assert (seen.status, seen.body) == (expect.status, {"message": expect.message})
+    # The answer arrived whole (no dropped connection), and no header is one the request wrote.
+    assert "x-injected" not in seen.headers, seen.headers
+    for name, value in seen.headers.items():
+        assert "\r" not in value, (name, value)
+        assert "\n" not in value, (name, value)
+        value.encode("latin-1")
     assert seen.principal_jobs == 0
 
 

@@ -18,6 +18,7 @@ from sluice_tools.local.api import (
     HttpRequest,
     HttpResponse,
     Route,
+    bearer_challenge,
     http_api_routes,
     is_text,
     proxy_event,
@@ -578,6 +579,35 @@ def test_an_invalid_token_is_401(context: StackContext, signing_key: SigningKey)
     assert response.status == 401
     assert "issuer" in header(response, "www-authenticate")[0]
     assert function.calls == []
+
+
+@pytest.mark.parametrize(
+    "alg", ["RS256\r\nX-Injected: yes", "RS256\u2603", 'RS256" error="forged'], ids=["crlf", "non-latin-1", "quote"]
+)
+def test_a_hostile_alg_is_a_plain_401_whose_challenge_repeats_none_of_it(
+    context: StackContext, signing_key: SigningKey, alg: str
+) -> None:
+    function = RecordingFunction()
+    twin = make_twin(context, signing_key, function)
+    header_part = base64.urlsafe_b64encode(json.dumps({"alg": alg}).encode()).decode().rstrip("=")
+    token = ".".join([header_part, *mint(signing_key).split(".")[1:]])
+
+    response, served_by = twin.handle(request("GET", "/api/v1/jobs", token=token))
+
+    assert (response.status, body_json(response), served_by) == (401, {"message": "Unauthorized"}, None)
+    (challenge,) = header(response, "www-authenticate")
+    assert challenge == (
+        'Bearer error="invalid_token"'
+        ' error_description="the token cannot be verified: its form, algorithm or signature is not accepted"'
+    )
+    assert function.calls == []
+
+
+def test_a_challenge_keeps_only_what_a_header_can_carry() -> None:
+    challenge = bearer_challenge("invalid_token", 'bad\r\nSet-Cookie: x=1 \u2603 "quoted" back\\slash\x00')
+
+    assert challenge == 'Bearer error="invalid_token" error_description="badSet-Cookie: x=1  quoted backslash"'
+    challenge.encode("latin-1")
 
 
 def test_a_token_without_the_route_scope_is_403(context: StackContext, signing_key: SigningKey) -> None:

@@ -1,6 +1,7 @@
 """The local JWT authorizer: a project key made once and kept, and tokens checked the way API Gateway checks them
 (any failure 401 with a reason, a missing scope 403)."""
 
+import base64
 import json
 import stat
 from pathlib import Path
@@ -227,6 +228,25 @@ def test_a_token_whose_kid_names_another_key_is_401(key: SigningKey, header: dic
 def test_tokens_that_cannot_be_verified_are_401(key: SigningKey, authorization: str) -> None:
     with pytest.raises(Unauthorized, match="cannot be verified"):
         check(key, authorization)
+
+
+# Header values a sender can put in the token's own header: CR/LF to split a response header, text latin-1 cannot
+# encode to break the answer, a quote to end the challenge's quoted-string.
+HOSTILE_ALGS = ["RS256\r\nX-Injected: yes", "RS256\u2603", 'RS256" error="forged', "\x00"]
+
+
+def with_alg(token: str, alg: str) -> str:
+    """``token`` with its header's ``alg`` replaced, payload and signature kept."""
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg, "typ": "JWT"}).encode()).decode().rstrip("=")
+    return ".".join([header, *token.split(".")[1:]])
+
+
+@pytest.mark.parametrize("alg", HOSTILE_ALGS, ids=["crlf", "non-latin-1", "quote", "nul"])
+def test_a_hostile_alg_is_a_plain_401_that_does_not_repeat_it(key: SigningKey, alg: str) -> None:
+    with pytest.raises(Unauthorized) as refused:
+        check(key, f"Bearer {with_alg(key.mint(claims()), alg)}")
+
+    assert str(refused.value) == "the token cannot be verified: its form, algorithm or signature is not accepted"
 
 
 @pytest.mark.parametrize("headers", [{}, {"authorization": ""}, {"authorization": "   "}])

@@ -271,6 +271,14 @@ def proxy_response(invocation: Invocation) -> HttpResponse:
     return HttpResponse(status, headers, payload)
 
 
+def bearer_challenge(error: str, description: str) -> str:
+    """A ``WWW-Authenticate`` value (RFC 6750). The description keeps printable ASCII only, less the quote and
+    backslash a quoted-string escapes: whatever a message ever carries, a header can neither be split (CR, LF) nor
+    fail to encode (non-latin-1 text ends the connection mid-answer)."""
+    safe = "".join(char for char in description if " " <= char <= "~" and char not in '"\\')
+    return f'Bearer error="{error}" error_description="{safe}"'
+
+
 Invoke = Callable[[str, dict[str, Any]], Invocation]
 
 
@@ -309,10 +317,10 @@ class HttpApiTwin:
             try:
                 claims, scopes = authorize(self.authorizers[route.authorizer], self.signing_key, headers, route.scopes)
             except Unauthorized as exc:
-                challenge = f'Bearer error="invalid_token" error_description="{exc}"'
+                challenge = bearer_challenge("invalid_token", str(exc))
                 return HttpResponse.message(401, "Unauthorized", [("www-authenticate", challenge)]), None
             except Forbidden as exc:
-                challenge = f'Bearer error="insufficient_scope" error_description="{exc}"'
+                challenge = bearer_challenge("insufficient_scope", str(exc))
                 return HttpResponse.message(403, "Forbidden", [("www-authenticate", challenge)]), None
             authorizer_context = {"jwt": {"claims": claims, "scopes": scopes or None}}
         event = proxy_event(request, route, path_parameters, api_id=self.api_id, authorizer_context=authorizer_context)

@@ -137,8 +137,10 @@ def authorize(
     token = header[7:].strip() if header[:7].lower() == "bearer " else header
     try:
         decoded = jwt.decode(token, key.key, algorithms=[_ALGORITHM])
-    except (JoseError, ValueError) as exc:
-        raise Unauthorized(f"the token cannot be verified: {exc}") from None
+    except (JoseError, ValueError):
+        # A fixed sentence: the library's own message quotes the token's header (its alg), which the sender chose
+        # and which would reach the WWW-Authenticate header.
+        raise Unauthorized("the token cannot be verified: its form, algorithm or signature is not accepted") from None
     if decoded.header.get("kid") != key.kid:
         raise Unauthorized("the token's kid names no key of the issuer")
     claims = decoded.claims
