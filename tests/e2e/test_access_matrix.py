@@ -454,6 +454,41 @@ def test_tenant_and_job_headers_and_reading_members_change_nothing(world: World)
     assert http("GET", world.url(f"/api/v1/jobs/{job_id}"), world.bearer(TENANT_B)).status == 404
 
 
+def test_another_tenant_reusing_a_sensor_id_cannot_block_overwrite_or_probe_the_owners_readings(world: World) -> None:
+    # Tenant B knows A's sensor id and the instants of A's two stored readings.
+    with psycopg.connect(world.stack.dsn) as conn:
+        first, second = (
+            moment.isoformat().replace("+00:00", "Z")
+            for (moment,) in conn.execute("SELECT time FROM readings WHERE job_id = %s ORDER BY time", (world.a_job,))
+        )
+    # B posts A's sensor at the first instant under B's own system: a reading of B's, which lands beside A's, and
+    # B's counts say nothing about A's reading.
+    forged = world.post_batch(TENANT_B, "access-prober", world.b_system, [world.reading(0, 1.0) | {"timestamp": first}])
+    assert forged.status == 202, forged.body
+    done = finished_job(world.stack, world.bearer(TENANT_B), forged.body["job_id"])
+    assert (done["inserted_readings"], done["duplicate_readings"]) == (1, 0), done
+
+    # A fix of one of B's quarantined rows to A's second instant replays into B's system: 200, never a 409 that
+    # would tell B that A holds a reading there.
+    bad = world.post_batch(TENANT_B, "access-prober", world.b_system, [world.reading(50, 950.0)])
+    assert finished_job(world.stack, world.bearer(TENANT_B), bad.body["job_id"])["quarantined_readings"] == 1
+    b_reviewer = world.bearer(TENANT_B, sub="access-prober")
+    (row,) = http("GET", world.url(f"/api/v1/quarantine?job_id={bad.body['job_id']}"), b_reviewer).body["items"]
+    probe = {"action": "fix", "value": 100.0, "timestamp": second}
+    fixed = http("POST", world.url(f"/api/v1/quarantine/{row['id']}/review"), b_reviewer, probe)
+    assert fixed.status == 200, fixed.body
+
+    with psycopg.connect(world.stack.dsn) as conn:
+        stored = conn.execute(
+            "SELECT system_id::text, value FROM readings WHERE sensor_id = %s AND time = ANY(%s::timestamptz[])"
+            " ORDER BY time, value",
+            (world.sensor, [first, second]),
+        ).fetchall()
+    assert stored == [(world.b_system, 1.0), (SYSTEM, 150.0), (world.b_system, 100.0), (SYSTEM, 150.0)]
+    a_job = finished_job(world.stack, world.bearer(), world.a_job)
+    assert (a_job["inserted_readings"], a_job["duplicate_readings"]) == (2, 0), a_job
+
+
 @pytest.mark.parametrize("kind", ["single", "bulk"])
 def test_a_review_body_naming_reviewer_status_or_tenant_is_refused(world: World, kind: str) -> None:
     row_id = world.a_rows[f"forged_{kind}"]

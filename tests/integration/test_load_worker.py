@@ -617,3 +617,23 @@ def test_each_message_body_is_parsed_once_whatever_becomes_of_it(
     assert first == {"batchItemFailures": []}
     assert {job.status for job in worker.jobs()} == {JobStatus.COMPLETED, JobStatus.FAILED}
     assert sorted(parsed) == sorted(message["Body"] for message in [*loaded, test_event, *refused])
+
+
+def test_a_drop_reusing_another_tenants_sensor_and_instants_lands_beside_them(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Tenant "other" drops a file naming demo's sensor at demo's instants under a system of its own, and repeats
+    # one of its rows: only that repeat, of other's own reading, is a duplicate; demo's readings are untouched.
+    owner = api_batch(worker, system_id, [reading(0), reading(1)])
+    worker.deliver()
+    intruder = worker.query("INSERT INTO systems (tenant_id, name) VALUES ('other', 'press-9') RETURNING id")[0][0]
+    rows = [{"system_id": intruder} | reading(second, value=1.0) for second in (0, 1, 1)]
+    drop(worker, "drops/other/forged.csv", csv_drop(rows))
+
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    forged = worker.job_by_key("drops/other/forged.csv")
+    assert (forged.tenant_id, forged.inserted_readings, forged.duplicate_readings) == ("other", 2, 1)
+    assert reasons(worker, forged.job_id) == {4: "duplicate"}  # the line number: the header is line 1
+    assert_accounted(worker, owner, total=2)
+    assert worker.query("SELECT value FROM readings WHERE job_id = %s", owner) == [(212.5,), (212.5,)]
