@@ -58,6 +58,9 @@ def load_record(service: LoadService, record: SQSRecord, message: IngestMessage,
             park(service, message, exc, receive_count)
         raise
     for report in reports:
+        if report.outcome is LoadOutcome.UNCLAIMED:
+            count_unclaimed(report)
+            continue
         logger.info(
             "object handled",
             outcome=report.outcome,
@@ -68,6 +71,18 @@ def load_record(service: LoadService, record: SQSRecord, message: IngestMessage,
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None and report.latency_ms is not None:
             count_completed(report, report.counts, report.latency_ms)
+
+
+def count_unclaimed(report: LoadReport) -> None:
+    """An object under incoming/ that no job record of the API names: written around the API (only the ingest
+    function should write there), so it is not loaded, and whoever watches the warning and the metric finds out."""
+    logger.warning(
+        "object ignored: no job record of the API names it",
+        job_id=report.job_id and str(report.job_id),
+        object_key=report.object_key,
+        detail=report.detail,
+    )
+    metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
 
 
 def count_completed(report: LoadReport, counts: LoadCounts, latency_ms: int) -> None:

@@ -189,9 +189,7 @@ def test_values_jsonb_cannot_hold_are_kept_whole_in_quarantine(worker: WorkerHar
         ' {"sensor_id": "\\ud800", "timestamp": "x", "value": 1, "unit": "bar", "quality": 90}]'
     )
     body = f'{{"system_id": "{system_id}", "readings": {readings}}}'
-    job_id = uuid4()
-    key = batch_object_key(TENANT, NOW, job_id)
-    worker.put(key, body.encode())
+    job_id = worker.send_api_batch(TENANT, system_id, body.encode(), 2)
 
     worker.deliver()
 
@@ -201,7 +199,6 @@ def test_values_jsonb_cannot_hold_are_kept_whole_in_quarantine(worker: WorkerHar
     assert first["sensor_id"] == "a\x00b"
     assert first["value"] != first["value"]  # NaN, kept
     assert json.loads(rows[1]["raw"]["unstorable_json"])["sensor_id"] == "\ud800"
-    # The job record was missing (the API writes it first; here it did not): the worker made one.
     assert worker.job(job_id).status is JobStatus.COMPLETED
 
 
@@ -381,6 +378,36 @@ def test_test_events_folder_markers_and_foreign_keys_are_acknowledged_without_jo
 
     assert worker.deliver() == {"batchItemFailures": []}
     assert worker.jobs() == []
+
+
+def test_an_incoming_object_no_job_record_names_is_ignored_and_makes_no_job(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = io.StringIO()
+    monkeypatch.setattr(worker.module.logger.registered_handler, "stream", logs)
+    # Given a batch put straight under incoming/ with no API call, and a copy of an accepted batch under another
+    # tenant's prefix (the same job id, another tenant and key)
+    body = json.dumps({"system_id": str(system_id), "readings": [reading(0)]}).encode()
+    forged = batch_object_key(TENANT, NOW, uuid4())
+    worker.put(forged, body)
+    accepted = api_batch(worker, system_id, [reading(1)])
+    borrowed = batch_object_key("other", NOW, accepted)
+    worker.put(borrowed, body)
+
+    # When the worker handles their S3 events
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    # Then only the accepted batch is loaded; the others are acknowledged without a job, warned about and counted
+    assert [job.object_key for job in worker.jobs()] == [
+        batch_object_key(TENANT, worker.job(accepted).created_at, accepted)
+    ]
+    assert_accounted(worker, accepted, total=1)
+    assert worker.query("SELECT count(*) FROM readings") == [(1,)]
+    assert worker.receive() == []  # deleted, not retried
+    warnings = [json.loads(line) for line in logs.getvalue().splitlines() if '"level":"WARNING"' in line]
+    assert sorted(line["object_key"] for line in warnings) == sorted([forged, borrowed])
+    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert document["IgnoredObjects"] == [1.0, 1.0]
 
 
 def test_the_sample_event_names_an_object_the_worker_reads(worker: WorkerHarness, system_id: UUID) -> None:

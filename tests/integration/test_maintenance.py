@@ -370,7 +370,7 @@ def test_a_parked_job_fails_its_message_stays_parked_and_a_redrive_restarts_it(
 
     # When it is redriven, the worker starts it again: the failure no longer describes it, and it completes.
     restarted = DynamoJobStore(maintenance.table).start_job(failed, datetime.now(UTC))
-    assert restarted is not None
+    assert isinstance(restarted, Job)
     assert (restarted.status, restarted.error_message, restarted.completed_at) == (JobStatus.PROCESSING, None, None)
     assert restarted.started_at == failed.started_at
     assert restarted.attempted_at is not None

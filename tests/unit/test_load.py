@@ -24,12 +24,15 @@ from sluice.domain.chunks import (
 )
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.load import (
+    UNCLAIMED_BATCH,
     JobFinish,
     LoadCounts,
     LoadOutcome,
     LoadPolicy,
     LoadPorts,
+    NotStarted,
     OpenedObject,
+    claims,
     job_for,
     load_message,
     load_object,
@@ -347,14 +350,19 @@ def test_counts_give_a_success_rate_when_there_were_readings() -> None:
 class FakeJobs:
     completed: set[UUID] = field(default_factory=set)
     finished_already: set[UUID] = field(default_factory=set)
+    # The API batches' job records, as IngestApiFunction wrote them (a drop's record is made by start_job).
+    api_records: dict[UUID, Job] = field(default_factory=dict)
     started: list[Job] = field(default_factory=list)
     finished: dict[UUID, JobFinish] = field(default_factory=dict)
     parked: dict[UUID, str] = field(default_factory=dict)
 
-    def start_job(self, job: Job, now: datetime) -> Job | None:
+    def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
         self.started.append(job)
+        record = self.api_records.get(job.job_id)
+        if job.source is JobSource.API and (record is None or not claims(record, job)):
+            return NotStarted.UNCLAIMED
         if job.job_id in self.completed:
-            return None
+            return NotStarted.COMPLETED
         return job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
 
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
@@ -566,6 +574,60 @@ def test_a_completed_job_is_not_loaded_again() -> None:
 
     assert (report.outcome, report.job_id) == (LoadOutcome.ALREADY_COMPLETED, item.target.job_id)
     assert (objects.opened, jobs.finished) == ([], {})
+
+
+def api_record(key: str, **changes: object) -> Job:
+    """The job record IngestApiFunction writes for a batch at ``key`` before it stores the object."""
+    (item,) = parse_message(s3_event(key)).objects
+    return job_for(item.ref, item.target, POLICY, NOW - timedelta(seconds=5)).model_copy(update=changes)
+
+
+def test_an_api_batch_is_loaded_under_the_job_record_the_api_wrote_for_it() -> None:
+    key = f"incoming/demo/2026/11/20/{API_JOB}.json"
+    ports, jobs, _, sink = fake_ports(
+        **{key: json.dumps({"system_id": str(SYSTEM), "readings": [reading(0)]}).encode()}
+    )
+    jobs.api_records[API_JOB] = api_record(key)
+    (item,) = parse_message(s3_event(key)).objects
+
+    report = load_object(item.ref, item.target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    assert (report.outcome, report.job_id, len(sink.rows)) == (LoadOutcome.COMPLETED, API_JOB, 1)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,  # put straight under incoming/, with no API call
+        {"tenant_id": "other"},  # a job id of another tenant's batch, under this tenant's prefix
+        {"object_key": f"incoming/demo/2026/11/19/{API_JOB}.json"},  # the same job id under another date
+        {"bucket": "another-bucket"},
+    ],
+    ids=["no-record", "another-tenant", "another-key", "another-bucket"],
+)
+def test_an_incoming_object_no_job_record_names_is_ignored_without_a_job(record: dict[str, object] | None) -> None:
+    # Given an object under incoming/ whose job id the API never accepted for this tenant, bucket and key
+    key = f"incoming/demo/2026/11/20/{API_JOB}.json"
+    ports, jobs, objects, sink = fake_ports(**{key: json.dumps({"system_id": str(SYSTEM), "readings": []}).encode()})
+    if record is not None:
+        jobs.api_records[API_JOB] = api_record(key, **record)
+    (item,) = parse_message(s3_event(key)).objects
+
+    # When the worker handles its S3 event
+    report = load_object(item.ref, item.target, ports, POLICY, progress=FakeProgress(), clock=clock)
+
+    # Then it is acknowledged as unclaimed: nothing is read, written or finished
+    assert (report.outcome, report.job_id, report.detail) == (LoadOutcome.UNCLAIMED, API_JOB, UNCLAIMED_BATCH)
+    assert report.object_key == key
+    assert (objects.opened, sink.rows, sink.ledger, jobs.finished) == ([], [], {}, {})
+
+
+def test_a_record_claims_only_the_object_it_names() -> None:
+    key = f"incoming/demo/2026/11/20/{API_JOB}.json"
+    record = api_record(key)
+
+    assert claims(record, api_record(key, status=JobStatus.PROCESSING, created_at=NOW))
+    assert not claims(record, api_record(key, tenant_id="other"))
 
 
 def test_an_object_that_is_gone_fails_its_job_saying_so() -> None:

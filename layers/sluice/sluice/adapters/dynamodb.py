@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import dynamodb_client
 from sluice.domain.jobs import JobFilter, JobListing, JobPosition
-from sluice.domain.load import JobFinish
+from sluice.domain.load import JobFinish, NotStarted, claims
 from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -151,21 +151,22 @@ class DynamoJobStore:
         item = answer.get("Item")
         return None if item is None else job_from_item(item)
 
-    def start_job(self, job: Job, now: datetime) -> Job | None:
-        """Mark the job processing and return it as stored, creating it (from ``job``) when it does not exist;
-        None when it is already completed. One call in the usual cases: an API batch's job exists (the API wrote
-        it first), a drop's does not (unless its S3 event came twice)."""
+    def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
+        """Mark the job processing and return it as stored, when its record names the same object as ``job`` (see
+        ``claims``). A drop's record is created from ``job`` when it does not exist; an API batch's never is: only
+        the API writes those, before it stores the object. One call in the usual cases: an API batch's job exists,
+        a drop's does not (unless its S3 event came twice)."""
         started = job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
         if job.source is JobSource.DROP and self._put_new(started):
             return started
-        marked = self._mark_started(job.job_id, now)
+        marked = self._mark_started(job, now)
         if marked is not None:
             return marked
-        if self.get_job(job.job_id) is not None:  # completed: the condition of _mark_started failed on it
-            return None
-        if self._put_new(started):
-            return started
-        return self._mark_started(job.job_id, now)  # created by a twin meanwhile
+        # Refused: the record is missing, names another object, or is completed (a completed job stays completed).
+        record = self.get_job(job.job_id)
+        if record is None or not claims(record, job):
+            return NotStarted.UNCLAIMED
+        return NotStarted.COMPLETED
 
     def _put_new(self, job: Job) -> bool:
         """Write a job record unless its id exists; False when it does."""
@@ -177,23 +178,28 @@ class DynamoJobStore:
         )
         return written is not None
 
-    def _mark_started(self, job_id: UUID, now: datetime) -> Job | None:
+    def _mark_started(self, job: Job, now: datetime) -> Job | None:
         answer = _conditional(
-            f"starting job {job_id}",
+            f"starting job {job.job_id}",
             lambda: self._client.update_item(
                 TableName=self._table,
-                Key={"job_id": {"S": str(job_id)}},
+                Key={"job_id": {"S": str(job.job_id)}},
                 # started_at is the first start: a resumed job's processing time counts from there. attempted_at is
                 # this start, which the maintenance sweeper counts as progress. A failed job starts again when its
                 # parked message is redriven: the failure it ended with no longer describes it.
                 UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now),"
                 " attempted_at = :now REMOVE error_message, completed_at",
-                ConditionExpression="attribute_exists(job_id) AND #status <> :completed",
-                ExpressionAttributeNames={"#status": "status"},
+                # Only the record of this very object (``claims``): an object no job record names is not loaded.
+                ConditionExpression="attribute_exists(job_id) AND #status <> :completed AND tenant_id = :tenant"
+                " AND #bucket = :bucket AND object_key = :key",
+                ExpressionAttributeNames={"#status": "status", "#bucket": "bucket"},
                 ExpressionAttributeValues={
                     ":processing": {"S": JobStatus.PROCESSING},
                     ":completed": {"S": JobStatus.COMPLETED},
                     ":now": {"S": now.isoformat()},
+                    ":tenant": {"S": job.tenant_id},
+                    ":bucket": {"S": job.bucket},
+                    ":key": {"S": job.object_key},
                 },
                 ReturnValues="ALL_NEW",
             ),

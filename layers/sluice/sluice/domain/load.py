@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import IO, Protocol
+from typing import IO, Final, Protocol
 from uuid import UUID
 
 from sluice.domain.chunks import ChunkStream, SystemBook, chunk_streams
@@ -58,6 +58,20 @@ class LoadOutcome(StrEnum):
     FAILED = "failed"
     ALREADY_COMPLETED = "already_completed"
     IGNORED = "ignored"
+    # An object under incoming/ that no job record of the API names: acknowledged and never loaded.
+    UNCLAIMED = "unclaimed"
+
+
+class NotStarted(StrEnum):
+    """Why a job was not started."""
+
+    COMPLETED = "completed"
+    # No job record names this object: an ``incoming/`` object the API never accepted (only IngestApiFunction
+    # writes there, after the job record), or a record of another tenant, bucket or key under the same job id.
+    UNCLAIMED = "unclaimed"
+
+
+UNCLAIMED_BATCH: Final = "no job record of the API names this object (tenant, bucket and key): it was not accepted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +87,17 @@ class LoadReport:
     # the worker's first sight of a drop) to completion.
     quarantined_by_reason: Mapping[QuarantineReason, int] = field(default_factory=dict)
     latency_ms: int | None = None
+    # For an unclaimed object: its key, for the operator who finds out who wrote it.
+    object_key: str = ""
 
 
 class JobTracker(Protocol):
     """Job records, as the worker moves them."""
 
-    def start_job(self, job: Job, now: datetime) -> Job | None:
-        """Create the job if it does not exist, mark it processing and return it; None when it is completed."""
+    def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
+        """Mark the job processing and return it as stored, creating a drop's job when it does not exist. An API
+        batch's job is only ever started, never created: its record must exist and ``claims`` the object."""
+
 
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
         """Record a job's end: its status, counts and times."""
@@ -170,9 +188,20 @@ def park_message(message: IngestMessage, jobs: JobTracker, reason: str, now: dat
     return [job_id for job_id in message.job_ids if jobs.park_job(job_id, reason, now)]
 
 
+def claims(record: Job, job: Job) -> bool:
+    """Does the stored job ``record`` name the object ``job`` (as ``job_for`` made it) was made for: the same job id,
+    tenant, bucket and key? The worker starts an API batch's job only when it does."""
+    return (record.job_id, record.tenant_id, record.bucket, record.object_key) == (
+        job.job_id,
+        job.tenant_id,
+        job.bucket,
+        job.object_key,
+    )
+
+
 def job_for(ref: ObjectRef, target: Target, policy: LoadPolicy, now: datetime) -> Job:
-    """The job record to create if none exists yet (always for a drop; for an API batch only if its record is
-    missing, which the API's write order should prevent)."""
+    """The job of an object as its S3 event names it: for a drop, the record to create when none exists yet; for an
+    API batch, what its record (written by the API before the object) must say to be started."""
     if target.job_id is None:
         raise ValueError(f"{ref.key} belongs to no job: {target.reason}")
     return Job(
@@ -195,8 +224,11 @@ def load_object(  # noqa: PLR0913 - the object, its job, and the collaborators o
     if target.kind is TargetKind.IGNORED:
         return LoadReport(LoadOutcome.IGNORED, detail=target.reason)
     job = ports.jobs.start_job(job_for(ref, target, policy, now), now)
-    if job is None:
+    if job is NotStarted.COMPLETED:
         return LoadReport(LoadOutcome.ALREADY_COMPLETED, job_id=target.job_id)
+    if job is NotStarted.UNCLAIMED:
+        # Acknowledged, not retried: no retry makes the API have accepted it. Nothing is created or read.
+        return LoadReport(LoadOutcome.UNCLAIMED, job_id=target.job_id, detail=UNCLAIMED_BATCH, object_key=ref.key)
     started_at = job.started_at or now
     written = 0
     try:
