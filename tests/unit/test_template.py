@@ -82,7 +82,10 @@ def test_job_status_never_touches_the_database() -> None:
     function = resources()["JobStatusFunction"]["Properties"]
 
     assert "SLUICE_DB_SECRET_ARN" not in function["Environment"]["Variables"]
-    assert [next(iter(policy)) for policy in function["Policies"]] == ["DynamoDBReadPolicy"]
+    assert function["Policies"] == [
+        {"DynamoDBReadPolicy": {"TableName": {"Ref": "JobsTable"}}},
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": "RateLimitTable"}}},
+    ]
 
 
 def test_the_ingest_route_needs_ingest_write() -> None:
@@ -291,6 +294,83 @@ def test_no_function_switches_its_tracer_off() -> None:
     for function in resources_of_type(template(), "AWS::Serverless::Function").values():
         declared = globals_ | function["Properties"].get("Environment", {}).get("Variables", {})
         assert "POWERTOOLS_TRACE_DISABLED" not in declared
+
+
+# The names and defaults agreed for the read and review limits (the functions' settings read the variables).
+READ_LIMIT = {
+    "SLUICE_RATE_LIMIT_TABLE": {"Ref": "RateLimitTable"},
+    "SLUICE_READ_RATE_LIMIT_REQUESTS": {"Ref": "ReadRateLimitRequests"},
+    "SLUICE_RATE_LIMIT_WINDOW_SECONDS": {"Ref": "RateLimitWindowSeconds"},
+}
+REVIEW_LIMIT = {
+    "SLUICE_REVIEW_RATE_LIMIT_REQUESTS": {"Ref": "ReviewRateLimitRequests"},
+    "SLUICE_REVIEW_MAX_ROWS_PER_REQUEST": {"Ref": "ReviewMaxRowsPerRequest"},
+    "SLUICE_REVIEW_ROWS_PER_MINUTE": {"Ref": "ReviewRowsPerMinute"},
+}
+
+
+@pytest.mark.parametrize(
+    ("function", "limits"),
+    [
+        ("JobStatusFunction", READ_LIMIT),
+        ("QuarantineFunction", READ_LIMIT | REVIEW_LIMIT),
+        ("HealthFunction", READ_LIMIT),
+    ],
+)
+def test_read_and_review_functions_get_their_per_principal_limits(function: str, limits: dict[str, Any]) -> None:
+    properties = resources()[function]["Properties"]
+
+    assert limits.items() <= properties["Environment"]["Variables"].items()
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "RateLimitTable"}}} in properties["Policies"]
+
+
+def test_limit_parameters_have_the_agreed_defaults() -> None:
+    parameters = template()["Parameters"]
+
+    assert {
+        name: parameters[name]["Default"]
+        for name in (
+            "ReadRateLimitRequests",
+            "ReviewRateLimitRequests",
+            "ReviewMaxRowsPerRequest",
+            "ReviewRowsPerMinute",
+            "ReadMaxConcurrency",
+        )
+    } == {
+        "ReadRateLimitRequests": 120,
+        "ReviewRateLimitRequests": 30,
+        "ReviewMaxRowsPerRequest": 500,
+        "ReviewRowsPerMinute": 5000,
+        "ReadMaxConcurrency": 10,
+    }
+
+
+def test_the_database_backed_read_functions_have_a_concurrency_cap() -> None:
+    capped = {
+        name
+        for name, function in resources_of_type(template(), "AWS::Serverless::Function").items()
+        if function["Properties"].get("ReservedConcurrentExecutions") == {"Ref": "ReadMaxConcurrency"}
+    }
+
+    assert capped == {"QuarantineFunction", "HealthFunction"}
+
+
+def test_every_database_function_verifies_the_servers_certificate_against_the_parameters_roots() -> None:
+    database_functions = {
+        name: function["Properties"]["Environment"]["Variables"]
+        for name, function in resources_of_type(template(), "AWS::Serverless::Function").items()
+        if "SLUICE_DB_SECRET_ARN" in function["Properties"]["Environment"]["Variables"]
+    }
+
+    assert set(database_functions) == {
+        "LoadWorkerFunction",
+        "QuarantineFunction",
+        "HealthFunction",
+        "MaintenanceFunction",
+    }
+    for variables in database_functions.values():
+        assert variables["SLUICE_DB_SSLROOTCERT"] == {"Ref": "DatabaseRootCertificate"}
+    assert template()["Parameters"]["DatabaseRootCertificate"]["Default"] == "system"
 
 
 # --- the local reader of templates -----------------------------------------------------------------------
