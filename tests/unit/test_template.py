@@ -18,6 +18,7 @@ from sluice.settings import (
     MaintenanceSettings,
     QuarantineSettings,
 )
+from sluice_tools.local.resources import plan_stack
 from sluice_tools.local.template import (
     StackContext,
     TemplateError,
@@ -296,6 +297,22 @@ def test_no_function_switches_its_tracer_off() -> None:
         assert "POWERTOOLS_TRACE_DISABLED" not in declared
 
 
+def test_nobody_but_the_ingest_api_may_put_objects_under_incoming() -> None:
+    statements = resources()["BatchBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = [statement for statement in statements if statement.get("Sid") == "DenyIncomingWritesButTheIngestApi"]
+
+    assert deny == {
+        "Sid": "DenyIncomingWritesButTheIngestApi",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": {"Fn::Sub": "${BatchBucket.Arn}/incoming/*"},
+        "Condition": {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["IngestApiFunctionRole", "Arn"]}}},
+    }
+    # The role SAM generates for the function: it must not be given a role of its own that the policy misses.
+    assert "Role" not in resources()["IngestApiFunction"]["Properties"]
+
+
 # The names and defaults agreed for the read and review limits (the functions' settings read the variables).
 READ_LIMIT = {
     "SLUICE_RATE_LIMIT_TABLE": {"Ref": "RateLimitTable"},
@@ -404,6 +421,16 @@ def test_a_file_that_is_not_a_template_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TemplateError):
         load_template(tmp_path / "x.yaml")
+
+
+def test_the_bucket_policy_resolves_locally_with_the_ingest_functions_generated_role() -> None:
+    context = plan_stack(StackContext(template(), stack_name="s", region="eu-west-1"), endpoint_url=None)
+
+    statements = context.resolve(resources()["BatchBucketPolicy"]["Properties"])["PolicyDocument"]["Statement"]
+
+    assert {"ArnNotEquals": {"aws:PrincipalArn": "arn:aws:iam::123456789012:role/s-IngestApiFunctionRole"}} in [
+        statement["Condition"] for statement in statements
+    ]
 
 
 def test_only_functions_have_an_environment() -> None:

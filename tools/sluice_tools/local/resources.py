@@ -35,6 +35,7 @@ def provision_stack(
 ) -> StackContext:
     """Create every queue, table and bucket of the template; fill ``context`` with their names and ARNs."""
     template = context.template
+    _plan_function_roles(context)
     queues = resources_of_type(template, "AWS::SQS::Queue")
     # A queue that names a dead-letter queue needs that queue first.
     for name in sorted(queues, key=lambda queue: "RedrivePolicy" in queues[queue].get("Properties", {})):
@@ -60,6 +61,7 @@ def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
     """
     template, region = context.template, context.region
     account = context.pseudo()["AWS::AccountId"]
+    _plan_function_roles(context)
     for name, queue in resources_of_type(template, "AWS::SQS::Queue").items():
         # Only the name is resolved: the rest may refer to queues not planned yet (a redrive policy's target).
         queue_name = context.resolve(queue.get("Properties", {}).get("QueueName")) or physical_name(context, name)
@@ -80,6 +82,20 @@ def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
             "DomainName": f"{bucket_name}.s3.amazonaws.com",
         }
     return context
+
+
+def _plan_function_roles(context: StackContext) -> None:
+    """The roles SAM generates for functions that name none (``<Function>Role``), which policies may name.
+
+    Nothing checks them locally (functions run with the local credentials), but a bucket policy's condition names
+    IngestApiFunction's role and must resolve.
+    """
+    account = context.pseudo()["AWS::AccountId"]
+    for name, function in resources_of_type(context.template, "AWS::Serverless::Function").items():
+        if "Role" not in function["Properties"]:
+            role_name = physical_name(context, f"{name}Role")
+            context.refs[f"{name}Role"] = role_name
+            context.attributes[f"{name}Role"] = {"Arn": f"arn:aws:iam::{account}:role/{role_name}"}
 
 
 def physical_name(context: StackContext, logical_id: str) -> str:
