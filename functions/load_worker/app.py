@@ -107,12 +107,19 @@ def publish_quarantine_reasons() -> None:
 def park(service: LoadService, message: IngestMessage, error: Exception, receive_count: int) -> None:
     """The message goes to the dead-letter queue next: fail its jobs so their clients learn why."""
     try:
-        parked = service.park(message, error, receive_count)
+        failure, parked = service.park(message, error, receive_count)
     except Exception:  # the message is parked either way; a redrive finds its jobs unfinished
         logger.exception("could not mark the jobs of a message bound for the dead-letter queue failed")
         metrics.add_metric(name="JobParkFailures", unit=MetricUnit.Count, value=1)
         return
-    logger.warning("last attempt failed: jobs failed, message bound for the dead-letter queue", job_ids=parked)
+    # The jobs' error_message quotes the error id only: this line is where the id finds the error itself.
+    logger.warning(
+        "last attempt failed: jobs failed, message bound for the dead-letter queue",
+        job_ids=parked,
+        error_id=failure.error_id,
+        error=failure.detail,
+        exc_info=error,
+    )
     metrics.add_metric(name="JobsParked", unit=MetricUnit.Count, value=len(parked))
 
 

@@ -559,14 +559,18 @@ def test_a_read_ahead_that_fails_fails_no_message_of_the_batch(worker: WorkerHar
 
 
 def test_a_message_failing_its_last_receive_fails_its_jobs_before_it_is_parked(
-    worker: WorkerHarness, system_id: UUID
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    logs = io.StringIO()
+    monkeypatch.setattr(worker.module.logger.registered_handler, "stream", logs)
     job_id = api_batch(worker, system_id, [reading(0)])
     drop(worker, "drops/demo/refused.csv", csv_drop([{"system_id": system_id} | reading(1)]))
-    # The database refuses these loads, every time: each receive fails until SQS parks the message.
+    # The database refuses these loads, every time, with an error that names a secret and a resource: each receive
+    # fails until SQS parks the message.
     with psycopg.connect(worker.dsn, autocommit=True) as conn:
         conn.execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION"
+            " 'refused: password=hunter2 for sluice_worker@db-prod-7.internal'; END $$"
         )
         conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ingest_ledger FOR EACH ROW EXECUTE FUNCTION refuse()")
     messages = worker.receive_objects()
@@ -583,14 +587,24 @@ def test_a_message_failing_its_last_receive_fails_its_jobs_before_it_is_parked(
     with pytest.raises(BatchProcessingError):
         worker.invoke(worker.event(messages))
 
+    # Each job failed with a fixed sentence and an error id; the error itself is only in the log, under that id.
     jobs = worker.jobs()
     assert len(jobs) == 2
     assert {job.job_id for job in jobs} >= {job_id}
+    warnings = [json.loads(line) for line in logs.getvalue().splitlines() if '"level":"WARNING"' in line]
+    logged = {warning["error_id"]: warning for warning in warnings}
     for job in jobs:
         assert job.status is JobStatus.FAILED
         assert job.error_message is not None
-        assert job.error_message.startswith("gave up after 5 attempts; the batch is parked in the dead-letter queue")
-        assert "refused" in job.error_message
+        assert job.error_message.startswith(
+            "The batch could not be loaded after 5 attempts. It is parked in the dead-letter queue"
+        )
+        for leak in ("hunter2", "password", "sluice_worker", "db-prod-7", "refused", "ingest_ledger", "Error"):
+            assert leak not in job.error_message
+        error_id = job.error_message.removesuffix(" to support.").rsplit(" ", 1)[-1]
+        assert job.error_message.endswith(f"Quote error id {error_id} to support.")
+        assert "password=hunter2 for sluice_worker@db-prod-7.internal" in logged[error_id]["error"]
+        assert str(job.job_id) in logged[error_id]["job_ids"]
 
 
 def test_a_job_finished_meanwhile_is_not_failed_by_a_parked_twin(worker: WorkerHarness, system_id: UUID) -> None:
@@ -599,14 +613,14 @@ def test_a_job_finished_meanwhile_is_not_failed_by_a_parked_twin(worker: WorkerH
     worker.invoke(worker.event(messages))
     assert worker.job(job_id).status is JobStatus.COMPLETED
 
-    parked = worker.module.get_service().park(parse_message(messages[0]["Body"]), RuntimeError("late"), 5)
+    _, parked = worker.module.get_service().park(parse_message(messages[0]["Body"]), RuntimeError("late"), 5)
 
     assert parked == []
     assert worker.job(job_id).status is JobStatus.COMPLETED
 
 
 def test_a_message_that_names_no_object_parks_nothing(worker: WorkerHarness) -> None:
-    assert worker.module.get_service().park(parse_message("not an S3 event"), RuntimeError("x"), 5) == []
+    assert worker.module.get_service().park(parse_message("not an S3 event"), RuntimeError("x"), 5)[1] == []
 
 
 def test_each_message_body_is_parsed_once_whatever_becomes_of_it(

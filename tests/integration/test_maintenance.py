@@ -21,7 +21,7 @@ from sluice.adapters.aws import dynamodb_client, s3_client, secretsmanager_clien
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.maintenance import S3ObjectProbe, SqsDeadLetters, TimescaleMaintenanceStore
 from sluice.adapters.timescale import DatabaseConnector
-from sluice.domain.maintenance import NEVER_STORED, PARKED_WITHOUT_A_WORD
+from sluice.domain.maintenance import NEVER_STARTED, NEVER_STORED, PARKED_WITHOUT_A_WORD
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.settings import get_load_worker_settings, get_maintenance_settings
@@ -88,6 +88,18 @@ class Maintenance:
             },
         )
         self.query("UPDATE ingest_ledger SET committed_at = committed_at - %s WHERE job_id = %s", by, job_id)
+
+    def backdate(self, job_id: UUID, attribute: str, by: timedelta) -> None:
+        """Move one of a job's moments (``created_at``, ``attempted_at``) back by ``by``."""
+        moment = getattr(self.job(job_id), attribute) - by
+        text = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if attribute == "created_at" else moment.isoformat()
+        dynamodb_client().update_item(
+            TableName=self.table,
+            Key={"job_id": {"S": str(job_id)}},
+            UpdateExpression="SET #moment = :moment",
+            ExpressionAttributeNames={"#moment": attribute},
+            ExpressionAttributeValues={":moment": {"S": text}},
+        )
 
     def job(self, job_id: UUID) -> Job:
         found = DynamoJobStore(self.table).get_job(job_id)
@@ -327,20 +339,81 @@ def test_a_stuck_job_is_requeued_and_the_worker_finishes_it_without_duplicates(
     assert len(worker.jobs()) == 1  # the requeued event named the same job, not a new one
 
 
-def test_a_queued_job_whose_batch_was_never_stored_fails_and_the_others_wait(maintenance: Maintenance) -> None:
+def test_a_queued_job_whose_batch_was_never_stored_fails_and_a_recent_one_waits(maintenance: Maintenance) -> None:
     never_stored = queued_job(maintenance, timedelta(minutes=20), stored=False)
-    waiting_for_its_message = queued_job(maintenance, timedelta(minutes=20), stored=True)
     just_accepted = queued_job(maintenance, timedelta(minutes=1), stored=False)
 
     answer = maintenance.run()
 
     assert answer["stuck_jobs"]["failed_jobs"] == [str(never_stored)]
-    assert answer["stuck_jobs"]["overdue_queued_jobs"] == 1
+    assert answer["stuck_jobs"]["overdue_queued_jobs"] == 0
     failed = maintenance.job(never_stored)
-    assert (failed.status, failed.error_message) == (JobStatus.FAILED, NEVER_STORED)
+    (logged,) = answer["stuck_jobs"]["failures"]
+    assert failed.status is JobStatus.FAILED
+    assert failed.error_message == f"{NEVER_STORED} Quote error id {logged['error_id']} to support."
+    assert failed.bucket in logged["detail"]  # the bucket and key are in the log, never in what the client reads
     assert failed.completed_at is not None
-    assert maintenance.job(waiting_for_its_message).status is JobStatus.QUEUED
     assert maintenance.job(just_accepted).status is JobStatus.QUEUED
+
+
+def lose_s3_events(worker: WorkerHarness) -> None:
+    """Take every S3 event off IngestQueue: as if S3 had never delivered them."""
+    for message in worker.receive():
+        sqs_client().delete_message(QueueUrl=worker.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_a_stored_batch_whose_s3_event_was_lost_is_requeued_once_and_loaded(
+    maintenance: Maintenance, worker: WorkerHarness, system_id: UUID, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a batch accepted 20 minutes ago, its object stored, and its S3 event lost
+    job_id = api_batch(worker, system_id, 3)
+    lose_s3_events(worker)
+    maintenance.backdate(job_id, "created_at", timedelta(minutes=20))
+    capsys.readouterr()
+
+    # When maintenance runs (twice: the second finds the requeue recent) and the worker takes IngestQueue's messages
+    first = maintenance.run()
+    emitted = metrics_of(capsys.readouterr().out)
+    second = maintenance.run()
+    requeued = maintenance.job(job_id)
+    delivered = worker.deliver()
+
+    # Then its S3 event was sent once, the requeue recorded on the job, and the batch loaded exactly once
+    assert (first["stuck_jobs"]["requeued_jobs"], first["stuck_jobs"]["requeued_unstarted_jobs"]) == ([str(job_id)], 1)
+    assert (emitted["JobsRequeuedUnstarted"], emitted["RequeuedJobs"], emitted["OverdueQueuedJobs"]) == ([1], [1], [1])
+    assert (second["stuck_jobs"]["requeued_jobs"], second["stuck_jobs"]["failed_jobs"]) == ([], [])
+    assert (requeued.status, requeued.started_at) == (JobStatus.QUEUED, None)
+    assert requeued.attempted_at is not None
+    assert delivered == {"batchItemFailures": []}
+    done = worker.job(job_id)
+    assert (done.status, done.inserted_readings, done.error_message) == (JobStatus.COMPLETED, 3, None)
+    assert maintenance.query("SELECT count(*) FROM readings WHERE job_id = %s", job_id) == [(3,)]
+
+
+def test_a_stored_batch_still_queued_a_deadline_after_its_requeue_fails_saying_so(
+    maintenance: Maintenance, worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Given a batch whose S3 event was lost, and whose requeued event no worker took either (IngestQueue stalled)
+    job_id = api_batch(worker, system_id, 3)
+    lose_s3_events(worker)
+    maintenance.backdate(job_id, "created_at", timedelta(minutes=20))
+    assert maintenance.run()["stuck_jobs"]["requeued_jobs"] == [str(job_id)]
+    lose_s3_events(worker)
+    maintenance.backdate(job_id, "attempted_at", timedelta(minutes=15))
+
+    # When maintenance runs again
+    answer = maintenance.run()
+
+    # Then the job fails once, with a fixed sentence and the error id the log holds with the detail
+    assert (answer["stuck_jobs"]["failed_jobs"], answer["stuck_jobs"]["requeued_jobs"]) == ([str(job_id)], [])
+    (logged,) = answer["stuck_jobs"]["failures"]
+    failed = maintenance.job(job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error_message == f"{NEVER_STARTED} Quote error id {logged['error_id']} to support."
+    assert failed.object_key in logged["detail"]
+    assert "requeued at" in logged["detail"]
+    assert worker.receive() == []  # nothing sent a second time
+    assert maintenance.run()["stuck_jobs"]["failed_jobs"] == []
 
 
 # --- dead letters ------------------------------------------------------------------------------------------------
@@ -360,12 +433,15 @@ def test_a_parked_job_fails_its_message_stays_parked_and_a_redrive_restarts_it(
     again = maintenance.run()
 
     # Then the job failed with what is known, once; the message is still parked and visible to a redrive.
+    (logged,) = answer["dead_letters"].pop("failures")
     assert answer["dead_letters"] == {"parked_messages": 1, "failed_jobs": [str(job_id)], "errors": 0}
-    assert again["dead_letters"] == {"parked_messages": 1, "failed_jobs": [], "errors": 0}
+    assert again["dead_letters"] == {"parked_messages": 1, "failed_jobs": [], "failures": [], "errors": 0}
     failed = worker.job(job_id)
-    assert (failed.status, failed.error_message) == (JobStatus.FAILED, PARKED_WITHOUT_A_WORD)
-    assert answer["stuck_jobs"]["requeued_jobs"] == []  # a parked job is failed, not requeued
+    assert failed.status is JobStatus.FAILED
+    assert failed.error_message == f"{PARKED_WITHOUT_A_WORD} Quote error id {logged['error_id']} to support."
     (still_parked,) = maintenance.parked()
+    assert logged["detail"].startswith(f"message {still_parked['MessageId']} is in the dead-letter queue")
+    assert answer["stuck_jobs"]["requeued_jobs"] == []  # a parked job is failed, not requeued
     assert still_parked["Body"] == message["Body"]
 
     # When it is redriven, the worker starts it again: the failure no longer describes it, and it completes.
@@ -398,7 +474,9 @@ def test_a_completed_job_is_never_touched(maintenance: Maintenance, worker: Work
     assert answer["stuck_jobs"] == {
         "candidate_jobs": 0,
         "requeued_jobs": [],
+        "requeued_unstarted_jobs": 0,
         "failed_jobs": [],
+        "failures": [],
         "overdue_queued_jobs": 0,
         "deferred": 0,
         "errors": 0,

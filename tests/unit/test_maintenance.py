@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from sluice.domain.maintenance import (
+    NEVER_STARTED,
     NEVER_STORED,
+    NOT_RESUMABLE,
     PARKED_WITHOUT_A_WORD,
     REQUEUED_BY,
     DeadLetterReport,
@@ -37,7 +39,7 @@ from sluice_tools.local.template import StackContext
 from ..lambdas import template
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-POLICY = MaintenancePolicy(retention_years=5, stuck_after=timedelta(minutes=45), unstored_after=timedelta(minutes=15))
+POLICY = MaintenancePolicy(retention_years=5, stuck_after=timedelta(minutes=45), queued_after=timedelta(minutes=15))
 BUCKET = "sluice-batches-123456789012-eu-central-1"
 
 
@@ -96,9 +98,12 @@ def test_a_processing_job_is_overdue_only_when_nothing_moved_for_the_threshold()
     assert not is_overdue(api_job(JobStatus.PROCESSING, age=timedelta(minutes=44)), None, POLICY, NOW)
 
 
-def test_a_queued_job_is_overdue_after_the_unstored_threshold_and_a_finished_one_never() -> None:
+def test_a_queued_job_is_overdue_after_the_threshold_since_its_creation_or_requeue_and_a_finished_one_never() -> None:
     assert is_overdue(api_job(age=timedelta(minutes=15)), None, POLICY, NOW)
     assert not is_overdue(api_job(age=timedelta(minutes=14)), None, POLICY, NOW)
+    requeued = api_job(age=timedelta(hours=1), attempted_at=NOW - timedelta(minutes=14))
+    assert not is_overdue(requeued, None, POLICY, NOW)
+    assert is_overdue(requeued, None, POLICY, NOW + timedelta(minutes=1))
     for status in (JobStatus.COMPLETED, JobStatus.FAILED):
         assert not is_overdue(api_job(status, age=timedelta(days=30)), None, POLICY, NOW)
 
@@ -106,16 +111,33 @@ def test_a_queued_job_is_overdue_after_the_unstored_threshold_and_a_finished_one
 # --- what becomes of an overdue job ------------------------------------------------------------------------------
 
 
-def test_a_queued_job_without_its_object_fails_and_one_with_it_waits_for_its_message() -> None:
+def test_a_queued_job_without_its_object_fails_saying_it_was_never_accepted() -> None:
     job = api_job()
 
     never = decide(job, None, NOW)
-    stored = decide(job, newest(job), NOW)
 
-    assert (never.action, never.message) == (SweepAction.FAIL, NEVER_STORED)
+    assert never.action is SweepAction.FAIL
+    assert never.failure is not None
+    assert never.failure.sentence == NEVER_STORED
     assert "never stored" in NEVER_STORED
-    assert "send the batch again" in NEVER_STORED
-    assert stored.action is SweepAction.LEAVE
+    assert "send it again" in NEVER_STORED
+    assert f"s3://{BUCKET}/{job.object_key} holds no object" in never.failure.detail
+
+
+def test_a_queued_job_whose_object_is_stored_but_never_started_is_requeued_once_then_failed() -> None:
+    # Given a batch stored an hour ago whose S3 event never reached IngestQueue
+    job = api_job()
+
+    # When the sweeper finds it, then finds it still queued after its requeue
+    first = decide(job, newest(job), NOW)
+    again = decide(job.model_copy(update={"attempted_at": NOW - timedelta(minutes=20)}), newest(job), NOW)
+
+    # Then its S3 event is sent once, and after that it fails saying so
+    assert (first.action, first.ref) == (SweepAction.REQUEUE, newest(job))
+    assert again.action is SweepAction.FAIL
+    assert again.failure is not None
+    assert again.failure.sentence == NEVER_STARTED
+    assert "requeued at 2026-11-20 11:40:00 UTC" in again.failure.detail
 
 
 def test_a_stuck_api_batch_is_requeued_at_the_version_it_has() -> None:
@@ -147,9 +169,11 @@ def test_a_stuck_drop_whose_key_holds_a_newer_version_fails_saying_why() -> None
     decision = decide(job, ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v2", etag="f" * 32), NOW)
 
     assert decision.action is SweepAction.FAIL
-    assert "no longer the newest" in decision.message
-    assert "2026-11-20 12:00:00 UTC" in decision.message
-    assert "Readings it committed stay stored" in decision.message
+    assert decision.failure is not None
+    assert decision.failure.sentence == NOT_RESUMABLE
+    assert "Readings it committed stay stored" in decision.failure.message
+    assert "no longer the newest" in decision.failure.detail
+    assert "2026-11-20 12:00:00 UTC" in decision.failure.detail
 
 
 def test_a_stuck_job_whose_object_is_gone_fails_saying_so() -> None:
@@ -158,7 +182,32 @@ def test_a_stuck_job_whose_object_is_gone_fails_saying_so() -> None:
     decision = decide(job, None, NOW - timedelta(hours=1))
 
     assert decision.action is SweepAction.FAIL
-    assert f"s3://{BUCKET}/{job.object_key} no longer exists" in decision.message
+    assert decision.failure is not None
+    assert f"s3://{BUCKET}/{job.object_key} no longer exists" in decision.failure.detail
+
+
+def test_what_a_failed_jobs_client_reads_names_no_bucket_key_or_moment_only_an_error_id() -> None:
+    # The detail goes to the log; the job record, which any token of the tenant reads, gets a fixed sentence.
+    job = api_job(JobStatus.PROCESSING)
+    replaced = drop_job(ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v1"))
+    decisions = [
+        decide(job, None, NOW),
+        decide(replaced, ObjectRef(BUCKET, "drops/demo/a.csv", version_id="v2"), NOW),
+        decide(api_job(), None, NOW),
+        decide(api_job(attempted_at=NOW - timedelta(minutes=20)), newest(job), NOW),
+    ]
+
+    for decision in decisions:
+        assert decision.failure is not None
+        message = decision.failure.message
+        assert message.startswith(decision.failure.sentence)
+        assert message.endswith(f"Quote error id {decision.failure.error_id} to support.")
+        assert len(decision.failure.error_id) == 16
+        assert BUCKET not in message
+        assert "incoming/" not in message
+        assert "drops/" not in message
+        assert "2026" not in message
+    assert len({decision.failure.error_id for decision in decisions if decision.failure is not None}) == 4
 
 
 def test_a_requeued_event_reads_back_as_the_same_object_and_job() -> None:
@@ -206,6 +255,7 @@ class FakeJobs:
         if job.job_id in self.refuse:
             return False
         self.requeued.append(job.job_id)
+        self.jobs = [each.model_copy(update={"attempted_at": now}) if each == job else each for each in self.jobs]
         return True
 
     def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
@@ -244,8 +294,11 @@ class FakeBucket:
 @dataclass
 class FakeQueue:
     sent: list[str] = field(default_factory=list)
+    down: bool = False
 
     def send(self, message_body: str) -> None:
+        if self.down:
+            raise StorageUnavailableError("IngestQueue unreachable")
         self.sent.append(message_body)
 
 
@@ -261,20 +314,22 @@ def always() -> bool:
     return True
 
 
-def test_the_sweep_requeues_stuck_jobs_fails_unstored_ones_and_leaves_the_rest() -> None:
+def test_the_sweep_requeues_stuck_and_unstarted_jobs_fails_unstored_ones_and_leaves_the_rest() -> None:
     stuck = api_job(JobStatus.PROCESSING)
     moving = api_job(JobStatus.PROCESSING)  # started an hour ago, committed a chunk a minute ago
-    unstored, waiting, fresh = api_job(), api_job(), api_job(age=timedelta(minutes=1))
+    unstored, lost, fresh = api_job(), api_job(), api_job(age=timedelta(minutes=1))
     done = api_job(JobStatus.COMPLETED, age=timedelta(days=3))
-    jobs = FakeJobs([stuck, moving, unstored, waiting, fresh, done])
+    jobs = FakeJobs([stuck, moving, unstored, lost, fresh, done])
     ledger = FakeLedger({moving.job_id: NOW - timedelta(minutes=1)})
-    swept = ports(jobs, stored(stuck, moving, waiting), ledger)
+    swept = ports(jobs, stored(stuck, moving, lost), ledger)
 
     report = sweep_jobs(swept, POLICY, NOW, always)
 
-    assert report.requeued == (stuck.job_id,)
+    assert report.requeued == (stuck.job_id, lost.job_id)
     assert report.failed == (unstored.job_id,)
-    assert jobs.failed == {unstored.job_id: NEVER_STORED}
+    (failure,) = [failed.failure for failed in report.failures]
+    assert jobs.failed == {unstored.job_id: failure.message}
+    assert failure.message.startswith(NEVER_STORED)
     assert (report.candidates, report.waiting, report.errors, report.deferred) == (4, 1, 0, 0)
     assert ledger.asked == [[stuck.job_id, moving.job_id]]  # only processing jobs that look overdue
     # Only jobs old enough to be past a threshold are read: the fresh queued job and the completed one are not.
@@ -283,17 +338,60 @@ def test_the_sweep_requeues_stuck_jobs_fails_unstored_ones_and_leaves_the_rest()
         (JobStatus.QUEUED, NOW - timedelta(minutes=15)),
     ]
     assert isinstance(swept.queue, FakeQueue)
-    (body,) = swept.queue.sent
-    assert [target_of(ref).job_id for ref in parse_message(body).refs] == [stuck.job_id]
+    assert [parse_message(body).job_ids for body in swept.queue.sent] == [(stuck.job_id,), (lost.job_id,)]
     assert report.counts == {
         "CandidateJobs": 4,
-        "RequeuedJobs": 1,
+        "RequeuedJobs": 2,
+        "JobsRequeuedUnstarted": 1,
         "StuckJobsFailed": 1,
         "OverdueQueuedJobs": 1,
         "DeferredJobs": 0,
         "SweepErrors": 0,
     }
-    assert report.summary()["requeued_jobs"] == [str(stuck.job_id)]
+    summary = report.summary()
+    assert summary["requeued_jobs"] == [str(stuck.job_id), str(lost.job_id)]
+    assert summary["failures"] == [
+        {
+            "job_id": str(unstored.job_id),
+            "error_id": failure.error_id,
+            "detail": f"queued since 2026-11-20 11:00:00 UTC, and s3://{BUCKET}/{unstored.object_key} holds no object",
+        }
+    ]
+
+
+def test_a_stored_job_whose_s3_event_was_lost_is_requeued_once_then_failed_a_deadline_later() -> None:
+    # Given a batch accepted an hour ago, its object stored, its S3 event lost
+    lost = api_job()
+    jobs = FakeJobs([lost])
+    swept = ports(jobs, stored(lost))
+    assert isinstance(swept.queue, FakeQueue)
+
+    # When the sweeper runs now, 14 minutes later, and 15 minutes later
+    first = sweep_jobs(swept, POLICY, NOW, always)
+    early = sweep_jobs(swept, POLICY, NOW + timedelta(minutes=14), always)
+    late = sweep_jobs(swept, POLICY, NOW + timedelta(minutes=15), always)
+
+    # Then its S3 event is sent once, recorded on the job, and the job fails after a deadline with nothing more sent
+    assert (first.requeued, first.requeued_unstarted, jobs.requeued) == ((lost.job_id,), 1, [lost.job_id])
+    assert parse_message(swept.queue.sent[0]).job_ids == (lost.job_id,)
+    assert (early.requeued, early.failed) == ((), ())
+    assert (late.requeued, late.failed, len(swept.queue.sent)) == ((), (lost.job_id,), 1)
+    (failed,) = late.failures
+    assert failed.failure.sentence == NEVER_STARTED
+    assert jobs.failed[lost.job_id] == failed.failure.message
+    assert "requeued at 2026-11-20 12:00:00 UTC" in failed.failure.detail
+
+
+def test_an_unstarted_job_whose_requeue_could_not_be_sent_is_not_recorded_as_requeued() -> None:
+    # Requeued once only: a send that fails must leave the job for the next run, not marked as sent.
+    lost = api_job()
+    jobs = FakeJobs([lost])
+    swept = SweepPorts(jobs=jobs, ledger=FakeLedger(), objects=stored(lost), queue=FakeQueue(down=True))
+
+    report = sweep_jobs(swept, POLICY, NOW, always)
+
+    assert (report.requeued, report.failed, report.errors, jobs.requeued) == ((), (), 1, [])
+    assert report.notes == (f"job {lost.job_id}: IngestQueue unreachable",)
 
 
 def test_a_job_that_changed_since_it_was_read_is_neither_requeued_nor_failed() -> None:
@@ -402,9 +500,14 @@ def test_unfinished_jobs_of_parked_messages_fail_and_finished_ones_are_left() ->
     report = fail_parked_jobs(FakeDeadLetters(messages), jobs, NOW)
 
     assert report.failed_jobs == (queued.job_id, processing.job_id)
-    assert jobs.parked == {queued.job_id: PARKED_WITHOUT_A_WORD, processing.job_id: PARKED_WITHOUT_A_WORD}
+    assert jobs.parked == {each.job_id: each.failure.message for each in report.failures}
+    assert all(each.failure.sentence == PARKED_WITHOUT_A_WORD for each in report.failures)
     assert report.counts == {"ParkedMessages": 6, "ParkedJobsFailed": 2, "DeadLetterErrors": 0}
     assert report.summary()["failed_jobs"] == [str(queued.job_id), str(processing.job_id)]
+    logged = report.summary()["failures"]
+    assert isinstance(logged, list)
+    assert [entry["error_id"] for entry in logged] == [each.failure.error_id for each in report.failures]
+    assert "is in the dead-letter queue" in logged[0]["detail"]
 
 
 def test_a_job_that_cannot_be_read_is_counted_and_the_others_are_failed() -> None:
@@ -427,7 +530,7 @@ def test_a_job_restarted_after_it_was_read_is_not_failed() -> None:
 
 
 def test_the_parked_message_says_it_can_be_redriven() -> None:
-    assert PARKED_WITHOUT_A_WORD.startswith("gave up")
+    assert PARKED_WITHOUT_A_WORD.startswith("Gave up")
     assert "dead-letter queue" in PARKED_WITHOUT_A_WORD
     assert "redriven" in PARKED_WITHOUT_A_WORD
 

@@ -150,8 +150,9 @@ class MaintenanceSettings(FunctionDatabaseSettings):
     # (30 min), after which SQS itself hands a crashed worker's message out again: the sweeper steps in only
     # where no message is left to do that.
     stuck_job_minutes: int = Field(default=45, ge=1)
-    # A queued job whose batch object is still missing this long after it was created is failed: the API stores
-    # the object within its 15 s timeout, or never.
+    # A queued job this old is failed when its batch object is missing (the API stores the object within its 15 s
+    # timeout, or never), and requeued once when it is stored (its S3 event was lost); still queued this long after
+    # that requeue, it is failed.
     unstored_job_minutes: int = Field(default=15, ge=1)
     # Parked messages are received with this visibility timeout, and made visible again once read.
     dead_letter_visibility_seconds: int = Field(default=30, ge=1, le=300)

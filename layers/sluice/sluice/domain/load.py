@@ -16,6 +16,7 @@ from typing import IO, Final, Protocol
 from uuid import UUID
 
 from sluice.domain.chunks import ChunkStream, SystemBook, chunk_streams
+from sluice.domain.failures import JobFailure, job_failure
 from sluice.domain.formats import layout_of, read_records
 from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind
 from sluice.domain.validation import ReadingValidator
@@ -98,7 +99,6 @@ class JobTracker(Protocol):
         """Mark the job processing and return it as stored, creating a drop's job when it does not exist. An API
         batch's job is only ever started, never created: its record must exist and ``claims`` the object."""
 
-
     def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
         """Record a job's end: its status, counts and times."""
 
@@ -180,6 +180,16 @@ def load_message(
     return [
         load_object(item.ref, item.target, ports, policy, progress=progress, clock=clock) for item in message.objects
     ]
+
+
+def parked_failure(attempts: int, error: BaseException) -> JobFailure:
+    """What the jobs of a message whose last attempt failed are failed with: a fixed sentence and an error id. The
+    error's text (which may name a table, a bucket or a host) is the detail, for the log only."""
+    sentence = (
+        f"The batch could not be loaded after {attempts} attempts. It is parked in the dead-letter queue and can be"
+        " redriven once the fault is fixed."
+    )
+    return job_failure(sentence, f"{type(error).__name__}: {error}")
 
 
 def park_message(message: IngestMessage, jobs: JobTracker, reason: str, now: datetime) -> list[UUID]:

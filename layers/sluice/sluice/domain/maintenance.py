@@ -11,7 +11,12 @@ Three steps, each run whatever became of the others:
   requeued behind its operator's back;
 - stuck jobs: a processing job that has not moved for a while (no start, requeue or committed chunk) gets its S3
   event sent to IngestQueue again, and the worker resumes after its committed chunks (a duplicate delivery is
-  harmless: the ledger skips what is committed). A queued job whose batch object was never stored is failed.
+  harmless: the ledger skips what is committed). A queued job whose batch object was never stored is failed. A
+  queued job whose object is stored but whose loading never started (its S3 event was lost) gets its S3 event
+  sent once; still queued a deadline later, it is failed.
+
+A job failed here gets a fixed sentence and an error id (``sluice.domain.failures``); the detail, which names the
+bucket and key, is in the step's summary, which the function logs.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +26,7 @@ from enum import StrEnum
 from typing import Final, Protocol
 from uuid import UUID
 
+from sluice.domain.failures import JobFailure, job_failure
 from sluice.domain.objects import ObjectRef, object_created_body, parse_message, target_of
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobStatus
@@ -28,17 +34,24 @@ from sluice.models.jobs import Job, JobStatus
 READINGS: Final = "readings"
 # Who requeued a job, as the requeued S3 event's userIdentity says (S3 puts the uploader's principal there).
 REQUEUED_BY: Final = "sluice-maintenance"
-NEVER_STORED: Final = "the batch object was never stored, so nothing of this batch was accepted: send the batch again"
+# What the client of a job failed here reads (with an error id): fixed sentences, never a bucket, key or exception.
+NEVER_STORED: Final = "The batch was never stored, so none of it was accepted: send it again."
+NEVER_STARTED: Final = (
+    "The batch was stored, but loading it never started, not even after it was queued again: none of it was"
+    " loaded. Send it again."
+)
+NOT_RESUMABLE: Final = (
+    "The batch stopped making progress and cannot be resumed: the object it was loading is gone or was replaced."
+    " Readings it committed stay stored; send it again for the rest (readings already stored come back as"
+    " duplicates)."
+)
 PARKED_WITHOUT_A_WORD: Final = (
-    "gave up: the batch's message is parked in the dead-letter queue, and its last attempt ended (the worker"
-    " crashed or ran out of time) before it could record why. It can be redriven once the fault is fixed"
+    "Gave up: the batch's last attempt ended before it could record why. It is parked in the dead-letter queue"
+    " and can be redriven once the fault is fixed."
 )
 _UNFINISHED: Final = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 # A sweep lists at most this many faults in its summary (the count has them all).
 _MAX_NOTES: Final = 10
-_RESUBMIT: Final = (
-    "Readings it committed stay stored; send it again for the rest (readings already stored come back as duplicates)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +61,9 @@ class MaintenancePolicy:
     retention_years: int
     # A processing job that has not moved for this long is requeued.
     stuck_after: timedelta
-    # A queued job whose batch object is still missing this long after its creation is failed.
-    unstored_after: timedelta
+    # A job still queued this long after its creation is failed when its object is missing, and requeued once
+    # when it is stored; still queued this long after that requeue, it is failed.
+    queued_after: timedelta
 
 
 class Report(Protocol):
@@ -167,28 +181,46 @@ class ParkedJobs(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class FailedJob:
+    """A job a step failed, with what its client reads and what the log says."""
+
+    job_id: UUID
+    failure: JobFailure
+
+    def logged(self) -> dict[str, str]:
+        """The job, its error id and the detail behind it: the log line support finds by the error id."""
+        return {"job_id": str(self.job_id), "error_id": self.failure.error_id, "detail": self.failure.detail}
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterReport:
     """What the dead-letter step found and did."""
 
     messages: int
-    failed_jobs: tuple[UUID, ...] = ()
+    failures: tuple[FailedJob, ...] = ()
     # Jobs that could not be read or written (tried again next run).
     errors: int = 0
+
+    @property
+    def failed_jobs(self) -> tuple[UUID, ...]:
+        """The ids of the jobs failed."""
+        return tuple(failed.job_id for failed in self.failures)
 
     @property
     def counts(self) -> Mapping[str, int]:
         """``ParkedMessages``, ``ParkedJobsFailed``, ``DeadLetterErrors``."""
         return {
             "ParkedMessages": self.messages,
-            "ParkedJobsFailed": len(self.failed_jobs),
+            "ParkedJobsFailed": len(self.failures),
             "DeadLetterErrors": self.errors,
         }
 
     def summary(self) -> dict[str, object]:
-        """The counts and the ids of the jobs failed."""
+        """The counts, the ids of the jobs failed, and each failure's error id and detail."""
         return {
             "parked_messages": self.messages,
             "failed_jobs": [str(job_id) for job_id in self.failed_jobs],
+            "failures": [failed.logged() for failed in self.failures],
             "errors": self.errors,
         }
 
@@ -197,19 +229,19 @@ def fail_parked_jobs(dead_letters: DeadLetters, jobs: ParkedJobs, now: datetime)
     """Fail each unfinished job whose message is parked; a finished job (completed, or failed with a reason of its
     own) is left as it is, and the conditional write never turns a completed job failed."""
     messages = dead_letters.parked_messages()
-    failed: list[UUID] = []
+    failed: list[FailedJob] = []
     errors = 0
-    for job_id in dict.fromkeys(job_id for message in messages for job_id in parse_message(message.body).job_ids):
+    parked_in = {job_id: message.message_id for message in messages for job_id in parse_message(message.body).job_ids}
+    for job_id, message_id in parked_in.items():
+        failure = job_failure(
+            PARKED_WITHOUT_A_WORD, f"message {message_id} is in the dead-letter queue with no failure recorded"
+        )
         try:
             job = jobs.get_job(job_id)
             # Only if unchanged since read: a `sluice redrive` may have moved the message meanwhile and a worker
             # restarted the job (which sets attempted_at); that job is running, not parked.
-            if (
-                job is not None
-                and job.status in _UNFINISHED
-                and jobs.fail_unchanged_job(job, PARKED_WITHOUT_A_WORD, now)
-            ):
-                failed.append(job_id)
+            if job is not None and job.status in _UNFINISHED and jobs.fail_unchanged_job(job, failure.message, now):
+                failed.append(FailedJob(job_id, failure))
         except StorageUnavailableError:
             errors += 1
     return DeadLetterReport(len(messages), tuple(failed), errors)
@@ -271,18 +303,17 @@ class SweepPorts:
 class SweepAction(StrEnum):
     """What becomes of an overdue job."""
 
-    LEAVE = "leave"
     REQUEUE = "requeue"
     FAIL = "fail"
 
 
 @dataclass(frozen=True, slots=True)
 class SweepDecision:
-    """An action, with the object version to requeue or the message to fail with."""
+    """An action, with the object version to requeue or the failure to fail with."""
 
     action: SweepAction
     ref: ObjectRef | None = None
-    message: str = ""
+    failure: JobFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +323,11 @@ class SweepReport:
     # Queued or processing jobs old enough to be overdue.
     candidates: int
     requeued: tuple[UUID, ...] = ()
-    failed: tuple[UUID, ...] = ()
-    # Overdue queued jobs whose object is stored: their S3 event is IngestQueue's (or the DLQ's) to deliver.
+    failures: tuple[FailedJob, ...] = ()
+    # Overdue queued jobs whose object is stored: their S3 event was lost, or waits behind a backlog.
     waiting: int = 0
+    # Of the requeued jobs, the queued ones: stored, never started (their S3 event was lost, most likely).
+    requeued_unstarted: int = 0
     # Jobs not examined this run for lack of time; the next run examines them.
     deferred: int = 0
     # Jobs that could not be examined or changed (tried again next run).
@@ -302,24 +335,33 @@ class SweepReport:
     notes: tuple[str, ...] = ()
 
     @property
+    def failed(self) -> tuple[UUID, ...]:
+        """The ids of the jobs failed."""
+        return tuple(failed.job_id for failed in self.failures)
+
+    @property
     def counts(self) -> Mapping[str, int]:
-        """``CandidateJobs``, ``RequeuedJobs``, ``StuckJobsFailed``, ``OverdueQueuedJobs``, ``DeferredJobs``,
-        ``SweepErrors``."""
+        """``CandidateJobs``, ``RequeuedJobs``, ``JobsRequeuedUnstarted``, ``StuckJobsFailed``,
+        ``OverdueQueuedJobs``, ``DeferredJobs``, ``SweepErrors``."""
         return {
             "CandidateJobs": self.candidates,
             "RequeuedJobs": len(self.requeued),
-            "StuckJobsFailed": len(self.failed),
+            "JobsRequeuedUnstarted": self.requeued_unstarted,
+            "StuckJobsFailed": len(self.failures),
             "OverdueQueuedJobs": self.waiting,
             "DeferredJobs": self.deferred,
             "SweepErrors": self.errors,
         }
 
     def summary(self) -> dict[str, object]:
-        """The counts, the ids of the jobs requeued and failed, and what kept the sweeper from finishing."""
+        """The counts, the ids of the jobs requeued and failed, each failure's error id and detail, and what kept
+        the sweeper from finishing."""
         return {
             "candidate_jobs": self.candidates,
             "requeued_jobs": [str(job_id) for job_id in self.requeued],
+            "requeued_unstarted_jobs": self.requeued_unstarted,
             "failed_jobs": [str(job_id) for job_id in self.failed],
+            "failures": [failed.logged() for failed in self.failures],
             "overdue_queued_jobs": self.waiting,
             "deferred": self.deferred,
             "errors": self.errors,
@@ -334,10 +376,11 @@ def last_progress(job: Job, last_commit: datetime | None) -> datetime:
 
 
 def is_overdue(job: Job, last_commit: datetime | None, policy: MaintenancePolicy, now: datetime) -> bool:
-    """A queued job past ``unstored_after`` since its creation, or a processing job that has not moved for
-    ``stuck_after``. Without ``last_commit`` a processing job can only look older than it is."""
+    """A queued job past ``queued_after`` since its creation or its requeue, or a processing job that has not moved
+    for ``stuck_after``. Without ``last_commit`` a processing job can only look older than it is."""
     if job.status is JobStatus.QUEUED:
-        return now - job.created_at >= policy.unstored_after
+        # A queued job's attempted_at is the sweeper's requeue: no worker start leaves a job queued.
+        return now - (job.attempted_at or job.created_at) >= policy.queued_after
     if job.status is JobStatus.PROCESSING:
         return now - last_progress(job, last_commit) >= policy.stuck_after
     return False
@@ -356,24 +399,31 @@ def requeue_ref(job: Job, newest: ObjectRef) -> ObjectRef | None:
 
 def decide(job: Job, newest: ObjectRef | None, since: datetime) -> SweepDecision:
     """What to do with an overdue job, given its object's newest version (None: no object) and when it last moved."""
+    where = f"s3://{job.bucket}/{job.object_key}"
+    ref = None if newest is None else requeue_ref(job, newest)
     if job.status is JobStatus.QUEUED:
         if newest is None:
-            return SweepDecision(SweepAction.FAIL, message=NEVER_STORED)
-        # Stored: its S3 event reached IngestQueue, which delivers it (or parked it, which the dead-letter step sees).
-        return SweepDecision(SweepAction.LEAVE)
-    ref = None if newest is None else requeue_ref(job, newest)
+            return _fail(NEVER_STORED, f"queued since {_moment(job.created_at)}, and {where} holds no object")
+        if job.attempted_at is None and ref is not None:
+            # Stored, yet never started: IngestQueue never had its S3 event (or still holds it behind a backlog,
+            # where one more message is harmless). Sent once: attempted_at records it.
+            return SweepDecision(SweepAction.REQUEUE, ref=ref)
+        requeued = "never requeued" if job.attempted_at is None else f"requeued at {_moment(job.attempted_at)}"
+        return _fail(NEVER_STARTED, f"queued since {_moment(job.created_at)}, {requeued}; {where} is stored")
     if ref is not None:
         return SweepDecision(SweepAction.REQUEUE, ref=ref)
-    stalled = f"stopped making progress at {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-    where = f"s3://{job.bucket}/{job.object_key}"
+    stalled = f"stopped making progress at {_moment(since)}"
     if newest is None:
-        message = f"{stalled}, and {where} no longer exists, so it cannot be resumed. {_RESUBMIT}"
-    else:
-        message = (
-            f"{stalled}, and the version of {where} it was loading is no longer the newest, so it cannot be"
-            f" requeued. {_RESUBMIT}"
-        )
-    return SweepDecision(SweepAction.FAIL, message=message)
+        return _fail(NOT_RESUMABLE, f"{stalled}, and {where} no longer exists")
+    return _fail(NOT_RESUMABLE, f"{stalled}, and the version of {where} it was loading is no longer the newest")
+
+
+def _fail(sentence: str, detail: str) -> SweepDecision:
+    return SweepDecision(SweepAction.FAIL, failure=job_failure(sentence, detail))
+
+
+def _moment(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def requeue_body(ref: ObjectRef, now: datetime) -> str:
@@ -384,12 +434,13 @@ def requeue_body(ref: ObjectRef, now: datetime) -> str:
 def sweep_jobs(
     ports: SweepPorts, policy: MaintenancePolicy, now: datetime, has_time: Callable[[], bool]
 ) -> SweepReport:
-    """Requeue the stuck processing jobs and fail the queued jobs whose batch was never stored. Processing jobs go
-    first, oldest first, so a run short of time (``has_time``) spends it where the sweeper matters most."""
+    """Requeue the stuck processing jobs and the stored queued jobs that never started, and fail the queued jobs
+    whose batch was never stored or that a requeue did not start. Processing jobs go first, oldest first, so a run
+    short of time (``has_time``) spends it where the sweeper matters most."""
     # A job created after a threshold cannot be past it (a job starts after its creation): those are not read.
     jobs = [
         *ports.jobs.jobs_created_before(JobStatus.PROCESSING, now - policy.stuck_after),
-        *ports.jobs.jobs_created_before(JobStatus.QUEUED, now - policy.unstored_after),
+        *ports.jobs.jobs_created_before(JobStatus.QUEUED, now - policy.queued_after),
     ]
     # The record alone can only make a job look older than it is: the ledger is read for those it calls overdue.
     overdue = sorted(
@@ -414,6 +465,8 @@ def sweep_jobs(
             continue
         try:
             newest = ports.objects.newest_version(job.bucket, job.object_key)
+            if job.status is JobStatus.QUEUED and newest is not None:
+                tally.waiting += 1
             _carry_out(ports, job, decide(job, newest, last_progress(job, commit)), now, tally)
         except StorageUnavailableError as exc:
             tally.fault(f"job {job.job_id}: {exc}")
@@ -425,8 +478,9 @@ class _SweepTally:
     """What a sweep did so far."""
 
     requeued: list[UUID] = field(default_factory=list)
-    failed: list[UUID] = field(default_factory=list)
+    failures: list[FailedJob] = field(default_factory=list)
     waiting: int = 0
+    requeued_unstarted: int = 0
     deferred: int = 0
     errors: int = 0
     notes: list[str] = field(default_factory=list)
@@ -440,8 +494,9 @@ class _SweepTally:
         return SweepReport(
             candidates,
             tuple(self.requeued),
-            tuple(self.failed),
+            tuple(self.failures),
             self.waiting,
+            self.requeued_unstarted,
             self.deferred,
             self.errors,
             tuple(self.notes),
@@ -450,11 +505,17 @@ class _SweepTally:
 
 def _carry_out(ports: SweepPorts, job: Job, decision: SweepDecision, now: datetime, tally: _SweepTally) -> None:
     # Each write is conditional on the job being as it was read: a worker that started it meanwhile wins.
-    if decision.action is SweepAction.LEAVE:
-        tally.waiting += 1
-    elif decision.ref is not None:
-        if ports.jobs.requeue_job(job, now):
+    if decision.ref is not None:
+        if job.status is JobStatus.QUEUED:
+            # Sent before it is recorded: a queued job is requeued once only, so a send that fails must leave it
+            # unrecorded for the next run. Should the record then be refused (a worker started the job meanwhile),
+            # the extra message finds the job started or completed and changes nothing.
+            ports.queue.send(requeue_body(decision.ref, now))
+            if ports.jobs.requeue_job(job, now):
+                tally.requeued.append(job.job_id)
+                tally.requeued_unstarted += 1
+        elif ports.jobs.requeue_job(job, now):
             ports.queue.send(requeue_body(decision.ref, now))
             tally.requeued.append(job.job_id)
-    elif ports.jobs.fail_unchanged_job(job, decision.message, now):
-        tally.failed.append(job.job_id)
+    elif decision.failure is not None and ports.jobs.fail_unchanged_job(job, decision.failure.message, now):
+        tally.failures.append(FailedJob(job.job_id, decision.failure))

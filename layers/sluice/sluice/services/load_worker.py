@@ -14,7 +14,16 @@ from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
 from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, create_staging_table, database_dsn
-from sluice.domain.load import LoadPolicy, LoadPorts, LoadReport, Progress, load_message, park_message
+from sluice.domain.failures import JobFailure
+from sluice.domain.load import (
+    LoadPolicy,
+    LoadPorts,
+    LoadReport,
+    Progress,
+    load_message,
+    park_message,
+    parked_failure,
+)
 from sluice.domain.objects import IngestMessage
 from sluice.settings import LoadWorkerSettings, get_load_worker_settings
 
@@ -47,13 +56,11 @@ class LoadService:
         """Is this receive of a message its last before SQS parks it in the dead-letter queue?"""
         return receive_count >= self.settings.max_receive_count
 
-    def park(self, message: IngestMessage, error: BaseException, receive_count: int) -> list[UUID]:
-        """Fail the jobs of a message whose last attempt failed, saying why and where the message went."""
-        reason = (
-            f"gave up after {receive_count} attempts; the batch is parked in the dead-letter queue and can be"
-            f" redriven once the fault is fixed. Last error: {type(error).__name__}: {error}"
-        )
-        return park_message(message, self.ports.jobs, reason[:2000], utc_now())
+    def park(self, message: IngestMessage, error: BaseException, receive_count: int) -> tuple[JobFailure, list[UUID]]:
+        """Fail the jobs of a message whose last attempt failed, saying where the message went and quoting an
+        error id; return the failure (whose detail is the error, for the log) and the jobs failed."""
+        failure = parked_failure(receive_count, error)
+        return failure, park_message(message, self.ports.jobs, failure.message, utc_now())
 
     def progress_for(self, receipt_handle: str, remaining_ms: Callable[[], int], receive_count: int = 1) -> Progress:
         """The visibility keeper and time budget of one IngestQueue message (``receive_count``: which receive of it

@@ -59,7 +59,7 @@ def build_maintenance_service(settings: MaintenanceSettings) -> MaintenanceServi
     policy = MaintenancePolicy(
         retention_years=settings.retention_years,
         stuck_after=timedelta(minutes=settings.stuck_job_minutes),
-        unstored_after=timedelta(minutes=settings.unstored_job_minutes),
+        queued_after=timedelta(minutes=settings.unstored_job_minutes),
     )
     return MaintenanceService(
         policy=policy,
