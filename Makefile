@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 # A stamp is newer than the lock file its environment was installed from: a changed lock reinstalls.
 VENV_STAMP := $(VENV)/.installed
 TOOLS_STAMP := $(TOOLS)/.installed
+# checkov pins boto3 and others exactly, against the SAM CLI's pins: a virtualenv of its own, inside .tools.
+CHECKOV := $(TOOLS)/checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed
 
 export SLUICE_DB_DSN ?= postgresql://postgres@127.0.0.1:5433/sluice
 # The moto server's port: infra/moto.sh (make moto, make run) and the benches that talk to it.
@@ -38,9 +41,15 @@ $(TOOLS_STAMP): requirements/tools.lock
 	$(TOOLS)/bin/python -m pip install -q --require-hashes -r requirements/tools.lock
 	@touch $@
 
+# After .tools (order only): a .tools replaced for another Python takes this virtualenv and its stamp with it.
+$(CHECKOV_STAMP): requirements/checkov.lock | $(TOOLS_STAMP)
+	$(call make_venv,$(CHECKOV))
+	$(CHECKOV)/bin/python -m pip install -q --require-hashes -r requirements/checkov.lock
+	@touch $@
+
 .PHONY: venv tools
 venv: $(VENV_STAMP) ## create .venv (Python 3.13) with the locked dependencies
-tools: $(TOOLS_STAMP) ## create .tools with aws-sam-cli and cfn-lint
+tools: $(TOOLS_STAMP) $(CHECKOV_STAMP) ## create .tools with aws-sam-cli and cfn-lint, and checkov in .tools/checkov
 
 .PHONY: db db-stop db-status migrate
 db: ## install TimescaleDB if missing, start the local cluster on 127.0.0.1:5433 (unless SLUICE_DB_DSN names another server)
@@ -59,7 +68,7 @@ moto-stop: ## stop the moto server
 	@bash infra/moto.sh stop
 
 .PHONY: lint
-lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the template checks
+lint: $(VENV_STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) ## ruff, mypy, the OpenAPI spec and the template checks (checkov included)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -68,6 +77,9 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) ## ruff, mypy, the OpenAPI spec and the templ
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(SAM) validate --template template.yaml
 	$(SAM) validate --lint --template template.yaml
+	@# Every finding is fixed or skipped in its resource's Metadata with a reason; a new one fails the lint.
+	@# --skip-download: checkov would otherwise fetch guideline links from its vendor on every run.
+	$(CHECKOV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 .PHONY: test
 test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed), coverage gate included
@@ -121,9 +133,10 @@ run: $(VENV_STAMP) ## start the whole pipeline locally (database, moto, HTTP API
 	@bash infra/run.sh
 
 .PHONY: lock
-lock: $(VENV_STAMP) ## regenerate the lock files from pyproject.toml and requirements/tools.in
+lock: $(VENV_STAMP) ## regenerate the lock files from pyproject.toml and requirements/*.in
 	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes --extra dev pyproject.toml -o requirements/dev.lock
 	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes requirements/tools.in -o requirements/tools.lock
+	$(VENV)/bin/uv pip compile -q --python-version 3.13 --generate-hashes requirements/checkov.in -o requirements/checkov.lock
 	@# The layer: the runtime dependencies for Lambda's arm64, hashed, at the versions the tests ran with (dev.lock).
 	$(VENV)/bin/uv pip compile -q --python-version 3.13 --python-platform aarch64-manylinux_2_28 --generate-hashes \
 		-c requirements/dev.lock pyproject.toml -o $(LAYER_REQUIREMENTS)

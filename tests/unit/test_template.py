@@ -390,6 +390,73 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
     assert template()["Parameters"]["DatabaseRootCertificate"]["Default"] == "system"
 
 
+def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_given() -> None:
+    vpc_config = {
+        "Fn::If": [
+            "InVpc",
+            {"SubnetIds": {"Ref": "VpcSubnetIds"}, "SecurityGroupIds": {"Ref": "VpcSecurityGroupIds"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+
+    in_vpc = {
+        name
+        for name, function in resources_of_type(template(), "AWS::Serverless::Function").items()
+        if function["Properties"].get("VpcConfig") == vpc_config
+    }
+
+    assert in_vpc == {"LoadWorkerFunction", "QuarantineFunction", "HealthFunction", "MaintenanceFunction"}
+    assert "VpcConfig" not in template()["Globals"]["Function"]
+
+
+KMS_KEY = {"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_the_deployers_key_encrypts_queues_tables_and_logs_when_given() -> None:
+    for queue in resources_of_type(template(), "AWS::SQS::Queue").values():
+        assert queue["Properties"]["KmsMasterKeyId"] == KMS_KEY
+        # Without the deployer's key, SSE-SQS: S3 cannot notify a queue under the AWS-managed aws/sqs key.
+        assert queue["Properties"]["SqsManagedSseEnabled"] == {"Fn::If": ["HasKmsKey", {"Ref": "AWS::NoValue"}, True]}
+    for table in resources_of_type(template(), "AWS::DynamoDB::Table").values():
+        assert table["Properties"]["SSESpecification"] == {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": KMS_KEY,
+        }
+    for log_group in resources_of_type(template(), "AWS::Logs::LogGroup").values():
+        assert log_group["Properties"]["KmsKeyId"] == KMS_KEY
+    assert template()["Globals"]["Function"]["KmsKeyArn"] == KMS_KEY
+    # Every function's role may use the key, only when there is one.
+    key_use = resources()["KmsKeyUsePolicy"]
+    assert key_use["Condition"] == "HasKmsKey"
+    assert {role["Ref"] for role in key_use["Properties"]["Roles"]} == {
+        f"{name}Role" for name in resources_of_type(template(), "AWS::Serverless::Function")
+    }
+    (statement,) = key_use["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == {"Ref": "KmsKeyArn"}
+
+
+def test_the_jobs_table_can_be_restored_to_a_point_in_time() -> None:
+    recovery = resources()["JobsTable"]["Properties"]["PointInTimeRecoverySpecification"]
+
+    assert recovery == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_scanner_finding_skipped_says_why_in_one_line() -> None:
+    skips = [
+        (name, skip)
+        for name, body in resources().items()
+        for skip in body.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert skips
+    for name, skip in skips:
+        assert set(skip) == {"id", "comment"}, name
+        assert skip["id"].startswith("CKV_"), name
+        assert skip["comment"].strip(), name
+        assert "\n" not in skip["comment"], name
+
+
 # --- the local reader of templates -----------------------------------------------------------------------
 
 
@@ -421,6 +488,34 @@ def test_a_file_that_is_not_a_template_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(TemplateError):
         load_template(tmp_path / "x.yaml")
+
+
+def test_conditions_choose_an_if_branch_and_no_value_leaves_the_property_out() -> None:
+    without_key = StackContext(template(), stack_name="s", region="eu-west-1")
+    key = "arn:aws:kms:eu-west-1:123456789012:key/k"
+    with_key = StackContext(template(), stack_name="s", region="eu-west-1", parameter_overrides={"KmsKeyArn": key})
+    queue = resources()["IngestDeadLetterQueue"]["Properties"]
+
+    assert not without_key.condition("HasKmsKey")
+    assert with_key.condition("HasKmsKey")
+    assert "KmsMasterKeyId" not in without_key.resolve(queue)
+    assert without_key.resolve(queue)["SqsManagedSseEnabled"] is True
+    assert with_key.resolve(queue)["KmsMasterKeyId"] == key
+    assert "SqsManagedSseEnabled" not in with_key.resolve(queue)
+    assert without_key.resolve([{"Ref": "AWS::NoValue"}, "kept"]) == ["kept"]
+    assert without_key.resolve({"Ref": "AWS::NoValue"}) is None
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [{"Condition": "Nothing"}, {"Fn::Contains": [["a"], "a"]}],
+    ids=["unknown condition", "unsupported condition function"],
+)
+def test_conditions_the_local_runtime_cannot_evaluate_fail_loudly(condition: dict[str, Any]) -> None:
+    context = StackContext({"Resources": {}, "Conditions": {"Odd": condition}}, stack_name="s", region="eu-west-1")
+
+    with pytest.raises(TemplateError):
+        context.resolve({"Fn::If": ["Odd", "a", "b"]})
 
 
 def test_the_bucket_policy_resolves_locally_with_the_ingest_functions_generated_role() -> None:

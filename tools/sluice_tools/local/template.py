@@ -1,7 +1,9 @@
 """template.yaml read the way CloudFormation reads it, so local resources and environments follow the template.
 
-Only what Sluice's template uses is resolved: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and the pseudo parameters.
-Anything else raises, so a template change the local runtime does not understand fails loudly instead of drifting.
+Only what Sluice's template uses is resolved: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, the pseudo parameters
+(``AWS::NoValue`` included) and ``Fn::If`` over the template's ``Conditions`` (``Fn::Equals``, ``Fn::Not``,
+``Fn::And``, ``Fn::Or``). Anything else raises, so a template change the local runtime does not understand fails
+loudly instead of drifting.
 """
 
 import re
@@ -15,6 +17,13 @@ import yaml
 # moto's default account; any fixed value works for a local stack.
 LOCAL_ACCOUNT_ID = "123456789012"
 _SUB_FIELD = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+class _NoValue:
+    """``!Ref AWS::NoValue``: the property or list item that holds it is left out."""
+
+
+_NO_VALUE = _NoValue()
 
 
 class TemplateError(ValueError):
@@ -91,23 +100,59 @@ class StackContext:
         except KeyError:
             raise TemplateError(f"!GetAtt {name}.{attribute}: not created locally") from None
 
+    def condition(self, name: str) -> bool:
+        """Whether the template's condition ``name`` holds."""
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise TemplateError(f"condition {name}: not in the template's Conditions")
+        return self._holds(conditions[name])
+
     def resolve(self, value: Any) -> Any:
-        """``value`` with every intrinsic function replaced by its value."""
+        """``value`` with every intrinsic function replaced by its value (None for ``AWS::NoValue`` alone)."""
+        resolved = self._resolve(value)
+        return None if resolved is _NO_VALUE else resolved
+
+    def _resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [item for item in map(self._resolve, value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
-            if key == "Ref":
-                return self.ref(argument)
-            if key == "Fn::GetAtt":
-                return self.get_att(*argument)
-            if key == "Fn::Sub":
-                return self._sub(argument)
-            if key.startswith("Fn::"):
-                raise TemplateError(f"{key} is not supported by the local runtime")
-        return {key: self.resolve(item) for key, item in value.items()}
+            if key == "Ref" or key.startswith("Fn::"):
+                return self._intrinsic(key, argument)
+        resolved = {key: self._resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+
+    def _intrinsic(self, key: str, argument: Any) -> Any:
+        """The value of one intrinsic function."""
+        if key == "Ref":
+            return _NO_VALUE if argument == "AWS::NoValue" else self.ref(argument)
+        if key == "Fn::GetAtt":
+            return self.get_att(*argument)
+        if key == "Fn::Sub":
+            return self._sub(argument)
+        if key == "Fn::If":
+            name, if_true, if_false = argument
+            return self._resolve(if_true if self.condition(name) else if_false)
+        raise TemplateError(f"{key} is not supported by the local runtime")
+
+    def _holds(self, expression: Any) -> bool:
+        """The truth of a condition's expression."""
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, argument),) = expression.items()
+            if key == "Condition":
+                return self.condition(argument)
+            if key == "Fn::Equals":
+                left, right = (str(self.resolve(side)) for side in argument)
+                return left == right
+            if key == "Fn::Not":
+                return not self._holds(argument[0])
+            if key == "Fn::And":
+                return all(self._holds(item) for item in argument)
+            if key == "Fn::Or":
+                return any(self._holds(item) for item in argument)
+        raise TemplateError(f"{expression!r} is not a condition the local runtime understands")
 
     def _sub(self, template: str) -> str:
         def replace(match: re.Match[str]) -> str:
