@@ -6,6 +6,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from sluice.adapters.migrations import VERSION_TABLE, Migration, MigrationRunner, load_migrations
 from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileError
@@ -187,6 +188,43 @@ def test_the_reading_identity_migration_keeps_every_reading_both_ways(
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (5,)
         conn.execute("DELETE FROM readings WHERE system_id = %s", (intruder,))
 
-    assert [m.version for m in runner.down(IDENTITY - 1)] == [m.version for m in migrations[IDENTITY - 1 :]][::-1]
+    assert [m.version for m in runner.down(IDENTITY - 1)] == [IDENTITY]
     with psycopg.connect(scratch_db) as conn:
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (4,)
+
+
+RAW_CUT = 6  # 0006_quarantine_raw_cut: the size and SHA-256 of a raw reading kept only in part
+INSERT_QUARANTINED = (
+    "INSERT INTO quarantined_readings (tenant_id, job_id, raw, reason) VALUES ('demo', %s, %s, 'parse_error')"
+    " RETURNING id"
+)
+
+
+def test_the_raw_cut_migration_describes_cut_rows_and_keeps_every_row_both_ways(
+    scratch_db: str, migrations: list[Migration]
+) -> None:
+    runner = MigrationRunner(scratch_db, migrations)
+    runner.up(RAW_CUT - 1)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        conn.execute(INSERT_QUARANTINED, (uuid4(), Jsonb("x" * 100)))
+
+    runner.up(RAW_CUT)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        # A row written before is whole; a cut row says how large the whole was and what its hash is, both or neither.
+        assert conn.execute("SELECT raw_bytes, raw_sha256 FROM quarantined_readings").fetchall() == [(None, None)]
+        row_id = conn.execute(INSERT_QUARANTINED, (uuid4(), Jsonb("x" * 10))).fetchone()
+        conn.execute(
+            "UPDATE quarantined_readings SET raw_bytes = %s, raw_sha256 = %s WHERE id = %s",
+            (1 << 32, "0" * 64, row_id[0] if row_id else None),
+        )
+        for cut in [(1 << 32, None), (None, "0" * 64), (0, "0" * 64), (10, "A" * 64), (10, "0" * 63)]:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "INSERT INTO quarantined_readings (tenant_id, job_id, reason, raw_bytes, raw_sha256)"
+                    " VALUES ('demo', %s, 'parse_error', %s, %s)",
+                    (uuid4(), *cut),
+                )
+
+    assert [m.version for m in runner.down(RAW_CUT - 1)] == [RAW_CUT]
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("SELECT count(*) FROM quarantined_readings").fetchone() == (2,)

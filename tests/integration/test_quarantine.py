@@ -2,6 +2,7 @@
 the real worker first; then they are listed, read and reviewed through the handler, and every review is checked
 where it lands: the row, ``readings`` and the job's record."""
 
+import hashlib
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import dynamodb_client, secretsmanager_client
+from sluice.limits import MAX_RAW_BYTES
 from sluice.settings import get_job_status_settings, get_load_worker_settings, get_quarantine_settings
 from sluice_tools.local.template import StackContext, function_environment
 
@@ -160,6 +162,8 @@ def test_the_listing_shows_every_quarantined_reading_with_its_reason(review: Rev
         "unit": "bar",
         "quality": 97,
         "raw": reading(1, value=950.0),
+        "raw_bytes": None,
+        "raw_sha256": None,
         "reason": "out_of_range",
         "reason_details": {
             "field": "value",
@@ -365,6 +369,51 @@ def test_a_parse_error_cannot_be_approved_for_want_of_fields(review: Review, mix
     answer = review.review(row["id"], {"action": "approve"})
 
     assert (answer.status, answer.error["details"][0]["field"]) == (422, "sensor_id")
+
+
+def test_a_reading_too_large_to_keep_whole_shows_it_was_cut_and_can_still_be_fixed(review: Review) -> None:
+    # Given a reading whose unit is wrong and which carries 100 KB besides its six fields
+    large = reading(0, unit="psi", note="n" * 100_000)
+    job_id = review.load([large])
+
+    # When a reviewer lists it, approves it as it is, then fixes its unit
+    item = review.rows(job_id)["invalid_unit"]
+    approved = review.review(item["id"], {"action": "approve"})
+    fixed = review.review(item["id"], {"action": "fix", "unit": "bar"})
+
+    # Then the listing keeps only the start of its raw text, saying so with the size and SHA-256 of the whole; the
+    # fields a review judges were read whole, so approval judges them (422: the unit) and the fix stores it.
+    whole = json.dumps(large, separators=(",", ":")).encode()
+    assert (item["raw_bytes"], item["raw_sha256"]) == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert isinstance(item["raw"], str)
+    assert whole.decode().startswith(item["raw"])
+    assert len(json.dumps(item["raw"], ensure_ascii=False).encode()) <= MAX_RAW_BYTES
+    assert (approved.status, approved.error["details"][0]["field"]) == (422, "unit")
+    assert (fixed.status, fixed.body["review_status"], fixed.body["raw_bytes"]) == (200, "fixed", len(whole))
+    assert [row[3] for row in review.stored(job_id)] == ["bar"]
+
+
+def test_a_line_cut_by_the_worker_can_be_rejected_and_not_approved(review: Review) -> None:
+    # Given a drop whose second line is 3 MiB (over the 1 MiB bound)
+    line = '{"sensor_id": "' + "s" * (3 << 20) + '"}'
+    body = (json.dumps({"system_id": str(review.system_id)} | reading(0)) + "\n" + line + "\n").encode()
+    review.worker.put("drops/demo/long-line.ndjson", body)
+    assert review.worker.deliver() == {"batchItemFailures": []}
+    job_id = review.worker.job_by_key("drops/demo/long-line.ndjson").job_id
+
+    # When a reviewer finds its row, approves it, then rejects it
+    item = review.rows(job_id)["parse_error"]
+    approved = review.review(item["id"], {"action": "approve"})
+    rejected = review.review(item["id"], {"action": "reject", "notes": "a broken export"})
+
+    # Then the row is the line's start with its size and hash; nothing of it can be approved (no field was read)
+    assert (item["position"], item["raw_bytes"]) == (2, len(line))
+    assert item["raw_sha256"] == hashlib.sha256(line.encode()).hexdigest()
+    assert line.startswith(item["raw"])
+    assert item["reason_details"]["got"] == f"a line of {len(line) + 1} characters"
+    assert (approved.status, approved.error["details"][0]["field"]) == (422, "sensor_id")
+    assert (rejected.status, rejected.body["review_status"]) == (200, "rejected")
+    assert len(review.stored(job_id)) == 1
 
 
 def test_rejecting_records_the_decision_and_replays_nothing(review: Review, mixed: UUID) -> None:

@@ -44,6 +44,8 @@ QUARANTINE_COLUMNS: Final = (
     "unit",
     "quality",
     "raw",
+    "raw_bytes",
+    "raw_sha256",
     "reason",
     "reason_details",
 )
@@ -58,6 +60,8 @@ QUARANTINE_TYPES: Final = (
     "text",
     "int2",
     "jsonb",
+    "int8",
+    "text",
     "text",
     "jsonb",
 )
@@ -272,6 +276,8 @@ class TimescaleReadingSink:
                         row.unit,
                         row.quality,
                         Jsonb(row.raw, dumps=_identity),
+                        row.raw_bytes,
+                        row.raw_sha256,
                         row.reason.value,
                         Jsonb(row.details, dumps=_identity),
                     )

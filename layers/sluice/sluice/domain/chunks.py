@@ -5,17 +5,19 @@ This is the worker's hot loop (millions of readings per file): readings stay pla
 each distinct system id is parsed and looked up once per object.
 """
 
+import hashlib
 import itertools
 import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypedDict
 from uuid import UUID
 
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.validation import ReadingValidator, parse_uuid, show
+from sluice.limits import MAX_RAW_BYTES
 from sluice.models.jobs import Job
 from sluice.models.readings import QuarantineReason, Rejection, ValidReading
 
@@ -41,6 +43,9 @@ class QuarantineRow:
     raw: str
     reason: QuarantineReason
     details: str
+    # When ``raw`` holds only the start of what arrived (see raw_columns): the whole's UTF-8 size and SHA-256.
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
 
 
 class SystemBook:
@@ -103,7 +108,7 @@ class ChunkStream:
             position, system_text, raw = record
             if type(raw) is Unparsable:
                 rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
-                quarantine.append(quarantine_row(position, raw.text, rejection, None))
+                quarantine.append(quarantine_row(position, raw, rejection, None))
                 continue
             suffix = suffix_of(system_text)
             system_id = None if isinstance(suffix, Rejection) else suffix[0]
@@ -170,7 +175,7 @@ def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, int, datetim
             value=row[2],  # type: ignore[arg-type]
             unit=row[3],  # type: ignore[arg-type]
             quality=row[4],  # type: ignore[arg-type]
-            raw=storable_json(record[2]),
+            **raw_columns(record[2]),
             reason=_DUPLICATE,
             details=_STORED_DUPLICATE_DETAILS,
         )
@@ -199,7 +204,7 @@ class RepeatFinder:
 
 
 def quarantine_row(position: int, raw: object, rejection: Rejection, system_id: UUID | None) -> QuarantineRow:
-    """A quarantine row for ``raw``, keeping every field that fits its column."""
+    """A quarantine row for ``raw`` (a reading as read, or an Unparsable), keeping every field that fits its column."""
     fields = raw if type(raw) is dict else {}
     return QuarantineRow(
         position=position,
@@ -209,10 +214,49 @@ def quarantine_row(position: int, raw: object, rejection: Rejection, system_id: 
         value=_float_or_none(fields.get("value")),
         unit=_text_or_none(fields.get("unit")),
         quality=_smallint_or_none(fields.get("quality")),
-        raw=storable_json(raw),
+        **raw_columns(raw),
         reason=rejection.reason,
         details=storable_json(rejection.as_details()),
     )
+
+
+class RawColumns(TypedDict):
+    """The raw reading as a quarantine row keeps it."""
+
+    raw: str
+    raw_bytes: int | None
+    raw_sha256: str | None
+
+
+def raw_columns(raw: object) -> RawColumns:
+    """``raw`` as a quarantine row keeps it: its JSON text (``storable_json``) when that takes at most MAX_RAW_BYTES
+    bytes. A longer one is cut: the row keeps a JSON string of its start, with the UTF-8 size and SHA-256 of the
+    whole, so that no row is large to list or to hold while its chunk is written. The whole is the text itself for
+    an Unparsable (a line as read, a CSV row re-rendered), and the JSON text for a reading."""
+    if type(raw) is Unparsable:
+        if raw.size is not None:  # a line too long to hold: the reader kept its start, size and hash
+            return RawColumns(raw=_json_start(raw.text), raw_bytes=raw.size, raw_sha256=raw.sha256)
+        whole = raw.text
+        stored = storable_json(whole)
+    else:
+        whole = stored = storable_json(raw)
+    # At most 4 bytes a character: most rows are measured without being encoded.
+    if len(stored) <= MAX_RAW_BYTES // 4 or len(stored.encode()) <= MAX_RAW_BYTES:
+        return RawColumns(raw=stored, raw_bytes=None, raw_sha256=None)
+    data = whole.encode(errors="surrogatepass")  # a lone surrogate (escaped JSON keeps none) is hashed as it is
+    return RawColumns(raw=_json_start(whole), raw_bytes=len(data), raw_sha256=hashlib.sha256(data).hexdigest())
+
+
+def _json_start(text: str) -> str:
+    """A start of ``text`` whose JSON (``storable_json``) takes at most MAX_RAW_BYTES bytes, and a few less at most."""
+    start = text[:MAX_RAW_BYTES]
+    while True:
+        stored = storable_json(start)
+        size = len(stored.encode())
+        if size <= MAX_RAW_BYTES:
+            return stored
+        # Escapes (\n, \u0001) and multi-byte characters take more than a byte each: shrink in proportion.
+        start = start[: len(start) * MAX_RAW_BYTES // size]
 
 
 def storable_json(value: object) -> str:

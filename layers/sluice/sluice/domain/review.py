@@ -267,6 +267,8 @@ def quarantine_item(row: QuarantinedReading) -> QuarantineItem:
         unit=row.unit,
         quality=row.quality,
         raw=row.raw,
+        raw_bytes=row.raw_bytes,
+        raw_sha256=row.raw_sha256,
         reason=row.reason,
         reason_details=row.reason_details,
         review_status=row.review_status,

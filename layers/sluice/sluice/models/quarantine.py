@@ -58,6 +58,9 @@ class QuarantinedReading:
     review_notes: str | None
     review_correction: dict[str, Any] | None
     quarantined_at: datetime
+    # Set when ``raw`` holds only the start of what arrived: the whole's size in UTF-8 bytes and its SHA-256 (hex).
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
