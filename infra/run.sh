@@ -7,7 +7,8 @@
 # Only what this script started is stopped on exit: a database or moto server that was already running stays up.
 #
 # Settings (environment): SLUICE_HTTP_PORT (3000), MOTO_PORT (4566), SLUICE_STACK_NAME (sluice-local),
-# SLUICE_LOCAL_VISIBILITY_TIMEOUT (the template's; set a few seconds to watch retries and the DLQ quickly).
+# SLUICE_LOCAL_VISIBILITY_TIMEOUT (the template's; set a few seconds to watch retries and the DLQ quickly),
+# SLUICE_LOCAL_ENV_VARS (a sam-style env vars file whose values replace the template's, as `sluice serve --env-vars`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,7 @@ bash infra/moto.sh start
 serve=(.venv/bin/sluice serve --endpoint-url "http://127.0.0.1:$moto_port" --port "${SLUICE_HTTP_PORT:-3000}"
   --stack-name "${SLUICE_STACK_NAME:-sluice-local}")
 [ -n "${SLUICE_LOCAL_VISIBILITY_TIMEOUT:-}" ] && serve+=(--visibility-timeout "$SLUICE_LOCAL_VISIBILITY_TIMEOUT")
+[ -n "${SLUICE_LOCAL_ENV_VARS:-}" ] && serve+=(--env-vars "$SLUICE_LOCAL_ENV_VARS")
 # Not exec: this shell stays to stop the database and moto once the twin has stopped. Ctrl-C (or a TERM) is passed
 # on to `sluice serve`, which stops its part (HTTP API, pollers, function environments) before this script goes on.
 "${serve[@]}" &

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -40,6 +42,14 @@ SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
 # Short, so a failing message is retried (and parked) within seconds rather than every 30 minutes.
 VISIBILITY_S = 2
 READY_TIMEOUT_S = 180
+# The per-principal read and review limits (120 reads, 30 reviews and 5,000 rows a minute by default) are lifted on
+# the stacks tests run, whose pollers and fuzzers read far faster than any client should: a stack started with
+# template_limits=True (the access matrix's) keeps the template's, and shows them.
+LIFTED_LIMITS = {
+    "SLUICE_READ_RATE_LIMIT_REQUESTS": "1000000",
+    "SLUICE_REVIEW_RATE_LIMIT_REQUESTS": "1000000",
+    "SLUICE_REVIEW_ROWS_PER_MINUTE": "1000000000",
+}
 
 
 def free_port() -> int:
@@ -127,13 +137,18 @@ def running_stack(
     visibility_s: int = VISIBILITY_S,
     env: Mapping[str, str] | None = None,
     prefix: str = "sluice_e2e",
+    template_limits: bool = False,
 ) -> Iterator[RunningStack]:
     """infra/run.sh on free ports with a scratch database on ``server_dsn``'s server; stopped (as Ctrl-C stops it)
-    on exit. ``env`` adds to its environment: fault switches (SLUICE_FAULT_*), another cluster (SLUICE_DB_*)."""
-    with scratch_database(server_dsn, prefix=prefix) as dsn:
+    on exit. ``env`` adds to its environment: fault switches (SLUICE_FAULT_*), another cluster (SLUICE_DB_*). The
+    read and review limits are lifted (``LIFTED_LIMITS``) unless ``template_limits``."""
+    with scratch_database(server_dsn, prefix=prefix) as dsn, tempfile.TemporaryDirectory() as scratch:
         http_port, moto_port = free_port(), free_port()
+        env_vars = Path(scratch) / "env.json"
+        env_vars.write_text(json.dumps({"Parameters": {} if template_limits else LIFTED_LIMITS}), encoding="utf-8")
         environment = {
             **os.environ,
+            "SLUICE_LOCAL_ENV_VARS": str(env_vars),
             "SLUICE_DB_DSN": dsn,
             "SLUICE_HTTP_PORT": str(http_port),
             "MOTO_PORT": str(moto_port),
@@ -234,7 +249,7 @@ def now_text(offset_s: int = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120 + offset_s))
 
 
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review ops:read"
 
 
 @dataclass(frozen=True)
