@@ -79,6 +79,26 @@ def test_the_limit_counts_each_principal_and_forgets_after_the_window(aws_stack:
     assert limiter.admit("demo/dev", NOW + timedelta(seconds=60.5)).allowed
 
 
+def test_a_budget_spent_in_amounts_keeps_each_amount_and_a_request_log_keeps_its_layout(
+    aws_stack: StackContext,
+) -> None:
+    table = aws_stack.refs["RateLimitTable"]
+    rows = DynamoRequestLimiter(table, RateLimit(requests=10, window_s=60))
+    requests = DynamoRequestLimiter(table, LIMIT)
+
+    first = rows.admit("review-rows#demo/dev", NOW, 6)
+    over = rows.admit("review-rows#demo/dev", NOW + timedelta(seconds=1), 5)
+    fits = rows.admit("review-rows#demo/dev", NOW + timedelta(seconds=1), 4)
+    requests.admit("demo/dev", NOW)
+
+    assert (first.allowed, over.allowed, over.retry_after_s, fits.allowed) == (True, False, 59, True)
+    stored = dynamodb_client().get_item(TableName=table, Key={"limit_key": {"S": "review-rows#demo/dev"}})["Item"]
+    assert [value["N"] for value in stored["amounts"]["L"]] == ["6", "4"]
+    # A log of single requests (ingest's, written before amounts existed) is stored as it always was.
+    ingest = dynamodb_client().get_item(TableName=table, Key={"limit_key": {"S": "demo/dev"}})["Item"]
+    assert set(ingest) == {"limit_key", "hits", "version", "expires_at"}
+
+
 def test_a_concurrent_writer_makes_the_limiter_decide_again(aws_stack: StackContext) -> None:
     # Given another execution environment that records a request between our read and our write, each time
     table = aws_stack.refs["RateLimitTable"]

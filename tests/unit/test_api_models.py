@@ -130,6 +130,8 @@ def test_responses_serialise_to_the_contract() -> None:
         unit=None,
         quality=None,
         raw="not json",
+        raw_bytes=None,
+        raw_sha256=None,
         reason=QuarantineReason.PARSE_ERROR,
         reason_details={"field": None},
         review_status=ReviewStatus.PENDING,

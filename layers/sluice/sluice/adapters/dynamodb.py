@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sluice.adapters.aws import dynamodb_client
 from sluice.domain.jobs import JobFilter, JobListing, JobPosition
 from sluice.domain.load import JobFinish, NotStarted, claims
-from sluice.domain.ratelimit import RateDecision, RateLimit, decide_request
+from sluice.domain.ratelimit import RateDecision, RateLimit, Spend, SpendDecision, decide_spend
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.quarantine import JobReviewCounts
@@ -339,26 +339,26 @@ def _position(key: Mapping[str, Any]) -> JobPosition:
 
 
 class DynamoRequestLimiter:
-    """The sliding-log rate limit, one item per principal, written with optimistic concurrency."""
+    """The sliding-log rate limit, one item per principal and budget, written with optimistic concurrency."""
 
     def __init__(self, table: str, limit: RateLimit, client: "DynamoDBClient | None" = None) -> None:
         self._table = table
         self._limit = limit
         self._client = client or dynamodb_client()
 
-    def admit(self, principal_key: str, now: datetime) -> RateDecision:
-        """Decide on one request and, when it passes, record it."""
+    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> RateDecision:
+        """Decide on one request spending ``amount`` of the limit and, when it passes, record it."""
         moment = now.timestamp()
-        decision = RateDecision(allowed=False, history=(), retry_after_s=1)
+        decision = SpendDecision(allowed=False, history=(), retry_after_s=1)
         for _ in range(_RATE_LIMIT_ATTEMPTS):
             history, version = self._read(principal_key)
-            decision = decide_request(history, moment, self._limit)
+            decision = decide_spend(history, moment, self._limit, amount)
             if not decision.allowed or self._write(principal_key, decision.history, version, moment):
-                return decision
+                return _rate_decision(decision)
         # Still contended after several rounds: this principal is sending in parallel, which is what a limit is for.
-        return RateDecision(allowed=False, history=decision.history, retry_after_s=1)
+        return _rate_decision(SpendDecision(allowed=False, history=decision.history, retry_after_s=1))
 
-    def _read(self, principal_key: str) -> tuple[list[float], int]:
+    def _read(self, principal_key: str) -> tuple[list[Spend], int]:
         try:
             item = self._client.get_item(
                 TableName=self._table, Key={"limit_key": {"S": principal_key}}, ConsistentRead=True
@@ -367,25 +367,39 @@ class DynamoRequestLimiter:
             raise StorageUnavailableError(f"reading the rate limit failed: {exc}") from exc
         if item is None:
             return [], 0
-        return [float(value["N"]) for value in item["hits"]["L"]], int(item["version"]["N"])
+        moments = [float(value["N"]) for value in item["hits"]["L"]]
+        # A log whose requests each spent one unit (every request log, ingest's among them) has no amounts.
+        amounts = [int(value["N"]) for value in item["amounts"]["L"]] if "amounts" in item else [1] * len(moments)
+        return [Spend(at, amount) for at, amount in zip(moments, amounts, strict=True)], int(item["version"]["N"])
 
-    def _write(self, principal_key: str, history: tuple[float, ...], version: int, now: float) -> bool:
+    def _write(self, principal_key: str, history: tuple[Spend, ...], version: int, now: float) -> bool:
+        item: dict[str, AttributeValueTypeDef] = {
+            "limit_key": {"S": principal_key},
+            "hits": {"L": [{"N": repr(spend.at)} for spend in history]},
+            "version": {"N": str(version + 1)},
+            # TTL removes logs of principals that went quiet.
+            "expires_at": {"N": str(int(now) + self._limit.window_s + 1)},
+        }
+        if any(spend.amount != 1 for spend in history):
+            item["amounts"] = {"L": [{"N": str(spend.amount)} for spend in history]}
         written = _conditional(
             "recording the rate limit",
             lambda: self._client.put_item(
                 TableName=self._table,
-                Item={
-                    "limit_key": {"S": principal_key},
-                    "hits": {"L": [{"N": repr(moment)} for moment in history]},
-                    "version": {"N": str(version + 1)},
-                    # TTL removes logs of principals that went quiet.
-                    "expires_at": {"N": str(int(now) + self._limit.window_s + 1)},
-                },
+                Item=item,
                 ConditionExpression="attribute_not_exists(limit_key) OR version = :version",
                 ExpressionAttributeValues={":version": {"N": str(version)}},
             ),
         )
         return written is not None
+
+
+def _rate_decision(decision: SpendDecision) -> RateDecision:
+    return RateDecision(
+        allowed=decision.allowed,
+        history=tuple(spend.at for spend in decision.history),
+        retry_after_s=decision.retry_after_s,
+    )
 
 
 def _condition_failed(exc: ClientError) -> bool:

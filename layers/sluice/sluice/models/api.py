@@ -166,8 +166,8 @@ class QuarantineItem(ApiModel):
     raw: Any
     # Set when the reading as it arrived was over 16 KiB: ``raw`` is then a string holding its start, and these are
     # the size in UTF-8 bytes and the SHA-256 (hex) of the whole. Null when ``raw`` is whole.
-    raw_bytes: int | None = None
-    raw_sha256: str | None = None
+    raw_bytes: int | None
+    raw_sha256: str | None
     reason: QuarantineReason
     reason_details: dict[str, Any]
     review_status: ReviewStatus
