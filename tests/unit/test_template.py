@@ -1,6 +1,8 @@
 """template.yaml keeps the promises the code relies on: auth on every route, the queue's redrive, the bucket's
 guards, least-privilege statements, and an environment that satisfies each function's settings."""
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
+from sluice.domain.load import LoadOutcome
 from sluice.models.jobs import Job
 from sluice.settings import (
     HealthSettings,
@@ -28,6 +31,7 @@ from sluice_tools.local.template import (
 )
 
 from ..lambdas import template
+from ..paths import REPO_ROOT
 
 FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "IngestApiFunction": IngestApiSettings,
@@ -412,7 +416,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
 KMS_KEY = {"Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
 
 
-def test_the_deployers_key_encrypts_queues_tables_and_logs_when_given() -> None:
+def test_the_deployers_key_encrypts_queues_tables_logs_and_topic_when_given() -> None:
     for queue in resources_of_type(template(), "AWS::SQS::Queue").values():
         assert queue["Properties"]["KmsMasterKeyId"] == KMS_KEY
         # Without the deployer's key, SSE-SQS: S3 cannot notify a queue under the AWS-managed aws/sqs key.
@@ -425,6 +429,7 @@ def test_the_deployers_key_encrypts_queues_tables_and_logs_when_given() -> None:
         }
     for log_group in resources_of_type(template(), "AWS::Logs::LogGroup").values():
         assert log_group["Properties"]["KmsKeyId"] == KMS_KEY
+    assert resources()["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == KMS_KEY
     assert template()["Globals"]["Function"]["KmsKeyArn"] == KMS_KEY
     # Every function's role may use the key, only when there is one.
     key_use = resources()["KmsKeyUsePolicy"]
@@ -455,6 +460,98 @@ def test_every_scanner_finding_skipped_says_why_in_one_line() -> None:
         assert skip["id"].startswith("CKV_"), name
         assert skip["comment"].strip(), name
         assert "\n" not in skip["comment"], name
+
+
+# --- alarms and dashboard -------------------------------------------------------------------------------
+
+ALARM_TARGET = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    return {name: body["Properties"] for name, body in resources_of_type(template(), "AWS::CloudWatch::Alarm").items()}
+
+
+def alarmed_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(namespace, metric name, dimensions) of every metric an alarm watches, metric math included."""
+    if "MetricName" in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"])]
+    return [
+        (metric["Namespace"], metric["MetricName"], metric["Dimensions"])
+        for metric in (query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query)
+    ]
+
+
+def test_the_stack_creates_an_alarm_topic_only_when_none_is_given() -> None:
+    assert template()["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert template()["Conditions"]["CreateAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    assert resources()["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    assert resources()["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+    assert template()["Outputs"]["AlarmTopicArn"]["Value"] == ALARM_TARGET
+
+
+def test_every_alarm_notifies_the_alarm_topic() -> None:
+    assert alarms()
+    for alarm in alarms().values():
+        assert alarm["AlarmActions"] == [ALARM_TARGET]
+        assert alarm["OKActions"] == [ALARM_TARGET]
+
+
+def test_alarms_watch_the_queues_failed_jobs_every_functions_errors_and_maintenance() -> None:
+    watched = {
+        (namespace, metric, str(dimensions))
+        for alarm in alarms().values()
+        for namespace, metric, dimensions in alarmed_metrics(alarm)
+    }
+    service = str([{"Name": "service", "Value": "sluice"}])
+
+    def queue(name: str) -> str:
+        return str([{"Name": "QueueName", "Value": {"Fn::GetAtt": [name, "QueueName"]}}])
+
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", queue("IngestQueue")) in watched
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue("IngestDeadLetterQueue")) in watched
+    for failed_jobs in ("JobsFailed", "JobsParked", "ParkedJobsFailed", "StuckJobsFailed"):
+        assert ("Sluice", failed_jobs, service) in watched
+    assert ("Sluice", "MaintenanceStepFailures", service) in watched
+    assert ("Sluice", "InternalErrors", service) in watched
+    # An incoming/ object the API did not write: the bucket policy was bypassed.
+    assert ("Sluice", "IgnoredObjects", service) in watched
+    for function in resources_of_type(template(), "AWS::Serverless::Function"):
+        assert ("AWS/Lambda", "Errors", str([{"Name": "FunctionName", "Value": {"Ref": function}}])) in watched
+    assert alarms()["MaintenanceNotRunningAlarm"]["TreatMissingData"] == "breaching"
+
+
+def emitted_metric_names() -> set[str]:
+    """Every name the code could publish a metric under: its CamelCase string literals, and the worker's
+    ``Jobs<Outcome>`` per load outcome."""
+    sources = [*(REPO_ROOT / "functions").glob("*/app.py"), *(REPO_ROOT / "layers/sluice/sluice").rglob("*.py")]
+    literals = {name for path in sources for name in re.findall(r"\"([A-Z][A-Za-z]+)\"", path.read_text())}
+    return literals | {f"Jobs{outcome.title().replace('_', '')}" for outcome in LoadOutcome}
+
+
+def test_custom_metric_alarms_watch_what_the_functions_publish_where_they_publish_it() -> None:
+    function_globals = template()["Globals"]["Function"]["Environment"]["Variables"]
+    custom = [
+        (namespace, metric, dimensions)
+        for alarm in alarms().values()
+        for namespace, metric, dimensions in alarmed_metrics(alarm)
+        if not namespace.startswith("AWS/")
+    ]
+
+    assert custom
+    for namespace, metric, dimensions in custom:
+        # Powertools publishes under POWERTOOLS_METRICS_NAMESPACE with the one dimension service.
+        assert namespace == function_globals["POWERTOOLS_METRICS_NAMESPACE"]
+        assert dimensions == [{"Name": "service", "Value": function_globals["POWERTOOLS_SERVICE_NAME"]}]
+        assert metric in emitted_metric_names()
+
+
+def test_the_dashboard_shows_every_alarm() -> None:
+    body = resources()["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    # The body is JSON once CloudFormation has substituted the ${...} fields.
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+
+    assert {f"${{{name}.Arn}}" for name in alarms()} <= set(re.findall(r"\$\{\w+\.Arn\}", body))
+    assert {widget["type"] for widget in widgets} == {"alarm", "metric"}
 
 
 # --- the local reader of templates -----------------------------------------------------------------------
@@ -496,6 +593,7 @@ def test_conditions_choose_an_if_branch_and_no_value_leaves_the_property_out() -
     with_key = StackContext(template(), stack_name="s", region="eu-west-1", parameter_overrides={"KmsKeyArn": key})
     queue = resources()["IngestDeadLetterQueue"]["Properties"]
 
+    assert without_key.condition("CreateAlarmTopic")
     assert not without_key.condition("HasKmsKey")
     assert with_key.condition("HasKmsKey")
     assert "KmsMasterKeyId" not in without_key.resolve(queue)
