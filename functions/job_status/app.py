@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.adapters.http import caller_of, json_response, query_of, register_error_responses
+from sluice.adapters.http import Caller, caller_of, json_response, query_of, register_error_responses
 from sluice.domain.jobs import find_job, list_jobs
 from sluice.models.api import JobQuery
 from sluice.services import per_environment
@@ -34,7 +34,9 @@ get_service = per_environment(wire_job_status_service)
 def jobs() -> Response[str]:
     service: JobStatusService = app.context["service"]
     caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
-    page = list_jobs(service.jobs, caller.tenant_id, query_of(app.current_event, JobQuery), datetime.now(UTC))
+    query = query_of(app.current_event, JobQuery)
+    spend_read(service, caller)
+    page = list_jobs(service.jobs, caller.tenant_id, query, datetime.now(UTC))
     metrics.add_metric(name="JobListings", unit=MetricUnit.Count, value=1)
     return json_response(200, page)
 
@@ -46,9 +48,15 @@ def jobs() -> Response[str]:
 def job(job_id: str) -> Response[str]:
     service: JobStatusService = app.context["service"]
     caller = caller_of(app.current_event, service.tenant_claim, SCOPE)
+    spend_read(service, caller)
     found = find_job(service.jobs, caller.tenant_id, job_id, datetime.now(UTC))
     metrics.add_metric(name="JobReads", unit=MetricUnit.Count, value=1)
     return json_response(200, found)
+
+
+def spend_read(service: JobStatusService, caller: Caller) -> None:
+    """Count a well-formed read in the caller's read budget (429 once it is used up), before the table is read."""
+    service.reads.spend(caller.tenant_id, caller.principal, datetime.now(UTC))
 
 
 @logger.inject_lambda_context(clear_state=True)

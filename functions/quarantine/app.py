@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.http import Caller, body_of, caller_of, json_response, query_of, register_error_responses
 from sluice.adapters.quarantine import TimescaleQuarantineStore
+from sluice.domain.ratelimit import PrincipalBudget, bound_bulk_review, rows_asked
 from sluice.domain.review import (
     Reviewer,
     check_notes,
@@ -54,6 +55,12 @@ def caller(scope: str) -> Caller:
     return caller_of(app.current_event, service_of().tenant_claim, scope)
 
 
+def spend(budget: PrincipalBudget, verified: Caller, amount: int = 1) -> None:
+    """Spend ``amount`` of the caller's ``budget`` (429 once it is used up): once the request is known to be well
+    formed, before any database work."""
+    budget.spend(verified.tenant_id, verified.principal, datetime.now(UTC), amount)
+
+
 def store() -> TimescaleQuarantineStore:
     """The quarantine store, its connection checked (a request that was refused never gets this far)."""
     service = service_of()
@@ -64,9 +71,10 @@ def store() -> TimescaleQuarantineStore:
 @app.get("/api/v1/quarantine")
 @tracer.capture_method(capture_response=False)
 def quarantine() -> Response[str]:
-    tenant_id = caller(READ).tenant_id
+    verified = caller(READ)
     query = query_of(app.current_event, QuarantineQuery)
-    page = list_quarantine(store(), tenant_id, query)
+    spend(service_of().reads, verified)
+    page = list_quarantine(store(), verified.tenant_id, query)
     metrics.add_metric(name="QuarantineListings", unit=MetricUnit.Count, value=1)
     return json_response(200, page)
 
@@ -74,8 +82,9 @@ def quarantine() -> Response[str]:
 @app.get("/api/v1/quarantine/<row_id>")
 @tracer.capture_method(capture_response=False)
 def quarantined(row_id: str) -> Response[str]:
-    tenant_id = caller(READ).tenant_id
-    item = find_quarantined(store(), tenant_id, row_id)
+    verified = caller(READ)
+    spend(service_of().reads, verified)
+    item = find_quarantined(store(), verified.tenant_id, row_id)
     metrics.add_metric(name="QuarantineReads", unit=MetricUnit.Count, value=1)
     return json_response(200, item)
 
@@ -83,9 +92,12 @@ def quarantined(row_id: str) -> Response[str]:
 @app.post("/api/v1/quarantine/<row_id>/review")
 @tracer.capture_method(capture_response=False)
 def review(row_id: str) -> Response[str]:
-    reviewer = reviewer_of(caller(REVIEW))
+    verified = caller(REVIEW)
     request = body_of(app.current_event, ReviewRequest)
     check_notes(request.notes)
+    spend(service_of().reviews, verified)
+    spend(service_of().reviewed_rows, verified)
+    reviewer = reviewer_of(verified)
     reviewed = review_quarantined(store(), reviewer, row_id, request)
     tracer.put_annotation("job_id", str(reviewed.row.job_id))
     logger.info("reading reviewed", row_id=reviewed.row.id, job_id=str(reviewed.row.job_id), action=request.action)
@@ -97,9 +109,13 @@ def review(row_id: str) -> Response[str]:
 @app.post("/api/v1/quarantine/review")
 @tracer.capture_method(capture_response=False)
 def review_bulk() -> Response[str]:
-    reviewer = reviewer_of(caller(REVIEW))
-    request = body_of(app.current_event, BulkReviewRequest)
+    verified = caller(REVIEW)
+    request = bound_bulk_review(body_of(app.current_event, BulkReviewRequest), service_of().max_rows_per_request)
     check_notes(request.notes)
+    spend(service_of().reviews, verified)
+    # A filter spends its limit: the most rows it may review, known before the first is touched.
+    spend(service_of().reviewed_rows, verified, rows_asked(request))
+    reviewer = reviewer_of(verified)
     result, counts = review_many(store(), reviewer, request)
     job_ids = sorted({str(job_counts.job_id) for job_counts in counts})
     logger.info(

@@ -13,6 +13,10 @@ changes nothing. After the matrix, nothing a refused request touched has changed
 Then the forgeries: a body, a query or a header that tries to name the tenant, the job id, the status or the
 reviewer is refused or ignored. What is stored carries the token's tenant, a job id the server made, status
 queued, and the token's ``sub`` as the reviewer.
+
+Then the operator's route and the limits: ``GET /health/deep`` needs ``ops:read`` (a token with no tenant and no
+scope learns nothing), and this stack keeps the template's per-principal limits, so a flood of reads or reviews from
+one principal is 429 with ``Retry-After`` while its other budgets and every other principal are untouched.
 """
 
 import time
@@ -127,7 +131,7 @@ def batch(system: str, readings: list[Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(server_dsn: str) -> Iterator[RunningStack]:
-    with running_stack(server_dsn, STACK) as running:
+    with running_stack(server_dsn, STACK, template_limits=True) as running:
         yield running
 
 
@@ -345,7 +349,7 @@ def run_cell(world: World, route: Route, case: str) -> dict[str, Any]:
     reply = http(route.method, world.url(path), bearer, body)
     problems: list[str] = []
     if route.authorizer is None or (case == MISSING_SCOPE and not route.scopes):
-        # No authorizer (GET /health): any token or none is ignored. No scopes (GET /health/deep): any valid token.
+        # No authorizer (GET /health): any token or none is ignored. A route without scopes: any valid token.
         expected, check = (plan.valid_status, plan.valid)
     elif case in REFUSED_BY_AUTHORIZER:
         expected, refusal = REFUSED_BY_AUTHORIZER[case]
@@ -539,3 +543,68 @@ def test_a_sub_that_cannot_be_stored_is_refused_on_every_route_that_needs_a_toke
         answers, (401, "unauthorized")
     )
     assert kept_row_untouched(world) == []
+
+
+# --- the operator's route ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "tenant", "status"),
+    [("", None, 403), (ALL_SCOPES.replace("ops:read", "").strip(), TENANT_A, 403), ("ops:read", None, 200)],
+    ids=["no tenant, no scope", "every tenant scope", "ops:read, no tenant"],
+)
+def test_the_deep_check_answers_operators_only(world: World, scope: str, tenant: str | None, status: int) -> None:
+    claims: dict[str, Any] = {world.minter.tenant_claim: tenant}  # None drops the tenant claim
+    bearer = world.minter.mint(TENANT_A, "access-ops", scope, **claims)
+
+    reply = http("GET", world.url("/health/deep"), bearer)
+
+    assert reply.status == status, reply.body
+    if status == 403:
+        # API Gateway's own refusal: the function, and so the bucket, queues and tables, are never reached.
+        assert reply.body == {"message": "Forbidden"}
+    else:
+        assert reply.body["status"] == "ok"
+        assert set(reply.body["checks"]) == {"database", "bucket", "ingest_queue", "jobs_table"}
+
+
+# --- per-principal limits ---------------------------------------------------------------------------------------
+
+
+def test_a_read_flood_is_429_for_its_principal_alone(world: World) -> None:
+    # Given the template's read limit (ReadRateLimitRequests, 120 in any rolling 60 seconds)
+    flooder = world.bearer(sub="access-read-flood")
+
+    # When one principal lists jobs 121 times in a burst
+    replies = [http("GET", world.url("/api/v1/jobs?limit=1"), flooder) for _ in range(121)]
+
+    # Then the 121st is refused with the usual error body and a wait, and the rest of the world goes on: another
+    # principal reads, the flooder still ingests and reviews (budgets of their own)
+    assert [reply.status for reply in replies[:120]] == [200] * 120
+    refused = replies[120]
+    assert (refused.status, error_code(refused)) == (429, "rate_limited"), refused.body
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert http("GET", world.url("/api/v1/jobs?limit=1"), world.bearer(sub="access-colleague")).status == 200
+    accepted = world.post_batch(TENANT_A, "access-read-flood", SYSTEM, [world.reading(500)])
+    assert accepted.status == 202, accepted.body
+    review = http("POST", world.url("/api/v1/quarantine/2147483000/review"), flooder, {"action": "reject"})
+    assert (review.status, error_code(review)) == (404, "not_found")
+    assert http("GET", world.url("/api/v1/quarantine?limit=1"), flooder).status == 429
+
+
+def test_a_review_flood_is_429_and_leaves_reads_open(world: World) -> None:
+    # Given the template's review limit (ReviewRateLimitRequests, 30 in any rolling 60 seconds)
+    flooder = world.bearer(sub="access-review-flood")
+
+    # When one principal sends 31 reviews (of a row no tenant has: each a well-formed request, answered 404)
+    replies = [
+        http("POST", world.url("/api/v1/quarantine/2147483001/review"), flooder, {"action": "reject"})
+        for _ in range(31)
+    ]
+
+    # Then the 31st is refused, A's rows are untouched, and the flooder still reads
+    assert [reply.status for reply in replies[:30]] == [404] * 30
+    assert (replies[30].status, error_code(replies[30])) == (429, "rate_limited"), replies[30].body
+    assert 1 <= int(replies[30].headers["retry-after"]) <= 60
+    assert kept_row_untouched(world) == []
+    assert http("GET", world.url("/api/v1/quarantine?limit=1"), flooder).status == 200

@@ -317,3 +317,49 @@ def test_an_expired_job_is_gone_from_reads_while_its_item_lingers(jobs: Jobs) ->
     # Then it is 404, like a deleted one, and not listed
     assert answer.status == 404, answer.body
     assert [item["job_id"] for item in listed] == [str(live.job_id)]
+
+
+# --- the per-principal read limit ---------------------------------------------------------------------------------
+
+
+def test_one_principal_gets_the_template_default_of_reads_then_429_with_retry_after(jobs: Jobs) -> None:
+    # Given the template's ReadRateLimitRequests (120 in any rolling RateLimitWindowSeconds, 60)
+    job = jobs.add()
+
+    # When one principal reads 121 times in a burst, listing and reading one job in turn
+    answers = [jobs.get("/api/v1/jobs") if n % 2 else jobs.get(f"/api/v1/jobs/{job.job_id}") for n in range(121)]
+
+    # Then 120 are served and the 121st is refused with the usual error body and a wait in seconds
+    assert [answer.status for answer in answers[:120]] == [200] * 120
+    refused = answers[120]
+    assert (refused.status, refused.error["code"]) == (429, "rate_limited")
+    assert refused.error["message"].startswith("rate limit reached (read)")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_read_flood_from_one_principal_leaves_others_unaffected(
+    jobs: Jobs, aws_stack: StackContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_READ_RATE_LIMIT_REQUESTS", "3")
+    get_job_status_settings.cache_clear()
+    limited = Jobs(handler_module("JobStatusFunction"), aws_stack)
+    job = limited.add()
+    flooder = claims("jobs:read", sub="script-in-a-loop")
+
+    flood = [limited.get(f"/api/v1/jobs/{job.job_id}", verified=flooder).status for _ in range(5)]
+    colleague = limited.get(f"/api/v1/jobs/{job.job_id}", verified=claims("jobs:read", sub="dashboard"))
+    same_sub_other_tenant = limited.get("/api/v1/jobs", verified=claims("jobs:read", OTHER_TENANT, "script-in-a-loop"))
+
+    assert flood == [200, 200, 200, 429, 429]
+    assert colleague.status == 200
+    assert same_sub_other_tenant.status == 200
+
+
+def test_a_refused_read_needs_a_verified_caller_first(jobs: Jobs, aws_stack: StackContext) -> None:
+    # The limit counts verified principals only: a request without a tenant or scope never writes a rate-limit log.
+    from sluice.adapters.aws import dynamodb_client  # noqa: PLC0415
+
+    assert jobs.get("/api/v1/jobs", verified=claims("ingest:write")).status == 403
+    assert jobs.get("/api/v1/jobs", verified=None).status == 401
+
+    assert dynamodb_client().scan(TableName=str(aws_stack.ref("RateLimitTable")))["Count"] == 0

@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -19,7 +19,12 @@ from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import dynamodb_client, secretsmanager_client
 from sluice.limits import MAX_RAW_BYTES
-from sluice.settings import get_job_status_settings, get_load_worker_settings, get_quarantine_settings
+from sluice.settings import (
+    get_ingest_api_settings,
+    get_job_status_settings,
+    get_load_worker_settings,
+    get_quarantine_settings,
+)
 from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
@@ -773,3 +778,130 @@ def test_a_malformed_database_secret_answers_503_not_a_crash(
     answer = call(handler_module("QuarantineFunction"), "GET", "/api/v1/quarantine", verified=READER)
 
     assert (answer.status, answer.error["code"]) == (503, "storage_unavailable")
+
+
+# --- per-principal limits: reads, reviews and reviewed rows, each a budget of its own -----------------------------
+
+
+@pytest.fixture
+def limited(review: Review, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ModuleType]]:
+    """QuarantineFunction imported cold with some of its limits set lower (``SLUICE_<NAME>=<value>``)."""
+    built: list[ModuleType] = []
+
+    def build(**limits: int) -> ModuleType:
+        for name, value in limits.items():
+            monkeypatch.setenv(f"SLUICE_{name.upper()}", str(value))
+        get_quarantine_settings.cache_clear()
+        built.append(handler_module("QuarantineFunction"))
+        return built[-1]
+
+    yield build
+    for module in built:
+        module.get_service().connector.close()
+
+
+def rejected(module: ModuleType, row_ids: list[int], verified: dict[str, str] = REVIEWER) -> Answer:
+    return call(
+        module, "POST", "/api/v1/quarantine/review", verified=verified, body={"action": "reject", "ids": row_ids}
+    )
+
+
+def rows_of(review: Review, job_id: UUID) -> list[dict[str, Any]]:
+    """Every quarantined row of a job, through the API (as another reader, so no limit under test is spent)."""
+    answer = review.get("/api/v1/quarantine", {"job_id": str(job_id)}, claims("quarantine:read", sub="auditor"))
+    assert answer.status == 200, answer.body
+    items: list[dict[str, Any]] = answer.body["items"]
+    return items
+
+
+def test_a_review_flood_is_refused_with_retry_after_and_the_row_stays_pending(
+    review: Review, mixed: UUID, limited: Callable[..., ModuleType]
+) -> None:
+    module = limited(review_rate_limit_requests=2)
+    rows = review.rows(mixed)
+    ids = [rows[reason]["id"] for reason in ("out_of_range", "invalid_unit", "low_quality")]
+
+    answers = [
+        call(module, "POST", f"/api/v1/quarantine/{row_id}/review", verified=REVIEWER, body={"action": "reject"})
+        for row_id in ids
+    ]
+    colleague = rejected(module, [ids[2]], claims("quarantine:review", sub="operator-carl"))
+
+    assert [answer.status for answer in answers] == [200, 200, 429]
+    assert answers[2].error["code"] == "rate_limited"
+    assert answers[2].error["message"].startswith("rate limit reached (review)")
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    # The refused review touched nothing; another principal's review of the same row is served.
+    assert colleague.body["results"] == [{"id": ids[2], "review_status": "rejected", "error": None}]
+    assert call(module, "GET", "/api/v1/quarantine", verified=REVIEWER).status == 200
+
+
+def test_reads_used_up_block_neither_reviews_nor_ingest(
+    review: Review,
+    mixed: UUID,
+    limited: Callable[..., ModuleType],
+    aws_stack: StackContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = limited(read_rate_limit_requests=2)
+    row_id = review.rows(mixed)["out_of_range"]["id"]
+    for name, value in function_environment(aws_stack, "IngestApiFunction").items():
+        monkeypatch.setenv(name, value)
+    get_ingest_api_settings.cache_clear()
+    ingest = handler_module("IngestApiFunction")
+
+    reads = [call(module, "GET", f"/api/v1/quarantine/{row_id}", verified=REVIEWER).status for _ in range(3)]
+    reviewed = call(module, "POST", f"/api/v1/quarantine/{row_id}/review", verified=REVIEWER, body={"action": "reject"})
+    batch = {"system_id": str(review.system_id), "readings": [reading(40)]}
+    accepted = call(
+        ingest, "POST", "/api/v1/data/ingest", verified=claims("ingest:write", sub="operator-anna"), body=batch
+    )
+    get_ingest_api_settings.cache_clear()
+
+    assert reads == [200, 200, 429]
+    assert (reviewed.status, reviewed.body["review_status"]) == (200, "rejected")
+    assert accepted.status == 202, accepted.body
+
+
+def test_a_bulk_review_spends_one_row_each_from_a_budget_per_minute(
+    review: Review, limited: Callable[..., ModuleType]
+) -> None:
+    module = limited(review_max_rows_per_request=3, review_rows_per_minute=5)
+    job_id = review.load([reading(n, value=900.0 + n) for n in range(6)])
+    ids = sorted(item["id"] for item in rows_of(review, job_id))
+
+    first = rejected(module, ids[:3])
+    over = rejected(module, ids[3:6])
+    fits = rejected(module, ids[3:5])
+    single = call(module, "POST", f"/api/v1/quarantine/{ids[5]}/review", verified=REVIEWER, body={"action": "reject"})
+
+    assert (first.status, first.body["reviewed"]) == (200, 3)
+    # 3 spent, 3 more asked: over the 5 a minute, refused whole before any row is touched.
+    assert (over.status, over.error["code"]) == (429, "rate_limited")
+    assert "this request spends 3 rows" in over.error["message"]
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert (fits.status, fits.body["reviewed"]) == (200, 2)
+    # A single review is one row of the same budget.
+    assert single.status == 429
+    statuses = {item["id"]: item["review_status"] for item in rows_of(review, job_id)}
+    assert [statuses[row_id] for row_id in ids] == ["rejected"] * 5 + ["pending"]
+
+
+def test_a_bulk_review_is_bounded_in_rows_per_request(review: Review, limited: Callable[..., ModuleType]) -> None:
+    module = limited(review_max_rows_per_request=2)
+    job_id = review.load([reading(n, value=900.0 + n) for n in range(3)])
+    ids = sorted(item["id"] for item in rows_of(review, job_id))
+    by_filter = {"action": "reject", "filter": {"job_id": str(job_id)}}
+
+    too_many_ids = rejected(module, ids)
+    too_large_a_limit = call(
+        module, "POST", "/api/v1/quarantine/review", verified=REVIEWER, body=by_filter | {"limit": 3}
+    )
+    bounded = call(module, "POST", "/api/v1/quarantine/review", verified=REVIEWER, body=by_filter)
+
+    assert (too_many_ids.status, too_many_ids.error["details"][0]["field"]) == (400, "ids")
+    assert (too_large_a_limit.status, too_large_a_limit.error["details"][0]["field"]) == (400, "limit")
+    # A filter without a limit takes the bound: two rows now, and a cursor to the third.
+    assert (bounded.status, bounded.body["reviewed"]) == (200, 2)
+    assert bounded.body["next_cursor"] is not None
+    assert sorted(item["review_status"] for item in rows_of(review, job_id)) == ["pending", "rejected", "rejected"]

@@ -39,7 +39,7 @@ READ_SIDE_EVENTS = {
     "quarantine-list.json": ("GET /api/v1/quarantine", {"quarantine:read"}),
     "quarantine-review.json": ("POST /api/v1/quarantine/{id}/review", {"quarantine:review"}),
     "quarantine-review-bulk.json": ("POST /api/v1/quarantine/review", {"quarantine:review"}),
-    "health-deep.json": ("GET /health/deep", set()),
+    "health-deep.json": ("GET /health/deep", {"ops:read"}),
 }
 
 

@@ -43,7 +43,7 @@ from ..paths import REPO_ROOT
 
 ISSUER = "https://auth.example.com/"
 AUDIENCE = "sluice-api"
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review"
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review ops:read"
 
 # Every HttpApi event of template.yaml: a request it serves, the function, the route key and the path parameters.
 TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [
@@ -163,7 +163,7 @@ def test_routes_carry_their_authorizer_and_scopes(routes: list[Route]) -> None:
 
     assert by_key["GET /health"].authorizer is None
     assert by_key["GET /health/deep"].authorizer == "JwtAuthorizer"
-    assert by_key["GET /health/deep"].scopes == ()
+    assert by_key["GET /health/deep"].scopes == ("ops:read",)
     assert by_key["POST /api/v1/data/ingest"].scopes == ("ingest:write",)
     assert by_key["GET /api/v1/jobs/{job_id+}"].scopes == ("jobs:read",)
     assert by_key["POST /api/v1/quarantine/review"].scopes == ("quarantine:review",)

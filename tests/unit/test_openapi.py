@@ -102,10 +102,10 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
         IdempotencyKeyReusedError,
         RateLimitedError,
     },
-    LIST_JOBS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError},
-    GET_JOB: {UnauthorizedError, ForbiddenError, NotFoundError},
-    LIST_QUARANTINE: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError},
-    GET_QUARANTINED: {UnauthorizedError, ForbiddenError, NotFoundError},
+    LIST_JOBS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    GET_JOB: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    LIST_QUARANTINE: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    GET_QUARANTINED: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
     REVIEW: {
         InvalidRequestError,
         UnauthorizedError,
@@ -116,6 +116,7 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
         PayloadTooLargeError,
         UnsupportedMediaTypeError,
         ReadingInvalidError,
+        RateLimitedError,
     },
     # A bulk review's per-row refusals are outcomes inside its 200, not statuses.
     BULK_REVIEW: {
@@ -125,9 +126,10 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
         NotFoundError,
         PayloadTooLargeError,
         UnsupportedMediaTypeError,
+        RateLimitedError,
     },
     HEALTH: {NotFoundError},
-    DEEP_HEALTH: {UnauthorizedError, NotFoundError},
+    DEEP_HEALTH: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
 }
 # The answers that are not errors: status -> the schema of the body.
 ANSWERS: dict[Operation, dict[int, str]] = {
@@ -360,12 +362,13 @@ def test_no_operation_relies_on_a_default_security_requirement() -> None:
         assert "security" in operation(op), operation_id(op)
 
 
-def test_the_open_and_the_scopeless_routes_are_the_health_routes() -> None:
+def test_the_open_route_is_the_probe_and_the_deep_check_is_an_operators() -> None:
     routes = template_routes()
 
     assert operation(HEALTH)["security"] == [] == expected_security(routes[HEALTH])
-    assert operation(DEEP_HEALTH)["security"] == [{"bearerAuth": [], "jwt": []}]
+    assert operation(DEEP_HEALTH)["security"] == [{"bearerAuth": [], "jwt": ["ops:read"]}]
     assert routes[DEEP_HEALTH].authorizer != "NONE"
+    assert all(route.scopes for op, route in routes.items() if op != HEALTH)
 
 
 def test_a_greedy_route_is_documented_as_accepting_a_trailing_slash() -> None:
@@ -379,7 +382,7 @@ def test_a_greedy_route_is_documented_as_accepting_a_trailing_slash() -> None:
 def test_every_scope_an_operation_requires_is_declared() -> None:
     declared = set(spec()["components"]["securitySchemes"]["jwt"]["flows"]["clientCredentials"]["scopes"])
 
-    assert declared == {"ingest:write", "jobs:read", "quarantine:read", "quarantine:review"}
+    assert declared == {"ingest:write", "jobs:read", "quarantine:read", "quarantine:review", "ops:read"}
     assert {scope for op in OPERATIONS for scope in required_scopes(op)} == declared
 
 
@@ -768,8 +771,9 @@ def test_a_forbidden_answer_names_the_operations_scope(op: Operation) -> None:
 
 def test_the_headers_the_edge_sets_are_documented() -> None:
     assert set(response(INGEST, 202)["headers"]) == {"Location", "Idempotent-Replayed"}
-    assert set(response(INGEST, 429)["headers"]) == {"Retry-After"}
     for op in OPERATIONS:
+        if RateLimitedError in REFUSALS[op]:
+            assert set(response(op, 429)["headers"]) == {"Retry-After"}, operation_id(op)
         if UnauthorizedError in REFUSALS[op]:
             assert set(response(op, 401)["headers"]) == {"WWW-Authenticate"}, operation_id(op)
         if op not in STORAGE_FREE:

@@ -57,11 +57,11 @@ def http_routes() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-# Routes that read no tenant's data: the probe needs no token, the deep check any valid one.
-OPEN_ROUTES = {("/health", "GET"): "NONE", ("/health/deep", "GET"): "JwtAuthorizer"}
+# The probe reads nothing and needs no token.
+OPEN_ROUTES = {("/health", "GET"): "NONE"}
 
 
-def test_every_tenant_route_needs_a_jwt_with_a_scope() -> None:
+def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
     assert len(routes) == 9
@@ -72,6 +72,14 @@ def test_every_tenant_route_needs_a_jwt_with_a_scope() -> None:
             assert route["Auth"]["AuthorizationScopes"]
         else:
             assert route["Auth"] == {"Authorizer": authorizer}
+
+
+def test_the_deep_check_is_for_operators() -> None:
+    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+
+    # It names the bucket, queues, tables and schema version: ops:read, a scope no tenant route asks for.
+    assert scopes["/health/deep", "GET"] == ["ops:read"]
+    assert sum(found == ["ops:read"] for found in scopes.values()) == 1
 
 
 def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:

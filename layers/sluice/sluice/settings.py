@@ -11,6 +11,8 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sluice.models.api import BULK_REVIEW_MAX
+
 
 class LambdaRuntimeSettings(BaseSettings):
     """What the Lambda runtime (or the local runtime standing in for it) tells a function about where it runs."""
@@ -106,27 +108,53 @@ class IngestApiSettings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
 
-class JobStatusSettings(BaseSettings):
-    """JobStatusFunction: the jobs table and whose claims to trust. No database: it answers while TimescaleDB is
-    down or being upgraded."""
+class ReadLimitSettings(BaseSettings):
+    """The per-principal read limit of the functions that answer reads (RateLimitTable, a budget of its own)."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    rate_limit_table: str = Field(min_length=3)
+    # Reads (GET requests) one principal may make per window: a dashboard polling a few jobs every few seconds fits;
+    # a script looping over the API does not, and no longer takes the stage throttle from everyone else.
+    read_rate_limit_requests: int = Field(default=120, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+
+
+class JobStatusSettings(ReadLimitSettings):
+    """JobStatusFunction: the jobs table, whose claims to trust and the read limit. No database: it answers while
+    TimescaleDB is down or being upgraded."""
 
     jobs_table: str = Field(min_length=3)
     tenant_claim: str = Field(default="tenant_id", min_length=1)
 
 
-class QuarantineSettings(FunctionDatabaseSettings):
-    """QuarantineFunction: the database it reviews in, and the jobs table whose review counts it keeps."""
+class QuarantineSettings(FunctionDatabaseSettings, ReadLimitSettings):
+    """QuarantineFunction: the database it reviews in, the jobs table whose review counts it keeps, and the read and
+    review limits."""
 
     jobs_table: str = Field(min_length=3)
     tenant_claim: str = Field(default="tenant_id", min_length=1)
     # A review is a handful of short statements; anything slower is a fault, answered 503 and safe to retry.
     db_statement_timeout_ms: int = Field(default=5_000, gt=0)
+    # Review requests (POSTs, single or bulk) one principal may make per window.
+    review_rate_limit_requests: int = Field(default=30, ge=1)
+    # Rows one bulk review may name (ids) or choose (a filter's limit); the API's own bound is the most allowed.
+    review_max_rows_per_request: int = Field(default=BULK_REVIEW_MAX, ge=1, le=BULK_REVIEW_MAX)
+    # Rows one principal may review in any rolling minute: each row is a transaction on the database.
+    review_rows_per_minute: int = Field(default=5_000, ge=1)
+
+    @model_validator(mode="after")
+    def _a_full_bulk_review_fits_a_minute(self) -> Self:
+        if self.review_rows_per_minute < self.review_max_rows_per_request:
+            raise ValueError(
+                "SLUICE_REVIEW_ROWS_PER_MINUTE must be at least SLUICE_REVIEW_MAX_ROWS_PER_REQUEST, or a bulk review"
+                " of the largest size allowed could never run"
+            )
+        return self
 
 
-class HealthSettings(FunctionDatabaseSettings):
-    """HealthFunction: everything its deep check reaches."""
+class HealthSettings(FunctionDatabaseSettings, ReadLimitSettings):
+    """HealthFunction: everything its deep check reaches, and the read limit of the deep check."""
 
     batch_bucket: str = Field(min_length=3)
     jobs_table: str = Field(min_length=3)

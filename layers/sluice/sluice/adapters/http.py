@@ -105,13 +105,28 @@ def caller_of(event: APIGatewayProxyEventV2, tenant_claim: str, required_scope: 
             f"the token carries no usable '{tenant_claim}' claim",
             [Problem(field=tenant_claim, reason="missing, or not letters, digits, '.', '_' and '-'")],
         ) from None
-    scopes = frozenset(authorizer.jwt_scopes or ()) | _scope_claim(claims)
+    scopes = require_scope(event, required_scope)
+    return Caller(tenant_id=tenant_id, principal=principal, scopes=scopes)
+
+
+def operator_of(event: APIGatewayProxyEventV2, required_scope: str) -> str:
+    """The verified principal of a route that reads no tenant's data but the deployment's own (an operator's):
+    401 without a usable ``sub``, 403 without ``required_scope``. No tenant claim is asked for."""
+    principal = principal_of(event)
+    require_scope(event, required_scope)
+    return principal
+
+
+def require_scope(event: APIGatewayProxyEventV2, required_scope: str) -> frozenset[str]:
+    """The token's scopes; 403 when ``required_scope`` is not among them."""
+    authorizer = event.request_context.authorizer
+    scopes = frozenset(authorizer.jwt_scopes or ()) | _scope_claim(authorizer.jwt_claim or {})
     if required_scope not in scopes:
         raise ForbiddenError(
             f"this route needs the scope {required_scope}",
             [Problem(field="scope", reason=f"{required_scope} is not among the token's scopes")],
         )
-    return Caller(tenant_id=tenant_id, principal=principal, scopes=scopes)
+    return scopes
 
 
 def request_body(event: APIGatewayProxyEventV2) -> bytes:

@@ -1,10 +1,13 @@
-"""QuarantineFunction's wiring: settings -> the database connector and the jobs table -> the review ports."""
+"""QuarantineFunction's wiring: settings -> the database connector, the jobs table and the per-principal limits ->
+the review ports."""
 
 from dataclasses import dataclass
 
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.quarantine import TimescaleQuarantineStore, database_faults
 from sluice.adapters.timescale import DatabaseConnector, database_dsn
+from sluice.domain.ratelimit import PrincipalBudget
+from sluice.services.limits import read_budget, review_budget, reviewed_rows_budget
 from sluice.settings import QuarantineSettings, get_quarantine_settings
 
 
@@ -16,6 +19,11 @@ class QuarantineService:
     jobs: DynamoJobStore
     connector: DatabaseConnector
     tenant_claim: str
+    reads: PrincipalBudget
+    reviews: PrincipalBudget
+    reviewed_rows: PrincipalBudget
+    # The most rows one bulk review may name or choose.
+    max_rows_per_request: int
 
     def check_database(self) -> None:
         """Make sure the kept connection answers (replacing one the server dropped while the environment slept)."""
@@ -33,6 +41,10 @@ def build_quarantine_service(settings: QuarantineSettings) -> QuarantineService:
         jobs=DynamoJobStore(settings.jobs_table),
         connector=connector,
         tenant_claim=settings.tenant_claim,
+        reads=read_budget(settings),
+        reviews=review_budget(settings),
+        reviewed_rows=reviewed_rows_budget(settings),
+        max_rows_per_request=settings.review_max_rows_per_request,
     )
 
 

@@ -1,0 +1,30 @@
+"""The per-principal budgets the API functions share: settings -> a DynamoDB limiter per budget."""
+
+from sluice.adapters.dynamodb import DynamoRequestLimiter
+from sluice.domain.ratelimit import (
+    READ_BUDGET,
+    REVIEW_BUDGET,
+    REVIEWED_ROWS_BUDGET,
+    REVIEWED_ROWS_WINDOW_S,
+    PrincipalBudget,
+    RateLimit,
+)
+from sluice.settings import QuarantineSettings, ReadLimitSettings
+
+
+def read_budget(settings: ReadLimitSettings) -> PrincipalBudget:
+    """Reads (GETs of jobs, quarantined rows, the deep health check): one budget per principal across them."""
+    limit = RateLimit(requests=settings.read_rate_limit_requests, window_s=settings.rate_limit_window_seconds)
+    return PrincipalBudget(READ_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
+
+
+def review_budget(settings: QuarantineSettings) -> PrincipalBudget:
+    """Review requests (single and bulk), apart from reads: a principal out of reads may still review."""
+    limit = RateLimit(requests=settings.review_rate_limit_requests, window_s=settings.rate_limit_window_seconds)
+    return PrincipalBudget(REVIEW_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
+
+
+def reviewed_rows_budget(settings: QuarantineSettings) -> PrincipalBudget:
+    """Rows reviewed per minute: each is a database transaction, and one bulk review asks for up to hundreds."""
+    limit = RateLimit(requests=settings.review_rows_per_minute, window_s=REVIEWED_ROWS_WINDOW_S)
+    return PrincipalBudget(REVIEWED_ROWS_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit), unit="rows")
