@@ -7,7 +7,7 @@ from typing import Any
 
 from .figures import FIGURES_DIR
 
-SUITES = ("faults", "hostile", "access", "schemathesis", "stateful", "load")
+SUITES = ("faults", "hostile", "access", "schemathesis", "stateful", "load", "drop_bounds")
 
 
 def summary(figures: dict[str, dict[str, Any]]) -> list[str]:
