@@ -936,6 +936,26 @@ def _drop_cases() -> list[DropCase]:
         content_encoding="gzip",
     )
     case("upper_case_extension", "SHOUTING.CSV.GZ", lambda c: gzipped(csv(csv_row(c, 0))), Landed(1))
+    # Bounded reading (docs/drops.md, Bounds): a line or row over 1 MiB is read past, never held, and quarantined
+    # with its start; blank lines are read through, however many.
+    case(
+        "ndjson_line_of_32_mib_in_a_small_gz",
+        "long-line.ndjson.gz",
+        lambda c: gzipped(f'{ndjson_line(c, 0)}\n{{"pad": "{"p" * (32 * MIB)}"}}\n{ndjson_line(c, 2)}\n'.encode()),
+        Landed(2, (q(2, "parse_error", None, f"a line of {32 * MIB + 12} characters"),)),
+    )
+    case(
+        "csv_row_of_seven_million_empty_columns",
+        "many-columns.csv.gz",
+        lambda c: gzipped(csv(csv_row(c, 0), "," * 7_000_000, csv_row(c, 2))),
+        Landed(2, (q(3, "parse_error", None, "a row of 7000001 characters"),)),
+    )
+    case(
+        "ndjson_after_16_mib_of_blank_lines",
+        "blank.ndjson.gz",
+        lambda c: gzipped(ndjson_line(c, 0).encode() + b"\n" * (16 * MIB) + ndjson_line(c, 1).encode() + b"\n"),
+        Landed(2),
+    )
     return cases
 
 
