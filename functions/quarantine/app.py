@@ -95,8 +95,8 @@ def review(row_id: str) -> Response[str]:
     verified = caller(REVIEW)
     request = body_of(app.current_event, ReviewRequest)
     check_notes(request.notes)
+    # One row: the review budget bounds single reviews; the reviewed-rows budget is for bulk ones.
     spend(service_of().reviews, verified)
-    spend(service_of().reviewed_rows, verified)
     reviewer = reviewer_of(verified)
     reviewed = review_quarantined(store(), reviewer, row_id, request)
     tracer.put_annotation("job_id", str(reviewed.row.job_id))
