@@ -7,7 +7,7 @@ from typing import Any
 
 from .figures import FIGURES_DIR
 
-SUITES = ("faults", "hostile", "access", "schemathesis", "stateful", "load", "drop_bounds")
+SUITES = ("faults", "hostile", "access", "schemathesis", "stateful", "load", "drop_bounds", "lost_events")
 
 
 def summary(figures: dict[str, dict[str, Any]]) -> list[str]:
