@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from sluice.adapters.timescale import QUARANTINE_COLUMNS, DatabaseConnector
 from sluice.domain.review import Decide, QuarantineStore, Reviewed
 from sluice.errors import DuplicateReadingError, NotFoundError, Problem, StorageUnavailableError
+from sluice.limits import MAX_RAW_BYTES
 from sluice.models.api import QuarantineQuery
 from sluice.models.quarantine import JobReviewCounts, QuarantinedReading, ReviewStatus
 from sluice.models.readings import QuarantineReason
@@ -32,7 +33,22 @@ ROW_COLUMNS: Final = (
     "review_correction",
     "quarantined_at",
 )
-_COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in ROW_COLUMNS)
+# A row written before migration 0006 kept its raw reading whole, however large; one such row could take an answer
+# past Lambda's 6 MB on its own. Every answer shows it cut as the worker now cuts: a JSON string of the start of its
+# JSON text (at most 6 bytes a character as JSON, so within MAX_RAW_BYTES), with that text's UTF-8 size and SHA-256.
+_WHOLE_AND_LARGE = sql.SQL("raw_bytes IS NULL AND octet_length(raw::text) > {}").format(sql.Literal(MAX_RAW_BYTES))
+_SHOWN: Final = {
+    "raw": sql.SQL("CASE WHEN {} THEN to_jsonb(left(raw::text, {})) ELSE raw END AS raw").format(
+        _WHOLE_AND_LARGE, sql.Literal(MAX_RAW_BYTES // 6)
+    ),
+    "raw_bytes": sql.SQL("CASE WHEN {} THEN octet_length(raw::text) ELSE raw_bytes END AS raw_bytes").format(
+        _WHOLE_AND_LARGE
+    ),
+    "raw_sha256": sql.SQL(
+        "CASE WHEN {} THEN encode(sha256(convert_to(raw::text, 'UTF8')), 'hex') ELSE raw_sha256 END AS raw_sha256"
+    ).format(_WHOLE_AND_LARGE),
+}
+_COLUMNS = sql.SQL(", ").join(_SHOWN.get(name, sql.Identifier(name)) for name in ROW_COLUMNS)
 _FILTERS: Final = ("job_id", "reason", "review_status", "system_id")
 _SELECT_ONE = sql.SQL("SELECT {} FROM quarantined_readings WHERE id = %s AND tenant_id = %s").format(_COLUMNS)
 # The row, locked, and whether its system is its tenant's: one round trip. FOR UPDATE OF locks the row alone.
