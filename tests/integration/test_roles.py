@@ -333,6 +333,9 @@ def grants_to_groups(dsn: str) -> list[tuple[str, str]]:
     return sorted((str(kind), str(name)) for kind, name in rows)
 
 
+ROLES = 4  # 0004_roles: the group roles and their grants
+
+
 def test_down_revokes_this_databases_grants_and_keeps_the_roles_another_database_uses(
     server_dsn: str, migrated_db: str, migrations: list[Migration], logins: dict[str, str]
 ) -> None:
@@ -340,7 +343,7 @@ def test_down_revokes_this_databases_grants_and_keeps_the_roles_another_database
         MigrationRunner(other, migrations).up()  # the roles exist already: created once, granted again
         granted = grants_to_groups(other)
 
-        MigrationRunner(migrated_db, migrations).down(SCHEMA_VERSION - 1)
+        MigrationRunner(migrated_db, migrations).down(ROLES - 1)
 
         assert grants_to_groups(migrated_db) == []
         assert grants_to_groups(other) == granted
