@@ -16,8 +16,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from psycopg.conninfo import conninfo_to_dict
 
-from sluice.adapters.aws import secretsmanager_client, sqs_client
-from sluice.adapters.s3 import S3ObjectSource
+from sluice.adapters.aws import s3_client, secretsmanager_client, sqs_client
+from sluice.adapters.s3 import OBJECT_GONE, S3ObjectSource
 from sluice.adapters.timescale import database_dsn
 from sluice.domain.objects import ObjectRef, batch_object_key, parse_message
 from sluice.models.jobs import JobStatus
@@ -346,6 +346,19 @@ def test_an_unreadable_object_fails_its_job_and_the_other_messages_succeed(
     assert message in failed.error_message
     assert failed.total_readings == 0
     assert_accounted(worker, good_job, total=1)
+
+
+def test_an_object_deleted_before_it_is_read_fails_its_job_without_naming_the_bucket(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    key = drop(worker, "drops/demo/deleted.csv", csv_drop([{"system_id": system_id} | reading(0)]))
+    s3_client().delete_object(Bucket=worker.bucket, Key=key)
+
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    failed = worker.job_by_key(key)
+    assert (failed.status, failed.error_message) == (JobStatus.FAILED, OBJECT_GONE)
+    assert worker.bucket not in OBJECT_GONE
 
 
 def test_a_file_unreadable_half_way_keeps_its_committed_chunks_and_says_so(

@@ -3,7 +3,7 @@
 import io
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 # The object (or the version the event named) is gone: reading it again will not help.
 _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404"})
+OBJECT_GONE: Final = "the object no longer exists: it was deleted or expired before it was loaded"
 
 
 class S3BatchStore:
@@ -100,7 +101,8 @@ class S3ObjectSource:
             answer = self._client.get_object(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _GONE:
-                raise UnreadableObjectError(f"s3://{ref.bucket}/{ref.key} no longer exists") from None
+                # Said to the job's client: no bucket name, which is the deployment's, not the tenant's.
+                raise UnreadableObjectError(OBJECT_GONE) from None
             raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
