@@ -3,7 +3,7 @@ examples, its coverage cases, then fuzzing, valid and invalid data alike, NUL ch
 answer: never a 5xx, a status the operation documents, the documented content type, headers and body schema, and
 no request the spec calls invalid accepted.
 
-Every request carries a token with all four scopes, so the answers come from the functions, not the authorizer.
+Every request carries a token with every scope, so the answers come from the functions, not the authorizer.
 Ingest is rate limited per principal (15 a minute), so its requests rotate through principals, a few each: a 429
 is a documented answer, but real requests must get through. Generated ids rarely name anything, so half the valid
 job and row ids are swapped for real ones of tenant demo, and every single review meets a pending row: the pool of
