@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,30 @@ def test_a_file_that_fails_five_times_is_parked_in_the_dlq_and_its_job_failed(st
     assert "are refused" not in jobs[0]["error_message"]  # the database's error is in the worker's log only
     attempts = [line for line in stack.lines if line.startswith("LoadWorkerFunction <-") and "returned" in line]
     assert len(attempts) >= 5
+
+
+def test_an_object_put_straight_under_incoming_is_not_loaded_and_makes_no_job(stack: RunningStack) -> None:
+    # Given a batch written into the bucket with S3 credentials, around the API (no job record)
+    forged_job = str(uuid.uuid4())
+    key = f"incoming/demo/{time.strftime('%Y/%m/%d', time.gmtime())}/{forged_job}.json"
+    reading = {"sensor_id": SENSOR, "timestamp": now_text(-40), "value": 1.0, "unit": "bar", "quality": 95}
+    body = json.dumps({"system_id": SYSTEM, "readings": [reading]}).encode()
+    stack.s3().put_object(Bucket=stack.names().ref("BatchBucket"), Key=key, Body=body)
+    queue = stack.names().ref("IngestQueue")
+
+    def drained() -> bool | None:
+        attributes = stack.sqs().get_queue_attributes(
+            QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return True if set(attributes.values()) == {"0"} else None
+
+    # When the worker has taken its S3 event off IngestQueue
+    eventually(drained, what="IngestQueue drained")
+
+    # Then no job exists for it and nothing of it was stored
+    assert http("GET", f"{stack.api}/api/v1/jobs/{forged_job}", token(stack)).status == 404
+    with psycopg.connect(stack.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM readings WHERE job_id = %s", (forged_job,)).fetchone() == (0,)
 
 
 EVENTS_OF = {
