@@ -11,6 +11,7 @@ from sluice.settings import (
     IngestApiSettings,
     LoadWorkerSettings,
     MaintenanceSettings,
+    QuarantineSettings,
 )
 from sluice_tools.settings import LOCAL_DB_DSN, DatabaseSettings, MigrationSettings
 
@@ -82,3 +83,23 @@ def test_an_empty_aws_endpoint_is_unset(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     assert AwsSettings().aws_endpoint_url == "http://127.0.0.1:5000"
+
+
+def test_the_review_limits_default_to_the_apis_bound_and_must_let_a_full_bulk_review_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"SLUICE_DB_DSN": "postgresql://r@db/s", "SLUICE_JOBS_TABLE": "jobs"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SLUICE_RATE_LIMIT_TABLE", "rate")
+
+    defaults = QuarantineSettings()
+    assert (defaults.read_rate_limit_requests, defaults.review_rate_limit_requests) == (120, 30)
+    assert (defaults.review_max_rows_per_request, defaults.review_rows_per_minute) == (500, 5000)
+
+    monkeypatch.setenv("SLUICE_REVIEW_ROWS_PER_MINUTE", "499")
+    with pytest.raises(ValidationError, match="SLUICE_REVIEW_ROWS_PER_MINUTE must be at least"):
+        QuarantineSettings()
+    monkeypatch.setenv("SLUICE_REVIEW_ROWS_PER_MINUTE", "5000")
+    monkeypatch.setenv("SLUICE_REVIEW_MAX_ROWS_PER_REQUEST", "501")  # over the API's own bound
+    with pytest.raises(ValidationError, match="review_max_rows_per_request"):
+        QuarantineSettings()
