@@ -11,7 +11,7 @@ would.
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -21,6 +21,9 @@ from ..stack_harness import RunningStack, running_stack
 from .figures import record_figures
 from .oracle import all_jobs, check, queue_depth
 from .workload import Workload, wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import NotificationConfigurationTypeDef
 
 pytestmark = pytest.mark.db
 
@@ -65,8 +68,10 @@ def age(stack: RunningStack, job_ids: set[str], by: timedelta) -> None:
 def test_batches_whose_s3_events_were_lost_are_requeued_by_the_sweeper_and_land_once(stack: RunningStack) -> None:
     # Given batches accepted while S3 delivers no events: stored, queued, and nothing on IngestQueue for them
     s3, bucket = stack.s3(), stack.names().ref("BatchBucket")
-    notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
-    notifications.pop("ResponseMetadata", None)
+    answer = s3.get_bucket_notification_configuration(Bucket=bucket)
+    notifications = cast(
+        "NotificationConfigurationTypeDef", {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+    )
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
     workload = Workload(stack)
     try:
