@@ -105,7 +105,8 @@ class DynamoJobStore:
 
     def requeue_job(self, job: Job, now: datetime) -> bool:
         """Record that the sweeper requeues ``job`` (attempted_at = now) if it is as it was read: still in its
-        status and not started or requeued since. False otherwise, and then nothing is to be sent."""
+        status and not started or requeued since. False otherwise. On a queued job attempted_at is this record
+        alone (a worker's start makes a job processing), which is how the sweeper requeues one only once."""
         return self._update_unchanged(job, "requeueing", "SET attempted_at = :now", {":now": {"S": now.isoformat()}})
 
     def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
