@@ -290,6 +290,24 @@ def test_a_csv_gz_drop_of_200k_rows_is_loaded_in_several_chunks(worker: WorkerHa
     assert job.object_key == "drops/demo/2026/11/export.csv.gz"
 
 
+def test_a_drop_of_large_readings_is_written_in_chunks_bounded_by_the_text_they_span(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Given 80 valid readings that each carry 900 KiB besides their fields (70 MiB of text, 70 KiB gzipped)
+    lines = (
+        json.dumps({"system_id": str(system_id)} | reading(n) | {"note": "n" * (900 << 10)}).encode() + b"\n"
+        for n in range(80)
+    )
+    key = drop(worker, "drops/demo/padded.ndjson.gz", gzip.compress(b"".join(lines)))
+
+    # When the worker loads it, Then no chunk spans more than 32 MiB of it, and every reading lands once
+    assert worker.deliver() == {"batchItemFailures": []}
+    job_id = worker.job_by_key(key).job_id
+    assert_accounted(worker, job_id, total=80)
+    totals = worker.query("SELECT total_readings FROM ingest_ledger WHERE job_id = %s ORDER BY chunk_no", job_id)
+    assert [total for (total,) in totals] == [37, 37, 6]
+
+
 def test_ndjson_and_json_drops_name_their_systems_per_line_or_per_file(worker: WorkerHarness, system_id: UUID) -> None:
     lines = [
         json.dumps({"system_id": str(system_id)} | reading(0)),

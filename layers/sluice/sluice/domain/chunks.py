@@ -9,7 +9,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypedDict
@@ -144,16 +144,54 @@ class ChunkStream:
             self.total += 1
 
 
+# A chunk also ends once its reader has read this many heartbeats' worth of text (HEARTBEAT_CHARS each: 32 MiB),
+# so what a chunk holds until it is written (its valid readings for the slower path, its quarantine rows) is bounded
+# by the text it spans and not only by its count: 50,000 readings padded to just under 1 MiB each are 50 GB. A chunk
+# of ordinary readings spans 5 to 15 MB and never meets it.
+CHUNK_TEXT_BEATS: Final = 32
+
+
+class ReadMeter:
+    """An object reader's heartbeat (one per HEARTBEAT_CHARS of text read), counted, then passed on to ``then``.
+    The count is a function of the object's bytes alone, so chunks cut by it are the same on every retry."""
+
+    __slots__ = ("_then", "beats")
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self.beats = 0
+        self._then = then
+
+    def __call__(self) -> None:
+        self.beats += 1
+        self._then()
+
+
 def chunk_streams(
-    records: Iterator[Record], size: int, validator: ReadingValidator, systems: SystemBook
+    records: Iterator[Record],
+    size: int,
+    validator: ReadingValidator,
+    systems: SystemBook,
+    meter: ReadMeter | None = None,
 ) -> Iterator[ChunkStream]:
-    """Cut records into chunks of ``size``; the same object always gives the same chunks. Each chunk must be read
-    (or skipped) before the next is taken."""
+    """Cut records into chunks of ``size``, or of the records read within CHUNK_TEXT_BEATS of ``meter`` (the reader's
+    heartbeat) when it is given; the same object always gives the same chunks. Each chunk must be read (or skipped)
+    before the next is taken."""
     for chunk_no in itertools.count():
         first = next(records, None)
         if first is None:
             return
-        yield ChunkStream(chunk_no, itertools.chain((first,), itertools.islice(records, size - 1)), validator, systems)
+        counted = itertools.chain((first,), itertools.islice(records, size - 1))
+        within = counted if meter is None else _within_text(counted, meter, meter.beats + CHUNK_TEXT_BEATS)
+        yield ChunkStream(chunk_no, within, validator, systems)
+
+
+def _within_text(records: Iterator[Record], meter: ReadMeter, last_beat: int) -> Iterator[Record]:
+    """``records`` up to the one read when the meter reaches ``last_beat``: asked for the next, it stops before
+    reading it (judging, finishing and skipping a chunk all stop at the same record)."""
+    for record in records:
+        yield record
+        if meter.beats >= last_beat:
+            return
 
 
 # A reading is known by (system, sensor, instant): systems belong to one tenant, so no tenant's readings can

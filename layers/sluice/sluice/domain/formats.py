@@ -9,8 +9,8 @@ line by line with each line (or CSV row) bounded: a longer one is read past in p
 batches (at most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker
 sees exactly what the API counted.
 
-A reader tells its caller that it is still reading (``heartbeat``) at least every ``HEARTBEAT_CHARS`` characters,
-whether they held readings or not: a file of blank lines yields nothing for a long time, and the worker must still
+A reader tells its caller that it is still reading (``heartbeat``) once for every ``HEARTBEAT_CHARS`` characters it
+reads, whether they held readings or not: a file of blank lines yields nothing for a long time, and the worker must still
 keep its message and watch its time meanwhile.
 """
 
@@ -395,8 +395,8 @@ class _JsonStream:
             return False
         block = self._text.read(_BLOCK_CHARS)
         self._unbeaten += len(block)
-        if self._unbeaten >= HEARTBEAT_CHARS:
-            self._unbeaten = 0
+        while self._unbeaten >= HEARTBEAT_CHARS:  # one beat per HEARTBEAT_CHARS read, exactly
+            self._unbeaten -= HEARTBEAT_CHARS
             self._heartbeat()
         if not block:
             self._eof = True
@@ -505,8 +505,8 @@ class _BoundedLines:
 
     def _count(self, chars: int) -> None:
         self._unbeaten += chars
-        if self._unbeaten >= HEARTBEAT_CHARS:
-            self._unbeaten = 0
+        while self._unbeaten >= HEARTBEAT_CHARS:  # one beat per HEARTBEAT_CHARS read, exactly
+            self._unbeaten -= HEARTBEAT_CHARS
             self._heartbeat()
 
     def _read_past(self, piece: str, prior: int) -> _OverlongError:

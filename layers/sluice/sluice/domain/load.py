@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import IO, Final, Protocol
 from uuid import UUID
 
-from sluice.domain.chunks import ChunkStream, SystemBook, chunk_streams
+from sluice.domain.chunks import ChunkStream, ReadMeter, SystemBook, chunk_streams
 from sluice.domain.failures import JobFailure, job_failure
 from sluice.domain.formats import layout_of, read_records
 from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind
@@ -276,11 +276,11 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     systems = SystemBook(job, ports.sink.tenant_systems(job.tenant_id))
     opened = ports.objects.open_object(ref)
     layout = layout_of(ref.key, opened.content_encoding)
-    records = iter(
-        read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=progress.still_reading)
-    )
+    # The reader's heartbeat keeps the message and watches the time, and its count bounds the text of a chunk.
+    meter = ReadMeter(progress.still_reading)
+    records = iter(read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=meter))
     written = 0
-    for chunk in chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems):
+    for chunk in chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems, meter):
         # A committed chunk is still read (the stream has no index) but neither judged nor written again; so is
         # one a concurrent twin of this message committed meanwhile (the sink finds its ledger row).
         if chunk.chunk_no in committed:
