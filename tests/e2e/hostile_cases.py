@@ -26,6 +26,8 @@ GZIP_JSON = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
 CSV_HEADER = "system_id,sensor_id,timestamp,value,unit,quality"
 _SENSORS = UUID("0d3f6c1e-2a4b-4c5d-8e6f-7a8b9c0d1e2f")
 UNKNOWN_SYSTEM = "00000000-0000-4000-8000-00000000dead"
+# The job id of a batch put under incoming/ around the API: no job record of the API names it.
+FORGED_JOB = UUID("6f0d2c4e-8a1b-4c3d-9e5f-0a1b2c3d4e5f")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class GatewayRefused:
 
 @dataclass(frozen=True)
 class Ignored:
-    """A key outside ``drops/<tenant>/``: no job at all."""
+    """A key outside ``drops/<tenant>/``, or an ``incoming/`` object no job record names: no job at all."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class ApiCase:
 
 @dataclass(frozen=True)
 class DropCase:
-    """One object put into the bucket: ``key`` under ``drops/demo/`` (or a whole key when it starts with ``drops/``)."""
+    """One object put into the bucket: ``key`` under ``drops/demo/`` (or a whole key when it starts with ``drops/`` or
+    ``incoming/``)."""
 
     id: str
     key: str
@@ -928,6 +931,13 @@ def _drop_cases() -> list[DropCase]:
     case("empty_ndjson", "empty.ndjson", lambda c: b"", Landed(0))
     case("sql_in_the_object_key", "x'; DROP TABLE readings; --.csv", lambda c: csv(csv_row(c, 0)), Landed(1))
     case("sql_in_the_tenant_segment", "drops/demo';--/x.csv", lambda c: csv(csv_row(c, 0)), Ignored())
+    # Only IngestApiFunction writes under incoming/, after the job record: a batch put there around it is not read.
+    case(
+        "batch_put_under_incoming_without_the_api",
+        f"incoming/demo/2026/11/20/{FORGED_JOB}.json",
+        lambda c: envelope(reading(c, 0)),
+        Ignored(),
+    )
     case(
         "content_encoding_gzip_on_a_csv",
         "encoded.csv",

@@ -17,13 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from sluice.domain.objects import ObjectRef, drop_job_id
+from sluice.domain.objects import ObjectRef, drop_job_id, target_of
 
 from ..reliability.figures import record_figures
 from ..stack_harness import RunningStack, TokenMinter, http, raw_http, running_stack
 from .hostile_cases import (
     API_CASES,
     DROP_CASES,
+    FORGED_JOB,
     ApiCase,
     DropCase,
     FailedJob,
@@ -41,6 +42,8 @@ STACK = "sluice-hostile"
 JOBS_TIMEOUT_S = 120
 # An error body names what was wrong; it never echoes a hostile body back.
 MAX_ERROR_BODY_BYTES = 8192
+# A drop case's key put as it is (else under drops/demo/hostile/).
+WHOLE_KEYS = ("drops/", "incoming/")
 
 
 @dataclass
@@ -92,14 +95,15 @@ def corpus(stack: RunningStack) -> dict[str, Observed]:
     bucket = stack.names().ref("BatchBucket")
     s3 = stack.s3()
     for drop_case in DROP_CASES:
-        key = drop_case.key if drop_case.key.startswith("drops/") else f"drops/demo/hostile/{drop_case.key}"
+        key = drop_case.key if drop_case.key.startswith(WHOLE_KEYS) else f"drops/demo/hostile/{drop_case.key}"
         if drop_case.content_encoding:
             put = s3.put_object(
                 Bucket=bucket, Key=key, Body=drop_case.body(), ContentEncoding=drop_case.content_encoding
             )
         else:
             put = s3.put_object(Bucket=bucket, Key=key, Body=drop_case.body())
-        job_id = str(drop_job_id(ObjectRef(bucket, key, etag=put["ETag"])))
+        ref = ObjectRef(bucket, key, etag=put["ETag"])
+        job_id = str(target_of(ref).job_id if key.startswith("incoming/") else drop_job_id(ref))
         observed[drop_case.id] = Observed("drop", job_id=job_id)
 
     awaited = {case_id: seen.job_id for case_id, seen in observed.items() if seen.job_id and expects_job(case_id)}
@@ -234,7 +238,8 @@ def test_refused_requests_left_nothing_behind(stack: RunningStack, corpus: dict[
             " UNION SELECT job_id::text FROM ingest_ledger"
         ).fetchall()
 
-    assert stored == accepted
+    # Besides the accepted batches, only the one put there around the API, which nothing loaded.
+    assert stored == accepted | {str(FORGED_JOB)}
     assert {job_id for (job_id,) in rows} <= accepted | drops
     # Every accepted request made one job record, so the scan sees them; a refused one made none.
     assert all(seen.principal_jobs == (1 if seen.job_id else 0) for seen in corpus.values() if seen.channel == "api")
