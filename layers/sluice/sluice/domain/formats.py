@@ -9,9 +9,9 @@ line by line with each line (or CSV row) bounded: a longer one is read past in p
 batches (at most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker
 sees exactly what the API counted.
 
-A reader tells its caller that it is still reading (``heartbeat``) once for every ``HEARTBEAT_CHARS`` characters it
-reads, whether they held readings or not: a file of blank lines yields nothing for a long time, and the worker must still
-keep its message and watch its time meanwhile.
+A reader tells its caller that it is still reading (``heartbeat``) once for every ``HEARTBEAT_CHARS`` characters
+it reads, whether they held readings or not: a file of blank lines yields nothing for a long time, and the worker
+must still keep its message and watch its time meanwhile.
 """
 
 import csv
@@ -210,13 +210,16 @@ def _unrepeated(raw: object) -> object:
 
 
 def _ndjson_records(lines: "_BoundedLines") -> Iterator[Record]:
+    """NDJSON lines as records. A line over the bound ends ``_ndjson_lines``: it is one record, and reading goes on
+    with the line after it."""
     while True:
         try:
             yield from _ndjson_lines(lines)
         except _OverlongError as exc:
-            yield Record(lines.number, None, exc.unparsable("a JSON object", f"a line of {exc.chars} characters"))
-            continue
-        return
+            refused = Record(lines.number, None, exc.unparsable("a JSON object", f"a line of {exc.chars} characters"))
+        else:
+            return
+        yield refused
 
 
 def _ndjson_lines(lines: "_BoundedLines") -> Iterator[Record]:
