@@ -416,6 +416,26 @@ def test_a_stored_batch_still_queued_a_deadline_after_its_requeue_fails_saying_s
     assert maintenance.run()["stuck_jobs"]["failed_jobs"] == []
 
 
+def test_a_requeued_batch_is_not_failed_while_its_message_still_waits_in_ingest_queue(
+    maintenance: Maintenance, worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Given a batch whose S3 event was lost and whose requeued event waits, unreceived, behind a stalled worker
+    job_id = api_batch(worker, system_id, 3)
+    lose_s3_events(worker)
+    maintenance.backdate(job_id, "created_at", timedelta(minutes=20))
+    assert maintenance.run()["stuck_jobs"]["requeued_jobs"] == [str(job_id)]
+    maintenance.backdate(job_id, "attempted_at", timedelta(minutes=15))
+
+    # When maintenance runs a deadline later
+    answer = maintenance.run()
+
+    # Then the job is left queued for the worker, and loads once the worker takes the message
+    assert (answer["stuck_jobs"]["failed_jobs"], answer["stuck_jobs"]["overdue_queued_jobs"]) == ([], 1)
+    assert maintenance.job(job_id).status is JobStatus.QUEUED
+    assert worker.deliver() == {"batchItemFailures": []}
+    assert maintenance.job(job_id).status is JobStatus.COMPLETED
+
+
 # --- dead letters ------------------------------------------------------------------------------------------------
 
 

@@ -295,11 +295,20 @@ class FakeBucket:
 class FakeQueue:
     sent: list[str] = field(default_factory=list)
     down: bool = False
+    # Messages waiting in IngestQueue that no worker received yet.
+    backlog: int = 0
+    depth_reads: int = 0
 
     def send(self, message_body: str) -> None:
         if self.down:
             raise StorageUnavailableError("IngestQueue unreachable")
         self.sent.append(message_body)
+
+    def waiting(self) -> int:
+        self.depth_reads += 1
+        if self.down:
+            raise StorageUnavailableError("IngestQueue unreachable")
+        return self.backlog
 
 
 def ports(jobs: FakeJobs, bucket: FakeBucket, ledger: FakeLedger | None = None) -> SweepPorts:
@@ -380,6 +389,26 @@ def test_a_stored_job_whose_s3_event_was_lost_is_requeued_once_then_failed_a_dea
     assert failed.failure.sentence == NEVER_STARTED
     assert jobs.failed[lost.job_id] == failed.failure.message
     assert "requeued at 2026-11-20 12:00:00 UTC" in failed.failure.detail
+
+
+def test_a_requeued_job_is_not_failed_while_ingest_queue_holds_a_backlog() -> None:
+    # Given two jobs requeued a deadline ago whose messages may still wait behind a backlog of 40 messages
+    waiting = [api_job(), api_job()]
+    jobs = FakeJobs(waiting)
+    queue = FakeQueue(backlog=40)
+    swept = SweepPorts(jobs=jobs, ledger=FakeLedger(), objects=stored(*waiting), queue=queue)
+    sweep_jobs(swept, POLICY, NOW, always)
+
+    # When the sweeper runs a deadline later, with the backlog still there, and again once it drained
+    busy = sweep_jobs(swept, POLICY, NOW + timedelta(minutes=15), always)
+    queue.backlog = 0
+    drained = sweep_jobs(swept, POLICY, NOW + timedelta(minutes=30), always)
+
+    # Then the jobs are left (the worker will start them) while messages wait, and failed only after; the depth is
+    # read once per run that needs it
+    assert (busy.failed, busy.waiting, busy.errors) == ((), 2, 0)
+    assert set(drained.failed) == {job.job_id for job in waiting}
+    assert queue.depth_reads == 2
 
 
 def test_an_unstarted_job_whose_requeue_could_not_be_sent_is_not_recorded_as_requeued() -> None:

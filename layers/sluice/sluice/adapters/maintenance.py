@@ -113,6 +113,19 @@ class SqsJobRequeue:
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailableError(f"sending to IngestQueue failed: {exc}") from exc
 
+    def waiting(self) -> int:
+        """How many messages IngestQueue holds that no worker has received yet (visible or delayed)."""
+        try:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self._queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+            )["Attributes"]
+        except (BotoCoreError, ClientError, KeyError) as exc:
+            raise StorageUnavailableError(f"reading IngestQueue's depth failed: {exc}") from exc
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesDelayed", 0)
+        )
+
 
 class SqsDeadLetters:
     """Reads IngestDeadLetterQueue without taking anything out of it: messages are received with a short

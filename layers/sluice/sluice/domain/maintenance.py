@@ -289,6 +289,10 @@ class JobRequeue(Protocol):
         """Send one message."""
         ...
 
+    def waiting(self) -> int:
+        """How many messages IngestQueue holds that no worker has received yet (visible or delayed)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SweepPorts:
@@ -303,6 +307,7 @@ class SweepPorts:
 class SweepAction(StrEnum):
     """What becomes of an overdue job."""
 
+    LEAVE = "leave"
     REQUEUE = "requeue"
     FAIL = "fail"
 
@@ -397,25 +402,40 @@ def requeue_ref(job: Job, newest: ObjectRef) -> ObjectRef | None:
     return None
 
 
-def decide(job: Job, newest: ObjectRef | None, since: datetime) -> SweepDecision:
-    """What to do with an overdue job, given its object's newest version (None: no object) and when it last moved."""
-    where = f"s3://{job.bucket}/{job.object_key}"
+def decide(
+    job: Job, newest: ObjectRef | None, since: datetime, queue_busy: Callable[[], bool] = lambda: False
+) -> SweepDecision:
+    """What to do with an overdue job, given its object's newest version (None: no object), when it last moved,
+    and whether IngestQueue holds messages no worker has received yet (asked only when it decides)."""
     ref = None if newest is None else requeue_ref(job, newest)
     if job.status is JobStatus.QUEUED:
-        if newest is None:
-            return _fail(NEVER_STORED, f"queued since {_moment(job.created_at)}, and {where} holds no object")
-        if job.attempted_at is None and ref is not None:
-            # Stored, yet never started: IngestQueue never had its S3 event (or still holds it behind a backlog,
-            # where one more message is harmless). Sent once: attempted_at records it.
-            return SweepDecision(SweepAction.REQUEUE, ref=ref)
-        requeued = "never requeued" if job.attempted_at is None else f"requeued at {_moment(job.attempted_at)}"
-        return _fail(NEVER_STARTED, f"queued since {_moment(job.created_at)}, {requeued}; {where} is stored")
+        return _decide_queued(job, newest, ref, queue_busy)
     if ref is not None:
         return SweepDecision(SweepAction.REQUEUE, ref=ref)
+    where = f"s3://{job.bucket}/{job.object_key}"
     stalled = f"stopped making progress at {_moment(since)}"
     if newest is None:
         return _fail(NOT_RESUMABLE, f"{stalled}, and {where} no longer exists")
     return _fail(NOT_RESUMABLE, f"{stalled}, and the version of {where} it was loading is no longer the newest")
+
+
+def _decide_queued(
+    job: Job, newest: ObjectRef | None, ref: ObjectRef | None, queue_busy: Callable[[], bool]
+) -> SweepDecision:
+    where = f"s3://{job.bucket}/{job.object_key}"
+    if newest is None:
+        return _fail(NEVER_STORED, f"queued since {_moment(job.created_at)}, and {where} holds no object")
+    if job.attempted_at is None and ref is not None:
+        # Stored, yet never started: IngestQueue never had its S3 event (or still holds it behind a backlog,
+        # where one more message is harmless). Sent once: attempted_at records it.
+        return SweepDecision(SweepAction.REQUEUE, ref=ref)
+    if queue_busy():
+        # Its S3 event (or the requeued one) may still wait behind a backlog: failed now, the job would be started
+        # by the worker later, and its client would see it fail and then complete. The queue's age alarm covers the
+        # backlog itself.
+        return SweepDecision(SweepAction.LEAVE)
+    requeued = "never requeued" if job.attempted_at is None else f"requeued at {_moment(job.attempted_at)}"
+    return _fail(NEVER_STARTED, f"queued since {_moment(job.created_at)}, {requeued}; {where} is stored")
 
 
 def _fail(sentence: str, detail: str) -> SweepDecision:
@@ -449,6 +469,13 @@ def sweep_jobs(
     )
     stuck = [job.job_id for job in overdue if job.status is JobStatus.PROCESSING]
     tally = _SweepTally()
+    depth: list[int] = []  # IngestQueue's waiting messages, read once per run and only when a decision needs it
+
+    def queue_busy() -> bool:
+        if not depth:
+            depth.append(ports.queue.waiting())
+        return depth[0] > 0
+
     try:
         commits = ports.ledger.last_commits(stuck) if stuck else {}
     except StorageUnavailableError as exc:
@@ -467,7 +494,7 @@ def sweep_jobs(
             newest = ports.objects.newest_version(job.bucket, job.object_key)
             if job.status is JobStatus.QUEUED and newest is not None:
                 tally.waiting += 1
-            _carry_out(ports, job, decide(job, newest, last_progress(job, commit)), now, tally)
+            _carry_out(ports, job, decide(job, newest, last_progress(job, commit), queue_busy), now, tally)
         except StorageUnavailableError as exc:
             tally.fault(f"job {job.job_id}: {exc}")
     return tally.report(len(jobs))
