@@ -262,6 +262,16 @@ def test_maintenance_runs_on_a_schedule_with_policies_on_named_resources_only() 
         {"DynamoDBCrudPolicy": {"TableName": {"Ref": "JobsTable"}}},
         {"S3ReadPolicy": {"BucketName": {"Ref": "BatchBucket"}}},
         {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["IngestQueue", "QueueName"]}}},
+        # IngestQueue's depth: a requeued job is not failed while messages still wait there.
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "sqs:GetQueueAttributes",
+                    "Resource": {"Fn::GetAtt": ["IngestQueue", "Arn"]},
+                }
+            ]
+        },
         {"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}}},
         {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecretArn"}}},
     ]
