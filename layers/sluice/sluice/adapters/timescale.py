@@ -289,6 +289,8 @@ def dsn_from_secret(secret_string: str, root_certificate: str = SYSTEM_TRUST_STO
     verifies the server's certificate and name (``verify-full``) against ``root_certificate`` unless the secret
     names a ``sslmode`` of its own (the local stack's cluster says ``disable``)."""
     secret = json.loads(secret_string)
+    if not isinstance(secret, dict):
+        raise TypeError(f"the secret is a JSON {type(secret).__name__}, not an object")
     sslmode = secret.get("sslmode", "verify-full")
     # A CA only means something to the modes that check one; libpq refuses sslrootcert=system beside weaker modes.
     roots = {"sslrootcert": root_certificate} if sslmode in _VERIFYING_SSLMODES else {}
