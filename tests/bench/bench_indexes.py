@@ -69,7 +69,7 @@ def migrated_database() -> Iterator[str]:
 
 
 VARIANTS: dict[str, str] = {
-    "migrated (sensor,time unique + system,time)": "",
+    "migrated (system,sensor,time unique + system,time)": "",
     "without (system_id, time DESC)": "DROP INDEX readings_system_time_idx",
     "without any index": "DROP INDEX readings_system_time_idx; DROP INDEX readings_system_sensor_time_key",
     "plus default (time DESC)": "CREATE INDEX readings_time_idx ON readings (time DESC)",
