@@ -94,7 +94,7 @@ def test_a_budget_spent_in_amounts_keeps_each_amount_and_a_request_log_keeps_its
     assert (first.allowed, over.allowed, over.retry_after_s, fits.allowed) == (True, False, 59, True)
     stored = dynamodb_client().get_item(TableName=table, Key={"limit_key": {"S": "review-rows#demo/dev"}})["Item"]
     assert [value["N"] for value in stored["amounts"]["L"]] == ["6", "4"]
-    # A log of single requests (ingest's, written before amounts existed) is stored as it always was.
+    # A log of single requests (ingest's, reads', reviews') is stored without amounts, as it always was.
     ingest = dynamodb_client().get_item(TableName=table, Key={"limit_key": {"S": "demo/dev"}})["Item"]
     assert set(ingest) == {"limit_key", "hits", "version", "expires_at"}
 

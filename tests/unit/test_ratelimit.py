@@ -12,12 +12,11 @@ from sluice.domain.ratelimit import (
     REVIEW_BUDGET,
     REVIEWED_ROWS_BUDGET,
     PrincipalBudget,
-    RateDecision,
     RateLimit,
     Spend,
+    SpendDecision,
     bound_bulk_review,
     budget_key,
-    decide_request,
     decide_spend,
     rows_asked,
 )
@@ -27,14 +26,19 @@ from sluice.models.api import BULK_REVIEW_MAX, BulkReviewRequest
 LIMIT = RateLimit(requests=15, window_s=60)
 
 
+def spends(*moments: float) -> tuple[Spend, ...]:
+    """A log of requests of one unit each."""
+    return tuple(Spend(moment) for moment in moments)
+
+
 def test_fifteen_requests_pass_and_the_sixteenth_waits_for_the_oldest_to_leave_the_window() -> None:
-    history: tuple[float, ...] = ()
+    history: tuple[Spend, ...] = ()
     for second in range(15):
-        decision = decide_request(history, 1000.0 + second, LIMIT)
+        decision = decide_spend(history, 1000.0 + second, LIMIT)
         assert decision.allowed
         history = decision.history
 
-    refused = decide_request(history, 1020.0, LIMIT)
+    refused = decide_spend(history, 1020.0, LIMIT)
 
     assert not refused.allowed
     assert refused.retry_after_s == 40
@@ -42,26 +46,26 @@ def test_fifteen_requests_pass_and_the_sixteenth_waits_for_the_oldest_to_leave_t
 
 
 def test_a_request_passes_again_once_the_oldest_has_left_the_window() -> None:
-    history = tuple(1000.0 + second for second in range(15))
+    history = spends(*(1000.0 + second for second in range(15)))
 
-    decision = decide_request(history, 1060.0, LIMIT)
+    decision = decide_spend(history, 1060.0, LIMIT)
 
     assert decision.allowed
-    assert decision.history == (*history[1:], 1060.0)
+    assert decision.history == (*history[1:], Spend(1060.0))
 
 
 def test_the_wait_is_at_least_one_second() -> None:
-    history = tuple(1000.0 + second / 100 for second in range(15))
+    history = spends(*(1000.0 + second / 100 for second in range(15)))
 
-    assert decide_request(history, 1059.999, LIMIT).retry_after_s == 1
+    assert decide_spend(history, 1059.999, LIMIT).retry_after_s == 1
 
 
 @given(st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), max_size=80))
 def test_no_rolling_window_ever_holds_more_than_the_limit(moments: list[float]) -> None:
-    history: tuple[float, ...] = ()
+    history: tuple[Spend, ...] = ()
     admitted = []
     for moment in sorted(moments):
-        decision = decide_request(history, moment, LIMIT)
+        decision = decide_spend(history, moment, LIMIT)
         history = decision.history
         if decision.allowed:
             admitted.append(moment)
@@ -152,17 +156,15 @@ class MemoryLimiter:
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self.logs: dict[str, tuple[float, ...]] = {}
+        self.logs: dict[str, tuple[Spend, ...]] = {}
         self.asked: list[tuple[str, int]] = []
 
-    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> RateDecision:
+    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> SpendDecision:
         self.asked.append((principal_key, amount))
-        decision = decide_spend(
-            [Spend(at) for at in self.logs.get(principal_key, ())], now.timestamp(), self.limit, amount
-        )
+        decision = decide_spend(self.logs.get(principal_key, ()), now.timestamp(), self.limit, amount)
         if decision.allowed:
-            self.logs[principal_key] = tuple(spend.at for spend in decision.history)
-        return RateDecision(decision.allowed, tuple(s.at for s in decision.history), decision.retry_after_s)
+            self.logs[principal_key] = decision.history
+        return decision
 
 
 def test_a_spent_budget_is_a_429_with_the_wait_and_other_principals_are_untouched() -> None:

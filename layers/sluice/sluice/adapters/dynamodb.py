@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sluice.adapters.aws import dynamodb_client
 from sluice.domain.jobs import JobFilter, JobListing, JobPosition
 from sluice.domain.load import JobFinish, NotStarted, claims
-from sluice.domain.ratelimit import RateDecision, RateLimit, Spend, SpendDecision, decide_spend
+from sluice.domain.ratelimit import RateLimit, Spend, SpendDecision, decide_spend
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.quarantine import JobReviewCounts
@@ -347,7 +347,7 @@ class DynamoRequestLimiter:
         self._limit = limit
         self._client = client or dynamodb_client()
 
-    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> RateDecision:
+    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> SpendDecision:
         """Decide on one request spending ``amount`` of the limit and, when it passes, record it."""
         moment = now.timestamp()
         decision = SpendDecision(allowed=False, history=(), retry_after_s=1)
@@ -355,9 +355,9 @@ class DynamoRequestLimiter:
             history, version = self._read(principal_key)
             decision = decide_spend(history, moment, self._limit, amount)
             if not decision.allowed or self._write(principal_key, decision.history, version, moment):
-                return _rate_decision(decision)
+                return decision
         # Still contended after several rounds: this principal is sending in parallel, which is what a limit is for.
-        return _rate_decision(SpendDecision(allowed=False, history=decision.history, retry_after_s=1))
+        return SpendDecision(allowed=False, history=decision.history, retry_after_s=1)
 
     def _read(self, principal_key: str) -> tuple[list[Spend], int]:
         try:
@@ -393,14 +393,6 @@ class DynamoRequestLimiter:
             ),
         )
         return written is not None
-
-
-def _rate_decision(decision: SpendDecision) -> RateDecision:
-    return RateDecision(
-        allowed=decision.allowed,
-        history=tuple(spend.at for spend in decision.history),
-        retry_after_s=decision.retry_after_s,
-    )
 
 
 def _condition_failed(exc: ClientError) -> bool:

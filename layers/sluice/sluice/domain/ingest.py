@@ -18,12 +18,11 @@ from pydantic import ValidationError
 
 from sluice.domain.formats import RepeatedKeys, loads_lenient
 from sluice.domain.objects import batch_object_key
-from sluice.domain.ratelimit import RateDecision
+from sluice.domain.ratelimit import PrincipalBudget
 from sluice.errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     Problem,
-    RateLimitedError,
     StorageUnavailableError,
 )
 from sluice.limits import MAX_ERROR_DETAILS
@@ -97,13 +96,6 @@ class BatchStore(Protocol):
         """Store one batch object; raise StorageUnavailableError when it cannot be stored."""
 
 
-class RequestLimiter(Protocol):
-    """Counts requests per principal."""
-
-    def admit(self, principal_key: str, now: datetime) -> RateDecision:
-        """Record the request if the principal may make it, and say whether it may."""
-
-
 class IdempotencyGuard(Protocol):
     """Remembers the outcome of requests that carry an Idempotency-Key."""
 
@@ -119,7 +111,8 @@ class IngestPorts:
 
     jobs: JobRepository
     batches: BatchStore
-    limiter: RequestLimiter
+    # Each principal's ingest requests, in the same kind of budget as its reads and reviews.
+    limiter: PrincipalBudget
     idempotency: IdempotencyGuard
 
 
@@ -130,12 +123,9 @@ def accept_batch(
     now: datetime,
 ) -> AcceptedBatch:
     """Rate-limit, check and store one batch; return its job."""
+    ports.limiter.spend(call.tenant_id, call.principal, now)
+    # Idempotency keys are the principal's own: another device's key never replays this one's batch.
     caller_key = f"{call.tenant_id}/{call.principal}"
-    decision = ports.limiter.admit(caller_key, now)
-    if not decision.allowed:
-        raise RateLimitedError(
-            f"rate limit reached: try again in {decision.retry_after_s} s", retry_after_s=decision.retry_after_s
-        )
     key = check_idempotency_key(call.idempotency_key)
     batch = read_batch(call.body, policy.max_body_bytes, gzipped=call.gzipped)
 

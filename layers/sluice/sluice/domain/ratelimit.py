@@ -17,7 +17,8 @@ from typing import Protocol
 from sluice.errors import InvalidRequestError, Problem, RateLimitedError
 from sluice.models.api import BulkReviewRequest
 
-# The budgets of the rate-limit table besides ingest's (whose log keeps its original key, ``<tenant>/<sub>``).
+# The budgets of the rate-limit table, one log per principal each (``<budget>#<tenant>/<sub>``).
+INGEST_BUDGET = "ingest"
 READ_BUDGET = "read"
 REVIEW_BUDGET = "review"
 REVIEWED_ROWS_BUDGET = "review-rows"
@@ -31,17 +32,6 @@ class RateLimit:
 
     requests: int
     window_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class RateDecision:
-    """Whether one request may pass, and the log to keep afterwards."""
-
-    allowed: bool
-    # Epoch seconds of the admitted requests still inside the window, oldest first.
-    history: tuple[float, ...]
-    # Whole seconds until the request would pass; 0 when it passes now.
-    retry_after_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +53,16 @@ class SpendDecision:
     retry_after_s: int
 
 
-def decide_request(history: Sequence[float], now: float, limit: RateLimit) -> RateDecision:
-    """Admit the request at ``now`` if fewer than ``limit.requests`` were admitted in the window before it."""
-    decision = decide_spend([Spend(moment) for moment in history], now, limit)
-    return RateDecision(
-        allowed=decision.allowed,
-        history=tuple(spend.at for spend in decision.history),
-        retry_after_s=decision.retry_after_s,
-    )
-
-
 def decide_spend(history: Sequence[Spend], now: float, limit: RateLimit, amount: int = 1) -> SpendDecision:
     """Admit a request spending ``amount`` at ``now`` if the amounts admitted in the window before it leave room."""
     recent = sorted((spend for spend in history if spend.at > now - limit.window_s), key=lambda spend: spend.at)
-    # A limit lowered since the log was written keeps only the newest requests that fit it.
-    while sum(spend.amount for spend in recent) > limit.requests:
-        recent.pop(0)
     used = sum(spend.amount for spend in recent)
+    # A limit lowered since the log was written keeps only the newest requests that fit it.
+    dropped = 0
+    while used > limit.requests:
+        used -= recent[dropped].amount
+        dropped += 1
+    recent = recent[dropped:]
     if used + amount <= limit.requests:
         return SpendDecision(allowed=True, history=(*recent, Spend(now, amount)), retry_after_s=0)
     wait = float(limit.window_s)  # an amount over the whole limit never fits: the answer is "not within a window"
@@ -102,13 +85,14 @@ def budget_key(budget: str, tenant_id: str, principal: str) -> str:
 class BudgetLimiter(Protocol):
     """Keeps one sliding log per key."""
 
-    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> RateDecision:
+    def admit(self, principal_key: str, now: datetime, amount: int = 1) -> SpendDecision:
         """Record a request spending ``amount`` if the key's log has room for it, and say whether it had."""
 
 
 @dataclass(frozen=True, slots=True)
 class PrincipalBudget:
-    """One budget every principal has (reads, reviews, reviewed rows), each principal's in a log of its own."""
+    """One budget every principal has (ingest, reads, reviews, reviewed rows), each principal's in a log of its
+    own."""
 
     name: str
     limiter: BudgetLimiter

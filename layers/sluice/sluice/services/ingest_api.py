@@ -3,11 +3,11 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sluice.adapters.dynamodb import DynamoJobStore, DynamoRequestLimiter
+from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.idempotency import PowertoolsIdempotencyGuard
 from sluice.adapters.s3 import S3BatchStore
 from sluice.domain.ingest import IngestPolicy, IngestPorts
-from sluice.domain.ratelimit import RateLimit
+from sluice.services.limits import ingest_budget
 from sluice.settings import IngestApiSettings, get_ingest_api_settings
 
 
@@ -27,10 +27,7 @@ def build_ingest_service(settings: IngestApiSettings) -> IngestService:
     ports = IngestPorts(
         jobs=DynamoJobStore(settings.jobs_table),
         batches=S3BatchStore(settings.batch_bucket),
-        limiter=DynamoRequestLimiter(
-            settings.rate_limit_table,
-            RateLimit(requests=settings.rate_limit_requests, window_s=settings.rate_limit_window_seconds),
-        ),
+        limiter=ingest_budget(settings),
         idempotency=idempotency,
     )
     policy = IngestPolicy(

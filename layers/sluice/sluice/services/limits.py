@@ -1,7 +1,8 @@
-"""The per-principal budgets the API functions share: settings -> a DynamoDB limiter per budget."""
+"""The per-principal budgets of the API functions: settings -> a DynamoDB limiter per budget."""
 
 from sluice.adapters.dynamodb import DynamoRequestLimiter
 from sluice.domain.ratelimit import (
+    INGEST_BUDGET,
     READ_BUDGET,
     REVIEW_BUDGET,
     REVIEWED_ROWS_BUDGET,
@@ -9,7 +10,13 @@ from sluice.domain.ratelimit import (
     PrincipalBudget,
     RateLimit,
 )
-from sluice.settings import QuarantineSettings, ReadLimitSettings
+from sluice.settings import IngestApiSettings, QuarantineSettings, ReadLimitSettings
+
+
+def ingest_budget(settings: IngestApiSettings) -> PrincipalBudget:
+    """Ingest requests, apart from reads and reviews: a device out of requests may still be looked at."""
+    limit = RateLimit(requests=settings.rate_limit_requests, window_s=settings.rate_limit_window_seconds)
+    return PrincipalBudget(INGEST_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
 
 
 def read_budget(settings: ReadLimitSettings) -> PrincipalBudget:
