@@ -165,11 +165,11 @@ def read_records(
             return
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
         if layout.format is ObjectFormat.CSV:
-            yield from _csv_records(_BoundedLines(text, beat))
+            yield from _csv_records(_BoundedLines(text, _CharMeter(beat)))
         elif layout.format is ObjectFormat.NDJSON:
-            yield from _ndjson_records(_BoundedLines(text, beat))
+            yield from _ndjson_records(_BoundedLines(text, _CharMeter(beat)))
         else:
-            yield from _envelope_records(_JsonStream(text, beat))
+            yield from _envelope_records(_JsonStream(text, _CharMeter(beat)))
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise UnreadableObjectError(f"the object is not readable gzip: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -385,10 +385,9 @@ def _array_records(reader: "_JsonStream", system_id: object) -> Iterator[Record]
 class _JsonStream:
     """A JSON text read block by block: whole values are decoded by the C decoder, structure by hand."""
 
-    def __init__(self, text: IO[str], heartbeat: Callable[[], None]) -> None:
+    def __init__(self, text: IO[str], meter: "_CharMeter") -> None:
         self._text = text
-        self._heartbeat = heartbeat
-        self._unbeaten = 0
+        self._meter = meter
         self._buffer = ""
         self._at = 0
         self._eof = False
@@ -397,10 +396,7 @@ class _JsonStream:
         if self._eof:
             return False
         block = self._text.read(_BLOCK_CHARS)
-        self._unbeaten += len(block)
-        while self._unbeaten >= HEARTBEAT_CHARS:  # one beat per HEARTBEAT_CHARS read, exactly
-            self._unbeaten -= HEARTBEAT_CHARS
-            self._heartbeat()
+        self._meter.count(len(block))
         if not block:
             self._eof = True
             return False
@@ -455,6 +451,23 @@ def _no_heartbeat() -> None:
     pass
 
 
+class _CharMeter:
+    """Counts the characters a reader reads, calling ``heartbeat`` once per HEARTBEAT_CHARS of them, exactly."""
+
+    __slots__ = ("_heartbeat", "_unbeaten")
+
+    def __init__(self, heartbeat: Callable[[], None]) -> None:
+        self._heartbeat = heartbeat
+        self._unbeaten = 0
+
+    def count(self, chars: int) -> None:
+        """Count ``chars`` more characters read."""
+        self._unbeaten += chars
+        while self._unbeaten >= HEARTBEAT_CHARS:
+            self._unbeaten -= HEARTBEAT_CHARS
+            self._heartbeat()
+
+
 class _OverlongError(Exception):
     """A line (or CSV row) over MAX_ELEMENT_CHARS, already read past: its start, length, size and SHA-256."""
 
@@ -476,12 +489,11 @@ class _BoundedLines:
     characters is never held whole: the rest of its line is read past in pieces, keeping the line's start, and
     ``_OverlongError`` is raised with its length, size and SHA-256; the next line is read as usual after it."""
 
-    __slots__ = ("_heartbeat", "_pending", "_readline", "_unbeaten", "number", "row_chars")
+    __slots__ = ("_count", "_pending", "_readline", "number", "row_chars")
 
-    def __init__(self, text: IO[str], heartbeat: Callable[[], None]) -> None:
+    def __init__(self, text: IO[str], meter: _CharMeter) -> None:
         self._readline = text.readline
-        self._heartbeat = heartbeat
-        self._unbeaten = 0
+        self._count = meter.count
         self._pending = ""
         self.number = 0
         self.row_chars = 0
@@ -505,12 +517,6 @@ class _BoundedLines:
             raise self._read_past(line, prior)
         self.row_chars += len(line)
         return line
-
-    def _count(self, chars: int) -> None:
-        self._unbeaten += chars
-        while self._unbeaten >= HEARTBEAT_CHARS:  # one beat per HEARTBEAT_CHARS read, exactly
-            self._unbeaten -= HEARTBEAT_CHARS
-            self._heartbeat()
 
     def _read_past(self, piece: str, prior: int) -> _OverlongError:
         """Read to the end of the line ``piece`` (cut at ``prior``'s room + 1) starts, in bounded pieces, hashing
