@@ -249,7 +249,7 @@ def now_text(offset_s: int = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120 + offset_s))
 
 
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review ops:read"
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write ops:read"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from ..paths import REPO_ROOT
 
 ISSUER = "https://auth.example.com/"
 AUDIENCE = "sluice-api"
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review ops:read"
+ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write ops:read"
 
 # Every HttpApi event of template.yaml: a request it serves, the function, the route key and the path parameters.
 TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [
