@@ -259,10 +259,16 @@ def test_ctrl_c_stops_everything_the_stack_started(stack: RunningStack) -> None:
     for port in (stack.http_port, stack.moto_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    # A function process of this stack names the stack and this stack's moto port: another stack running on the
+    # machine (a second checkout's tests) is not this one's leftover.
     leftovers = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
-            if f"AWS_LAMBDA_FUNCTION_NAME={STACK}-".encode() in environ.read_bytes():
+            variables = environ.read_bytes().split(b"\0")
+            if any(v.startswith(f"AWS_LAMBDA_FUNCTION_NAME={STACK}-".encode()) for v in variables) and any(
+                v.startswith(b"SLUICE_AWS_ENDPOINT_URL=") and v.endswith(f":{stack.moto_port}".encode())
+                for v in variables
+            ):
                 leftovers.append(environ.parent.name)
         except OSError:
             continue
