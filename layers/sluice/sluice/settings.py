@@ -37,6 +37,16 @@ class AwsSettings(BaseSettings):
         return None if value == "" else value
 
 
+class ScopeSettings(BaseSettings):
+    """How the API functions read a token's scopes: every API function has it (template.yaml's Globals)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    # The deployment's Cognito resource server and its "/" (e.g. "sluice/"), which Cognito writes before each
+    # custom scope; empty with any other identity provider, whose scopes arrive bare.
+    scope_prefix: str = Field(default="", pattern=r"^([\x21\x23-\x5b\x5d-\x7e]+/)?$")
+
+
 class FunctionDatabaseSettings(BaseSettings):
     """A function's database: in AWS a Secrets Manager secret (RDS's JSON layout); ``SLUICE_DB_DSN`` names one
     directly, for tests and local runs only. One of the two is required."""
@@ -233,3 +243,9 @@ def get_health_settings() -> HealthSettings:
 def get_maintenance_settings() -> MaintenanceSettings:
     """Return MaintenanceFunction's settings, validated on first use."""
     return MaintenanceSettings()
+
+
+@cache
+def get_scope_settings() -> ScopeSettings:
+    """Return how tokens' scopes are read, validated on first use."""
+    return ScopeSettings()
