@@ -388,6 +388,13 @@ def test_every_scope_an_operation_requires_is_declared() -> None:
     assert {scope for op in OPERATIONS for scope in required_scopes(op)} == declared
 
 
+def test_devices_and_people_get_the_same_scopes() -> None:
+    flows = spec()["components"]["securitySchemes"]["jwt"]["flows"]
+
+    assert set(flows) == {"clientCredentials", "authorizationCode"}
+    assert flows["authorizationCode"]["scopes"] == flows["clientCredentials"]["scopes"]
+
+
 def test_every_path_parameter_is_documented_with_an_example() -> None:
     for op in OPERATIONS:
         names = set(re.findall(r"\{(\w+)\}", op[0]))
