@@ -778,8 +778,12 @@ def test_the_pool_lets_only_administrators_create_people_and_set_their_tenant() 
     assert "custom:tenant_id" not in people["WriteAttributes"]
     assert people["CallbackURLs"] == {"Ref": "SignInCallbackUrls"}
     assert people["LogoutURLs"] == {"Ref": "SignOutUrls"}
-    # Devices: client credentials with a secret.
+    # Devices: client credentials with a secret, tokens as long as the deployer chose (Cognito allows 5 min to a day).
     assert (devices["GenerateSecret"], devices["AllowedOAuthFlows"]) == (True, ["client_credentials"])
+    assert devices["AccessTokenValidity"] == {"Ref": "DeviceTokenMinutes"}
+    assert devices["TokenValidityUnits"] == {"AccessToken": "minutes"}
+    minutes = template()["Parameters"]["DeviceTokenMinutes"]
+    assert (minutes["MinValue"], minutes["MaxValue"], minutes["Default"]) == (5, 1440, 60)
     for client in (people, devices):
         assert client["AllowedOAuthFlowsUserPoolClient"] is True
         assert "custom:tenant_id" not in client.get("WriteAttributes", [])
