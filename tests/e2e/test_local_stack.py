@@ -199,6 +199,11 @@ EVENTS_OF = {
     "HealthFunction": ["health.json", "health-deep.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],
 }
+# Functions the template creates only under a condition the local stack's defaults leave off: their events are run
+# in-process by their own tests (tests/integration/test_token_claims.py).
+EVENTS_OF_FUNCTIONS_NOT_LOCAL = {
+    "TokenClaimsFunction": ["token-claims-person.json", "token-claims-device.json"],
+}
 
 
 @pytest.mark.parametrize(("function", "event"), [(f, e) for f, events in EVENTS_OF.items() for e in events])
@@ -227,11 +232,23 @@ def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, f
     assert f"{function}: " in invoked.stderr
 
 
+@pytest.mark.parametrize("function", sorted(EVENTS_OF_FUNCTIONS_NOT_LOCAL))
+def test_sluice_invoke_says_a_function_is_not_in_the_local_stack(stack: RunningStack, function: str) -> None:
+    event = EVENTS_OF_FUNCTIONS_NOT_LOCAL[function][0]
+
+    invoked = stack.sluice(
+        "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK
+    )
+
+    assert invoked.returncode != 0
+    assert f"{function} is not a function of the local stack" in invoked.stderr
+
+
 def test_every_function_of_the_template_has_sample_events() -> None:
     template = load_template(REPO_ROOT / "template.yaml")
     functions = {name for name, body in template["Resources"].items() if body["Type"] == "AWS::Serverless::Function"}
-    assert set(EVENTS_OF) == functions
-    for events in EVENTS_OF.values():
+    assert set(EVENTS_OF) | set(EVENTS_OF_FUNCTIONS_NOT_LOCAL) == functions
+    for events in [*EVENTS_OF.values(), *EVENTS_OF_FUNCTIONS_NOT_LOCAL.values()]:
         for event in events:
             assert (REPO_ROOT / "events" / event).is_file()
 

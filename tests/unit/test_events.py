@@ -79,6 +79,20 @@ def test_the_schedule_event_is_a_scheduled_eventbridge_event() -> None:
     assert (event.source, event.detail_type) == ("aws.events", "Scheduled Event")
 
 
+def test_the_token_claims_events_are_cognitos_pre_token_generation_events() -> None:
+    person, device = load_event("token-claims-person.json"), load_event("token-claims-device.json")
+
+    # A V3_0 trigger's events: a person's sign-in through hosted sign-in, a device's client credentials grant.
+    assert (person["version"], person["triggerSource"]) == ("3", "TokenGeneration_HostedAuth")
+    assert (device["version"], device["triggerSource"]) == ("3", "TokenGeneration_ClientCredentials")
+    assert person["request"]["userAttributes"]["custom:tenant_id"] == "demo"
+    assert device["request"]["userAttributes"] == {}
+    for event in (person, device):
+        assert event["callerContext"]["clientId"]
+        assert event["response"] == {"claimsAndScopeOverrideDetails": None}
+        assert all(scope.startswith("sluice/") for scope in event["request"]["scopes"] if ":" in scope)
+
+
 def test_every_event_file_is_covered_here() -> None:
     covered = {
         "ingest-api-post.json",
@@ -87,6 +101,8 @@ def test_every_event_file_is_covered_here() -> None:
         "load-worker-sqs-s3-drop.json",
         "maintenance-schedule.json",
         "health.json",
+        "token-claims-person.json",
+        "token-claims-device.json",
         *READ_SIDE_EVENTS,
     }
 

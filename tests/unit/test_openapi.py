@@ -66,7 +66,7 @@ from sluice.models.api import (
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
-from sluice_tools.local.template import resources_of_type
+from sluice_tools.local.template import StackContext, resources_of_type
 
 from ..api_client import call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event, template
@@ -233,6 +233,8 @@ class Route:
 def template_routes() -> dict[Operation, Route]:
     """(path, method) -> the route every HttpApi event of every function in template.yaml declares."""
     apis = resources_of_type(template(), "AWS::Serverless::HttpApi")
+    # The scopes as deployed with the default parameters: bare (their Cognito forms are test_template.py's).
+    defaults = StackContext(template(), stack_name="sluice", region="eu-central-1")
     routes: dict[Operation, Route] = {}
     for function_id, function in resources_of_type(template(), "AWS::Serverless::Function").items():
         for event in function["Properties"].get("Events", {}).values():
@@ -246,7 +248,7 @@ def template_routes() -> dict[Operation, Route]:
                 template_path=properties["Path"],
                 method=properties["Method"].lower(),
                 authorizer=auth.get("Authorizer", default),
-                scopes=tuple(sorted(auth.get("AuthorizationScopes", []))),
+                scopes=tuple(sorted(defaults.resolve(auth.get("AuthorizationScopes", [])))),
             )
             assert (route.path, route.method) not in routes, f"{route.method} {route.path} is routed twice"
             routes[(route.path, route.method)] = route
@@ -384,6 +386,13 @@ def test_every_scope_an_operation_requires_is_declared() -> None:
 
     assert declared == {"ingest:write", "jobs:read", "quarantine:read", "quarantine:review", "ops:read"}
     assert {scope for op in OPERATIONS for scope in required_scopes(op)} == declared
+
+
+def test_devices_and_people_get_the_same_scopes() -> None:
+    flows = spec()["components"]["securitySchemes"]["jwt"]["flows"]
+
+    assert set(flows) == {"clientCredentials", "authorizationCode"}
+    assert flows["authorizationCode"]["scopes"] == flows["clientCredentials"]["scopes"]
 
 
 def test_every_path_parameter_is_documented_with_an_example() -> None:

@@ -20,11 +20,15 @@ from sluice.settings import (
     LoadWorkerSettings,
     MaintenanceSettings,
     QuarantineSettings,
+    TokenClaimsSettings,
 )
+from sluice_tools.local.api import http_api_routes
+from sluice_tools.local.auth import jwt_authorizers
 from sluice_tools.local.resources import plan_stack
 from sluice_tools.local.template import (
     StackContext,
     TemplateError,
+    created_resources_of_type,
     function_environment,
     load_template,
     resources_of_type,
@@ -40,6 +44,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "QuarantineFunction": QuarantineSettings,
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
+    "TokenClaimsFunction": TokenClaimsSettings,
 }
 
 
@@ -61,6 +66,11 @@ def http_routes() -> list[tuple[str, dict[str, Any]]]:
 OPEN_ROUTES = {("/health", "GET"): "NONE"}
 
 
+def bare_scopes(route: dict[str, Any]) -> list[str]:
+    """A route's scopes as written, without their Cognito forms (see test_every_scope_has_its_cognito_form)."""
+    return [scope for scope in route["Auth"].get("AuthorizationScopes", []) if isinstance(scope, str)]
+
+
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
@@ -75,7 +85,7 @@ def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
 
 
 def test_the_deep_check_is_for_operators() -> None:
-    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+    scopes = {(route["Path"], route["Method"]): bare_scopes(route) for _, route in http_routes()}
 
     # It names the bucket, queues, tables and schema version: ops:read, a scope no tenant route asks for.
     assert scopes["/health/deep", "GET"] == ["ops:read"]
@@ -83,7 +93,7 @@ def test_the_deep_check_is_for_operators() -> None:
 
 
 def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:
-    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+    scopes = {(route["Path"], route["Method"]): bare_scopes(route) for _, route in http_routes()}
 
     assert scopes["/api/v1/jobs", "GET"] == scopes["/api/v1/jobs/{job_id+}", "GET"] == ["jobs:read"]
     assert scopes["/api/v1/quarantine", "GET"] == scopes["/api/v1/quarantine/{id}", "GET"] == ["quarantine:read"]
@@ -103,16 +113,10 @@ def test_job_status_never_touches_the_database() -> None:
 
 def test_the_ingest_route_needs_ingest_write() -> None:
     assert ("IngestApiFunction", ["ingest:write"]) in [
-        (function, route["Auth"]["AuthorizationScopes"])
+        (function, bare_scopes(route))
         for function, route in http_routes()
         if route["Path"] == "/api/v1/data/ingest" and route["Method"] == "POST"
     ]
-
-
-def test_the_authorizer_takes_issuer_and_audience_from_parameters() -> None:
-    jwt = resources()["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
-
-    assert jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": [{"Ref": "JwtAudience"}]}
 
 
 def test_a_failing_batch_is_parked_after_five_receives() -> None:
@@ -452,9 +456,14 @@ def test_the_deployers_key_encrypts_queues_tables_logs_and_topic_when_given() ->
     # Every function's role may use the key, only when there is one.
     key_use = resources()["KmsKeyUsePolicy"]
     assert key_use["Condition"] == "HasKmsKey"
-    assert {role["Ref"] for role in key_use["Properties"]["Roles"]} == {
+    roles = [role if "Ref" in role else role["Fn::If"][1] for role in key_use["Properties"]["Roles"]]
+    assert {role["Ref"] for role in roles} == {
         f"{name}Role" for name in resources_of_type(template(), "AWS::Serverless::Function")
     }
+    # The trigger's role exists only with the user pool.
+    assert {"Fn::If": ["UseCognito", {"Ref": "TokenClaimsFunctionRole"}, {"Ref": "AWS::NoValue"}]} in key_use[
+        "Properties"
+    ]["Roles"]
     (statement,) = key_use["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Resource"] == {"Ref": "KmsKeyArn"}
 
@@ -568,7 +577,13 @@ def test_the_dashboard_shows_every_alarm() -> None:
     # The body is JSON once CloudFormation has substituted the ${...} fields.
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
 
-    assert {f"${{{name}.Arn}}" for name in alarms()} <= set(re.findall(r"\$\{\w+\.Arn\}", body))
+    # An alarm the stack creates only under a condition cannot be named there: the dashboard would not deploy.
+    unconditional = {
+        name
+        for name, alarm in resources_of_type(template(), "AWS::CloudWatch::Alarm").items()
+        if "Condition" not in alarm
+    }
+    assert {f"${{{name}.Arn}}" for name in unconditional} <= set(re.findall(r"\$\{\w+\.Arn\}", body))
     assert {widget["type"] for widget in widgets} == {"alarm", "metric"}
 
 
@@ -586,9 +601,20 @@ def test_intrinsics_resolve_like_cloudformation() -> None:
     assert context.resolve({"Fn::Sub": "${AWS::StackName}-${Queue}-${Queue.Arn}"}) == "s-https://q-arn:q"
 
 
+def test_a_list_parameter_is_a_list_that_joins_and_splits() -> None:
+    context = StackContext(
+        template(), stack_name="s", region="eu-west-1", parameter_overrides={"VpcSubnetIds": "subnet-a, subnet-b"}
+    )
+
+    assert context.resolve({"Ref": "VpcSubnetIds"}) == ["subnet-a", "subnet-b"]
+    assert context.resolve({"Ref": "VpcSecurityGroupIds"}) == []
+    assert context.resolve({"Fn::Join": ["+", {"Ref": "VpcSubnetIds"}]}) == "subnet-a+subnet-b"
+    assert context.resolve({"Fn::Split": [",", "a,b"]}) == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     "value",
-    [{"Ref": "Nothing"}, {"Fn::GetAtt": ["Nothing", "Arn"]}, {"Fn::Join": ["", ["a"]]}],
+    [{"Ref": "Nothing"}, {"Fn::GetAtt": ["Nothing", "Arn"]}, {"Fn::Select": [0, ["a"]]}],
     ids=["unknown ref", "unknown resource", "unsupported function"],
 )
 def test_what_the_local_runtime_cannot_resolve_fails_loudly(value: dict[str, Any]) -> None:
@@ -647,3 +673,188 @@ def test_the_bucket_policy_resolves_locally_with_the_ingest_functions_generated_
 def test_only_functions_have_an_environment() -> None:
     with pytest.raises(TemplateError):
         function_environment(StackContext(template(), stack_name="s", region="eu-west-1"), "IngestQueue")
+
+
+# --- sign-in: scopes, the optional Cognito user pool, CORS --------------------------------------------------
+
+SLUICE_SCOPES = {
+    "ingest:write",
+    "jobs:read",
+    "quarantine:read",
+    "quarantine:review",
+    "systems:read",
+    "systems:write",
+    "ops:read",
+}
+WITH_POOL = {"CognitoUserPool": "true"}
+
+
+def rendered(parameters: dict[str, str]) -> StackContext:
+    """The template as a deployment with ``parameters`` would resolve it, every resource given a name."""
+    context = StackContext(template(), stack_name="sluice", region="eu-central-1", parameter_overrides=parameters)
+    for name in resources():
+        context.refs[name] = f"{name}-physical"
+        context.attributes[name] = {"Arn": f"arn:{name}"}
+    return context
+
+
+def test_every_scope_has_its_cognito_form_under_the_pool_and_only_there() -> None:
+    for function, route in http_routes():
+        scopes = route["Auth"].get("AuthorizationScopes")
+        if scopes is None:
+            continue
+        # The one form every route uses: each bare scope, then its Cognito form under the UseCognito condition.
+        expected = []
+        for scope in bare_scopes(route):
+            expected += [scope, {"Fn::If": ["UseCognito", f"sluice/{scope}", {"Ref": "AWS::NoValue"}]}]
+        assert scopes == expected, f"{function} {route['Method']} {route['Path']}"
+        assert set(bare_scopes(route)) <= SLUICE_SCOPES
+
+
+def test_the_resource_server_carries_every_scope_under_the_prefix_the_functions_take_off() -> None:
+    server = resources()["UserPoolResourceServer"]["Properties"]
+    prefix = template()["Globals"]["Function"]["Environment"]["Variables"]["SLUICE_SCOPE_PREFIX"]
+
+    assert {scope["ScopeName"] for scope in server["Scopes"]} == SLUICE_SCOPES
+    assert prefix == {"Fn::If": ["UseCognito", f"{server['Identifier']}/", ""]}
+    assert rendered({}).resolve(prefix) == ""
+    assert rendered(WITH_POOL).resolve(prefix) == "sluice/"
+
+
+@pytest.mark.parametrize("parameters", [{}, WITH_POOL], ids=["external provider", "cognito pool"])
+def test_the_twin_routes_each_scope_in_the_forms_the_deployment_accepts(parameters: dict[str, str]) -> None:
+    prefixes = ["", "sluice/"] if parameters else [""]
+
+    for route in http_api_routes(rendered(parameters))[1]:
+        bare = [scope for scope in route.scopes if "/" not in scope]
+        assert list(route.scopes) == [prefix + scope for scope in bare for prefix in prefixes], route.key
+
+
+def test_without_the_pool_the_authorizer_trusts_the_parameters_and_nothing_of_cognito_is_created() -> None:
+    context = rendered({"JwtIssuer": "https://sluice-example.eu.auth0.com/", "JwtAudience": "https://api.example"})
+
+    (authorizer,) = jwt_authorizers(context, "HttpApi").values()
+    assert (authorizer.issuer, authorizer.audiences) == (
+        "https://sluice-example.eu.auth0.com/",
+        ("https://api.example",),
+    )
+    cognito = [name for name, body in resources().items() if body.get("Condition") == "UseCognito"]
+    assert set(cognito) >= {"UserPool", "UserPoolDomain", "UserPoolResourceServer", "DeviceClient", "PeopleClient"}
+    assert set(cognito) >= {"DeviceClientsTable", "TokenClaimsFunction", "TokenClaimsPermission"}
+    for kind in {body["Type"] for name, body in resources().items() if name in cognito}:
+        assert not set(created_resources_of_type(context, kind)) & set(cognito)
+    assert template()["Parameters"]["CognitoUserPool"]["Default"] == "false"
+
+
+def test_with_the_pool_the_authorizer_trusts_the_pool_and_its_clients() -> None:
+    context = rendered(WITH_POOL)
+
+    (authorizer,) = jwt_authorizers(context, "HttpApi").values()
+    assert authorizer.issuer == "https://cognito-idp.eu-central-1.amazonaws.com/UserPool-physical"
+    assert authorizer.audiences == ("DeviceClient-physical", "PeopleClient-physical")
+    assert "TokenClaimsFunction" in created_resources_of_type(context, "AWS::Serverless::Function")
+
+    more = rendered(WITH_POOL | {"CognitoMoreClientIds": "4kd9tenantb,7qz2tenantc"})
+    (authorizer,) = jwt_authorizers(more, "HttpApi").values()
+    assert authorizer.audiences == ("DeviceClient-physical", "PeopleClient-physical", "4kd9tenantb", "7qz2tenantc")
+
+
+def test_the_pool_lets_only_administrators_create_people_and_set_their_tenant() -> None:
+    pool = resources()["UserPool"]["Properties"]
+    people = resources()["PeopleClient"]["Properties"]
+    devices = resources()["DeviceClient"]["Properties"]
+
+    assert pool["UserPoolTier"] == "ESSENTIALS"
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    assert {"Name": "tenant_id", "AttributeDataType": "String", "Mutable": True}.items() <= next(
+        attribute for attribute in pool["Schema"] if attribute["Name"] == "tenant_id"
+    ).items()
+    assert pool["LambdaConfig"]["PreTokenGenerationConfig"] == {
+        "LambdaArn": {"Fn::GetAtt": ["TokenClaimsFunction", "Arn"]},
+        "LambdaVersion": "V3_0",
+    }
+    # People: code + PKCE from a browser (no secret), and they may not write their own tenant.
+    assert (people["GenerateSecret"], people["AllowedOAuthFlows"]) == (False, ["code"])
+    assert "custom:tenant_id" not in people["WriteAttributes"]
+    assert people["CallbackURLs"] == {"Ref": "SignInCallbackUrls"}
+    assert people["LogoutURLs"] == {"Ref": "SignOutUrls"}
+    # Devices: client credentials with a secret, tokens as long as the deployer chose (Cognito allows 5 min to a day).
+    assert (devices["GenerateSecret"], devices["AllowedOAuthFlows"]) == (True, ["client_credentials"])
+    assert devices["AccessTokenValidity"] == {"Ref": "DeviceTokenMinutes"}
+    assert devices["TokenValidityUnits"] == {"AccessToken": "minutes"}
+    minutes = template()["Parameters"]["DeviceTokenMinutes"]
+    assert (minutes["MinValue"], minutes["MaxValue"], minutes["Default"]) == (5, 1440, 60)
+    for client in (people, devices):
+        assert client["AllowedOAuthFlowsUserPoolClient"] is True
+        assert "custom:tenant_id" not in client.get("WriteAttributes", [])
+        assert {scope for scope in client["AllowedOAuthScopes"] if "/" in scope} <= {
+            f"sluice/{s}" for s in SLUICE_SCOPES
+        }
+        assert "sluice/ops:read" not in client["AllowedOAuthScopes"]
+
+
+def test_the_trigger_may_only_read_the_device_mapping_and_only_the_pool_may_invoke_it() -> None:
+    function = resources()["TokenClaimsFunction"]["Properties"]
+    permission = resources()["TokenClaimsPermission"]["Properties"]
+
+    assert function["Policies"] == [
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "dynamodb:GetItem",
+                    "Resource": {"Fn::GetAtt": ["DeviceClientsTable", "Arn"]},
+                }
+            ]
+        }
+    ]
+    assert function["Environment"]["Variables"]["SLUICE_TENANT_CLAIM"] == {"Ref": "TenantClaim"}
+    assert function["Timeout"] <= 5  # Cognito waits 5 seconds for a trigger
+    assert (permission["Principal"], permission["SourceArn"]) == (
+        "cognito-idp.amazonaws.com",
+        {"Fn::GetAtt": ["UserPool", "Arn"]},
+    )
+
+
+def test_the_pools_endpoints_and_clients_are_outputs() -> None:
+    outputs = template()["Outputs"]
+
+    for name in ("TokenUrl", "SignInUrl", "UserPoolId", "DeviceClientId", "PeopleClientId", "DeviceClientsTableName"):
+        assert outputs[name]["Condition"] == "UseCognito", name
+    assert outputs["TokenUrl"]["Value"]["Fn::Sub"].endswith(".amazoncognito.com/oauth2/token")
+    assert outputs["SignInUrl"]["Value"]["Fn::Sub"].endswith(".amazoncognito.com/oauth2/authorize")
+
+
+def test_cors_is_off_unless_origins_are_given() -> None:
+    cors = resources()["HttpApi"]["Properties"]["CorsConfiguration"]
+
+    assert template()["Parameters"]["CorsAllowedOrigins"]["Default"] == ""
+    assert rendered({}).resolve(cors) is None
+    allowed = rendered({"CorsAllowedOrigins": "https://console.example.com,http://localhost:5173"}).resolve(cors)
+    assert allowed == {
+        "AllowOrigins": ["https://console.example.com", "http://localhost:5173"],
+        # What the API reads: the token, the body's type and encoding, and a retry's key.
+        "AllowHeaders": ["authorization", "content-type", "content-encoding", "idempotency-key"],
+        "AllowMethods": ["GET", "POST", "PATCH", "OPTIONS"],
+        # A 429 or 503 says when to come back; a browser script may read it only when exposed.
+        "ExposeHeaders": ["retry-after"],
+        "MaxAge": 600,
+    }
+
+
+@pytest.mark.parametrize(
+    ("origins", "allowed"),
+    [
+        ("", True),
+        ("https://console.example.com", True),
+        ("https://a.example,http://localhost:5173", True),
+        ("https://a.example, https://b.example", False),  # a space would become part of the origin
+        ("https://console.example.com/", False),  # an origin has no path
+        ("console.example.com", False),
+        ("*", False),
+    ],
+)
+def test_cors_origins_must_be_origins(origins: str, allowed: bool) -> None:
+    pattern = template()["Parameters"]["CorsAllowedOrigins"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, origins)) is allowed

@@ -114,7 +114,10 @@ def invoke(args: argparse.Namespace) -> int:
     context = planned_context(root, args.stack_name, args.region, moto_endpoint=args.endpoint_url)
     specs = local_function_specs(context, root, args.endpoint_url, _env_vars(args.env_vars))
     if args.logical_id not in specs:
-        raise SystemExit(f"sluice: {args.logical_id} is not a function of template.yaml ({', '.join(sorted(specs))})")
+        raise SystemExit(
+            f"sluice: {args.logical_id} is not a function of the local stack, which deploys template.yaml with its"
+            f" parameters' defaults ({', '.join(sorted(specs))})"
+        )
     event = json.load(sys.stdin) if args.event == "-" else json.loads(Path(args.event).read_text(encoding="utf-8"))
     function = LocalFunction(specs[args.logical_id], max_concurrency=1, log=sys.stderr.fileno())
     try:

@@ -49,6 +49,11 @@ class OutOfTimeError(SluiceError):
     """The invocation is about to time out: the message is retried and resumes after its last committed chunk."""
 
 
+class TokenRefusedError(SluiceError):
+    """Cognito must not issue this token: it would name no tenant, or one nobody gave its holder. The message
+    reaches the client that asked for the token, so it names the reason and nothing of other tenants."""
+
+
 class RequestError(SluiceError):
     """A request the API refuses; ``sluice.adapters.http`` maps each subclass to its status code."""
 

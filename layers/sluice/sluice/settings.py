@@ -37,6 +37,16 @@ class AwsSettings(BaseSettings):
         return None if value == "" else value
 
 
+class ScopeSettings(BaseSettings):
+    """How the API functions read a token's scopes: every API function has it (template.yaml's Globals)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    # The deployment's Cognito resource server and its "/" (e.g. "sluice/"), which Cognito writes before each
+    # custom scope; empty with any other identity provider, whose scopes arrive bare.
+    scope_prefix: str = Field(default="", pattern=r"^([\x21\x23-\x5b\x5d-\x7e]+/)?$")
+
+
 class FunctionDatabaseSettings(BaseSettings):
     """A function's database: in AWS a Secrets Manager secret (RDS's JSON layout); ``SLUICE_DB_DSN`` names one
     directly, for tests and local runs only. One of the two is required."""
@@ -163,6 +173,19 @@ class HealthSettings(FunctionDatabaseSettings, ReadLimitSettings):
     db_statement_timeout_ms: int = Field(default=3_000, gt=0)
 
 
+class TokenClaimsSettings(BaseSettings):
+    """TokenClaimsFunction, Cognito's pre token generation trigger: where each token's tenant comes from."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    # The operator's mapping of device app clients to tenants (client_id -> tenant_id).
+    device_clients_table: str = Field(min_length=3)
+    # The claim the API functions read the tenant from (TenantClaim): the trigger writes it.
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    # The user attribute holding a person's tenant; only an administrator may write it.
+    tenant_attribute: str = Field(default="custom:tenant_id", min_length=1)
+
+
 class MaintenanceSettings(FunctionDatabaseSettings):
     """MaintenanceFunction: the readings' retention, the stuck-job sweeper and the dead-letter backstop. Its secret
     is the database owner's: only a hypertable's owner may drop its chunks."""
@@ -233,3 +256,15 @@ def get_health_settings() -> HealthSettings:
 def get_maintenance_settings() -> MaintenanceSettings:
     """Return MaintenanceFunction's settings, validated on first use."""
     return MaintenanceSettings()
+
+
+@cache
+def get_scope_settings() -> ScopeSettings:
+    """Return how tokens' scopes are read, validated on first use."""
+    return ScopeSettings()
+
+
+@cache
+def get_token_claims_settings() -> TokenClaimsSettings:
+    """Return TokenClaimsFunction's settings, validated on first use."""
+    return TokenClaimsSettings()

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote
 
 from sluice_tools.local.auth import Forbidden, JwtAuthorizerConfig, SigningKey, Unauthorized, authorize
 from sluice_tools.local.lambdas import Invocation
-from sluice_tools.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, resources_of_type
+from sluice_tools.local.template import LOCAL_ACCOUNT_ID, StackContext, TemplateError, created_resources_of_type
 
 # API Gateway's quotas: a request body of at most 10 MB, and a Lambda integration answered within 30 s.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -77,13 +77,13 @@ class Route:
 
 def http_api_routes(context: StackContext) -> tuple[str, list[Route]]:
     """The template's one HttpApi and the routes its functions' HttpApi events declare, most specific first."""
-    apis = resources_of_type(context.template, "AWS::Serverless::HttpApi")
+    apis = created_resources_of_type(context, "AWS::Serverless::HttpApi")
     if len(apis) != 1:
         raise TemplateError(f"the local runtime serves exactly one AWS::Serverless::HttpApi, not {len(apis)}")
     ((api_id, api),) = apis.items()
     default_authorizer = api["Properties"].get("Auth", {}).get("DefaultAuthorizer")
     routes: list[Route] = []
-    for logical_id, function in resources_of_type(context.template, "AWS::Serverless::Function").items():
+    for logical_id, function in created_resources_of_type(context, "AWS::Serverless::Function").items():
         for name, event in function["Properties"].get("Events", {}).items():
             if event["Type"] != "HttpApi":
                 continue
@@ -102,7 +102,8 @@ def http_api_routes(context: StackContext) -> tuple[str, list[Route]]:
                     path=str(properties.get("Path", "/$default")),
                     function=logical_id,
                     authorizer=None if authorizer in {None, "NONE"} else str(authorizer),
-                    scopes=tuple(auth.get("AuthorizationScopes", ())),
+                    # Resolved: a route lists its scope's Cognito form under a condition (template.yaml).
+                    scopes=tuple(context.resolve(auth.get("AuthorizationScopes", []))),
                 )
             )
     keys = [route.key for route in routes]

@@ -80,6 +80,8 @@ def function_specs(
     for logical_id, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
+        if "Condition" in resource and not context.condition(resource["Condition"]):
+            continue  # a function the stack creates only under a condition that does not hold
         properties = {**globals_, **resource["Properties"]}
         if properties.get("Runtime") != _RUNTIME or properties.get("PackageType", "Zip") != "Zip":
             raise TemplateError(f"{logical_id}: only {_RUNTIME} zip functions run locally")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sluice_tools.local.lambdas import Invocation
-from sluice_tools.local.template import StackContext, TemplateError, resources_of_type
+from sluice_tools.local.template import StackContext, TemplateError, created_resources_of_type
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -50,9 +50,9 @@ class SqsEventSource:
 
 def sqs_event_sources(context: StackContext) -> list[SqsEventSource]:
     """Every ``Type: SQS`` event of the template's functions (their queues must be created already)."""
-    by_arn = {context.get_att(name, "Arn"): name for name in resources_of_type(context.template, "AWS::SQS::Queue")}
+    by_arn = {context.get_att(name, "Arn"): name for name in created_resources_of_type(context, "AWS::SQS::Queue")}
     sources: list[SqsEventSource] = []
-    for logical_id, function in resources_of_type(context.template, "AWS::Serverless::Function").items():
+    for logical_id, function in created_resources_of_type(context, "AWS::Serverless::Function").items():
         for name, event in function["Properties"].get("Events", {}).items():
             if event["Type"] != "SQS":
                 continue

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from sluice_tools.local.template import StackContext, TemplateError, load_template, resources_of_type
+from sluice_tools.local.template import StackContext, TemplateError, created_resources_of_type, load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,21 +34,20 @@ def provision_stack(
     context: StackContext, s3: "S3Client", sqs: "SQSClient", dynamodb: "DynamoDBClient"
 ) -> StackContext:
     """Create every queue, table and bucket of the template; fill ``context`` with their names and ARNs."""
-    template = context.template
     _plan_function_roles(context)
-    queues = resources_of_type(template, "AWS::SQS::Queue")
+    queues = created_resources_of_type(context, "AWS::SQS::Queue")
     # A queue that names a dead-letter queue needs that queue first.
     for name in sorted(queues, key=lambda queue: "RedrivePolicy" in queues[queue].get("Properties", {})):
         _create_queue(context, sqs, name, queues[name].get("Properties", {}))
-    for policy in resources_of_type(template, "AWS::SQS::QueuePolicy").values():
+    for policy in created_resources_of_type(context, "AWS::SQS::QueuePolicy").values():
         properties = context.resolve(policy["Properties"])
         for url in properties["Queues"]:
             sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(properties["PolicyDocument"])})
-    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+    for name, table in created_resources_of_type(context, "AWS::DynamoDB::Table").items():
         _create_table(context, dynamodb, name, table["Properties"])
-    for name, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+    for name, bucket in created_resources_of_type(context, "AWS::S3::Bucket").items():
         _create_bucket(context, s3, name, bucket["Properties"])
-    for policy in resources_of_type(template, "AWS::S3::BucketPolicy").values():
+    for policy in created_resources_of_type(context, "AWS::S3::BucketPolicy").values():
         _put_bucket_policy(s3, context.resolve(policy["Properties"]))
     return context
 
@@ -59,10 +58,10 @@ def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
     ``sluice invoke`` resolves a function's environment this way, so it runs without touching the moto server
     until the function itself does. ``endpoint_url`` is where the queues live (None: AWS's own URLs).
     """
-    template, region = context.template, context.region
+    region = context.region
     account = context.pseudo()["AWS::AccountId"]
     _plan_function_roles(context)
-    for name, queue in resources_of_type(template, "AWS::SQS::Queue").items():
+    for name, queue in created_resources_of_type(context, "AWS::SQS::Queue").items():
         # Only the name is resolved: the rest may refer to queues not planned yet (a redrive policy's target).
         queue_name = context.resolve(queue.get("Properties", {}).get("QueueName")) or physical_name(context, name)
         base = endpoint_url.rstrip("/") if endpoint_url else f"https://sqs.{region}.amazonaws.com"
@@ -70,11 +69,11 @@ def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
         context.refs[name] = url
         arn = f"arn:aws:sqs:{region}:{account}:{queue_name}"
         context.attributes[name] = {"Arn": arn, "QueueName": queue_name, "QueueUrl": url}
-    for name, table in resources_of_type(template, "AWS::DynamoDB::Table").items():
+    for name, table in created_resources_of_type(context, "AWS::DynamoDB::Table").items():
         table_name = context.resolve(table["Properties"].get("TableName")) or physical_name(context, name)
         context.refs[name] = table_name
         context.attributes[name] = {"Arn": f"arn:aws:dynamodb:{region}:{account}:table/{table_name}"}
-    for name, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+    for name, bucket in created_resources_of_type(context, "AWS::S3::Bucket").items():
         bucket_name = context.resolve(bucket["Properties"].get("BucketName")) or physical_name(context, name).lower()
         context.refs[name] = bucket_name
         context.attributes[name] = {
@@ -91,7 +90,7 @@ def _plan_function_roles(context: StackContext) -> None:
     IngestApiFunction's role and must resolve.
     """
     account = context.pseudo()["AWS::AccountId"]
-    for name, function in resources_of_type(context.template, "AWS::Serverless::Function").items():
+    for name, function in created_resources_of_type(context, "AWS::Serverless::Function").items():
         if "Role" not in function["Properties"]:
             role_name = physical_name(context, f"{name}Role")
             context.refs[f"{name}Role"] = role_name

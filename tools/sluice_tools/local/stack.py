@@ -32,9 +32,9 @@ from sluice_tools.local.template import (
     LOCAL_ACCOUNT_ID,
     StackContext,
     TemplateError,
+    created_resources_of_type,
     function_environment,
     load_template,
-    resources_of_type,
 )
 from sluice_tools.systems import add_system
 
@@ -252,7 +252,7 @@ def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[st
     """
     environments = {
         logical_id: function_environment(context, logical_id)
-        for logical_id in resources_of_type(context.template, "AWS::Serverless::Function")
+        for logical_id in created_resources_of_type(context, "AWS::Serverless::Function")
     }
     values: dict[str, set[str]] = {}
     for environment in environments.values():
@@ -281,7 +281,7 @@ class ScheduledEvent:
 def scheduled_events(context: StackContext) -> list[ScheduledEvent]:
     """The template's enabled schedules."""
     events: list[ScheduledEvent] = []
-    for logical_id, function in resources_of_type(context.template, "AWS::Serverless::Function").items():
+    for logical_id, function in created_resources_of_type(context, "AWS::Serverless::Function").items():
         for name, event in function["Properties"].get("Events", {}).items():
             if event["Type"] not in {"Schedule", "ScheduleV2"}:
                 continue

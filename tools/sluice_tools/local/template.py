@@ -1,13 +1,14 @@
 """template.yaml read the way CloudFormation reads it, so local resources and environments follow the template.
 
-Only what Sluice's template uses is resolved: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, the pseudo parameters
-(``AWS::NoValue`` included) and ``Fn::If`` over the template's ``Conditions`` (``Fn::Equals``, ``Fn::Not``,
+Only what Sluice's template uses is resolved: ``Ref`` (a ``CommaDelimitedList`` parameter as a list),
+``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join``, ``Fn::Split``, the pseudo parameters (``AWS::NoValue`` included) and
+``Fn::If`` over the template's ``Conditions`` (``Fn::Equals``, ``Fn::Not``,
 ``Fn::And``, ``Fn::Or``). Anything else raises, so a template change the local runtime does not understand fails
 loudly instead of drifting.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,15 @@ class StackContext:
             return str(self.parameter_overrides.get(name, parameters[name].get("Default", "")))
         raise TemplateError(f"!Ref {name}: not a parameter or a resource created locally")
 
+    def list_ref(self, name: str) -> list[str]:
+        """The value of ``!Ref name`` for a ``CommaDelimitedList`` parameter: its items (none when empty)."""
+        text = self.ref(name)
+        return [item.strip() for item in text.split(",")] if text else []
+
+    def _is_list_parameter(self, name: str) -> bool:
+        parameter = self.template.get("Parameters", {}).get(name, {})
+        return bool(parameter.get("Type") == "CommaDelimitedList")
+
     def get_att(self, name: str, attribute: str) -> str:
         """The value of ``!GetAtt name.attribute``."""
         try:
@@ -126,16 +136,34 @@ class StackContext:
 
     def _intrinsic(self, key: str, argument: Any) -> Any:
         """The value of one intrinsic function."""
-        if key == "Ref":
-            return _NO_VALUE if argument == "AWS::NoValue" else self.ref(argument)
-        if key == "Fn::GetAtt":
-            return self.get_att(*argument)
-        if key == "Fn::Sub":
-            return self._sub(argument)
-        if key == "Fn::If":
-            name, if_true, if_false = argument
-            return self._resolve(if_true if self.condition(name) else if_false)
-        raise TemplateError(f"{key} is not supported by the local runtime")
+        functions: dict[str, Callable[[Any], Any]] = {
+            "Ref": self._ref_value,
+            "Fn::GetAtt": lambda name_attribute: self.get_att(*name_attribute),
+            "Fn::Sub": self._sub,
+            "Fn::If": self._if,
+            "Fn::Join": self._join,
+            "Fn::Split": self._split,
+        }
+        if key not in functions:
+            raise TemplateError(f"{key} is not supported by the local runtime")
+        return functions[key](argument)
+
+    def _ref_value(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        return self.list_ref(name) if self._is_list_parameter(name) else self.ref(name)
+
+    def _if(self, argument: list[Any]) -> Any:
+        name, if_true, if_false = argument
+        return self._resolve(if_true if self.condition(name) else if_false)
+
+    def _join(self, argument: list[Any]) -> str:
+        delimiter, items = argument
+        return str(delimiter).join(str(item) for item in self._resolve(items))
+
+    def _split(self, argument: list[Any]) -> list[str]:
+        delimiter, text = argument
+        return str(self._resolve(text)).split(str(delimiter))
 
     def _holds(self, expression: Any) -> bool:
         """The truth of a condition's expression."""
@@ -167,6 +195,15 @@ class StackContext:
 def resources_of_type(template: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     """The template's resources of one type, by logical id."""
     return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
+
+
+def created_resources_of_type(context: StackContext, kind: str) -> dict[str, dict[str, Any]]:
+    """The resources of one type the stack creates: those without a ``Condition``, or whose condition holds."""
+    return {
+        name: body
+        for name, body in resources_of_type(context.template, kind).items()
+        if "Condition" not in body or context.condition(body["Condition"])
+    }
 
 
 def function_environment(context: StackContext, logical_id: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ request context. Reading them again here keeps a function safe when it is invoke
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics
@@ -35,6 +35,7 @@ from sluice.errors import (
 )
 from sluice.models.api import ErrorInfo, ErrorResponse, error_details, shown_details
 from sluice.models.types import Principal, TenantId
+from sluice.settings import get_scope_settings
 
 JSON = "application/json"
 GZIP = "gzip"
@@ -118,9 +119,10 @@ def operator_of(event: APIGatewayProxyEventV2, required_scope: str) -> str:
 
 
 def require_scope(event: APIGatewayProxyEventV2, required_scope: str) -> frozenset[str]:
-    """The token's scopes; 403 when ``required_scope`` is not among them."""
+    """The token's scopes, the deployment's resource server prefix taken off; 403 when ``required_scope`` is not
+    among them."""
     authorizer = event.request_context.authorizer
-    scopes = frozenset(authorizer.jwt_scopes or ()) | _scope_claim(authorizer.jwt_claim or {})
+    scopes = granted_scopes(authorizer.jwt_claim or {}, authorizer.jwt_scopes or (), get_scope_settings().scope_prefix)
     if required_scope not in scopes:
         raise ForbiddenError(
             f"this route needs the scope {required_scope}",
@@ -268,7 +270,29 @@ def _parameters(text: str) -> list[tuple[str, str, str]]:
     return [(name.strip().lower(), sep, value) for name, sep, value in (p.partition("=") for p in text.split(";"))]
 
 
-def _scope_claim(claims: Mapping[str, object]) -> frozenset[str]:
-    # API Gateway passes list claims (``scp``) as "[a b]" strings; ``scope`` is space separated.
-    text = f"{claims.get('scope') or ''} {claims.get('scp') or ''}"
-    return frozenset(text.replace("[", " ").replace("]", " ").split())
+def granted_scopes(claims: Mapping[str, object], context_scopes: Iterable[str], prefix: str = "") -> frozenset[str]:
+    """The scopes a token grants, in every form identity providers write them.
+
+    ``scope`` is a space-separated string (Auth0, Keycloak, Cognito); ``scp`` is a string (Entra ID) or a list
+    (Okta), which API Gateway hands over as "[a b]". Cognito names a custom scope ``<resource server>/<scope>``:
+    ``prefix`` is this deployment's own resource server with its "/", taken off only where it matches exactly, so
+    a scope of another resource server, or one that merely ends in a Sluice scope's name, grants nothing here.
+    """
+    words = [*context_scopes, *_claim_words(claims.get("scope")), *_claim_words(claims.get("scp"))]
+    bare = (word.removeprefix(prefix) for word in words if prefix and word.startswith(prefix))
+    return frozenset(words) | frozenset(bare)
+
+
+def _claim_words(value: object) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    text = str(value or "").strip()
+    # API Gateway renders a list claim as "[a b]"; a JSON array is taken too, should it ever pass one as such.
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            text = text[1:-1]
+        else:
+            return [str(item) for item in items] if isinstance(items, list) else []
+    return text.split()
