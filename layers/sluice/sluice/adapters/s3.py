@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sluice.adapters.aws import s3_client
+from sluice.adapters.aws import s3_client, s3_form_client
 from sluice.domain.load import OpenedObject
 from sluice.domain.objects import ObjectRef
+from sluice.domain.uploads import FormRequest, SignedForm
 from sluice.errors import StorageUnavailableError, UnreadableObjectError
 
 if TYPE_CHECKING:
@@ -48,6 +49,33 @@ class S3BatchStore:
             self._client.put_object(**request)
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailableError(f"storing s3://{self._bucket}/{key} failed: {exc}") from exc
+
+
+class S3FormSigner:
+    """Signs S3 POST forms for uploads with the function's own credentials (which must allow s3:PutObject on the
+    key). Signing makes no request: it cannot fail on S3, only on missing credentials."""
+
+    def __init__(self, bucket: str, client: "S3Client | None" = None) -> None:
+        self._bucket = bucket
+        self._client = client or s3_form_client()
+
+    def sign_form(self, form: FormRequest) -> SignedForm:
+        """A form whose policy allows exactly ``form.key``, 1 to ``form.max_bytes`` bytes and, for gzip, only
+        ``Content-Encoding: gzip``; it expires ``form.expires_in_s`` seconds from now."""
+        fields: dict[str, str] = {}
+        conditions: list[object] = [["content-length-range", 1, form.max_bytes]]
+        if form.gzipped:
+            # Stored with the encoding it has, as the API stores gzip batches: the worker reads it from the key too.
+            fields["Content-Encoding"] = "gzip"
+            conditions.append({"Content-Encoding": "gzip"})
+        try:
+            # boto3 adds the exact {"key": ...} and {"bucket": ...} conditions itself, and every signing field.
+            signed = self._client.generate_presigned_post(
+                Bucket=self._bucket, Key=form.key, Fields=fields, Conditions=conditions, ExpiresIn=form.expires_in_s
+            )
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"signing an upload form for s3://{self._bucket} failed: {exc}") from exc
+        return SignedForm(url=signed["url"], fields={name: str(value) for name, value in signed["fields"].items()})
 
 
 class S3ObjectSource:
@@ -90,7 +118,7 @@ class S3ObjectSource:
             data = opened.body.read()
         except (BotoCoreError, OSError) as exc:
             raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
-        return OpenedObject(body=io.BytesIO(data), content_encoding=opened.content_encoding)
+        return OpenedObject(body=io.BytesIO(data), content_encoding=opened.content_encoding, size=opened.size)
 
     def _open(self, ref: ObjectRef) -> OpenedObject:
         request: GetObjectRequestTypeDef = {"Bucket": ref.bucket, "Key": ref.key}
@@ -106,4 +134,8 @@ class S3ObjectSource:
             raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageUnavailableError(f"reading s3://{ref.bucket}/{ref.key} failed: {exc}") from exc
-        return OpenedObject(body=answer["Body"], content_encoding=answer.get("ContentEncoding"))  # type: ignore[arg-type]
+        return OpenedObject(
+            body=answer["Body"],  # type: ignore[arg-type]
+            content_encoding=answer.get("ContentEncoding"),
+            size=answer.get("ContentLength"),
+        )
