@@ -5,9 +5,9 @@ no request the spec calls invalid accepted.
 
 Every request carries a token with every scope, so the answers come from the functions, not the authorizer.
 Ingest (batches and uploads) is rate limited per principal (15 a minute), so its requests rotate through
-principals, a few each: a 429 is a documented answer, but real requests must get through. Generated ids rarely name anything, so half the valid
-job and row ids are swapped for real ones of tenant demo, and every single review meets a pending row: the pool of
-pending rows is refilled with a fresh batch of bad readings whenever it runs low.
+principals, a few each: a 429 is a documented answer, but real requests must get through. Generated ids rarely
+name anything, so half the valid job and row ids are swapped for real ones of tenant demo, and every single review
+meets a pending row: the pool of pending rows is refilled with a fresh batch of bad readings whenever it runs low.
 """
 
 import itertools
