@@ -82,8 +82,8 @@ def upload() -> Response[str]:
     logger.set_correlation_id(job_id)
     tracer.put_annotation("job_id", job_id)
     logger.info("upload created", job_id=job_id, size=call.request.size, replayed=created.replayed)
-    if not created.replayed:
-        metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=1)
+    # A replay counts 0 rather than nothing: its Sum stays the uploads created, and the invocation still has a metric.
+    metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=0 if created.replayed else 1)
     status_url = absolute_url(event, f"/api/v1/jobs/{created.job_id}")
     answer = UploadCreated(
         job_id=created.job_id,

@@ -193,6 +193,22 @@ def test_a_request_the_upload_cannot_take_is_400_naming_the_field_and_nothing_is
     assert uploads.worker.jobs() == []
 
 
+def test_an_idempotency_key_gets_the_first_job_and_form_back_and_refuses_another_file(uploads: Uploads) -> None:
+    def create(body: dict[str, Any]) -> Answer:
+        headers = {"idempotency-key": "press-17-upload-1"}
+        return call(uploads.api, "POST", "/api/v1/uploads", verified=claims("ingest:write"), body=body, headers=headers)
+
+    first = create({"filename": "readings.csv", "size": 10})
+    again = create({"filename": "readings.csv", "size": 10})
+    other = create({"filename": "readings.csv", "size": 11})
+
+    assert (first.status, again.status) == (201, 201)
+    assert (first.headers["Idempotent-Replayed"], again.headers["Idempotent-Replayed"]) == ("false", "true")
+    assert again.body == first.body
+    assert (other.status, other.error["code"]) == (422, "idempotency_key_reused")
+    assert [str(job.job_id) for job in uploads.worker.jobs()] == [first.body["job_id"]]
+
+
 def test_the_upload_route_needs_ingest_write(uploads: Uploads) -> None:
     answer = call(uploads.api, "POST", "/api/v1/uploads", verified=claims("jobs:read"), body={"filename": "a.csv"})
 
