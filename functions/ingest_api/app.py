@@ -1,4 +1,5 @@
-"""IngestApiFunction: POST /api/v1/data/ingest accepts a batch of readings and answers 202 with its job."""
+"""IngestApiFunction: POST /api/v1/data/ingest accepts a batch of readings and answers 202 with its job; POST
+/api/v1/uploads records a job awaiting a file and answers 201 with a form to POST that file straight to S3."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.adapters.http import (
     absolute_url,
+    body_of,
     caller_of,
     is_gzip_encoded,
     json_response,
@@ -18,7 +20,8 @@ from sluice.adapters.http import (
     require_json,
 )
 from sluice.domain.ingest import IngestCall, accept_batch
-from sluice.models.api import JobAccepted
+from sluice.domain.uploads import UploadCall, create_upload
+from sluice.models.api import JobAccepted, UploadCreated, UploadForm, UploadRequest
 from sluice.services import per_environment
 from sluice.services.ingest_api import IngestService, wire_ingest_service
 
@@ -60,6 +63,36 @@ def ingest() -> Response[str]:
     status_url = absolute_url(event, f"/api/v1/jobs/{accepted.job_id}")
     headers = {"Location": status_url, "Idempotent-Replayed": str(accepted.replayed).lower()}
     return json_response(202, JobAccepted(job_id=accepted.job_id, status_url=status_url), headers)
+
+
+@app.post("/api/v1/uploads")
+@tracer.capture_method(capture_response=False)
+def upload() -> Response[str]:
+    event = app.current_event
+    service: IngestService = app.context["service"]
+    caller = caller_of(event, service.tenant_claim, "ingest:write")
+    call = UploadCall(
+        tenant_id=caller.tenant_id,
+        principal=caller.principal,
+        request=body_of(event, UploadRequest),
+        idempotency_key=event.headers.get("idempotency-key"),
+    )
+    created = create_upload(call, service.upload_ports, service.upload_policy, now=datetime.now(UTC))
+    job_id = str(created.job_id)
+    logger.set_correlation_id(job_id)
+    tracer.put_annotation("job_id", job_id)
+    logger.info("upload created", job_id=job_id, size=call.request.size, replayed=created.replayed)
+    # A replay counts 0 rather than nothing: its Sum stays the uploads created, and the invocation still has a metric.
+    metrics.add_metric(name="UploadsCreated", unit=MetricUnit.Count, value=0 if created.replayed else 1)
+    status_url = absolute_url(event, f"/api/v1/jobs/{created.job_id}")
+    answer = UploadCreated(
+        job_id=created.job_id,
+        upload=UploadForm(url=created.form.url, fields=created.form.fields),
+        expires_at=created.expires_at,
+        status_url=status_url,
+    )
+    headers = {"Location": status_url, "Idempotent-Replayed": str(created.replayed).lower()}
+    return json_response(201, answer, headers)
 
 
 @logger.inject_lambda_context(clear_state=True)

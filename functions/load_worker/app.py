@@ -61,6 +61,9 @@ def load_record(service: LoadService, record: SQSRecord, message: IngestMessage,
         if report.outcome is LoadOutcome.UNCLAIMED:
             count_unclaimed(report)
             continue
+        if report.outcome is LoadOutcome.OTHER_VERSION:
+            count_other_version(report)
+            continue
         logger.info(
             "object handled",
             outcome=report.outcome,
@@ -74,8 +77,9 @@ def load_record(service: LoadService, record: SQSRecord, message: IngestMessage,
 
 
 def count_unclaimed(report: LoadReport) -> None:
-    """An object under incoming/ that no job record of the API names: written around the API (only the ingest
-    function should write there), so it is not loaded, and whoever watches the warning and the metric finds out."""
+    """An object under incoming/ or a tenant's uploads/ folder that no job record of the API names: written around
+    the API (only the ingest function and the forms it signs should write there), so it is not loaded, and whoever
+    watches the warning and the metric finds out."""
     logger.warning(
         "object ignored: no job record of the API names it",
         job_id=report.job_id and str(report.job_id),
@@ -83,6 +87,18 @@ def count_unclaimed(report: LoadReport) -> None:
         detail=report.detail,
     )
     metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
+
+
+def count_other_version(report: LoadReport) -> None:
+    """A second version of an upload's key (its form POSTed again before it expired): the job loads the first
+    version it started on, and this one is left alone, with a warning and a metric."""
+    logger.warning(
+        "upload version ignored: its job loads another version",
+        job_id=report.job_id and str(report.job_id),
+        object_key=report.object_key,
+        detail=report.detail,
+    )
+    metrics.add_metric(name="IgnoredUploadVersions", unit=MetricUnit.Count, value=1)
 
 
 def count_completed(report: LoadReport, counts: LoadCounts, latency_ms: int) -> None:

@@ -216,6 +216,23 @@ def _accepted_for(tenant: str, other: str) -> Check:
     return check
 
 
+def _upload_for(tenant: str, other: str) -> Check:
+    """An upload answered 201: its job is its caller's tenant's, awaiting its file under that tenant's uploads/
+    folder, and invisible to the other tenant."""
+
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        job_id = reply.body["job_id"]
+        world.accepted.add(job_id)
+        key = reply.body["upload"]["fields"]["key"]
+        problems = expect(reply.body["status"] == "awaiting_upload", f"status {reply.body['status']}")
+        problems += expect(key == f"drops/{tenant}/uploads/{job_id}.csv", f"the form is for {key}")
+        hidden = http("GET", world.url(f"/api/v1/jobs/{job_id}"), world.bearer(other))
+        problems += expect(hidden.status == 404, f"the job is visible to {other} ({hidden.status})")
+        return problems + expect(world.stored_jobs().get(job_id) == tenant, f"the job is not stored as {tenant}'s")
+
+    return check
+
+
 def _lists(own: Callable[[World], Any], foreign: Callable[[World], Any], name: str) -> Check:
     def check(world: World, reply: Reply, sub: str) -> list[str]:
         listed = ids_of(reply, name)
@@ -274,6 +291,13 @@ def _healthy(world: World, reply: Reply, sub: str) -> list[str]:
 PLANS: dict[str, RoutePlan] = {
     "POST /api/v1/data/ingest": RoutePlan(
         _ingest_call, 202, _accepted_for(TENANT_A, TENANT_B), 202, _accepted_for(TENANT_B, TENANT_A)
+    ),
+    "POST /api/v1/uploads": RoutePlan(
+        lambda w: ("/api/v1/uploads", {"filename": "access.csv", "size": 10}),
+        201,
+        _upload_for(TENANT_A, TENANT_B),
+        201,
+        _upload_for(TENANT_B, TENANT_A),
     ),
     "GET /api/v1/jobs": RoutePlan(
         lambda w: ("/api/v1/jobs?limit=100", None),
@@ -415,6 +439,18 @@ def test_an_ingest_body_naming_tenant_job_or_status_is_refused_and_stores_nothin
     assert named == {"tenant_id", "job_id", "status"}
     assert world.stored_jobs() == before
     assert http("GET", world.url(f"/api/v1/jobs/{forged['job_id']}"), world.bearer(TENANT_B)).status == 404
+
+
+def test_an_upload_naming_tenant_job_key_or_status_is_refused_and_stores_nothing(world: World) -> None:
+    before = world.stored_jobs()
+    forged = {"filename": "forged.csv", "size": 10, "tenant_id": TENANT_B, "job_id": str(uuid.uuid4())}
+    forged |= {"key": f"drops/{TENANT_B}/uploads/forged.csv", "status": "completed"}
+
+    reply = http("POST", world.url("/api/v1/uploads"), world.bearer(sub="access-forger"), forged)
+
+    assert (reply.status, error_code(reply)) == (400, "invalid_request"), reply.body
+    assert {detail["field"] for detail in reply.body["error"]["details"]} == {"tenant_id", "job_id", "key", "status"}
+    assert world.stored_jobs() == before
 
 
 def test_a_query_naming_a_tenant_is_refused(world: World) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -123,6 +124,120 @@ def test_a_drop_through_the_aws_cli_becomes_a_completed_job(stack: RunningStack,
     assert (job["total_readings"], job["inserted_readings"], job["quarantined_readings"]) == (51, 50, 1)
 
 
+UPLOAD_SENSOR = "9e4f5061-7283-4d94-be05-c6d7e8f90a1b"  # its readings repeat no other test's
+
+
+def curl_form(form: dict[str, Any], path: Path) -> subprocess.CompletedProcess[str]:
+    """POST a file with an upload form as the docs say to: ``curl -F`` for each field, then the file."""
+    fields = [argument for name, value in form["fields"].items() for argument in ("--form-string", f"{name}={value}")]
+    return subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *fields, "-F", f"file=@{path}", form["url"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def ingest_queue_idle(stack: RunningStack) -> bool:
+    """Nothing waiting on IngestQueue and nothing in flight."""
+    attributes = stack.sqs().get_queue_attributes(
+        QueueUrl=stack.names().ref("IngestQueue"),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return all(value == "0" for value in attributes.values())
+
+
+def test_an_upload_of_a_100k_row_csv_gz_posted_with_curl_completes_its_own_job_exactly_once(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    bearer = token(stack)
+    start = time.time() - 3 * 86_400
+    rows = [
+        f"{SYSTEM},{UPLOAD_SENSOR},{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(start + n))},{100 + n % 50},bar,96"
+        for n in range(100_000)
+    ]
+    rows[-1] = rows[-1].replace(",bar,", ",psi,")  # one reading quarantined: the counts must say so
+    path = tmp_path / "press-17 history.csv.gz"
+    path.write_bytes(gzip.compress(("system_id,sensor_id,timestamp,value,unit,quality\n" + "\n".join(rows)).encode()))
+    size = path.stat().st_size
+
+    created = http("POST", f"{stack.api}/api/v1/uploads", bearer, {"filename": path.name, "size": size})
+
+    assert created.status == 201, created.body
+    job_id = created.body["job_id"]
+    assert created.body["upload"]["url"] == f"{stack.moto}/{stack.names().ref('BatchBucket')}"
+    waiting = http("GET", f"{stack.api}/api/v1/jobs?status=awaiting_upload&source=upload", bearer).body
+    assert job_id in [item["job_id"] for item in waiting["items"]]
+    posted = curl_form(created.body["upload"], path)
+    assert (posted.returncode, posted.stdout) == (0, "204"), posted.stderr
+
+    def finished() -> dict[str, Any] | None:
+        found: dict[str, Any] = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer).body
+        return found if found["status"] in {"completed", "failed"} else None
+
+    job = eventually(finished, timeout_s=180, what="the upload's job")
+    assert job["status"] == "completed", job
+    assert (job["total_readings"], job["inserted_readings"], job["quarantined_readings"]) == (100_000, 99_999, 1)
+    assert (job["source"], job["filename"], job["size"]) == ("upload", path.name, size)
+
+    # The same form POSTed again (a second version of the key) and the first S3 event delivered again: the
+    # second version is not loaded and the completed job stays as it was.
+    again = curl_form(created.body["upload"], path)
+    assert again.stdout == "204", again.stderr
+    key = created.body["upload"]["fields"]["key"]
+    first = stack.s3().list_object_versions(Bucket=stack.names().ref("BatchBucket"), Prefix=key)["Versions"][-1]
+    duplicate = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Post",
+                "s3": {
+                    "bucket": {"name": stack.names().ref("BatchBucket")},
+                    "object": {"key": key, "size": size, "eTag": first["ETag"].strip('"')},
+                },
+            }
+        ]
+    }
+    stack.sqs().send_message(QueueUrl=stack.names().ref("IngestQueue"), MessageBody=json.dumps(duplicate))
+    eventually(lambda: True if ingest_queue_idle(stack) else None, what="IngestQueue to drain")
+    time.sleep(1)
+    after = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer).body
+    assert after == job
+    with psycopg.connect(stack.dsn) as conn:
+        counted = conn.execute("SELECT count(*) FROM readings WHERE job_id = %s", (job_id,)).fetchone()
+    assert counted == (99_999,)
+
+
+def test_an_upload_never_made_is_failed_by_maintenance_after_its_form_expired(stack: RunningStack) -> None:
+    bearer = token(stack)
+    created = http("POST", f"{stack.api}/api/v1/uploads", bearer, {"filename": "never.ndjson", "size": 10})
+    job_id = created.body["job_id"]
+    expired = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 3600))
+    stack.dynamodb().update_item(  # as if its form had expired an hour ago
+        TableName=stack.names().ref("JobsTable"),
+        Key={"job_id": {"S": job_id}},
+        UpdateExpression="SET created_at = :at, upload_expires_at = :at",
+        ExpressionAttributeValues={":at": {"S": expired}},
+    )
+
+    invoked = stack.sluice(
+        "invoke",
+        "MaintenanceFunction",
+        "-e",
+        "events/maintenance-schedule.json",
+        "--endpoint-url",
+        stack.moto,
+        "--stack-name",
+        STACK,
+    )
+
+    assert invoked.returncode == 0, invoked.stderr
+    assert job_id in json.loads(invoked.stdout)["uploads"]["failed_jobs"]
+    job = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer).body
+    assert job["status"] == "failed"
+    assert job["error_message"].startswith("No file was uploaded before the upload form expired at ")
+
+
 def test_a_file_that_fails_five_times_is_parked_in_the_dlq_and_its_job_failed(stack: RunningStack) -> None:
     # A database that refuses this tenant's loads, as an operator's half-applied change might: every attempt fails.
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
@@ -192,7 +307,7 @@ def test_an_object_put_straight_under_incoming_is_not_loaded_and_makes_no_job(st
 
 
 EVENTS_OF = {
-    "IngestApiFunction": ["ingest-api-post.json", "ingest-api-post-gzip.json"],
+    "IngestApiFunction": ["ingest-api-post.json", "ingest-api-post-gzip.json", "ingest-api-upload.json"],
     "LoadWorkerFunction": ["load-worker-sqs-s3-incoming.json", "load-worker-sqs-s3-drop.json"],
     "JobStatusFunction": ["job-status-get.json", "job-status-list.json"],
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],

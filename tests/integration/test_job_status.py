@@ -114,6 +114,10 @@ def test_a_job_shows_the_contract_fields(jobs: Jobs) -> None:
         "error_message": None,
         "reviewed_readings": 0,
         "replayed_readings": 0,
+        # An upload's; null for other jobs.
+        "filename": None,
+        "size": None,
+        "upload_expires_at": None,
     }
 
 

@@ -1,6 +1,7 @@
 """The oracle: did every reading a client was promised land exactly once?
 
-A workload logs what Sluice accepted (every batch answered 202, every file dropped under drops/). The oracle waits
+A workload logs what Sluice accepted (every batch answered 202, every file dropped under drops/, every file
+POSTed to S3 with an upload's form, known by the job the upload answered 201 with). The oracle waits
 until the stack is idle (IngestQueue empty and nothing in flight, every accepted job finished), then compares that
 log with the database and the job records:
 
@@ -33,11 +34,13 @@ FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED}
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """One thing Sluice accepted: an API batch (its job id is known) or a dropped file (known by its key)."""
+    """One thing Sluice accepted: an API batch or an upload (its job id is known) or a dropped file (known by its
+    key)."""
 
     readings: int
     job_id: str | None = None
     object_key: str | None = None
+    upload: bool = False
 
 
 @dataclass
@@ -55,6 +58,11 @@ class AcceptanceLog:
     def drop(self, object_key: str, readings: Sequence[Mapping[str, Any]], *, system_id: object) -> None:
         """A file stored under ``object_key`` (drops/<tenant>/...) whose rows all name ``system_id``."""
         self._add(Accepted(len(readings), object_key=object_key), readings, system_id)
+
+    def upload(self, job_id: str, readings: Sequence[Mapping[str, Any]], *, system_id: object) -> None:
+        """A file of ``system_id``'s readings that S3 stored with the form of the upload answered with ``job_id``:
+        that job, and no other, must load it."""
+        self._add(Accepted(len(readings), job_id=job_id, upload=True), readings, system_id)
 
     def _add(self, entry: Accepted, readings: Iterable[Mapping[str, Any]], system_id: object) -> None:
         system = str(system_id)
@@ -74,6 +82,8 @@ class OracleReport:
     """The verdict, with what it is based on."""
 
     accepted_batches: int
+    # Of accepted_batches, the uploads (a job and a file POSTed to S3 with its form).
+    accepted_uploads: int
     accepted_readings: int
     in_readings: int
     in_quarantine: int
@@ -112,6 +122,7 @@ def check(
     mismatches, unfinished = _compare_jobs(log, jobs, stored)
     return OracleReport(
         accepted_batches=len(log.entries),
+        accepted_uploads=sum(entry.upload for entry in log.entries),
         accepted_readings=log.readings,
         in_readings=in_readings,
         in_quarantine=in_quarantine,

@@ -103,8 +103,10 @@ def test_the_same_message_delivered_many_times_lands_once(scenario_stack: Runnin
     workload = Workload(scenario_stack)
     replies = workload.post_batches(10, 200)
     drop_key = workload.drop(20_000)
+    # An upload whose client POSTed the form twice: two versions of one key, two S3 events, one job.
+    _, upload_key = workload.upload(20_000, posts=2)
     job_ids = [reply.body["job_id"] for reply in replies]
-    keys = [*_incoming_keys(scenario_stack, job_ids), drop_key]
+    keys = [*_incoming_keys(scenario_stack, job_ids), drop_key, upload_key]
 
     # S3 itself may deliver an event twice; here every object's event arrives five more times, some while the
     # first delivery is still being loaded.

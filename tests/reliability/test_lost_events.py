@@ -1,6 +1,7 @@
-"""A lost S3 event on the real local stack (twin + moto server + TimescaleDB): batches accepted while S3 sends no
-notifications have their objects stored and their jobs queued, and nothing would ever load them. The maintenance
-sweeper finds them past their deadline, sends each S3 event once, and the oracle finds every reading exactly once.
+"""A lost S3 event on the real local stack (twin + moto server + TimescaleDB): batches accepted and uploads POSTed
+while S3 sends no notifications have their objects stored and their jobs queued (or awaiting their upload), and
+nothing would ever load them. Maintenance finds them past their deadline (an upload once its form expired: it is
+queued first), sends each S3 event once, and the oracle finds every reading exactly once.
 
 S3 loses the events here because the bucket's notification configuration is emptied while the batches are posted
 (the API still answers 202 and stores them), then put back. The jobs' ``created_at`` is then moved 20 minutes back,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.db
 
 BATCHES = 6
+UPLOADS = 2
 
 
 @pytest.fixture
@@ -65,6 +67,18 @@ def age(stack: RunningStack, job_ids: set[str], by: timedelta) -> None:
         )
 
 
+def expire_uploads(stack: RunningStack, job_ids: set[str], by: timedelta) -> None:
+    """Move the uploads' forms' expiry back by ``by``, as if their clients had POSTed them that long ago."""
+    expired = (datetime.now(UTC) - by).isoformat()
+    for job_id in job_ids:
+        stack.dynamodb().update_item(
+            TableName=stack.names().ref("JobsTable"),
+            Key={"job_id": {"S": job_id}},
+            UpdateExpression="SET upload_expires_at = :expired",
+            ExpressionAttributeValues={":expired": {"S": expired}},
+        )
+
+
 def test_batches_whose_s3_events_were_lost_are_requeued_by_the_sweeper_and_land_once(stack: RunningStack) -> None:
     # Given batches accepted while S3 delivers no events: stored, queued, and nothing on IngestQueue for them
     s3, bucket = stack.s3(), stack.names().ref("BatchBucket")
@@ -76,6 +90,7 @@ def test_batches_whose_s3_events_were_lost_are_requeued_by_the_sweeper_and_land_
     workload = Workload(stack)
     try:
         replies = workload.post_batches(BATCHES, 200)
+        uploads = {workload.upload(500)[0] for _ in range(UPLOADS)}
     finally:
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notifications)
     accepted = {reply.body["job_id"] for reply in replies if reply.status == 202}
@@ -86,7 +101,9 @@ def test_batches_whose_s3_events_were_lost_are_requeued_by_the_sweeper_and_land_
     # When the sweeper runs before their deadline, then 20 minutes after their acceptance, then once more
     early = run_maintenance(stack)
     statuses_before = {str(job.job_id): job.status for job in all_jobs(stack) if str(job.job_id) in accepted}
-    age(stack, accepted, timedelta(minutes=20))
+    uploads_before = {job.status for job in all_jobs(stack) if str(job.job_id) in uploads}
+    age(stack, accepted | uploads, timedelta(minutes=35))
+    expire_uploads(stack, uploads, timedelta(minutes=20))
     swept = run_maintenance(stack)
     again = run_maintenance(stack)
     report = check(stack, workload.log, timeout_s=240)
@@ -98,14 +115,19 @@ def test_batches_whose_s3_events_were_lost_are_requeued_by_the_sweeper_and_land_
             **report.as_dict(),
             "accepted_202": workload.statuses[202],
             "requeued_unstarted": swept["stuck_jobs"]["requeued_unstarted_jobs"],
+            "uploads_queued": len(swept["uploads"]["queued_jobs"]),
             "requeued_again_by_the_next_run": len(again["stuck_jobs"]["requeued_jobs"]),
         },
     )
     assert set(statuses_before.values()) == {JobStatus.QUEUED}
-    assert early["stuck_jobs"]["requeued_jobs"] == []
-    assert sorted(swept["stuck_jobs"]["requeued_jobs"]) == sorted(accepted)
-    assert swept["stuck_jobs"]["requeued_unstarted_jobs"] == BATCHES
+    assert uploads_before == {JobStatus.AWAITING_UPLOAD}
+    assert early["stuck_jobs"]["requeued_jobs"] == early["uploads"]["queued_jobs"] == []
+    # The uploads are queued by the uploads step, and their events sent by the stuck-jobs step of the same run.
+    assert sorted(swept["uploads"]["queued_jobs"]) == sorted(uploads)
+    assert sorted(swept["stuck_jobs"]["requeued_jobs"]) == sorted(accepted | uploads)
+    assert swept["stuck_jobs"]["requeued_unstarted_jobs"] == BATCHES + UPLOADS
     assert swept["stuck_jobs"]["failed_jobs"] == []
     assert again["stuck_jobs"]["requeued_jobs"] == []
     assert (report.lost, report.duplicated) == (0, 0)
+    assert report.accepted_uploads == UPLOADS
     assert report.ok, report.as_dict()

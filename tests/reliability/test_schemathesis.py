@@ -4,10 +4,10 @@ answer: never a 5xx, a status the operation documents, the documented content ty
 no request the spec calls invalid accepted.
 
 Every request carries a token with every scope, so the answers come from the functions, not the authorizer.
-Ingest is rate limited per principal (15 a minute), so its requests rotate through principals, a few each: a 429
-is a documented answer, but real requests must get through. Generated ids rarely name anything, so half the valid
-job and row ids are swapped for real ones of tenant demo, and every single review meets a pending row: the pool of
-pending rows is refilled with a fresh batch of bad readings whenever it runs low.
+Ingest (batches and uploads) is rate limited per principal (15 a minute), so its requests rotate through
+principals, a few each: a 429 is a documented answer, but real requests must get through. Generated ids rarely
+name anything, so half the valid job and row ids are swapped for real ones of tenant demo, and every single review
+meets a pending row: the pool of pending rows is refilled with a fresh batch of bad readings whenever it runs low.
 """
 
 import itertools
@@ -59,6 +59,9 @@ BAD_READINGS: list[dict[str, Any]] = [
     {"timestamp": "2026-13-01T00:00:00Z"},  # invalid_timestamp
 ]
 INGEST = "POST /api/v1/data/ingest"
+UPLOAD = "POST /api/v1/uploads"
+# Operations that spend the ingest budget: their requests rotate through principals.
+INGEST_BUDGET = {INGEST, UPLOAD}
 GET_JOB = "GET /api/v1/jobs/{job_id}"
 GET_ROW = "GET /api/v1/quarantine/{id}"
 REVIEW = "POST /api/v1/quarantine/{id}/review"
@@ -216,7 +219,8 @@ def _is_row_id(value: object) -> bool:
 @settings(max_examples=EXAMPLES_PER_OPERATION, database=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_conforms_to_the_spec(case: "schemathesis.Case[Any]", stack: RunningStack, demo: Demo) -> None:
     label = case.operation.label
-    sub = f"schema-ingest-{TALLY.cases[label] // INGEST_REQUESTS_PER_PRINCIPAL}" if label == INGEST else "schema"
+    rotated = f"schema-{label.rsplit('/', 1)[-1]}-{TALLY.cases[label] // INGEST_REQUESTS_PER_PRINCIPAL}"
+    sub = rotated if label in INGEST_BUDGET else "schema"
     use_real_ids(case, label, demo)
     case.headers["Authorization"] = f"Bearer {demo.bearer(sub)}"
     TALLY.cases[label] += 1

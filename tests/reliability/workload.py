@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+import requests
+
 from sluice_tools.local.stack import local_token
 
 from ..paths import REPO_ROOT
@@ -45,7 +47,7 @@ def make_readings(count: int, *, start: datetime, invalid_every: int = 10) -> li
 
 @dataclass
 class Workload:
-    """A client of one running stack: posts batches and drops files, and logs what was accepted."""
+    """A client of one running stack: posts batches, drops files and uploads them, and logs what was accepted."""
 
     stack: RunningStack
     log: AcceptanceLog = field(default_factory=AcceptanceLog)
@@ -101,6 +103,28 @@ class Workload:
         )
         self.log.drop(key, readings, system_id=SYSTEM)
         return key
+
+    def upload(self, rows: int, *, posts: int = 1, start: datetime | None = None) -> tuple[str, str]:
+        """Create an upload for a CSV.gz of ``rows`` readings and POST it with the form ``posts`` times (the same
+        file: a client retrying), as multipart/form-data; log it once S3 stored it. Returns its job id and key."""
+        readings = make_readings(rows, start=start or datetime.now(UTC) - timedelta(days=20))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for reading in readings:
+            writer.writerow([SYSTEM, *(reading[column] for column in CSV_HEADER[1:])])
+        body = gzip.compress(buffer.getvalue().encode(), compresslevel=1)
+        request = {"filename": f"{uuid.uuid4().hex}.csv.gz", "size": len(body)}
+        created = http("POST", f"{self.stack.api}/api/v1/uploads", self.token(), request)
+        with self._lock:
+            self.statuses[created.status] += 1
+        assert created.status == 201, created.body
+        form = created.body["upload"]
+        for _ in range(posts):
+            stored = requests.post(form["url"], data=form["fields"], files={"file": ("f.csv.gz", body)}, timeout=60)
+            assert stored.status_code == 204, stored.text
+        self.log.upload(created.body["job_id"], readings, system_id=SYSTEM)
+        return created.body["job_id"], form["fields"]["key"]
 
     def s3_event_body(self, key: str) -> str:
         """The IngestQueue message S3 sends for the object at ``key`` (its current version), as a redelivery."""

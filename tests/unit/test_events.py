@@ -10,6 +10,8 @@ from aws_lambda_powertools.utilities.data_classes import (
     SQSEvent,
 )
 
+from sluice.models.api import UploadRequest
+
 from ..lambdas import EVENTS_DIR, load_event
 
 BATCH_KEY = re.compile(r"^incoming/[A-Za-z0-9][A-Za-z0-9_.-]*/\d{4}/\d{2}/\d{2}/[0-9a-f-]{36}\.json$")
@@ -25,7 +27,7 @@ def s3_keys(name: str) -> list[str]:
 
 
 def test_api_events_carry_verified_claims_and_a_json_body() -> None:
-    for name in ("ingest-api-post.json", "ingest-api-post-gzip.json"):
+    for name in ("ingest-api-post.json", "ingest-api-post-gzip.json", "ingest-api-upload.json"):
         event = APIGatewayProxyEventV2(load_event(name))
 
         assert event.request_context.authorizer.jwt_claim["tenant_id"] == "demo"
@@ -41,6 +43,14 @@ READ_SIDE_EVENTS = {
     "quarantine-review-bulk.json": ("POST /api/v1/quarantine/review", {"quarantine:review"}),
     "health-deep.json": ("GET /health/deep", {"ops:read"}),
 }
+
+
+def test_the_upload_event_asks_for_a_gzip_csv_by_a_name_its_key_never_carries() -> None:
+    event = APIGatewayProxyEventV2(load_event("ingest-api-upload.json"))
+
+    assert event.raw_event["routeKey"] == "POST /api/v1/uploads"
+    assert UploadRequest.model_validate_json(event.body or "", strict=True).filename.endswith(".csv.gz")
+    assert event.headers["idempotency-key"]
 
 
 def test_read_side_events_name_their_route_and_carry_its_scope() -> None:
@@ -97,6 +107,7 @@ def test_every_event_file_is_covered_here() -> None:
     covered = {
         "ingest-api-post.json",
         "ingest-api-post-gzip.json",
+        "ingest-api-upload.json",
         "load-worker-sqs-s3-incoming.json",
         "load-worker-sqs-s3-drop.json",
         "maintenance-schedule.json",

@@ -48,6 +48,7 @@ ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:r
 # Every HttpApi event of template.yaml: a request it serves, the function, the route key and the path parameters.
 TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [
     ("POST", "/api/v1/data/ingest", "IngestApiFunction", "POST /api/v1/data/ingest", {}),
+    ("POST", "/api/v1/uploads", "IngestApiFunction", "POST /api/v1/uploads", {}),
     ("GET", "/api/v1/jobs", "JobStatusFunction", "GET /api/v1/jobs", {}),
     ("GET", "/api/v1/jobs/job-1", "JobStatusFunction", "GET /api/v1/jobs/{job_id+}", {"job_id": "job-1"}),
     ("GET", "/api/v1/quarantine", "QuarantineFunction", "GET /api/v1/quarantine", {}),

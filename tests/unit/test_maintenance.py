@@ -251,6 +251,9 @@ class FakeJobs:
         self.asked.append((status, before))
         return [job for job in self.jobs if job.status is status and job.created_at < before]
 
+    def get_job(self, job_id: UUID) -> Job | None:
+        return next((job for job in self.jobs if job.job_id == job_id), None)
+
     def requeue_job(self, job: Job, now: datetime) -> bool:
         if job.job_id in self.refuse:
             return False

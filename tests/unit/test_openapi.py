@@ -62,6 +62,9 @@ from sluice.models.api import (
     ReadingIn,
     ReviewOutcome,
     ReviewRequest,
+    UploadCreated,
+    UploadForm,
+    UploadRequest,
 )
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
@@ -78,6 +81,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 type Operation = tuple[str, str]  # (path as the spec writes it, lower-case method)
 
 INGEST: Operation = ("/api/v1/data/ingest", "post")
+UPLOAD: Operation = ("/api/v1/uploads", "post")
 LIST_JOBS: Operation = ("/api/v1/jobs", "get")
 GET_JOB: Operation = ("/api/v1/jobs/{job_id}", "get")
 LIST_QUARANTINE: Operation = ("/api/v1/quarantine", "get")
@@ -86,12 +90,34 @@ REVIEW: Operation = ("/api/v1/quarantine/{id}/review", "post")
 BULK_REVIEW: Operation = ("/api/v1/quarantine/review", "post")
 HEALTH: Operation = ("/health", "get")
 DEEP_HEALTH: Operation = ("/health/deep", "get")
-OPERATIONS = [INGEST, LIST_JOBS, GET_JOB, LIST_QUARANTINE, GET_QUARANTINED, REVIEW, BULK_REVIEW, HEALTH, DEEP_HEALTH]
+OPERATIONS = [
+    INGEST,
+    UPLOAD,
+    LIST_JOBS,
+    GET_JOB,
+    LIST_QUARANTINE,
+    GET_QUARANTINED,
+    REVIEW,
+    BULK_REVIEW,
+    HEALTH,
+    DEEP_HEALTH,
+]
 
 # The refusals each operation's code can raise. Their statuses come from STATUS_BY_ERROR; every function also
 # answers 404 for a path it has no route for, and 500 for a crash.
 REFUSALS: dict[Operation, set[type[RequestError]]] = {
     INGEST: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        IdempotencyInProgressError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        IdempotencyKeyReusedError,
+        RateLimitedError,
+    },
+    UPLOAD: {
         InvalidRequestError,
         UnauthorizedError,
         ForbiddenError,
@@ -134,6 +160,7 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
 # The answers that are not errors: status -> the schema of the body.
 ANSWERS: dict[Operation, dict[int, str]] = {
     INGEST: {202: "JobAccepted"},
+    UPLOAD: {201: "UploadCreated"},
     LIST_JOBS: {200: "JobPage"},
     GET_JOB: {200: "JobView"},
     LIST_QUARANTINE: {200: "QuarantinePage"},
@@ -151,6 +178,9 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "IngestRequest": IngestRequest,
     "Reading": ReadingIn,
     "JobAccepted": JobAccepted,
+    "UploadRequest": UploadRequest,
+    "UploadForm": UploadForm,
+    "UploadCreated": UploadCreated,
     "JobView": JobView,
     "JobPage": JobPage,
     "QuarantineItem": QuarantineItem,
@@ -780,6 +810,7 @@ def test_a_forbidden_answer_names_the_operations_scope(op: Operation) -> None:
 
 def test_the_headers_the_edge_sets_are_documented() -> None:
     assert set(response(INGEST, 202)["headers"]) == {"Location", "Idempotent-Replayed"}
+    assert set(response(UPLOAD, 201)["headers"]) == {"Location", "Idempotent-Replayed"}
     for op in OPERATIONS:
         if RateLimitedError in REFUSALS[op]:
             assert set(response(op, 429)["headers"]) == {"Retry-After"}, operation_id(op)

@@ -74,7 +74,7 @@ def bare_scopes(route: dict[str, Any]) -> list[str]:
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert len(routes) == 9
+    assert len(routes) == 10
     for _, route in routes:
         authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
         if authorizer is None:
@@ -165,15 +165,32 @@ def test_written_out_statements_name_their_resources() -> None:
                 assert "*" not in statement["Action"]
 
 
-def test_the_api_may_write_only_under_incoming() -> None:
-    (statement,) = [
+def test_the_api_may_write_only_under_incoming_and_the_tenants_uploads_folders() -> None:
+    statements = [
         statement
         for policy in resources()["IngestApiFunction"]["Properties"]["Policies"]
         for statement in policy.get("Statement", [])
     ]
 
-    assert statement["Action"] == "s3:PutObject"
-    assert statement["Resource"]["Fn::Sub"].endswith("${BatchBucket}/incoming/*")
+    assert [statement["Action"] for statement in statements] == ["s3:PutObject", "s3:PutObject"]
+    # Its own batches, and what the upload forms it signs (which act with its credentials) write.
+    assert [statement["Resource"]["Fn::Sub"].split("}/", 1)[1] for statement in statements] == [
+        "incoming/*",
+        "drops/*/uploads/*",
+    ]
+
+
+def test_the_upload_route_spends_ingest_write_and_its_bounds_reach_the_function() -> None:
+    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+    variables = resources()["IngestApiFunction"]["Properties"]["Environment"]["Variables"]
+    parameters = template()["Parameters"]
+
+    assert scopes["/api/v1/uploads", "POST"] == ["ingest:write"]
+    assert variables["SLUICE_UPLOAD_MAX_BYTES"] == {"Ref": "UploadMaxBytes"}
+    assert variables["SLUICE_UPLOAD_EXPIRY_SECONDS"] == {"Ref": "UploadExpirySeconds"}
+    # 5 GiB is the most one S3 POST carries; 15 minutes keeps a leaked form short-lived.
+    assert parameters["UploadMaxBytes"]["Default"] == parameters["UploadMaxBytes"]["MaxValue"] == 5 * 1024**3
+    assert parameters["UploadExpirySeconds"]["Default"] == 900
 
 
 def test_every_function_has_its_settings_here() -> None:
@@ -337,6 +354,16 @@ def test_nobody_but_the_ingest_api_may_put_objects_under_incoming() -> None:
     }
     # The role SAM generates for the function: it must not be given a role of its own that the policy misses.
     assert "Role" not in resources()["IngestApiFunction"]["Properties"]
+
+
+def test_nobody_but_the_forms_of_the_ingest_api_may_put_objects_under_a_tenants_uploads_folder() -> None:
+    statements = resources()["BatchBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (deny,) = [s for s in statements if s.get("Sid") == "DenyUploadWritesButTheIngestApiForms"]
+
+    assert deny["Effect"] == "Deny"
+    assert deny["Action"] == "s3:PutObject"
+    assert deny["Resource"] == {"Fn::Sub": "${BatchBucket.Arn}/drops/*/uploads/*"}
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["IngestApiFunctionRole", "Arn"]}}}
 
 
 # The names and defaults agreed for the read and review limits (the functions' settings read the variables).

@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sluice.domain.uploads import S3_POST_MAX_BYTES
 from sluice.models.api import BULK_REVIEW_MAX
 
 
@@ -116,6 +117,11 @@ class IngestApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     job_retention_days: int = Field(default=90, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # The largest file one upload form takes: 5 GiB is the most a single S3 POST may carry.
+    upload_max_bytes: int = Field(default=S3_POST_MAX_BYTES, ge=1, le=S3_POST_MAX_BYTES)
+    # How long an upload form may be used. A form also stops working when the credentials that signed it (the
+    # function's temporary role credentials) expire, which may come first.
+    upload_expiry_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
 
 
 class ReadLimitSettings(BaseSettings):
@@ -205,6 +211,9 @@ class MaintenanceSettings(FunctionDatabaseSettings):
     # timeout, or never), and requeued once when it is stored (its S3 event was lost); still queued this long after
     # that requeue, it is failed.
     unstored_job_minutes: int = Field(default=15, ge=1)
+    # A job still awaiting its upload this long after its form expired is queued (its file is stored: its S3 event
+    # was lost) or failed (no file came). The grace lets a POST begun just before the expiry arrive.
+    upload_grace_minutes: int = Field(default=15, ge=1)
     # Parked messages are received with this visibility timeout, and made visible again once read.
     dead_letter_visibility_seconds: int = Field(default=30, ge=1, le=300)
     # At most this many parked messages are read per run.

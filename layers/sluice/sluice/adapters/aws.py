@@ -36,6 +36,15 @@ def s3_client() -> "S3Client":
 
 
 @cache
+def s3_form_client() -> "S3Client":
+    """The S3 client that signs upload forms. Its addressing style is set because botocore's default ("auto")
+    signs forms for the global endpoint (s3.amazonaws.com), which answers a POST for a bucket of another region
+    with a redirect that most clients follow without the body; this one names the bucket's regional endpoint."""
+    config = CLIENT_CONFIG.merge(Config(s3={"addressing_style": "virtual"}))
+    return boto3.client("s3", config=config, endpoint_url=endpoint_url())
+
+
+@cache
 def dynamodb_client() -> "DynamoDBClient":
     """The execution environment's DynamoDB client."""
     return boto3.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url())
@@ -65,6 +74,6 @@ def probe_clients() -> tuple["S3Client", "SQSClient", "DynamoDBClient"]:
 
 def forget_clients() -> None:
     """Drop the cached clients (tests that switch endpoints or credentials call this)."""
-    for factory in (s3_client, dynamodb_client, sqs_client, secretsmanager_client, probe_clients):
+    for factory in (s3_client, s3_form_client, dynamodb_client, sqs_client, secretsmanager_client, probe_clients):
         factory.cache_clear()
     get_aws_settings.cache_clear()

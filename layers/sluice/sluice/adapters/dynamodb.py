@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import dynamodb_client
 from sluice.domain.jobs import JobFilter, JobListing, JobPosition
-from sluice.domain.load import JobFinish, NotStarted, claims
+from sluice.domain.load import JobFinish, NotStarted, not_started
 from sluice.domain.ratelimit import RateLimit, Spend, SpendDecision, decide_spend
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -118,6 +118,34 @@ class DynamoJobStore:
             {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}},
         )
 
+    def queue_upload(self, job: Job) -> bool:
+        """Move an upload's job from awaiting_upload to queued (its file is stored; the worker never started it);
+        False when it is no longer awaiting (a worker started it meanwhile)."""
+        return self._move_awaiting(job, "queueing", "SET #status = :queued", {":queued": {"S": JobStatus.QUEUED}})
+
+    def fail_upload(self, job: Job, message: str, now: datetime) -> bool:
+        """Fail an upload's job whose file never came, if it is still awaiting it; False otherwise."""
+        return self._move_awaiting(
+            job,
+            "failing",
+            "SET #status = :failed, error_message = :message, completed_at = :now",
+            {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}},
+        )
+
+    def _move_awaiting(self, job: Job, doing: str, update: str, values: dict[str, "AttributeValueTypeDef"]) -> bool:
+        answer = _conditional(
+            f"{doing} upload job {job.job_id}",
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": str(job.job_id)}},
+                UpdateExpression=update,
+                ConditionExpression="#status = :awaiting",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={**values, ":awaiting": {"S": JobStatus.AWAITING_UPLOAD}},
+            ),
+        )
+        return answer is not None
+
     def _update_unchanged(self, job: Job, doing: str, update: str, values: dict[str, "AttributeValueTypeDef"]) -> bool:
         # A worker that starts the job meanwhile sets attempted_at (always written as an ISO 8601 UTC instant by
         # this class, so the value read back compares equal as text).
@@ -154,20 +182,19 @@ class DynamoJobStore:
 
     def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
         """Mark the job processing and return it as stored, when its record names the same object as ``job`` (see
-        ``claims``). A drop's record is created from ``job`` when it does not exist; an API batch's never is: only
-        the API writes those, before it stores the object. One call in the usual cases: an API batch's job exists,
-        a drop's does not (unless its S3 event came twice)."""
+        ``claims``). A drop's record is created from ``job`` when it does not exist; an API batch's or an upload's
+        never is: only the API writes those, before the object can exist. An upload's job is pinned to the first
+        version started (``object_version``): any other version is refused. One call in the usual cases: an API
+        batch's or an upload's job exists, a drop's does not (unless its S3 event came twice)."""
         started = job.model_copy(update={"status": JobStatus.PROCESSING, "started_at": now})
         if job.source is JobSource.DROP and self._put_new(started):
             return started
         marked = self._mark_started(job, now)
         if marked is not None:
             return marked
-        # Refused: the record is missing, names another object, or is completed (a completed job stays completed).
-        record = self.get_job(job.job_id)
-        if record is None or not claims(record, job):
-            return NotStarted.UNCLAIMED
-        return NotStarted.COMPLETED
+        # Refused: the record is missing, names another object or version, or is completed (a completed job stays
+        # completed).
+        return not_started(self.get_job(job.job_id), job)
 
     def _put_new(self, job: Job) -> bool:
         """Write a job record unless its id exists; False when it does."""
@@ -180,6 +207,24 @@ class DynamoJobStore:
         return written is not None
 
     def _mark_started(self, job: Job, now: datetime) -> Job | None:
+        update = "SET #status = :processing, started_at = if_not_exists(started_at, :now), attempted_at = :now"
+        condition = (
+            "attribute_exists(job_id) AND #status <> :completed AND tenant_id = :tenant"
+            " AND #bucket = :bucket AND object_key = :key"
+        )
+        values: dict[str, AttributeValueTypeDef] = {
+            ":processing": {"S": JobStatus.PROCESSING},
+            ":completed": {"S": JobStatus.COMPLETED},
+            ":now": {"S": now.isoformat()},
+            ":tenant": {"S": job.tenant_id},
+            ":bucket": {"S": job.bucket},
+            ":key": {"S": job.object_key},
+        }
+        if job.object_version is not None:
+            # The first version started is the job's: a form POSTed twice leaves two versions of one key.
+            update += ", object_version = if_not_exists(object_version, :version)"
+            condition += " AND (attribute_not_exists(object_version) OR object_version = :version)"
+            values[":version"] = {"S": job.object_version}
         answer = _conditional(
             f"starting job {job.job_id}",
             lambda: self._client.update_item(
@@ -188,20 +233,11 @@ class DynamoJobStore:
                 # started_at is the first start: a resumed job's processing time counts from there. attempted_at is
                 # this start, which the maintenance sweeper counts as progress. A failed job starts again when its
                 # parked message is redriven: the failure it ended with no longer describes it.
-                UpdateExpression="SET #status = :processing, started_at = if_not_exists(started_at, :now),"
-                " attempted_at = :now REMOVE error_message, completed_at",
+                UpdateExpression=f"{update} REMOVE error_message, completed_at",
                 # Only the record of this very object (``claims``): an object no job record names is not loaded.
-                ConditionExpression="attribute_exists(job_id) AND #status <> :completed AND tenant_id = :tenant"
-                " AND #bucket = :bucket AND object_key = :key",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status", "#bucket": "bucket"},
-                ExpressionAttributeValues={
-                    ":processing": {"S": JobStatus.PROCESSING},
-                    ":completed": {"S": JobStatus.COMPLETED},
-                    ":now": {"S": now.isoformat()},
-                    ":tenant": {"S": job.tenant_id},
-                    ":bucket": {"S": job.bucket},
-                    ":key": {"S": job.object_key},
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             ),
         )

@@ -124,4 +124,7 @@ def job_view(job: Job) -> JobView:
         error_message=job.error_message,
         reviewed_readings=job.reviewed_readings or 0,
         replayed_readings=job.replayed_readings or 0,
+        filename=job.filename,
+        size=job.size,
+        upload_expires_at=job.upload_expires_at,
     )

@@ -18,7 +18,7 @@ from uuid import UUID
 from sluice.domain.chunks import ChunkStream, ReadMeter, SystemBook, chunk_streams
 from sluice.domain.failures import JobFailure, job_failure
 from sluice.domain.formats import layout_of, read_records
-from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind
+from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, version_of
 from sluice.domain.validation import ReadingValidator
 from sluice.errors import UnreadableObjectError
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -59,8 +59,11 @@ class LoadOutcome(StrEnum):
     FAILED = "failed"
     ALREADY_COMPLETED = "already_completed"
     IGNORED = "ignored"
-    # An object under incoming/ that no job record of the API names: acknowledged and never loaded.
+    # An object under incoming/ (or a tenant's uploads/ folder) that no job record of the API names: acknowledged
+    # and never loaded.
     UNCLAIMED = "unclaimed"
+    # Another version of an upload whose job started on a first one (its form was POSTed twice): not loaded.
+    OTHER_VERSION = "other_version"
 
 
 class NotStarted(StrEnum):
@@ -68,11 +71,15 @@ class NotStarted(StrEnum):
 
     COMPLETED = "completed"
     # No job record names this object: an ``incoming/`` object the API never accepted (only IngestApiFunction
-    # writes there, after the job record), or a record of another tenant, bucket or key under the same job id.
+    # writes there, after the job record), an upload no form was signed for, or a record of another tenant, bucket
+    # or key under the same job id.
     UNCLAIMED = "unclaimed"
+    # The record names this upload's key, but its job started on another version of it.
+    OTHER_VERSION = "other_version"
 
 
 UNCLAIMED_BATCH: Final = "no job record of the API names this object (tenant, bucket and key): it was not accepted"
+OTHER_UPLOAD_VERSION: Final = "the upload's job was started on another version of its key: this one is not loaded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +122,11 @@ class ObjectSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OpenedObject:
-    """An object's byte stream and the Content-Encoding it was stored with."""
+    """An object's byte stream, the Content-Encoding it was stored with, and its size (bytes) when known."""
 
     body: IO[bytes]
     content_encoding: str | None
+    size: int | None = None
 
 
 class ReadingSink(Protocol):
@@ -200,7 +208,7 @@ def park_message(message: IngestMessage, jobs: JobTracker, reason: str, now: dat
 
 def claims(record: Job, job: Job) -> bool:
     """Does the stored job ``record`` name the object ``job`` (as ``job_for`` made it) was made for: the same job id,
-    tenant, bucket and key? The worker starts an API batch's job only when it does."""
+    tenant, bucket and key? The worker starts an API batch's or an upload's job only when it does."""
     return (record.job_id, record.tenant_id, record.bucket, record.object_key) == (
         job.job_id,
         job.tenant_id,
@@ -209,21 +217,40 @@ def claims(record: Job, job: Job) -> bool:
     )
 
 
+def not_started(record: Job | None, job: Job) -> NotStarted:
+    """Why a job whose start was refused did not start, from its record as read back: no record claims the object,
+    the record pinned another version of an upload, or the job is completed."""
+    if record is None or not claims(record, job):
+        return NotStarted.UNCLAIMED
+    if job.object_version is not None and record.object_version not in {None, job.object_version}:
+        return NotStarted.OTHER_VERSION
+    return NotStarted.COMPLETED
+
+
 def job_for(ref: ObjectRef, target: Target, policy: LoadPolicy, now: datetime) -> Job:
     """The job of an object as its S3 event names it: for a drop, the record to create when none exists yet; for an
-    API batch, what its record (written by the API before the object) must say to be started."""
+    API batch or an upload, what its record (written by the API first) must say to be started. An upload's job
+    carries the version it is started on: the first version started is the one its job loads."""
     if target.job_id is None:
         raise ValueError(f"{ref.key} belongs to no job: {target.reason}")
     return Job(
         job_id=target.job_id,
         tenant_id=target.tenant_id,
         status=JobStatus.QUEUED,
-        source=JobSource.DROP if target.kind is TargetKind.DROP else JobSource.API,
+        source=_SOURCE_BY_KIND[target.kind],
         bucket=ref.bucket,
         object_key=ref.key,
         created_at=now,
         expires_at=int((now + policy.job_retention).timestamp()),
+        object_version=version_of(ref) if target.kind is TargetKind.UPLOAD else None,
     )
+
+
+_SOURCE_BY_KIND: Final = {
+    TargetKind.DROP: JobSource.DROP,
+    TargetKind.API_BATCH: JobSource.API,
+    TargetKind.UPLOAD: JobSource.UPLOAD,
+}
 
 
 def load_object(  # noqa: PLR0913 - the object, its job, and the collaborators of load_message
@@ -239,6 +266,10 @@ def load_object(  # noqa: PLR0913 - the object, its job, and the collaborators o
     if job is NotStarted.UNCLAIMED:
         # Acknowledged, not retried: no retry makes the API have accepted it. Nothing is created or read.
         return LoadReport(LoadOutcome.UNCLAIMED, job_id=target.job_id, detail=UNCLAIMED_BATCH, object_key=ref.key)
+    if job is NotStarted.OTHER_VERSION:
+        return LoadReport(
+            LoadOutcome.OTHER_VERSION, job_id=target.job_id, detail=OTHER_UPLOAD_VERSION, object_key=ref.key
+        )
     started_at = job.started_at or now
     written = 0
     try:
@@ -275,6 +306,7 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     committed = ports.sink.committed_chunks(job.job_id)
     systems = SystemBook(job, ports.sink.tenant_systems(job.tenant_id))
     opened = ports.objects.open_object(ref)
+    check_declared_size(job, opened.size if opened.size is not None else ref.size)
     layout = layout_of(ref.key, opened.content_encoding)
     # The reader's heartbeat keeps the message and watches the time, and its count bounds the text of a chunk.
     meter = ReadMeter(progress.still_reading)
@@ -292,6 +324,16 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
             chunk.skip()
         progress.chunk_committed(chunk.chunk_no)
     return written
+
+
+def check_declared_size(job: Job, size: int | None) -> None:
+    """Refuse an upload larger than its client declared. In AWS the form's content-length-range refuses it first;
+    an S3 that enforces no POST policy (the local one) lets it through, and this keeps the bound all the same."""
+    if job.size is not None and size is not None and size > job.size:
+        raise UnreadableObjectError(
+            f"the uploaded file has {size} bytes, more than the {job.size} declared when the upload was created:"
+            " it was not loaded; create a new upload with the file's size"
+        )
 
 
 def _finish(

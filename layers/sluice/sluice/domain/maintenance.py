@@ -9,6 +9,9 @@ Three steps, each run whatever became of the others:
   stays there for a redrive. The worker does this itself on a message's last receive; this is the backstop for a
   last attempt that crashed or ran out of time. It runs before the sweeper, so a parked job is failed, not
   requeued behind its operator's back;
+- uploads: a job still awaiting its upload a grace after its form expired is queued when its file is stored (its
+  S3 event was lost, or is late: the stuck-jobs step then sends it, once) and failed when it is not (no file came,
+  and none can: the form has expired);
 - stuck jobs: a processing job that has not moved for a while (no start, requeue or committed chunk) gets its S3
   event sent to IngestQueue again, and the worker resumes after its committed chunks (a duplicate delivery is
   harmless: the ledger skips what is committed). A queued job whose batch object was never stored is failed. A
@@ -27,9 +30,9 @@ from typing import Final, Protocol
 from uuid import UUID
 
 from sluice.domain.failures import JobFailure, job_failure
-from sluice.domain.objects import ObjectRef, object_created_body, parse_message, target_of
+from sluice.domain.objects import ObjectRef, object_created_body, parse_message, target_of, version_of
 from sluice.errors import StorageUnavailableError
-from sluice.models.jobs import Job, JobStatus
+from sluice.models.jobs import Job, JobSource, JobStatus
 
 READINGS: Final = "readings"
 # Who requeued a job, as the requeued S3 event's userIdentity says (S3 puts the uploader's principal there).
@@ -49,6 +52,8 @@ PARKED_WITHOUT_A_WORD: Final = (
     "Gave up: the batch's last attempt ended before it could record why. It is parked in the dead-letter queue"
     " and can be redriven once the fault is fixed."
 )
+# What the client of an upload no file came for reads (with the form's expiry, and an error id).
+NO_UPLOAD: Final = "No file was uploaded before the upload form expired at {expired}; create a new upload."
 _UNFINISHED: Final = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 # A sweep lists at most this many faults in its summary (the count has them all).
 _MAX_NOTES: Final = 10
@@ -64,6 +69,9 @@ class MaintenancePolicy:
     # A job still queued this long after its creation is failed when its object is missing, and requeued once
     # when it is stored; still queued this long after that requeue, it is failed.
     queued_after: timedelta
+    # A job awaiting its upload this long after its form expired is queued (its file is stored) or failed (it is
+    # not): a POST begun just before the expiry may still be arriving.
+    upload_grace: timedelta = timedelta(minutes=15)
 
 
 class Report(Protocol):
@@ -247,6 +255,101 @@ def fail_parked_jobs(dead_letters: DeadLetters, jobs: ParkedJobs, now: datetime)
     return DeadLetterReport(len(messages), tuple(failed), errors)
 
 
+# --- uploads ----------------------------------------------------------------------------------------------------
+
+
+class AwaitedUploads(Protocol):
+    """Job records of uploads, as the uploads step finds and moves them."""
+
+    def jobs_created_before(self, status: JobStatus, before: datetime) -> Iterable[Job]:
+        """The jobs in ``status`` created before ``before`` (the index's projection: no upload fields)."""
+        ...
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        """One job, whole, or None."""
+        ...
+
+    def queue_upload(self, job: Job) -> bool:
+        """Move ``job`` from awaiting_upload to queued; False when it is no longer awaiting its upload."""
+        ...
+
+    def fail_upload(self, job: Job, message: str, now: datetime) -> bool:
+        """Fail ``job`` with ``message`` if it is still awaiting its upload; False otherwise."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadReport:
+    """What the uploads step found and did."""
+
+    # Jobs awaiting their upload that were created long enough ago to be past their expiry and grace.
+    candidates: int
+    queued: tuple[UUID, ...] = ()
+    failures: tuple[FailedJob, ...] = ()
+    # Jobs that could not be examined or changed (tried again next run).
+    errors: int = 0
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """``ExpiredUploadsQueued``, ``ExpiredUploadsFailed``, ``UploadErrors``."""
+        return {
+            "ExpiredUploadsQueued": len(self.queued),
+            "ExpiredUploadsFailed": len(self.failures),
+            "UploadErrors": self.errors,
+        }
+
+    def summary(self) -> dict[str, object]:
+        """The counts, the ids of the jobs queued and failed, and each failure's error id and detail."""
+        return {
+            "candidate_jobs": self.candidates,
+            "queued_jobs": [str(job_id) for job_id in self.queued],
+            "failed_jobs": [str(failed.job_id) for failed in self.failures],
+            "failures": [failed.logged() for failed in self.failures],
+            "errors": self.errors,
+        }
+
+
+def settle_uploads(
+    jobs: AwaitedUploads, objects: "ObjectProbe", policy: MaintenancePolicy, now: datetime
+) -> UploadReport:
+    """Queue each upload whose form expired a grace ago and whose file is stored, so the stuck-jobs step sends its
+    S3 event (a lost event loses nothing); fail each whose file never came. Runs before that step."""
+    # A form expires after its job's creation: a job created after now - grace cannot be past expiry + grace.
+    candidates = list(jobs.jobs_created_before(JobStatus.AWAITING_UPLOAD, now - policy.upload_grace))
+    queued: list[UUID] = []
+    failures: list[FailedJob] = []
+    errors = 0
+    for candidate in candidates:
+        try:
+            # The index holds no upload_expires_at; the record itself does (and is read strongly consistent).
+            job = jobs.get_job(candidate.job_id)
+            if job is None or job.status is not JobStatus.AWAITING_UPLOAD or not upload_expired(job, policy, now):
+                continue
+            if objects.newest_version(job.bucket, job.object_key) is not None:
+                if jobs.queue_upload(job):
+                    queued.append(job.job_id)
+                continue
+            failure = no_upload_failure(job)
+            if jobs.fail_upload(job, failure.message, now):
+                failures.append(FailedJob(job.job_id, failure))
+        except StorageUnavailableError:
+            errors += 1
+    return UploadReport(len(candidates), tuple(queued), tuple(failures), errors)
+
+
+def upload_expired(job: Job, policy: MaintenancePolicy, now: datetime) -> bool:
+    """Is ``job``'s form past its expiry and the grace? A job without an expiry counts from its creation."""
+    return now - (job.upload_expires_at or job.created_at) >= policy.upload_grace
+
+
+def no_upload_failure(job: Job) -> JobFailure:
+    """The failure of an upload whose file never came: when its form expired, which the client needs to know."""
+    expired = job.upload_expires_at or job.created_at
+    return job_failure(
+        NO_UPLOAD.format(expired=_moment(expired)), f"s3://{job.bucket}/{job.object_key} holds no object"
+    )
+
+
 # --- stuck jobs --------------------------------------------------------------------------------------------------
 
 
@@ -255,6 +358,10 @@ class SweptJobs(Protocol):
 
     def jobs_created_before(self, status: JobStatus, before: datetime) -> Iterable[Job]:
         """The jobs in ``status`` created before ``before``."""
+        ...
+
+    def get_job(self, job_id: UUID) -> Job | None:
+        """One job, whole, or None."""
         ...
 
     def requeue_job(self, job: Job, now: datetime) -> bool:
@@ -393,11 +500,14 @@ def is_overdue(job: Job, last_commit: datetime | None, policy: MaintenancePolicy
 
 def requeue_ref(job: Job, newest: ObjectRef) -> ObjectRef | None:
     """The object version whose S3 event leads the worker back to ``job``, or None when the newest version is
-    another one's. An API batch's key names its job; a drop's job id comes from its version id, or from its ETag
-    where its S3 event carried no version id (an unversioned bucket, or moto), so both are tried."""
+    another one's. An API batch's and an upload's key names its job; a drop's job id comes from its version id, or
+    from its ETag where its S3 event carried no version id (an unversioned bucket, or moto), so both are tried. An
+    upload started on one version (``object_version``) is only ever led back to that version."""
     unversioned = ObjectRef(newest.bucket, newest.key, etag=newest.etag, size=newest.size)
     for candidate in (newest, unversioned):
-        if target_of(candidate).job_id == job.job_id:
+        if target_of(candidate).job_id != job.job_id:
+            continue
+        if job.object_version is None or version_of(candidate) == job.object_version:
             return candidate
     return None
 
@@ -483,14 +593,19 @@ def sweep_jobs(
         tally.fault(f"{len(stuck)} processing jobs not judged: {exc}", len(stuck))
         overdue = [job for job in overdue if job.status is JobStatus.QUEUED]
         commits = {}
-    for examined, job in enumerate(overdue):
+    for examined, listed in enumerate(overdue):
         if not has_time():
             tally.deferred = len(overdue) - examined
             break
-        commit = commits.get(job.job_id)
-        if not is_overdue(job, commit, policy, now):
-            continue
+        commit = commits.get(listed.job_id)
+        job = listed
         try:
+            if listed.source is JobSource.UPLOAD and listed.status is JobStatus.PROCESSING:
+                # The index projects no object_version, and a stuck upload is led back only to the version its job
+                # loads: the record itself says which.
+                job = ports.jobs.get_job(listed.job_id) or listed
+            if not is_overdue(job, commit, policy, now):
+                continue
             newest = ports.objects.newest_version(job.bucket, job.object_key)
             if job.status is JobStatus.QUEUED and newest is not None:
                 tally.waiting += 1

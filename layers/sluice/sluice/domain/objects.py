@@ -15,6 +15,8 @@ from uuid import UUID, uuid5
 
 BATCH_PREFIX: Final = "incoming"
 DROP_PREFIX: Final = "drops"
+# ``drops/<tenant>/uploads/`` is reserved: only the forms ``POST /api/v1/uploads`` signs write there.
+UPLOAD_FOLDER: Final = "uploads"
 # Fixed forever: drop job ids are uuid5(namespace, "<bucket>/<key>#<version or etag>").
 DROP_JOB_NAMESPACE: Final = UUID("8f1d5c3e-2b7a-4e6f-9c0d-51a7e3b2c4d6")
 _MAX_TENANT_LENGTH = 128
@@ -37,6 +39,8 @@ class TargetKind(StrEnum):
 
     API_BATCH = "api_batch"
     DROP = "drop"
+    # ``drops/<tenant>/uploads/<job_id>.<ext>``: a file POSTed with a form the API signed, for a job it recorded.
+    UPLOAD = "upload"
     IGNORED = "ignored"
 
 
@@ -122,7 +126,8 @@ def _str_or_none(value: object) -> str | None:
 
 
 def target_of(ref: ObjectRef) -> Target:
-    """Which job an object belongs to: ``incoming/<tenant>/.../<job_id>.json`` or ``drops/<tenant>/...``."""
+    """Which job an object belongs to: ``incoming/<tenant>/.../<job_id>.json``,
+    ``drops/<tenant>/uploads/<job_id>.<ext>`` or ``drops/<tenant>/...``."""
     parts = ref.key.split("/")
     if ref.key.endswith("/"):
         return Target(TargetKind.IGNORED, reason="a folder marker, not a file")
@@ -132,7 +137,7 @@ def target_of(ref: ObjectRef) -> Target:
     if not is_tenant_id(tenant):
         return Target(TargetKind.IGNORED, reason=f"{tenant[:100]!r} is not a tenant id")
     if parts[0] == DROP_PREFIX:
-        return Target(TargetKind.DROP, tenant_id=tenant, job_id=drop_job_id(ref))
+        return _drop_target(ref, tenant, parts[2:])
     try:
         job_id = UUID(parts[-1].removesuffix(".json"))
     except ValueError:
@@ -140,11 +145,43 @@ def target_of(ref: ObjectRef) -> Target:
     return Target(TargetKind.API_BATCH, tenant_id=tenant, job_id=job_id)
 
 
+def _drop_target(ref: ObjectRef, tenant: str, rest: list[str]) -> Target:
+    """An object under ``drops/<tenant>/``: an upload under its ``uploads/`` folder, a drop anywhere else."""
+    if len(rest) > 1 and rest[0] == UPLOAD_FOLDER:
+        return _upload_target(tenant, rest[1:])
+    return Target(TargetKind.DROP, tenant_id=tenant, job_id=drop_job_id(ref))
+
+
+def _upload_target(tenant: str, rest: list[str]) -> Target:
+    """An object under a tenant's ``uploads/`` folder: its job is the uuid its name starts with. The job's record,
+    written when the form was signed, must claim it, so a file put there any other way is never loaded."""
+    name = rest[0].split(".", 1)[0] if len(rest) == 1 else ""
+    try:
+        job_id = UUID(name)
+    except ValueError:
+        return Target(
+            TargetKind.IGNORED,
+            tenant_id=tenant,
+            reason=f"{DROP_PREFIX}/<tenant>/{UPLOAD_FOLDER}/ is reserved for uploads, named <job_id>.<extension>",
+        )
+    return Target(TargetKind.UPLOAD, tenant_id=tenant, job_id=job_id)
+
+
+def version_of(ref: ObjectRef) -> str:
+    """What tells one version of a key from another: its version id, or its ETag where the bucket was unversioned
+    when it was written (S3 then gives "null", or no version id at all)."""
+    return ref.version_id if ref.version_id not in {None, "", "null"} else (ref.etag or "").strip('"')
+
+
 def drop_job_id(ref: ObjectRef) -> UUID:
     """The job id of one version of a dropped object: the same S3 event twice gives the same job."""
-    # "null" is the version id S3 gives objects written while the bucket was unversioned: not a version.
-    version = ref.version_id if ref.version_id not in {None, "", "null"} else (ref.etag or "").strip('"')
-    return uuid5(DROP_JOB_NAMESPACE, f"{ref.bucket}/{ref.key}#{version}")
+    return uuid5(DROP_JOB_NAMESPACE, f"{ref.bucket}/{ref.key}#{version_of(ref)}")
+
+
+def upload_object_key(tenant_id: str, job_id: UUID, extension: str) -> str:
+    """``drops/<tenant>/uploads/<job_id><extension>``: the key of an upload, chosen by Sluice (the client's file
+    name is recorded on the job, never put in a key)."""
+    return f"{DROP_PREFIX}/{tenant_id}/{UPLOAD_FOLDER}/{job_id}{extension}"
 
 
 def batch_object_key(tenant_id: str, created_at: datetime, job_id: UUID) -> str:

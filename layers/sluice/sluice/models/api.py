@@ -96,6 +96,37 @@ class JobAccepted(ApiModel):
     status_url: str
 
 
+FILENAME_MAX = 255
+
+
+class UploadRequest(ApiModel):
+    """The body of ``POST /api/v1/uploads``: the file to come, as its client names it and measures it."""
+
+    # Recorded on the job and shown back; its extension picks the format. Never part of the key.
+    filename: str = Field(min_length=1, max_length=FILENAME_MAX)
+    # Bytes as they will be sent (compressed, for a gzip file): the form refuses a larger body.
+    size: int = Field(ge=1)
+    content_encoding: Literal["gzip"] | None = None
+
+
+class UploadForm(ApiModel):
+    """Where and how to POST the file: a ``multipart/form-data`` request to ``url`` carrying every one of
+    ``fields`` (in any order), then the file itself as the last part, named ``file``."""
+
+    url: str
+    fields: dict[str, str]
+
+
+class UploadCreated(ApiModel):
+    """201 answer to ``POST /api/v1/uploads``: the job the file will be loaded in, and the signed form."""
+
+    job_id: JobId
+    status: Literal[JobStatus.AWAITING_UPLOAD] = JobStatus.AWAITING_UPLOAD
+    upload: UploadForm
+    expires_at: datetime
+    status_url: str
+
+
 class JobView(ApiModel):
     """A job as ``GET /api/v1/jobs/{job_id}`` shows it."""
 
@@ -116,6 +147,10 @@ class JobView(ApiModel):
     # Review of the job's quarantined readings: how many were decided, and how many of those reached readings.
     reviewed_readings: int = Field(ge=0)
     replayed_readings: int = Field(ge=0)
+    # An upload's (null for other jobs): the client's file name, the size it declared, and when its form expires.
+    filename: str | None = None
+    size: int | None = Field(default=None, ge=1)
+    upload_expires_at: datetime | None = None
 
 
 class JobQuery(ApiModel):

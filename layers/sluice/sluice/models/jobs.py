@@ -11,6 +11,8 @@ from sluice.models.types import JobId, Principal, SystemId, TenantId
 class JobStatus(StrEnum):
     """Where a job is in its life."""
 
+    # An upload's job, before its file has arrived (or before the worker saw it arrive).
+    AWAITING_UPLOAD = "awaiting_upload"
     QUEUED = "queued"
     PROCESSING = "processing"
     COMPLETED = "completed"
@@ -22,6 +24,8 @@ class JobSource(StrEnum):
 
     API = "api"
     DROP = "drop"
+    # A file POSTed straight to S3 with a form ``POST /api/v1/uploads`` signed.
+    UPLOAD = "upload"
 
 
 class Job(BaseModel):
@@ -53,6 +57,14 @@ class Job(BaseModel):
     processing_time_ms: int | None = Field(default=None, ge=0)
     success_rate: float | None = Field(default=None, ge=0, le=1)
     error_message: str | None = None
+    # An upload's: the client's file name (never part of the key), the size it declared (the form's bound), and
+    # when its form expires.
+    filename: str | None = None
+    size: int | None = Field(default=None, ge=1)
+    upload_expires_at: datetime | None = None
+    # An upload's: the version of its key the worker started (the version id, or the ETag where the event has
+    # none). A form can be POSTed twice before it expires; every other version is ignored.
+    object_version: str | None = None
     # Kept by QuarantineFunction from the review counts it commits with each review (absent until a review).
     reviewed_readings: int | None = Field(default=None, ge=0)
     replayed_readings: int | None = Field(default=None, ge=0)

@@ -5,8 +5,9 @@ from datetime import timedelta
 
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.idempotency import PowertoolsIdempotencyGuard
-from sluice.adapters.s3 import S3BatchStore
+from sluice.adapters.s3 import S3BatchStore, S3FormSigner
 from sluice.domain.ingest import IngestPolicy, IngestPorts
+from sluice.domain.uploads import UploadPolicy, UploadPorts
 from sluice.services.limits import ingest_budget
 from sluice.settings import IngestApiSettings, get_ingest_api_settings
 
@@ -19,21 +20,41 @@ class IngestService:
     policy: IngestPolicy
     tenant_claim: str
     idempotency: PowertoolsIdempotencyGuard
+    upload_ports: UploadPorts
+    upload_policy: UploadPolicy
 
 
 def build_ingest_service(settings: IngestApiSettings) -> IngestService:
     """The AWS-backed ports and the limits of IngestApiFunction."""
     idempotency = PowertoolsIdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds)
+    jobs = DynamoJobStore(settings.jobs_table)
+    # One budget for batches and uploads: an upload is an ingest request like a batch.
+    limiter = ingest_budget(settings)
     ports = IngestPorts(
-        jobs=DynamoJobStore(settings.jobs_table),
-        batches=S3BatchStore(settings.batch_bucket),
-        limiter=ingest_budget(settings),
+        jobs=jobs, batches=S3BatchStore(settings.batch_bucket), limiter=limiter, idempotency=idempotency
+    )
+    retention = timedelta(days=settings.job_retention_days)
+    policy = IngestPolicy(max_body_bytes=settings.max_body_bytes, job_retention=retention)
+    upload_ports = UploadPorts(
+        jobs=jobs,
+        signer=S3FormSigner(settings.batch_bucket),
+        bucket=settings.batch_bucket,
+        limiter=limiter,
         idempotency=idempotency,
     )
-    policy = IngestPolicy(
-        max_body_bytes=settings.max_body_bytes, job_retention=timedelta(days=settings.job_retention_days)
+    upload_policy = UploadPolicy(
+        max_bytes=settings.upload_max_bytes,
+        expiry=timedelta(seconds=settings.upload_expiry_seconds),
+        job_retention=retention,
     )
-    return IngestService(ports=ports, policy=policy, tenant_claim=settings.tenant_claim, idempotency=idempotency)
+    return IngestService(
+        ports=ports,
+        policy=policy,
+        tenant_claim=settings.tenant_claim,
+        idempotency=idempotency,
+        upload_ports=upload_ports,
+        upload_policy=upload_policy,
+    )
 
 
 def wire_ingest_service() -> IngestService:

@@ -20,6 +20,7 @@ from sluice.domain.maintenance import (
     apply_retention,
     fail_parked_jobs,
     run_steps,
+    settle_uploads,
     sweep_jobs,
 )
 from sluice.settings import MaintenanceSettings, get_maintenance_settings
@@ -37,11 +38,13 @@ class MaintenanceService:
     sweep: SweepPorts
 
     def run(self, now: datetime, remaining_ms: Callable[[], int]) -> list[StepResult]:
-        """Retention, then the dead-letter backstop, then the sweeper; each whatever became of the others."""
+        """Retention, the dead-letter backstop, expired uploads, then the sweeper (which sends the S3 event of an
+        upload just queued); each whatever became of the others."""
         return run_steps(
             {
                 "retention": lambda: apply_retention(self.store, self.policy),
                 "dead_letters": lambda: fail_parked_jobs(self.dead_letters, self.jobs, now),
+                "uploads": lambda: settle_uploads(self.jobs, self.sweep.objects, self.policy, now),
                 "stuck_jobs": lambda: sweep_jobs(
                     self.sweep, self.policy, now, has_time=lambda: remaining_ms() > SWEEP_RESERVE_MS
                 ),
@@ -60,6 +63,7 @@ def build_maintenance_service(settings: MaintenanceSettings) -> MaintenanceServi
         retention_years=settings.retention_years,
         stuck_after=timedelta(minutes=settings.stuck_job_minutes),
         queued_after=timedelta(minutes=settings.unstored_job_minutes),
+        upload_grace=timedelta(minutes=settings.upload_grace_minutes),
     )
     return MaintenanceService(
         policy=policy,
