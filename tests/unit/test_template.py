@@ -181,7 +181,7 @@ def test_the_api_may_write_only_under_incoming_and_the_tenants_uploads_folders()
 
 
 def test_the_upload_route_spends_ingest_write_and_its_bounds_reach_the_function() -> None:
-    scopes = {(route["Path"], route["Method"]): route["Auth"].get("AuthorizationScopes") for _, route in http_routes()}
+    scopes = {(route["Path"], route["Method"]): bare_scopes(route) for _, route in http_routes()}
     variables = resources()["IngestApiFunction"]["Properties"]["Environment"]["Variables"]
     parameters = template()["Parameters"]
 
