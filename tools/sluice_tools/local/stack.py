@@ -80,7 +80,7 @@ class LocalStackOptions:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseLogin:
-    """A login user the local functions connect as: a member of one of migration 0004's group roles, with its own
+    """A login user the local functions connect as: a member of one of the migrations' group roles, with its own
     secret standing in for one of the template's database secret parameters."""
 
     parameter: str
@@ -93,6 +93,7 @@ class DatabaseLogin:
 DATABASE_LOGINS: Final = (
     DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
     DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
+    DatabaseLogin("SystemsDatabaseSecretArn", "sluice_registrar_login", "sluice_registrar", "registrar"),
     DatabaseLogin("ReadOnlyDatabaseSecretArn", "sluice_reader_login", "sluice_reader", "reader"),
 )
 
