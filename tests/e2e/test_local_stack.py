@@ -196,6 +196,7 @@ EVENTS_OF = {
     "LoadWorkerFunction": ["load-worker-sqs-s3-incoming.json", "load-worker-sqs-s3-drop.json"],
     "JobStatusFunction": ["job-status-get.json", "job-status-list.json"],
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],
+    "SystemsFunction": ["systems-register.json", "systems-list.json", "systems-get.json", "systems-rename.json"],
     "HealthFunction": ["health.json", "health-deep.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],
 }
