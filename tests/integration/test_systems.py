@@ -5,6 +5,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from sluice_tools.local.stack import register_demo_system
 from sluice_tools.systems import SystemRegistrationError, add_system, list_systems
 
 pytestmark = pytest.mark.db
@@ -50,3 +51,15 @@ def test_a_system_needs_a_tenant_and_a_name(
 ) -> None:
     with pytest.raises(ValueError, match="needs a tenant and a name"):
         add_system(conn, tenant, name)
+
+
+def test_the_local_stack_starts_with_its_demo_system_renamed(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    first = register_demo_system(conn, "demo", "press-17")
+    conn.execute("UPDATE systems SET name = 'press-17 (hall 2)' WHERE id = %s", (WANTED,))
+
+    again = register_demo_system(conn, "demo", "press-17")
+
+    assert first == (str(WANTED), None)
+    assert again[0] == str(WANTED)
+    assert again[1] is not None
+    assert "registered as 'press-17 (hall 2)'" in again[1]
