@@ -42,13 +42,14 @@ SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
 # Short, so a failing message is retried (and parked) within seconds rather than every 30 minutes.
 VISIBILITY_S = 2
 READY_TIMEOUT_S = 180
-# The per-principal read and review limits (120 reads, 30 reviews and 5,000 rows a minute by default) are lifted on
-# the stacks tests run, whose pollers and fuzzers read far faster than any client should: a stack started with
-# template_limits=True (the access matrix's) keeps the template's, and shows them.
+# The per-principal read, review and systems-write limits (120 reads, 30 reviews, 5,000 rows and 120 registrations a
+# minute by default) are lifted on the stacks tests run, whose pollers and fuzzers read far faster than any client
+# should: a stack started with template_limits=True (the access matrix's) keeps the template's, and shows them.
 LIFTED_LIMITS = {
     "SLUICE_READ_RATE_LIMIT_REQUESTS": "1000000",
     "SLUICE_REVIEW_RATE_LIMIT_REQUESTS": "1000000",
     "SLUICE_REVIEW_ROWS_PER_MINUTE": "1000000000",
+    "SLUICE_SYSTEMS_WRITE_RATE_LIMIT_REQUESTS": "1000000",
 }
 
 

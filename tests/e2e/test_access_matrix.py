@@ -7,8 +7,9 @@ are signed in-process with the checkout's local key, the one the running twin ve
 under test is wrong.
 
 Tenant A (the demo tenant) and tenant B each own a system, a completed job and quarantined readings. B must see
-none of A's: a read of A's job or row is the tenant-scoped 404, a listing holds only B's own, a review of A's row
-changes nothing. After the matrix, nothing a refused request touched has changed.
+none of A's: a read of A's job, row or system is the tenant-scoped 404, a listing holds only B's own, a review of
+A's row or a rename of A's system changes nothing, and registering A's system id is refused without saying
+whose. After the matrix, nothing a refused request touched has changed.
 
 Then the forgeries: a body, a query or a header that tries to name the tenant, the job id, the status or the
 reviewer is refused or ignored. What is stored carries the token's tenant, a job id the server made, status
@@ -284,6 +285,33 @@ def _bulk_not_found(world: World, reply: Reply, sub: str) -> list[str]:
     return problems + expect(reply.body.get("reviewed") == 0, "a row was reviewed") + kept_row_untouched(world)
 
 
+def system_row(world: World, system_id: str) -> tuple[Any, ...] | None:
+    with psycopg.connect(world.stack.dsn) as conn:
+        return conn.execute("SELECT tenant_id, name FROM systems WHERE id = %s", (system_id,)).fetchone()
+
+
+def demo_system_untouched(world: World) -> list[str]:
+    found = system_row(world, SYSTEM)
+    return expect(found == (TENANT_A, "press-17"), f"A's system is now {found}")
+
+
+def _registered_again(world: World, reply: Reply, sub: str) -> list[str]:
+    # The demo system, registered again as it is: 200, nothing changed.
+    problems = expect((reply.body.get("id"), reply.body.get("name")) == (SYSTEM, "press-17"), f"body {reply.body}")
+    return problems + demo_system_untouched(world)
+
+
+def _id_taken(world: World, reply: Reply, sub: str) -> list[str]:
+    problems = expect(error_code(reply) == "system_id_taken", f"code {error_code(reply)}, not system_id_taken")
+    problems += expect("press-17" not in str(reply.body), f"the answer names A's system: {reply.body}")
+    return problems + demo_system_untouched(world)
+
+
+def _system_not_found(world: World, reply: Reply, sub: str) -> list[str]:
+    problems = expect(error_code(reply) == "not_found", f"code {error_code(reply)}, not not_found")
+    return problems + demo_system_untouched(world)
+
+
 def _healthy(world: World, reply: Reply, sub: str) -> list[str]:
     return expect(reply.body.get("status") == "ok", f"health {reply.body}")
 
@@ -337,6 +365,25 @@ PLANS: dict[str, RoutePlan] = {
         _bulk_reviewed,
         200,
         _bulk_not_found,
+    ),
+    "GET /api/v1/systems": RoutePlan(
+        lambda w: ("/api/v1/systems?limit=100", None),
+        200,
+        _lists(lambda w: SYSTEM, lambda w: w.b_system, "id"),
+        200,
+        _lists(lambda w: w.b_system, lambda w: SYSTEM, "id"),
+    ),
+    "GET /api/v1/systems/{system_id}": RoutePlan(
+        lambda w: (f"/api/v1/systems/{SYSTEM}", None), 200, _shows("id", lambda w: SYSTEM), 404, _system_not_found
+    ),
+    # The owner's registration of its own system again is idempotent (200); B's, of A's id, is refused without a
+    # word about whose it is.
+    "POST /api/v1/systems": RoutePlan(
+        lambda w: ("/api/v1/systems", {"name": "press-17", "id": SYSTEM}), 200, _registered_again, 409, _id_taken
+    ),
+    # A rename to the name it has: 200 for the owner, 404 for B, and the system keeps its name either way.
+    "PATCH /api/v1/systems/{system_id}": RoutePlan(
+        lambda w: (f"/api/v1/systems/{SYSTEM}", {"name": "press-17"}), 200, _registered_again, 404, _system_not_found
     ),
     "GET /health": RoutePlan(lambda w: ("/health", None), 200, _healthy, 200, _healthy),
     "GET /health/deep": RoutePlan(lambda w: ("/health/deep", None), 200, _healthy, 200, _healthy),

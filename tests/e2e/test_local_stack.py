@@ -102,6 +102,104 @@ def test_a_batch_lands_with_exact_counts_and_a_review_replays_its_quarantined_re
     assert (after["reviewed_readings"], after["replayed_readings"]) == (1, 1)
 
 
+def test_a_system_registered_with_its_id_through_the_api_takes_its_devices_readings(stack: RunningStack) -> None:
+    # Given a device that sends its own system id, unknown so far: its first batch is quarantined as system_not_found
+    bearer = token(stack)
+    device_system = str(uuid.uuid4())
+    sensor = str(uuid.uuid4())
+
+    def batch(offsets: range) -> dict[str, Any]:
+        readings = [
+            {"sensor_id": sensor, "timestamp": now_text(-n), "value": 100.0 + n, "unit": "bar", "quality": 95}
+            for n in offsets
+        ]
+        return {"system_id": device_system, "readings": readings}
+
+    early = http("POST", f"{stack.api}/api/v1/data/ingest", bearer, batch(range(30, 32)))
+    assert early.status == 202, early.body
+    assert finished_job(stack, bearer, early.body["job_id"])["quarantined_readings"] == 2
+
+    # When the tenant registers that id through the API (twice: a retry after a timeout), then the device sends more
+    registered = http("POST", f"{stack.api}/api/v1/systems", bearer, {"name": "press-e2e", "id": device_system})
+    again = http("POST", f"{stack.api}/api/v1/systems", bearer, {"name": "press-e2e", "id": device_system})
+    later = batch(range(1, 4))
+    accepted = http("POST", f"{stack.api}/api/v1/data/ingest", bearer, later)
+    assert accepted.status == 202, accepted.body
+    done = finished_job(stack, bearer, accepted.body["job_id"])
+
+    # Then the registration was made once, the new batch lands, and the early readings can be approved into readings
+    assert (registered.status, again.status) == (201, 200), (registered.body, again.body)
+    assert registered.body["id"] == again.body["id"] == device_system
+    assert registered.body["pending_quarantine"] == 2
+    assert (done["status"], done["inserted_readings"], done["quarantined_readings"]) == ("completed", 3, 0), done
+    rows = http("GET", f"{stack.api}/api/v1/quarantine?job_id={early.body['job_id']}", bearer).body["items"]
+    assert {row["reason"] for row in rows} == {"system_not_found"}
+    approved = http(
+        "POST", f"{stack.api}/api/v1/quarantine/review", bearer, {"action": "approve", "ids": [r["id"] for r in rows]}
+    )
+    assert (approved.status, approved.body["reviewed"]) == (200, 2), approved.body
+    shown = http("GET", f"{stack.api}/api/v1/systems/{device_system}", bearer)
+    assert shown.status == 200, shown.body
+    assert (shown.body["readings_24h"], shown.body["pending_quarantine"]) == (5, 0)
+    assert shown.body["last_reading_at"] == later["readings"][0]["timestamp"]
+    with psycopg.connect(stack.dsn) as conn:
+        stored = conn.execute("SELECT count(*) FROM readings WHERE system_id = %s", (device_system,)).fetchone()
+    assert stored == (5,)
+    # Another tenant neither sees the system nor can take its id
+    other = token(stack, tenant="e2e-other")
+    assert http("GET", f"{stack.api}/api/v1/systems/{device_system}", other).status == 404
+    taken = http("POST", f"{stack.api}/api/v1/systems", other, {"name": "mine", "id": device_system})
+    assert (taken.status, taken.body["error"]["code"]) == (409, "system_id_taken")
+
+
+def test_sluice_systems_import_registers_a_csv_through_the_api_idempotently(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    # Given a CSV of three systems, one of whose ids is the demo system's under another name, and a row that is no id
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    csv_file = tmp_path / "systems.csv"
+    csv_file.write_text(
+        f'id,name\n{first},import-press-1\n{second},"import press 2, hall B"\n,import-pump-3\n'
+        f"{SYSTEM},not-press-17\nnot-a-uuid,import-press-5\n",
+        encoding="utf-8",
+    )
+
+    # When it is imported twice, with the local stack's token
+    imported = stack.sluice("systems", "import", str(csv_file), "--api", stack.api)
+    again = stack.sluice("systems", "import", str(csv_file), "--api", stack.api)
+
+    # Then each row says what became of it, the second run creates nothing, and both exit 1 for the bad rows
+    assert imported.returncode == 1, imported.stderr
+    outcomes = [line.split()[:3] for line in imported.stdout.splitlines()[:-1]]
+    assert [outcome[:3] for outcome in outcomes] == [
+        ["line", "2:", "created"],
+        ["line", "3:", "created"],
+        ["line", "4:", "created"],
+        ["line", "5:", "system_id_taken"],
+        ["line", "6:", "invalid"],
+    ]
+    assert imported.stdout.splitlines()[-1] == "5 row(s): 3 created, 1 invalid, 1 system_id_taken"
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[-1] == "5 row(s): 3 exists, 1 invalid, 1 system_id_taken"
+    with psycopg.connect(stack.dsn) as conn:
+        registered = conn.execute(
+            "SELECT id::text, name FROM systems WHERE tenant_id = 'demo' AND name LIKE 'import%%' ORDER BY name"
+        ).fetchall()
+    assert [name for _, name in registered] == ["import press 2, hall B", "import-press-1", "import-pump-3"]
+    assert {first, second} <= {system_id for system_id, _ in registered}
+
+
+def test_sluice_systems_add_with_a_taken_id_is_an_error_not_another_id(stack: RunningStack) -> None:
+    taken = stack.sluice("systems", "add", "--tenant", "e2e-other", "--name", "press-17", "--id", SYSTEM)
+    chosen = str(uuid.uuid4())
+    added = stack.sluice("systems", "add", "--tenant", "e2e-other", "--name", "press-x", "--id", chosen)
+
+    assert taken.returncode == 1
+    assert f"system_id_taken: system id {SYSTEM} is registered already" in taken.stderr
+    assert taken.stdout == ""
+    assert (added.returncode, added.stdout.strip()) == (0, chosen)
+
+
 def test_a_drop_through_the_aws_cli_becomes_a_completed_job(stack: RunningStack, tmp_path: Path) -> None:
     bearer = token(stack)
     rows = [f"{SYSTEM},{SENSOR},{now_text(-100 - n)},{150 + n},bar,96" for n in range(50)]
@@ -311,6 +409,7 @@ EVENTS_OF = {
     "LoadWorkerFunction": ["load-worker-sqs-s3-incoming.json", "load-worker-sqs-s3-drop.json"],
     "JobStatusFunction": ["job-status-get.json", "job-status-list.json"],
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],
+    "SystemsFunction": ["systems-register.json", "systems-list.json", "systems-get.json", "systems-rename.json"],
     "HealthFunction": ["health.json", "health-deep.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],
 }

@@ -17,7 +17,12 @@ from psycopg import sql
 from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.migrations import SCHEMA_VERSION, Migration, MigrationRunner
 from sluice.models.jobs import JobStatus
-from sluice.settings import get_health_settings, get_load_worker_settings, get_quarantine_settings
+from sluice.settings import (
+    get_health_settings,
+    get_load_worker_settings,
+    get_quarantine_settings,
+    get_systems_settings,
+)
 from sluice_tools.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
 
@@ -26,11 +31,12 @@ from ..lambdas import handler_module
 from ..scratch import scratch_database
 from ..worker_harness import WorkerHarness
 
-GROUPS = ("sluice_worker", "sluice_reviewer", "sluice_reader")
+GROUPS = ("sluice_worker", "sluice_reviewer", "sluice_registrar", "sluice_reader")
 SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
 NOW = datetime.now(UTC).replace(microsecond=0)
 REVIEWER = claims("quarantine:read quarantine:review", sub="operator-anna")
-SETTINGS = (get_load_worker_settings, get_quarantine_settings, get_health_settings)
+REGISTRAR = claims("systems:read systems:write", sub="operator-anna")
+SETTINGS = (get_load_worker_settings, get_quarantine_settings, get_systems_settings, get_health_settings)
 
 
 def stamp(at: datetime) -> str:
@@ -64,10 +70,12 @@ def secret_for(dsn: str) -> str:
 
 @dataclass
 class Functions:
-    """The three database functions, each warm with its own role's connection; the owner's DSN for checks."""
+    """The four database functions of the API and the worker, each warm with its own role's connection; the owner's
+    DSN for checks."""
 
     worker: WorkerHarness
     quarantine: ModuleType
+    systems: ModuleType
     health: ModuleType
     owner_dsn: str
     system_id: UUID
@@ -95,15 +103,17 @@ class Functions:
 def functions(
     aws_stack: StackContext, migrated_db: str, logins: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Functions]:
-    """LoadWorkerFunction, QuarantineFunction and HealthFunction with the template's environments, imported cold.
-    They share this process, so each one's settings and connector are built (and kept, as in a warm execution
-    environment) while SLUICE_DB_SECRET_ARN names its own secret, as the template gives each function its own."""
+    """LoadWorkerFunction, QuarantineFunction, SystemsFunction and HealthFunction with the template's environments,
+    imported cold. They share this process, so each one's settings and connector are built (and kept, as in a warm
+    execution environment) while SLUICE_DB_SECRET_ARN names its own secret, as the template gives each function its
+    own."""
     for settings in SETTINGS:
         settings.cache_clear()
     modules: dict[str, ModuleType] = {}
     for function, group in [
         ("LoadWorkerFunction", "sluice_worker"),
         ("QuarantineFunction", "sluice_reviewer"),
+        ("SystemsFunction", "sluice_registrar"),
         ("HealthFunction", "sluice_reader"),
     ]:
         for name, value in function_environment(aws_stack, function).items():
@@ -117,7 +127,14 @@ def functions(
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute("INSERT INTO systems (id, tenant_id, name) VALUES (%s, %s, 'press-17')", (system_id, TENANT))
     worker = WorkerHarness(modules["LoadWorkerFunction"], aws_stack, migrated_db)
-    yield Functions(worker, modules["QuarantineFunction"], modules["HealthFunction"], migrated_db, system_id)
+    yield Functions(
+        worker,
+        modules["QuarantineFunction"],
+        modules["SystemsFunction"],
+        modules["HealthFunction"],
+        migrated_db,
+        system_id,
+    )
     for module in modules.values():
         module.get_service().connector.close()
     for settings in SETTINGS:
@@ -203,6 +220,28 @@ def review(functions: Functions, row_id: int, body: dict[str, Any]) -> Any:
     return call(functions.quarantine, "POST", f"/api/v1/quarantine/{row_id}/review", verified=REVIEWER, body=body)
 
 
+def test_the_registrar_registers_renames_and_reads_figures_as_its_role(functions: Functions) -> None:
+    # Readings and a pending row for the fixture's system, loaded by the worker; then a system of an id a device sent.
+    functions.load([reading(NOW - timedelta(hours=1)), reading(NOW, value=950.0)])
+    wanted = uuid4()
+
+    def systems(method: str, path: str, body: Any = None) -> Any:
+        return call(functions.systems, method, path, verified=REGISTRAR, body=body)
+
+    created = systems("POST", "/api/v1/systems", {"name": "press-18", "id": str(wanted)})
+    again = systems("POST", "/api/v1/systems", {"name": "press-18", "id": str(wanted)})
+    renamed = systems("PATCH", f"/api/v1/systems/{wanted}", {"name": "press-18b"})
+    taken = systems("PATCH", f"/api/v1/systems/{wanted}", {"name": "press-17"})
+    listed = systems("GET", "/api/v1/systems")
+
+    assert functions.users()["sluice-systems"].endswith("_sluice_registrar")
+    assert (created.status, again.status, renamed.status) == (201, 200, 200)
+    assert (taken.status, taken.error["code"]) == (409, "name_taken")
+    figures = {item["name"]: (item["readings_24h"], item["pending_quarantine"]) for item in listed.body["items"]}
+    assert figures == {"press-17": (1, 1), "press-18b": (0, 0)}
+    assert functions.owner("SELECT name FROM systems WHERE id = %s", wanted) == [("press-18b",)]
+
+
 def test_the_deep_health_check_reads_the_schema_version_as_the_reader(functions: Functions) -> None:
     answer = call(functions.health, "GET", "/health/deep", verified=claims("ops:read", tenant=None))
 
@@ -273,6 +312,24 @@ REFUSED: dict[str, list[LiteralString]] = {
         NEW_SYSTEM,
         DROP_OLD_CHUNKS,
         "DROP TABLE quarantined_readings",
+        NEW_TABLE,
+    ],
+    "sluice_registrar": [
+        "SELECT value FROM readings",
+        "SELECT * FROM readings",
+        NEW_READING,
+        "SELECT raw FROM quarantined_readings",
+        "SELECT * FROM quarantined_readings",
+        NEW_QUARANTINE_ROW,
+        "UPDATE quarantined_readings SET review_status = 'rejected'",
+        "UPDATE systems SET tenant_id = 'other'",
+        "UPDATE systems SET id = gen_random_uuid()",
+        "DELETE FROM systems",
+        "TRUNCATE systems",
+        "SELECT * FROM ingest_ledger",
+        "SELECT * FROM job_reviews",
+        DROP_OLD_CHUNKS,
+        "DROP TABLE systems",
         NEW_TABLE,
     ],
     "sluice_reader": [
@@ -350,7 +407,7 @@ def test_down_revokes_this_databases_grants_and_keeps_the_roles_another_database
         with psycopg.connect(other) as conn:
             assert conn.execute(
                 "SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(GROUPS),)
-            ).fetchone() == (3,)
+            ).fetchone() == (len(GROUPS),)
         with psycopg.connect(logins["sluice_worker"]) as worker, pytest.raises(psycopg.errors.InsufficientPrivilege):
             worker.execute("SELECT id FROM systems")
 

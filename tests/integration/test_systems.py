@@ -5,7 +5,8 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from sluice_tools.systems import add_system, list_systems
+from sluice_tools.local.stack import register_demo_system
+from sluice_tools.systems import SystemRegistrationError, add_system, list_systems
 
 pytestmark = pytest.mark.db
 
@@ -24,13 +25,24 @@ def test_a_system_is_added_once_and_listed_per_tenant(conn: psycopg.Connection[t
     assert [system.id for system in list_systems(conn, "other")] == [other.id]
 
 
-def test_a_wanted_id_that_is_taken_gives_the_system_a_new_one(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_a_wanted_id_that_is_taken_is_an_error_never_another_id(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     add_system(conn, "demo", "press-17", WANTED)
 
-    taken, new = add_system(conn, "acme", "press-1", WANTED)
+    with pytest.raises(SystemRegistrationError, match=f"system_id_taken: system id {WANTED} is registered already"):
+        add_system(conn, "acme", "press-1", WANTED)
+    with pytest.raises(SystemRegistrationError, match="registered as 'press-17'"):
+        add_system(conn, "demo", "press-18", WANTED)
+    with pytest.raises(SystemRegistrationError, match="name_taken"):
+        add_system(conn, "demo", "press-17", UUID("7d2e4b1a-5c3f-4e60-9a81-b2c3d4e5f607"))
 
-    assert new
-    assert taken.id != WANTED
+    assert [
+        (system.tenant_id, system.name) for system in (*list_systems(conn, "demo"), *list_systems(conn, "acme"))
+    ] == [("demo", "press-17")]
+
+
+def test_a_name_the_api_would_refuse_is_refused(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    with pytest.raises(SystemRegistrationError, match="control characters"):
+        add_system(conn, "demo", "press\n17")
 
 
 @pytest.mark.parametrize(("tenant", "name"), [("", "press"), ("demo", " ")])
@@ -39,3 +51,15 @@ def test_a_system_needs_a_tenant_and_a_name(
 ) -> None:
     with pytest.raises(ValueError, match="needs a tenant and a name"):
         add_system(conn, tenant, name)
+
+
+def test_the_local_stack_starts_with_its_demo_system_renamed(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    first = register_demo_system(conn, "demo", "press-17")
+    conn.execute("UPDATE systems SET name = 'press-17 (hall 2)' WHERE id = %s", (WANTED,))
+
+    again = register_demo_system(conn, "demo", "press-17")
+
+    assert first == (str(WANTED), None)
+    assert again[0] == str(WANTED)
+    assert again[1] is not None
+    assert "registered as 'press-17 (hall 2)'" in again[1]

@@ -41,6 +41,10 @@ READ_SIDE_EVENTS = {
     "quarantine-list.json": ("GET /api/v1/quarantine", {"quarantine:read"}),
     "quarantine-review.json": ("POST /api/v1/quarantine/{id}/review", {"quarantine:review"}),
     "quarantine-review-bulk.json": ("POST /api/v1/quarantine/review", {"quarantine:review"}),
+    "systems-list.json": ("GET /api/v1/systems", {"systems:read"}),
+    "systems-get.json": ("GET /api/v1/systems/{system_id}", {"systems:read"}),
+    "systems-register.json": ("POST /api/v1/systems", {"systems:write"}),
+    "systems-rename.json": ("PATCH /api/v1/systems/{system_id}", {"systems:write"}),
     "health-deep.json": ("GET /health/deep", {"ops:read"}),
 }
 
@@ -60,7 +64,7 @@ def test_read_side_events_name_their_route_and_carry_its_scope() -> None:
         assert event.raw_event["routeKey"] == route_key, name
         assert event.request_context.authorizer.jwt_claim["tenant_id"] == "demo", name
         assert scopes <= set(event.request_context.authorizer.jwt_scopes or ()), name
-        assert (event.body is not None) == (event.http_method == "POST"), name
+        assert (event.body is not None) == (event.http_method in {"POST", "PATCH"}), name
 
 
 def test_the_health_probe_event_carries_no_token() -> None:

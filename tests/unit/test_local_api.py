@@ -61,6 +61,10 @@ TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [
         {"id": "42"},
     ),
     ("POST", "/api/v1/quarantine/review", "QuarantineFunction", "POST /api/v1/quarantine/review", {}),
+    ("GET", "/api/v1/systems", "SystemsFunction", "GET /api/v1/systems", {}),
+    ("POST", "/api/v1/systems", "SystemsFunction", "POST /api/v1/systems", {}),
+    ("GET", "/api/v1/systems/s-1", "SystemsFunction", "GET /api/v1/systems/{system_id}", {"system_id": "s-1"}),
+    ("PATCH", "/api/v1/systems/s-1", "SystemsFunction", "PATCH /api/v1/systems/{system_id}", {"system_id": "s-1"}),
     ("GET", "/health", "HealthFunction", "GET /health", {}),
     ("GET", "/health/deep", "HealthFunction", "GET /health/deep", {}),
 ]

@@ -57,11 +57,13 @@ def test_each_database_secret_parameter_names_a_secret_of_its_own() -> None:
         "DatabaseSecretArn": f"{arn}database",
         "WorkerDatabaseSecretArn": f"{arn}database-worker",
         "ReviewDatabaseSecretArn": f"{arn}database-reviewer",
+        "SystemsDatabaseSecretArn": f"{arn}database-registrar",
         "ReadOnlyDatabaseSecretArn": f"{arn}database-reader",
     }
     assert [(login.user, login.group) for login in DATABASE_LOGINS] == [
         ("sluice_worker_login", "sluice_worker"),
         ("sluice_reviewer_login", "sluice_reviewer"),
+        ("sluice_registrar_login", "sluice_registrar"),
         ("sluice_reader_login", "sluice_reader"),
     ]
 
@@ -92,6 +94,7 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
     }
     assert secrets["LoadWorkerFunction"].endswith(":secret:sluice-local/database-worker")
     assert secrets["QuarantineFunction"].endswith(":secret:sluice-local/database-reviewer")
+    assert secrets["SystemsFunction"].endswith(":secret:sluice-local/database-registrar")
     assert secrets["HealthFunction"].endswith(":secret:sluice-local/database-reader")
 
 

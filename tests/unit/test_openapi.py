@@ -25,12 +25,14 @@ from sluice.errors import (
     IdempotencyInProgressError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
+    NameTakenError,
     NotFoundError,
     NotPendingError,
     PayloadTooLargeError,
     RateLimitedError,
     ReadingInvalidError,
     RequestError,
+    SystemIdTakenError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
@@ -42,6 +44,8 @@ from sluice.models.api import (
     QUARANTINE_PAGE_DEFAULT,
     QUARANTINE_PAGE_MAX,
     REVIEW_NOTES_MAX,
+    SYSTEM_PAGE_DEFAULT,
+    SYSTEM_PAGE_MAX,
     BulkReviewRequest,
     BulkReviewResult,
     DeepHealth,
@@ -65,6 +69,11 @@ from sluice.models.api import (
     UploadCreated,
     UploadForm,
     UploadRequest,
+    SystemCreate,
+    SystemPage,
+    SystemQuery,
+    SystemRename,
+    SystemView,
 )
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
@@ -88,6 +97,10 @@ LIST_QUARANTINE: Operation = ("/api/v1/quarantine", "get")
 GET_QUARANTINED: Operation = ("/api/v1/quarantine/{id}", "get")
 REVIEW: Operation = ("/api/v1/quarantine/{id}/review", "post")
 BULK_REVIEW: Operation = ("/api/v1/quarantine/review", "post")
+LIST_SYSTEMS: Operation = ("/api/v1/systems", "get")
+REGISTER_SYSTEM: Operation = ("/api/v1/systems", "post")
+GET_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "get")
+RENAME_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "patch")
 HEALTH: Operation = ("/health", "get")
 DEEP_HEALTH: Operation = ("/health/deep", "get")
 OPERATIONS = [
@@ -99,6 +112,10 @@ OPERATIONS = [
     GET_QUARANTINED,
     REVIEW,
     BULK_REVIEW,
+    LIST_SYSTEMS,
+    REGISTER_SYSTEM,
+    GET_SYSTEM,
+    RENAME_SYSTEM,
     HEALTH,
     DEEP_HEALTH,
 ]
@@ -154,6 +171,29 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
         UnsupportedMediaTypeError,
         RateLimitedError,
     },
+    LIST_SYSTEMS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    REGISTER_SYSTEM: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        NameTakenError,
+        SystemIdTakenError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        RateLimitedError,
+    },
+    GET_SYSTEM: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    RENAME_SYSTEM: {
+        InvalidRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        NameTakenError,
+        PayloadTooLargeError,
+        UnsupportedMediaTypeError,
+        RateLimitedError,
+    },
     HEALTH: {NotFoundError},
     DEEP_HEALTH: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
 }
@@ -167,6 +207,11 @@ ANSWERS: dict[Operation, dict[int, str]] = {
     GET_QUARANTINED: {200: "QuarantineItem"},
     REVIEW: {200: "QuarantineItem"},
     BULK_REVIEW: {200: "BulkReviewResult"},
+    LIST_SYSTEMS: {200: "SystemPage"},
+    # 201 when the request registered the system, 200 when it was registered before (idempotent).
+    REGISTER_SYSTEM: {200: "SystemView", 201: "SystemView"},
+    GET_SYSTEM: {200: "SystemView"},
+    RENAME_SYSTEM: {200: "SystemView"},
     HEALTH: {200: "Health"},
     # A failed check is a report (503 with the same body), not an error.
     DEEP_HEALTH: {200: "DeepHealth", 503: "DeepHealth"},
@@ -190,6 +235,10 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "BulkReviewRequest": BulkReviewRequest,
     "ReviewOutcome": ReviewOutcome,
     "BulkReviewResult": BulkReviewResult,
+    "SystemCreate": SystemCreate,
+    "SystemRename": SystemRename,
+    "SystemView": SystemView,
+    "SystemPage": SystemPage,
     "Health": Health,
     "HealthCheck": HealthCheck,
     "DeepHealth": DeepHealth,
@@ -207,7 +256,11 @@ SCHEMA_ENUMS: dict[str, type[StrEnum]] = {
     "Unit": Unit,
 }
 # A listing's query parameters are its query model's fields.
-QUERY_MODELS: dict[Operation, type[BaseModel]] = {LIST_JOBS: JobQuery, LIST_QUARANTINE: QuarantineQuery}
+QUERY_MODELS: dict[Operation, type[BaseModel]] = {
+    LIST_JOBS: JobQuery,
+    LIST_QUARANTINE: QuarantineQuery,
+    LIST_SYSTEMS: SystemQuery,
+}
 
 
 @cache
@@ -365,7 +418,7 @@ def test_every_operation_has_one_declared_tag_and_every_tag_is_used() -> None:
     declared = {tag["name"] for tag in spec()["tags"]}
     used = {tag for op in OPERATIONS for tag in operation(op)["tags"]}
 
-    assert declared == {"ingest", "jobs", "quarantine", "health"}
+    assert declared == {"ingest", "jobs", "quarantine", "systems", "health"}
     assert all(tag["description"] for tag in spec()["tags"])
     assert used == declared
     for op in OPERATIONS:
@@ -414,7 +467,15 @@ def test_a_greedy_route_is_documented_as_accepting_a_trailing_slash() -> None:
 def test_every_scope_an_operation_requires_is_declared() -> None:
     declared = set(spec()["components"]["securitySchemes"]["jwt"]["flows"]["clientCredentials"]["scopes"])
 
-    assert declared == {"ingest:write", "jobs:read", "quarantine:read", "quarantine:review", "ops:read"}
+    assert declared == {
+        "ingest:write",
+        "jobs:read",
+        "quarantine:read",
+        "quarantine:review",
+        "systems:read",
+        "systems:write",
+        "ops:read",
+    }
     assert {scope for op in OPERATIONS for scope in required_scopes(op)} == declared
 
 
@@ -460,6 +521,7 @@ FUNCTION_SETTINGS = (
     settings.get_ingest_api_settings,
     settings.get_job_status_settings,
     settings.get_quarantine_settings,
+    settings.get_systems_settings,
     settings.get_health_settings,
 )
 UNKNOWN_PATH = "/api/v1/nothing-here"
@@ -643,12 +705,18 @@ def test_the_page_sizes_are_the_models() -> None:
         BULK_REVIEW_MAX,
     )
     assert (bulk["ids"]["minItems"], bulk["ids"]["maxItems"]) == (1, BULK_REVIEW_MAX)
+    systems_limit = query_parameters(LIST_SYSTEMS)["limit"]["schema"]
+    assert (systems_limit["minimum"], systems_limit["default"], systems_limit["maximum"]) == (
+        1,
+        SYSTEM_PAGE_DEFAULT,
+        SYSTEM_PAGE_MAX,
+    )
 
 
 def test_a_cursor_is_as_long_as_the_models_allow() -> None:
     cursor_limits = {
         model.model_json_schema()["properties"]["cursor"]["anyOf"][0]["maxLength"]
-        for model in (JobQuery, QuarantineQuery, BulkReviewRequest)
+        for model in (JobQuery, QuarantineQuery, SystemQuery, BulkReviewRequest)
     }
     documented = {
         query_parameters(LIST_JOBS)["cursor"]["schema"]["maxLength"],

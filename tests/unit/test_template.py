@@ -21,6 +21,7 @@ from sluice.settings import (
     MaintenanceSettings,
     QuarantineSettings,
     TokenClaimsSettings,
+    SystemsSettings,
 )
 from sluice_tools.local.api import http_api_routes
 from sluice_tools.local.auth import jwt_authorizers
@@ -42,6 +43,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "LoadWorkerFunction": LoadWorkerSettings,
     "JobStatusFunction": JobStatusSettings,
     "QuarantineFunction": QuarantineSettings,
+    "SystemsFunction": SystemsSettings,
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
@@ -74,7 +76,7 @@ def bare_scopes(route: dict[str, Any]) -> list[str]:
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert len(routes) == 10
+    assert len(routes) == 14
     for _, route in routes:
         authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
         if authorizer is None:
@@ -99,6 +101,8 @@ def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:
     assert scopes["/api/v1/quarantine", "GET"] == scopes["/api/v1/quarantine/{id}", "GET"] == ["quarantine:read"]
     assert scopes["/api/v1/quarantine/{id}/review", "POST"] == ["quarantine:review"]
     assert scopes["/api/v1/quarantine/review", "POST"] == ["quarantine:review"]
+    assert scopes["/api/v1/systems", "GET"] == scopes["/api/v1/systems/{system_id}", "GET"] == ["systems:read"]
+    assert scopes["/api/v1/systems", "POST"] == scopes["/api/v1/systems/{system_id}", "PATCH"] == ["systems:write"]
 
 
 def test_job_status_never_touches_the_database() -> None:
@@ -201,6 +205,7 @@ SECRET_PARAMETERS = (
     "DatabaseSecretArn",
     "WorkerDatabaseSecretArn",
     "ReviewDatabaseSecretArn",
+    "SystemsDatabaseSecretArn",
     "ReadOnlyDatabaseSecretArn",
 )
 
@@ -228,7 +233,8 @@ def test_the_environment_the_template_gives_satisfies_the_settings(
 
 
 @pytest.mark.parametrize(
-    "function", ["LoadWorkerFunction", "QuarantineFunction", "HealthFunction", "MaintenanceFunction"]
+    "function",
+    ["LoadWorkerFunction", "QuarantineFunction", "SystemsFunction", "HealthFunction", "MaintenanceFunction"],
 )
 def test_a_deployment_without_its_database_secret_fails_the_settings_naming_it(
     function: str, monkeypatch: pytest.MonkeyPatch
@@ -259,6 +265,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         # Each connects as a login user of its own role (migration 0004); the owner's DatabaseSecretArn is not theirs.
         ("LoadWorkerFunction", "WorkerDatabaseSecretArn"),
         ("QuarantineFunction", "ReviewDatabaseSecretArn"),
+        ("SystemsFunction", "SystemsDatabaseSecretArn"),
         ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
     ],
 )
@@ -372,6 +379,7 @@ READ_LIMIT = {
     "SLUICE_READ_RATE_LIMIT_REQUESTS": {"Ref": "ReadRateLimitRequests"},
     "SLUICE_RATE_LIMIT_WINDOW_SECONDS": {"Ref": "RateLimitWindowSeconds"},
 }
+SYSTEMS_WRITE_LIMIT = {"SLUICE_SYSTEMS_WRITE_RATE_LIMIT_REQUESTS": {"Ref": "SystemsWriteRateLimitRequests"}}
 REVIEW_LIMIT = {
     "SLUICE_REVIEW_RATE_LIMIT_REQUESTS": {"Ref": "ReviewRateLimitRequests"},
     "SLUICE_REVIEW_MAX_ROWS_PER_REQUEST": {"Ref": "ReviewMaxRowsPerRequest"},
@@ -384,6 +392,7 @@ REVIEW_LIMIT = {
     [
         ("JobStatusFunction", READ_LIMIT),
         ("QuarantineFunction", READ_LIMIT | REVIEW_LIMIT),
+        ("SystemsFunction", READ_LIMIT | SYSTEMS_WRITE_LIMIT),
         ("HealthFunction", READ_LIMIT),
     ],
 )
@@ -422,7 +431,7 @@ def test_the_database_backed_read_functions_have_a_concurrency_cap() -> None:
         if function["Properties"].get("ReservedConcurrentExecutions") == {"Ref": "ReadMaxConcurrency"}
     }
 
-    assert capped == {"QuarantineFunction", "HealthFunction"}
+    assert capped == {"QuarantineFunction", "SystemsFunction", "HealthFunction"}
 
 
 def test_every_database_function_verifies_the_servers_certificate_against_the_parameters_roots() -> None:
@@ -435,6 +444,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
     assert set(database_functions) == {
         "LoadWorkerFunction",
         "QuarantineFunction",
+        "SystemsFunction",
         "HealthFunction",
         "MaintenanceFunction",
     }
@@ -458,7 +468,13 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         if function["Properties"].get("VpcConfig") == vpc_config
     }
 
-    assert in_vpc == {"LoadWorkerFunction", "QuarantineFunction", "HealthFunction", "MaintenanceFunction"}
+    assert in_vpc == {
+        "LoadWorkerFunction",
+        "QuarantineFunction",
+        "SystemsFunction",
+        "HealthFunction",
+        "MaintenanceFunction",
+    }
     assert "VpcConfig" not in template()["Globals"]["Function"]
 
 

@@ -2,7 +2,8 @@
 
 sluice serve                     the local stack (``make run`` starts the database and moto, then this)
 sluice token --tenant T --sub S  a JWT the local authorizer accepts
-sluice systems add|list          register a tenant's systems
+sluice systems add|list          register a tenant's systems (in the database)
+sluice systems import FILE.csv   register a CSV of id,name rows through the API
 sluice invoke <LogicalId> -e F   one function, one event, like ``sam local invoke``
 sluice demo                      a batch through the API and a drop through S3, end to end
 sluice redrive [--dry-run]       parked batches: IngestDeadLetterQueue back to IngestQueue
@@ -10,6 +11,7 @@ sluice redrive [--dry-run]       parked batches: IngestDeadLetterQueue back to I
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,6 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 
@@ -90,12 +93,18 @@ def token(args: argparse.Namespace) -> int:
 
 
 def systems(args: argparse.Namespace) -> int:
-    """Register or list a tenant's systems in the database ``SLUICE_DB_DSN`` names."""
-    from sluice_tools.systems import add_system, list_systems  # noqa: PLC0415
+    """Register or list a tenant's systems in the database ``SLUICE_DB_DSN`` names, or import a CSV through the API."""
+    from sluice_tools.systems import SystemRegistrationError, add_system, list_systems  # noqa: PLC0415
 
+    if args.action == "import":
+        return import_systems(args)
     with psycopg.connect(_dsn(), autocommit=True) as conn:
         if args.action == "add":
-            system, new = add_system(conn, args.tenant, args.name)
+            try:
+                system, new = add_system(conn, args.tenant, args.name, args.id)
+            except SystemRegistrationError as exc:
+                print(f"sluice systems add: {exc}", file=sys.stderr)
+                return 1
             if not new:
                 print(f"sluice: {args.name!r} was registered for {args.tenant!r} already", file=sys.stderr)
             print(system.id)
@@ -103,6 +112,35 @@ def systems(args: argparse.Namespace) -> int:
         for system in list_systems(conn, args.tenant):
             print(f"{system.id}  {system.created_at:%Y-%m-%dT%H:%M:%SZ}  {system.name}")
     return 0
+
+
+def import_systems(args: argparse.Namespace) -> int:
+    """Register each ``id,name`` row of a CSV through ``POST /api/v1/systems``; exit status 1 when any row failed."""
+    from sluice_tools.systems import FAILED, ImportAbortedError, api_sender, summary  # noqa: PLC0415
+    from sluice_tools.systems import import_systems as import_file  # noqa: PLC0415
+
+    bearer = args.token or os.environ.get("SLUICE_TOKEN")
+    if not bearer:  # the local stack's: minted like `sluice token`, with the systems scopes only
+        from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415
+
+        root = _root(args)
+        bearer, _ = local_token(
+            planned_context(root, moto_endpoint=DEFAULT_MOTO),
+            root / ".local",
+            tenant=args.tenant,
+            subject=args.sub,
+            scope="systems:read systems:write",
+        )
+    try:
+        outcomes = import_file(args.file, api_sender(args.api, bearer), lambda line: print(line, flush=True))
+    except (OSError, ValueError) as exc:
+        print(f"sluice systems import: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except ImportAbortedError as exc:
+        print(f"sluice systems import: stopped: {exc}", file=sys.stderr)
+        return 1
+    print(summary(outcomes))
+    return 1 if any(outcome.outcome in FAILED for outcome in outcomes) else 0
 
 
 def invoke(args: argparse.Namespace) -> int:
@@ -271,8 +309,29 @@ def parser() -> argparse.ArgumentParser:
     add_command = actions.add_parser("add", help="register a system; prints its id")
     add_command.add_argument("--tenant", required=True)
     add_command.add_argument("--name", required=True)
+    add_command.add_argument(
+        "--id", type=UUID, help="the UUID its devices send (an error when another system has it; default: a new one)"
+    )
     list_command = actions.add_parser("list", help="the tenant's systems")
     list_command.add_argument("--tenant", required=True)
+    import_command = actions.add_parser(
+        "import",
+        help="register the id,name rows of a CSV through the API, idempotently; prints each row's outcome",
+        description=(
+            "Registers each row of FILE (a header line id,name, then one system a line; an empty id lets Sluice"
+            " choose) through POST /api/v1/systems, and prints each row's outcome with its line number: created,"
+            " exists, name_taken, system_id_taken or invalid. Importing a file again creates nothing new. Exit status"
+            " 1 when any row was not registered."
+        ),
+    )
+    import_command.add_argument("file", type=Path, help="the CSV (UTF-8)")
+    import_command.add_argument("--api", default=DEFAULT_API, help=f"the HTTP API (default {DEFAULT_API})")
+    import_command.add_argument(
+        "--token",
+        help="a bearer token with systems:write (default: $SLUICE_TOKEN, else one minted for the local stack)",
+    )
+    import_command.add_argument("--tenant", default="demo", help="the local stack's token's tenant (default demo)")
+    import_command.add_argument("--sub", default="sluice-import", help="the local stack's token's principal")
     systems_command.set_defaults(run=systems)
 
     invoke_command = commands.add_parser("invoke", help=invoke.__doc__)

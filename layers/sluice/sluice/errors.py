@@ -137,3 +137,16 @@ class ReadingInvalidError(RequestError):
     """A reading approved or fixed by a reviewer still breaks a rule (422); it stays pending."""
 
     code = "reading_invalid"
+
+
+class NameTakenError(RequestError):
+    """Another system of the tenant has the name (409)."""
+
+    code = "name_taken"
+
+
+class SystemIdTakenError(RequestError):
+    """A system id that is registered already: under another tenant (never said whose), or under this tenant with
+    another name (409)."""
+
+    code = "system_id_taken"

@@ -169,6 +169,17 @@ class QuarantineSettings(FunctionDatabaseSettings, ReadLimitSettings):
         return self
 
 
+class SystemsSettings(FunctionDatabaseSettings, ReadLimitSettings):
+    """SystemsFunction: the database it registers systems in, whose claims to trust, and the read and write limits."""
+
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    # A registration is a few short statements and a page's figures a few index scans: anything slower is a fault.
+    db_statement_timeout_ms: int = Field(default=5_000, gt=0)
+    # Registrations and renames (POST, PATCH) one principal may make per window: an import of hundreds of systems
+    # runs at this pace, apart from the principal's reads.
+    systems_write_rate_limit_requests: int = Field(default=120, ge=1)
+
+
 class HealthSettings(FunctionDatabaseSettings, ReadLimitSettings):
     """HealthFunction: everything its deep check reaches, and the read limit of the deep check."""
 
@@ -253,6 +264,12 @@ def get_job_status_settings() -> JobStatusSettings:
 def get_quarantine_settings() -> QuarantineSettings:
     """Return QuarantineFunction's settings, validated on first use."""
     return QuarantineSettings()
+
+
+@cache
+def get_systems_settings() -> SystemsSettings:
+    """Return SystemsFunction's settings, validated on first use."""
+    return SystemsSettings()
 
 
 @cache

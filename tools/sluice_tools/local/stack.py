@@ -36,7 +36,7 @@ from sluice_tools.local.template import (
     function_environment,
     load_template,
 )
-from sluice_tools.systems import add_system
+from sluice_tools.systems import SystemRegistrationError, add_system
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -80,7 +80,7 @@ class LocalStackOptions:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseLogin:
-    """A login user the local functions connect as: a member of one of migration 0004's group roles, with its own
+    """A login user the local functions connect as: a member of one of the migrations' group roles, with its own
     secret standing in for one of the template's database secret parameters."""
 
     parameter: str
@@ -93,6 +93,7 @@ class DatabaseLogin:
 DATABASE_LOGINS: Final = (
     DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
     DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
+    DatabaseLogin("SystemsDatabaseSecretArn", "sluice_registrar_login", "sluice_registrar", "registrar"),
     DatabaseLogin("ReadOnlyDatabaseSecretArn", "sluice_reader_login", "sluice_reader", "reader"),
 )
 
@@ -241,6 +242,16 @@ def local_token(  # noqa: PLR0913 - each is a claim or where the key is
         lifetime_s=lifetime_s,
     )
     return SigningKey.load_or_create(local_dir).mint(claims), claims
+
+
+def register_demo_system(conn: psycopg.Connection[Any], tenant: str, name: str) -> tuple[str, str | None]:
+    """The demo system's id, registered when missing; with why it could not be, when it could not (its id renamed
+    through the API, say, or another tenant's), so that the stack still starts and says so."""
+    try:
+        system, _ = add_system(conn, tenant, name, DEMO_SYSTEM_ID)
+    except SystemRegistrationError as exc:
+        return str(DEMO_SYSTEM_ID), f"the demo system {name!r} was not registered: {exc}"
+    return str(system.id), None
 
 
 def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[str, str]]:
@@ -411,8 +422,9 @@ class LocalStack:
                     QueueUrl=source.queue_url, Attributes={"VisibilityTimeout": str(options.visibility_timeout_s)}
                 )
         with psycopg.connect(options.database_dsn, autocommit=True) as conn:
-            system, _ = add_system(conn, options.demo_tenant, options.demo_system, DEMO_SYSTEM_ID)
-        self.demo_system_id = str(system.id)
+            self.demo_system_id, warning = register_demo_system(conn, options.demo_tenant, options.demo_system)
+        if warning is not None:
+            print(f"warning: {warning}", file=self._out, flush=True)
 
         specs = local_function_specs(context, options.root, options.moto_endpoint, options.env_overrides)
         log_dir = options.local_dir / "logs"

@@ -22,6 +22,7 @@ INGEST_BUDGET = "ingest"
 READ_BUDGET = "read"
 REVIEW_BUDGET = "review"
 REVIEWED_ROWS_BUDGET = "review-rows"
+SYSTEMS_WRITE_BUDGET = "systems-write"
 # The reviewed-rows budget is stated per minute.
 REVIEWED_ROWS_WINDOW_S = 60
 

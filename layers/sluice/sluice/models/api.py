@@ -17,13 +17,16 @@ from sluice.limits import (
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
-from sluice.models.types import JobId, Quality, SensorId, SystemId, UtcTimestamp
+from sluice.models.types import JobId, Quality, SensorId, SystemId, SystemName, UtcTimestamp
 
 JOB_PAGE_DEFAULT = 25
 JOB_PAGE_MAX = 100
 QUARANTINE_PAGE_DEFAULT = 100
 QUARANTINE_PAGE_MAX = 500
 BULK_REVIEW_MAX = 500
+# Each system on a page costs three index lookups (its latest reading, its readings of 24 hours, its pending rows).
+SYSTEM_PAGE_DEFAULT = 50
+SYSTEM_PAGE_MAX = 100
 REVIEW_NOTES_MAX = 2000
 
 
@@ -281,6 +284,48 @@ class BulkReviewResult(ApiModel):
     results: list[ReviewOutcome]
     reviewed: int
     failed: int
+    next_cursor: str | None
+
+
+class SystemQuery(ApiModel):
+    """The query of ``GET /api/v1/systems``."""
+
+    limit: int = Field(default=SYSTEM_PAGE_DEFAULT, ge=1, le=SYSTEM_PAGE_MAX)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+class SystemCreate(ApiModel):
+    """The body of ``POST /api/v1/systems``: a name, and the id the tenant's devices already send (else Sluice
+    chooses one)."""
+
+    name: SystemName
+    id: SystemId | None = None
+
+
+class SystemRename(ApiModel):
+    """The body of ``PATCH /api/v1/systems/{system_id}``."""
+
+    name: SystemName
+
+
+class SystemView(ApiModel):
+    """A registered system and what has lately reached Sluice for it."""
+
+    id: SystemId
+    name: str
+    created_at: datetime
+    # The newest reading stored for the system (by the reading's own timestamp); null when none is.
+    last_reading_at: datetime | None
+    # Readings stored for the system whose timestamps fall in the 24 hours before the answer.
+    readings_24h: int = Field(ge=0)
+    # The tenant's quarantined readings naming the system that wait for review.
+    pending_quarantine: int = Field(ge=0)
+
+
+class SystemPage(ApiModel):
+    """One page of a tenant's systems, by name; ``next_cursor`` is null on the last page."""
+
+    items: list[SystemView]
     next_cursor: str | None
 
 

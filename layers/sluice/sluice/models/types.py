@@ -1,9 +1,16 @@
 """Constrained types shared by every model: one definition each."""
 
-from typing import Annotated
+import unicodedata
+from typing import Annotated, Final
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+# A system's name, as shown in listings and consoles: at most this many characters once trimmed.
+SYSTEM_NAME_MAX: Final = 200
+# Control characters (NUL among them, which PostgreSQL's text cannot hold), lone surrogates (no UTF-8 for them) and
+# the line and paragraph separators: none belongs in a name shown on one line.
+_UNPRINTABLE: Final = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 SensorId = Annotated[UUID, Field(description="Sensor identifier (UUID)")]
 SystemId = Annotated[UUID, Field(description="Hydraulic system identifier (UUID)")]
@@ -17,3 +24,22 @@ TenantId = Annotated[
 Principal = Annotated[str, StringConstraints(min_length=1, max_length=256), Field(description="JWT subject")]
 Quality = Annotated[int, Field(ge=0, le=100, description="Signal quality, 0..100")]
 UtcTimestamp = Annotated[AwareDatetime, Field(description="RFC 3339 timestamp with an offset")]
+
+
+def system_name(text: str) -> str:
+    """A system's name as stored: ``text`` without surrounding white space, 1 to ``SYSTEM_NAME_MAX`` characters and
+    none of them a control character. Raises ValueError (a 400 naming the field, at the edge)."""
+    name = text.strip()
+    if not name:
+        raise ValueError("must hold a character other than white space")
+    if len(name) > SYSTEM_NAME_MAX:
+        raise ValueError(f"{len(name)} characters once trimmed; at most {SYSTEM_NAME_MAX}")
+    unprintable = next((char for char in name if unicodedata.category(char) in _UNPRINTABLE), None)
+    if unprintable is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(unprintable):04X})")
+    return name
+
+
+SystemName = Annotated[
+    str, AfterValidator(system_name), Field(description="System name, unique per tenant (trimmed, 1..200 characters)")
+]

@@ -7,10 +7,11 @@ from sluice.domain.ratelimit import (
     REVIEW_BUDGET,
     REVIEWED_ROWS_BUDGET,
     REVIEWED_ROWS_WINDOW_S,
+    SYSTEMS_WRITE_BUDGET,
     PrincipalBudget,
     RateLimit,
 )
-from sluice.settings import IngestApiSettings, QuarantineSettings, ReadLimitSettings
+from sluice.settings import IngestApiSettings, QuarantineSettings, ReadLimitSettings, SystemsSettings
 
 
 def ingest_budget(settings: IngestApiSettings) -> PrincipalBudget:
@@ -35,3 +36,9 @@ def reviewed_rows_budget(settings: QuarantineSettings) -> PrincipalBudget:
     """Rows reviewed per minute: each is a database transaction, and one bulk review asks for up to hundreds."""
     limit = RateLimit(requests=settings.review_rows_per_minute, window_s=REVIEWED_ROWS_WINDOW_S)
     return PrincipalBudget(REVIEWED_ROWS_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit), unit="rows")
+
+
+def systems_write_budget(settings: SystemsSettings) -> PrincipalBudget:
+    """Registrations and renames, apart from reads: an import spending its writes leaves the console its reads."""
+    limit = RateLimit(requests=settings.systems_write_rate_limit_requests, window_s=settings.rate_limit_window_seconds)
+    return PrincipalBudget(SYSTEMS_WRITE_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
