@@ -66,14 +66,14 @@ from sluice.models.api import (
     ReadingIn,
     ReviewOutcome,
     ReviewRequest,
-    UploadCreated,
-    UploadForm,
-    UploadRequest,
     SystemCreate,
     SystemPage,
     SystemQuery,
     SystemRename,
     SystemView,
+    UploadCreated,
+    UploadForm,
+    UploadRequest,
 )
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus

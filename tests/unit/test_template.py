@@ -20,8 +20,8 @@ from sluice.settings import (
     LoadWorkerSettings,
     MaintenanceSettings,
     QuarantineSettings,
-    TokenClaimsSettings,
     SystemsSettings,
+    TokenClaimsSettings,
 )
 from sluice_tools.local.api import http_api_routes
 from sluice_tools.local.auth import jwt_authorizers
