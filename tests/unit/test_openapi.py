@@ -120,31 +120,24 @@ OPERATIONS = [
     DEEP_HEALTH,
 ]
 
+# A batch and an upload are checked alike: a JSON body under an idempotency key, on the ingest budget.
+SENDING: set[type[RequestError]] = {
+    InvalidRequestError,
+    UnauthorizedError,
+    ForbiddenError,
+    NotFoundError,
+    IdempotencyInProgressError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    IdempotencyKeyReusedError,
+    RateLimitedError,
+}
+
 # The refusals each operation's code can raise. Their statuses come from STATUS_BY_ERROR; every function also
 # answers 404 for a path it has no route for, and 500 for a crash.
 REFUSALS: dict[Operation, set[type[RequestError]]] = {
-    INGEST: {
-        InvalidRequestError,
-        UnauthorizedError,
-        ForbiddenError,
-        NotFoundError,
-        IdempotencyInProgressError,
-        PayloadTooLargeError,
-        UnsupportedMediaTypeError,
-        IdempotencyKeyReusedError,
-        RateLimitedError,
-    },
-    UPLOAD: {
-        InvalidRequestError,
-        UnauthorizedError,
-        ForbiddenError,
-        NotFoundError,
-        IdempotencyInProgressError,
-        PayloadTooLargeError,
-        UnsupportedMediaTypeError,
-        IdempotencyKeyReusedError,
-        RateLimitedError,
-    },
+    INGEST: SENDING,
+    UPLOAD: SENDING,
     LIST_JOBS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
     GET_JOB: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
     LIST_QUARANTINE: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},

@@ -111,12 +111,7 @@ class DynamoJobStore:
 
     def fail_unchanged_job(self, job: Job, message: str, now: datetime) -> bool:
         """Mark ``job`` failed with ``message`` if it is as it was read (see requeue_job); False otherwise."""
-        return self._update_unchanged(
-            job,
-            "failing",
-            "SET #status = :failed, error_message = :message, completed_at = :now",
-            {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}},
-        )
+        return self._update_unchanged(job, "failing", _FAIL, _fail_values(message, now))
 
     def queue_upload(self, job: Job) -> bool:
         """Move an upload's job from awaiting_upload to queued (its file is stored; the worker never started it);
@@ -125,12 +120,7 @@ class DynamoJobStore:
 
     def fail_upload(self, job: Job, message: str, now: datetime) -> bool:
         """Fail an upload's job whose file never came, if it is still awaiting it; False otherwise."""
-        return self._move_awaiting(
-            job,
-            "failing",
-            "SET #status = :failed, error_message = :message, completed_at = :now",
-            {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}},
-        )
+        return self._move_awaiting(job, "failing", _FAIL, _fail_values(message, now))
 
     def _move_awaiting(self, job: Job, doing: str, update: str, values: dict[str, "AttributeValueTypeDef"]) -> bool:
         answer = _conditional(
@@ -429,6 +419,14 @@ class DynamoRequestLimiter:
             ),
         )
         return written is not None
+
+
+# How the maintenance sweeper fails a job it found unchanged, or an upload still awaiting its file.
+_FAIL = "SET #status = :failed, error_message = :message, completed_at = :now"
+
+
+def _fail_values(message: str, now: datetime) -> dict[str, "AttributeValueTypeDef"]:
+    return {":failed": {"S": JobStatus.FAILED}, ":message": {"S": message}, ":now": {"S": now.isoformat()}}
 
 
 def _condition_failed(exc: ClientError) -> bool:
