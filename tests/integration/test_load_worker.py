@@ -235,6 +235,27 @@ def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarne
     assert_accounted(worker, job_id, total=4)
 
 
+def test_a_drop_overwritten_before_it_is_read_loads_each_version_under_its_own_job(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    # moto's events name no version id: each names its version by the ETag, as an unversioned bucket's would.
+    key = "drops/demo/2026/11/press-17-again.csv"
+    drop(worker, key, csv_drop([{"system_id": system_id} | reading(i) for i in range(3)]))
+    drop(worker, key, csv_drop([{"system_id": system_id} | reading(100 + i) for i in range(5)]))
+
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    jobs = sorted(worker.jobs(), key=lambda job: job.total_readings or 0)
+    assert [(job.total_readings, job.inserted_readings, job.duplicate_readings) for job in jobs] == [
+        (3, 3, 0),
+        (5, 5, 0),
+    ]
+    for job, first in zip(jobs, (0, 100), strict=True):
+        earliest = worker.query("SELECT min(time) FROM readings WHERE job_id = %s", job.job_id)[0][0]
+        assert earliest == NOW - timedelta(days=1) + timedelta(seconds=first)
+        assert_accounted(worker, job.job_id, total=job.total_readings or 0)
+
+
 def test_a_crash_after_a_committed_chunk_resumes_at_the_next_chunk(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.adapters.aws import s3_client, s3_form_client
 from sluice.domain.load import OpenedObject
-from sluice.domain.objects import ObjectRef, TargetKind, target_of
+from sluice.domain.objects import ObjectRef
 from sluice.domain.uploads import FormRequest, SignedForm
 from sluice.errors import StorageUnavailableError, UnreadableObjectError
 
@@ -129,10 +129,11 @@ class S3ObjectSource:
         if ref.version_id and ref.version_id != "null":
             # Pinning the version keeps the chunks of a retry the same even if the key was overwritten since.
             request["VersionId"] = ref.version_id
-        elif etag and target_of(ref).kind is TargetKind.UPLOAD:
-            # An upload's job loads the one version it started on, and a form POSTed twice leaves two: an event
-            # without a version id (an unversioned bucket, or the local S3, whose events carry none) still names
-            # its version by the ETag, and no other is read in its place.
+        elif etag:
+            # An event without a version id (an unversioned bucket, or the local S3, whose events carry none) still
+            # names its version by the ETag, which is what a drop's job id and an upload's pinned version come from:
+            # a key overwritten since (a file dropped again, a form POSTed twice) must not have the newer bytes
+            # loaded under the older version's job.
             request["IfMatch"] = f'"{etag}"'
         try:
             answer = self._client.get_object(**request)
