@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import http_api_routes
 from sluice_tools.local.auth import JwtAuthorizerConfig, SigningKey, jwt_authorizers, token_claims
 from sluice_tools.local.resources import plan_stack
@@ -248,9 +249,6 @@ def finished_job(stack: RunningStack, bearer: str, job_id: str) -> dict[str, Any
 
 def now_text(offset_s: int = 0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120 + offset_s))
-
-
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write ops:read"
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ import psycopg
 import pytest
 
 from sluice.adapters.dynamodb import job_from_item
+from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import Route, http_api_routes
 
 from ..reliability.figures import record_figures
 from ..stack_harness import (
-    ALL_SCOPES,
     SYSTEM,
     Reply,
     RunningStack,

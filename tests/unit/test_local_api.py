@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import (
     MAX_REQUEST_BYTES,
     HttpApiTwin,
@@ -43,7 +44,6 @@ from ..paths import REPO_ROOT
 
 ISSUER = "https://auth.example.com/"
 AUDIENCE = "sluice-api"
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write ops:read"
 
 # Every HttpApi event of template.yaml: a request it serves, the function, the route key and the path parameters.
 TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [

@@ -23,6 +23,7 @@ from sluice.settings import (
     SystemsSettings,
     TokenClaimsSettings,
 )
+from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import http_api_routes
 from sluice_tools.local.auth import jwt_authorizers
 from sluice_tools.local.resources import plan_stack
@@ -720,15 +721,8 @@ def test_only_functions_have_an_environment() -> None:
 
 # --- sign-in: scopes, the optional Cognito user pool, CORS --------------------------------------------------
 
-SLUICE_SCOPES = {
-    "ingest:write",
-    "jobs:read",
-    "quarantine:read",
-    "quarantine:review",
-    "systems:read",
-    "systems:write",
-    "ops:read",
-}
+# Every scope a token of `sluice token` carries: the routes, the resource server and the spec declare these.
+SLUICE_SCOPES = frozenset(ALL_SCOPES.split())
 WITH_POOL = {"CognitoUserPool": "true"}
 
 
