@@ -116,6 +116,7 @@ def test_every_event_file_is_covered_here() -> None:
         "load-worker-sqs-s3-drop.json",
         "maintenance-schedule.json",
         "health.json",
+        "console-get.json",
         "token-claims-person.json",
         "token-claims-device.json",
         *READ_SIDE_EVENTS,

@@ -67,6 +67,8 @@ TEMPLATE_ROUTES: list[tuple[str, str, str, str, dict[str, str]]] = [
     ("PATCH", "/api/v1/systems/s-1", "SystemsFunction", "PATCH /api/v1/systems/{system_id}", {"system_id": "s-1"}),
     ("GET", "/health", "HealthFunction", "GET /health", {}),
     ("GET", "/health/deep", "HealthFunction", "GET /health/deep", {}),
+    ("GET", "/console", "ConsoleFunction", "GET /console", {}),
+    ("GET", "/console/js/main.js", "ConsoleFunction", "GET /console/{proxy+}", {"proxy": "js/main.js"}),
 ]
 
 
@@ -199,6 +201,17 @@ def test_the_greedy_job_id_takes_the_rest_of_the_path(routes: list[Route], path:
     assert selected[1] == {"job_id": job_id}
 
 
+def test_a_greedy_route_takes_an_empty_rest_after_its_slash_but_not_the_bare_prefix(routes: list[Route]) -> None:
+    console = select_route(routes, "GET", "/console/")
+    jobs = select_route(routes, "GET", "/api/v1/jobs/")
+
+    assert console is not None
+    assert jobs is not None
+    assert (console[0].key, console[1]) == ("GET /console/{proxy+}", {"proxy": ""})
+    assert (jobs[0].key, jobs[1]) == ("GET /api/v1/jobs/{job_id+}", {"job_id": ""})
+    assert select_route(routes, "GET", "/console")[0].key == "GET /console"  # type: ignore[index]
+
+
 def test_the_literal_review_route_wins_over_the_parameter(routes: list[Route]) -> None:
     many = select_route(routes, "POST", "/api/v1/quarantine/review")
     one = select_route(routes, "POST", "/api/v1/quarantine/5/review")
@@ -230,7 +243,6 @@ def test_path_parameters_are_percent_decoded(routes: list[Route]) -> None:
         ("GET", "/api/v1/data/ingest"),
         ("POST", "/api/v1/quarantine/5"),
         ("GET", "/health/deep/more"),
-        ("GET", "/api/v1/jobs/"),
         ("POST", "/api/v1/quarantine//review"),
         ("GET", "/api/v1/quarantine/"),
     ],

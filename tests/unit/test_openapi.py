@@ -104,6 +104,10 @@ GET_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "get")
 RENAME_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "patch")
 HEALTH: Operation = ("/health", "get")
 DEEP_HEALTH: Operation = ("/health/deep", "get")
+CONSOLE: Operation = ("/console", "get")
+CONSOLE_FILES: Operation = ("/console/{proxy}", "get")
+# The routes without a token: the probe and the console's files (which hold no data).
+OPEN_OPERATIONS = (HEALTH, CONSOLE, CONSOLE_FILES)
 OPERATIONS = [
     INGEST,
     UPLOAD,
@@ -120,6 +124,8 @@ OPERATIONS = [
     HEALTH,
     DEEP_HEALTH,
 ]
+# The console's files: not JSON, so outside the operations above; checked against the spec in test_console.py.
+FILE_OPERATIONS = [CONSOLE, CONSOLE_FILES]
 
 # A batch and an upload are checked alike: a JSON body under an idempotency key, on the ingest budget.
 SENDING: set[type[RequestError]] = {
@@ -405,17 +411,17 @@ def test_the_spec_version_is_the_package_version() -> None:
 
 
 def test_the_operations_under_test_are_the_documented_ones() -> None:
-    assert set(OPERATIONS) == spec_operations()
+    assert set(OPERATIONS) | set(FILE_OPERATIONS) == spec_operations()
 
 
 def test_every_operation_has_one_declared_tag_and_every_tag_is_used() -> None:
     declared = {tag["name"] for tag in spec()["tags"]}
-    used = {tag for op in OPERATIONS for tag in operation(op)["tags"]}
+    used = {tag for op in OPERATIONS + FILE_OPERATIONS for tag in operation(op)["tags"]}
 
-    assert declared == {"ingest", "jobs", "quarantine", "systems", "health"}
+    assert declared == {"ingest", "jobs", "quarantine", "systems", "health", "console"}
     assert all(tag["description"] for tag in spec()["tags"])
     assert used == declared
-    for op in OPERATIONS:
+    for op in OPERATIONS + FILE_OPERATIONS:
         assert len(operation(op)["tags"]) == 1, operation_id(op)
 
 
@@ -447,13 +453,15 @@ def test_the_open_route_is_the_probe_and_the_deep_check_is_an_operators() -> Non
     assert operation(HEALTH)["security"] == [] == expected_security(routes[HEALTH])
     assert operation(DEEP_HEALTH)["security"] == [{"bearerAuth": [], "jwt": ["ops:read"]}]
     assert routes[DEEP_HEALTH].authorizer != "NONE"
-    assert all(route.scopes for op, route in routes.items() if op != HEALTH)
+    assert all(route.scopes for op, route in routes.items() if op not in OPEN_OPERATIONS)
+    for op in (CONSOLE, CONSOLE_FILES):
+        assert operation(op)["security"] == [] == expected_security(routes[op])
 
 
 def test_a_greedy_route_is_documented_as_accepting_a_trailing_slash() -> None:
     greedy = [op for op, route in template_routes().items() if route.greedy]
 
-    assert greedy == [GET_JOB]
+    assert greedy == [GET_JOB, CONSOLE_FILES]
     for op in greedy:
         assert "trailing slash is accepted" in operation(op)["description"]
 
@@ -556,9 +564,10 @@ def sample_path(op: Operation) -> str:
 
 
 def handler_cases() -> list[Any]:
-    """Each documented operation with a path it answers: its sample path, and with a trailing slash if greedy."""
+    """Each documented JSON operation with a path it answers: its sample path, and with a trailing slash if greedy.
+    The console's answers are files, checked against the spec in tests/unit/test_console.py."""
     routes = template_routes()
-    cases = [(op, sample_path(op)) for op in sorted(spec_operations())]
+    cases = [(op, sample_path(op)) for op in sorted(spec_operations()) if op not in FILE_OPERATIONS]
     cases += [(op, f"{path}/") for op, path in cases if op in routes and routes[op].greedy]
     return [pytest.param(op, path, id=f"{op[1].upper()} {path}") for op, path in cases]
 

@@ -14,6 +14,7 @@ from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
 from sluice.domain.load import LoadOutcome
 from sluice.models.jobs import Job
 from sluice.settings import (
+    ConsoleSettings,
     HealthSettings,
     IngestApiSettings,
     JobStatusSettings,
@@ -48,6 +49,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
+    "ConsoleFunction": ConsoleSettings,
 }
 
 
@@ -66,7 +68,7 @@ def http_routes() -> list[tuple[str, dict[str, Any]]]:
 
 
 # The probe reads nothing and needs no token.
-OPEN_ROUTES = {("/health", "GET"): "NONE"}
+OPEN_ROUTES = {("/health", "GET"): "NONE", ("/console", "GET"): "NONE", ("/console/{proxy+}", "GET"): "NONE"}
 
 
 def bare_scopes(route: dict[str, Any]) -> list[str]:
@@ -77,7 +79,7 @@ def bare_scopes(route: dict[str, Any]) -> list[str]:
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert len(routes) == 14
+    assert len(routes) == 16
     for _, route in routes:
         authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
         if authorizer is None:

@@ -2,6 +2,7 @@
 
 sluice serve                     the local stack (``make run`` starts the database and moto, then this)
 sluice token --tenant T --sub S  a JWT the local authorizer accepts
+sluice console [--open]          the operator console's URL, signed in with a fresh local token
 sluice systems add|list          register a tenant's systems (in the database)
 sluice systems import FILE.csv   register a CSV of id,name rows through the API
 sluice invoke <LogicalId> -e F   one function, one event, like ``sam local invoke``
@@ -90,6 +91,35 @@ def token(args: argparse.Namespace) -> int:
     )
     print(minted)
     return 0
+
+
+def console(args: argparse.Namespace) -> int:
+    """Print the operator console's URL, signed in with a fresh local token (and open it with --open)."""
+    from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415
+
+    root = _root(args)
+    minted, _ = local_token(
+        planned_context(root, moto_endpoint=DEFAULT_MOTO),
+        root / ".local",
+        tenant=args.tenant,
+        subject=args.sub,
+        scope=args.scope,
+        lifetime_s=args.ttl,
+    )
+    url = console_url(args.api, minted)
+    print(url)
+    if args.open:
+        import webbrowser  # noqa: PLC0415 - only when asked to open one
+
+        if not webbrowser.open(url):
+            print("sluice: no browser to open here; paste the URL into one", file=sys.stderr)
+    return 0
+
+
+def console_url(api: str, token: str) -> str:
+    """The console's address with the token in its fragment: a browser never sends a fragment to a server, and the
+    console moves it into the tab's session storage and off the address bar at once."""
+    return f"{api.rstrip('/')}/console/#token={token}"
 
 
 def systems(args: argparse.Namespace) -> int:
@@ -296,14 +326,8 @@ def parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--env-vars", type=Path, help="a sam-style env vars file")
     serve_command.set_defaults(run=serve)
 
-    token_command = commands.add_parser("token", help=token.__doc__)
-    token_command.add_argument("--tenant", default="demo")
-    token_command.add_argument("--sub", default="local-developer", help="the principal")
-    token_command.add_argument("--scope", default=ALL_SCOPES, help=f'space separated (default "{ALL_SCOPES}")')
-    token_command.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
-    token_command.add_argument("--authorizer", help="the template's authorizer (default: its only one)")
-    token_command.set_defaults(run=token)
-
+    add_token_command(commands)
+    add_console_command(commands)
     systems_command = commands.add_parser("systems", help=systems.__doc__)
     actions = systems_command.add_subparsers(dest="action", required=True)
     add_command = actions.add_parser("add", help="register a system; prints its id")
@@ -349,6 +373,29 @@ def parser() -> argparse.ArgumentParser:
     demo_command.set_defaults(run=demo)
     add_redrive_command(commands)
     return main_parser
+
+
+def add_token_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``sluice token``'s arguments."""
+    token_command = commands.add_parser("token", help=token.__doc__)
+    token_command.add_argument("--tenant", default="demo")
+    token_command.add_argument("--sub", default="local-developer", help="the principal")
+    token_command.add_argument("--scope", default=ALL_SCOPES, help=f'space separated (default "{ALL_SCOPES}")')
+    token_command.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
+    token_command.add_argument("--authorizer", help="the template's authorizer (default: its only one)")
+    token_command.set_defaults(run=token)
+
+
+def add_console_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """``sluice console``'s arguments."""
+    console_command = commands.add_parser("console", help=console.__doc__, description=console.__doc__)
+    console_command.add_argument("--tenant", default="demo")
+    console_command.add_argument("--sub", default="local-operator", help="the person signed in")
+    console_command.add_argument("--scope", default=ALL_SCOPES, help="space separated (default: every scope)")
+    console_command.add_argument("--ttl", type=int, default=8 * 3600, help="seconds the sign-in lasts (default 8 h)")
+    console_command.add_argument("--api", default=DEFAULT_API, help=f"the HTTP API (default {DEFAULT_API})")
+    console_command.add_argument("--open", action="store_true", help="open it in this machine's browser")
+    console_command.set_defaults(run=console)
 
 
 def add_redrive_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -190,6 +190,29 @@ class HealthSettings(FunctionDatabaseSettings, ReadLimitSettings):
     db_statement_timeout_ms: int = Field(default=3_000, gt=0)
 
 
+class ConsoleSettings(BaseSettings):
+    """ConsoleFunction: how the console signs a person in, and the bucket its upload forms name (for its CSP)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True)
+
+    batch_bucket: str = Field(min_length=3)
+    # The OIDC provider's endpoints and the console's public client; all empty: no provider (a token is handed
+    # over in the URL's fragment, as `sluice console` does locally).
+    console_authorization_url: str = ""
+    console_token_url: str = ""
+    console_logout_url: str = ""
+    console_client_id: str = ""
+    console_scopes: str = "openid"
+    aws_endpoint_url: str = ""
+    # Lambda's own variable: the region the function, and so the stack's bucket, is in.
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
+
+    @property
+    def has_provider(self) -> bool:
+        """Whether a person signs in with the provider (authorization code with PKCE)."""
+        return bool(self.console_authorization_url and self.console_token_url and self.console_client_id)
+
+
 class TokenClaimsSettings(BaseSettings):
     """TokenClaimsFunction, Cognito's pre token generation trigger: where each token's tenant comes from."""
 

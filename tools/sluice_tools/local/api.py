@@ -62,10 +62,13 @@ class Route:
             if not matched:
                 break
             if segment.startswith("{") and segment.endswith("+}"):
-                # Greedy: everything left, slashes and a trailing "/" included, but at least one character.
-                rest = "/".join(parts[index:])
-                parameters[segment[1:-2]] = unquote(rest)
-                return parameters if rest else None
+                # Greedy: everything left, slashes and a trailing "/" included. An empty rest after the "/" matches
+                # too (/console/ is /console/{proxy+}): HTTP API routes cannot end in "/", and a greedy route is how
+                # deployments serve such a path (storacha/w3infra#166 serves /metrics/ so); /console does not match.
+                if index >= len(parts):
+                    return None
+                parameters[segment[1:-2]] = unquote("/".join(parts[index:]))
+                return parameters
             part = parts[index] if index < len(parts) else None
             if segment.startswith("{") and segment.endswith("}"):
                 matched = bool(part)

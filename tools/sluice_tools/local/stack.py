@@ -524,6 +524,7 @@ class LocalStack:
                 f"Sluice is running: template.yaml's stack {options.stack_name!r} on this machine.",
                 f"  HTTP API      {base}   (JWT authorizer: tokens from .venv/bin/sluice token)",
                 f"  API docs      {base}/docs/   spec: {base}/openapi.yaml",
+                f"  console       {base}/console/   (sign in: .venv/bin/sluice console prints a signed-in URL)",
                 f"  local AWS     {moto}   (moto: S3, SQS, DynamoDB, Secrets Manager)",
                 f"  bucket        {bucket}",
                 f"  queue         {context.ref('IngestQueue')}",

@@ -1,0 +1,160 @@
+"""ConsoleFunction: GET /console/ and its files (no token): the operator console, static files that call the JSON
+API with the signed-in person's token. It reads no data and holds no secret, so it has no authorizer; what a person
+can see and do is what the API lets their token do.
+
+``/console/config.json`` is the one answer built here: the sign-in provider's endpoints and client id from the
+environment (template.yaml's Console* parameters, or the stack's Cognito pool). Without them the console signs in
+with a token carried in the URL's fragment only (``sluice console`` locally)."""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sluice.settings import ConsoleSettings
+
+logger = Logger()
+tracer = Tracer()
+
+STATIC = Path(__file__).parent / "static"
+PREFIX = "/console/"
+# Text files only: the console has no images but an inline SVG icon.
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One file as it is served: its bytes, type and entity tag."""
+
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@cache
+def assets() -> Mapping[str, Asset]:
+    """Every file under static/, by its path below /console/, read once per execution environment."""
+    found: dict[str, Asset] = {}
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file() and path.suffix in CONTENT_TYPES:
+            body = path.read_bytes()
+            # Files change only with a deployment: the tag is their content's.
+            tag = hashlib.sha256(body).hexdigest()[:32]
+            found[path.relative_to(STATIC).as_posix()] = Asset(body, CONTENT_TYPES[path.suffix], f'"{tag}"')
+    return found
+
+
+@cache
+def settings() -> ConsoleSettings:
+    """The function's settings, read once per execution environment."""
+    return ConsoleSettings()
+
+
+@cache
+def sign_in_config() -> dict[str, Any]:
+    """What the browser needs to sign a person in: OIDC authorization code with PKCE, or the local fragment."""
+    config = settings()
+    if not config.has_provider:
+        return {"mode": "fragment"}
+    return {
+        "mode": "oidc",
+        "authorization_endpoint": config.console_authorization_url,
+        "token_endpoint": config.console_token_url,
+        "client_id": config.console_client_id,
+        "scope": config.console_scopes,
+        "logout_endpoint": config.console_logout_url or None,
+    }
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+@cache
+def content_security_policy() -> str:
+    """Scripts and styles of this origin only; fetches to the API (same origin), the bucket the upload forms name,
+    and the provider's token endpoint. The page can be framed by nobody."""
+    config = settings()
+    # A form names the bucket's regional endpoint, virtual-hosted (sluice.adapters.aws.s3_form_client); locally
+    # the moto server's.
+    uploads = (
+        _origin(config.aws_endpoint_url)
+        if config.aws_endpoint_url
+        else f"https://{config.batch_bucket}.s3.{config.aws_region}.amazonaws.com"
+    )
+    connect = ["'self'", uploads, _origin(config.console_token_url) if config.has_provider else None]
+    sources = " ".join(source for source in connect if source)
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {sources}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def _response(status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {
+            "Content-Type": content_type,
+            # Revalidated on every load (an entity tag makes that a 304): a deployment shows at once.
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": content_security_policy(),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            **(headers or {}),
+        },
+        "body": body.decode(),
+    }
+
+
+def _refusal(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    # The API's error envelope, so a client reads every refusal of the stack the same way.
+    body = json.dumps({"error": {"code": code, "message": message, "details": []}}).encode()
+    return _response(status, body, "application/json", headers)
+
+
+def _not_found() -> dict[str, Any]:
+    return _refusal(404, "not_found", "no such file of the console")
+
+
+def serve(path: str, if_none_match: str | None) -> dict[str, Any]:
+    """The answer to GET ``path`` (the request's raw path)."""
+    if path == PREFIX.rstrip("/"):
+        # Relative links in index.html resolve against /console/, not /.
+        return _response(301, b"", "text/plain", {"Location": PREFIX})
+    if not path.startswith(PREFIX):
+        return _not_found()
+    name = path.removeprefix(PREFIX) or "index.html"
+    if name == "config.json":
+        return _response(
+            200, json.dumps(sign_in_config()).encode(), CONTENT_TYPES[".json"], {"Cache-Control": "no-store"}
+        )
+    asset = assets().get(name)
+    if asset is None:
+        return _not_found()
+    if if_none_match is not None and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return _response(304, b"", asset.content_type, {"ETag": asset.etag})
+    return _response(200, asset.body, asset.content_type, {"ETag": asset.etag})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
+    if method not in {"GET", "HEAD"}:
+        return _refusal(405, "method_not_allowed", "the console's files are read with GET", {"Allow": "GET, HEAD"})
+    return serve(str(event.get("rawPath", "")), headers.get("if-none-match"))

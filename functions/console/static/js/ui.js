@@ -1,0 +1,107 @@
+// Pieces every page uses: the API's answer as a message, the pager, filters kept in the address.
+import { describe, SignInRequired } from "./api.js";
+import { h } from "./dom.js";
+
+/** A message box; kind is "error", "success" or "info". Errors are announced at once (role=alert). */
+export function message(kind, title, lines = []) {
+  return h(
+    "div",
+    { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("h2", {}, title),
+    lines.length === 1 ? h("p", {}, lines[0]) : lines.length ? h("ul", {}, lines.map((line) => h("li", {}, line))) : null,
+  );
+}
+
+/** The API's refusal in plain words. A missing sign-in is not shown: it is re-thrown for the shell to handle. */
+export function errorMessage(error) {
+  if (error instanceof SignInRequired) throw error;
+  const { title, lines, code } = describe(error);
+  const box = message("error", title, lines);
+  if (code) box.dataset.code = code;
+  if (error.status !== undefined) box.dataset.status = String(error.status);
+  return box;
+}
+
+/** The route's query as a plain object (the filters a page shows). */
+export function paramsOf(route) {
+  return Object.fromEntries(route.params.entries());
+}
+
+/** The hash for ``page`` with these params (empty ones left out). */
+export function hashFor(page, params = {}) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(name, value);
+  }
+  const text = query.toString();
+  return `#/${page}${text ? `?${text}` : ""}`;
+}
+
+/**
+ * A filter form whose submit puts its values into the address (so a reload, a shared link or a new sign-in keeps
+ * them) and starts again from the first page.
+ */
+export function filterForm(page, fields, extra = {}) {
+  const form = h("form", { class: "filters panel", role: "search", "aria-label": "Filters" }, fields,
+    h("div", { class: "actions" },
+      h("button", { type: "submit" }, "Apply filters"),
+      h("a", { class: "button secondary", href: hashFor(page) }, "Clear")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const values = { ...extra };
+    for (const [name, value] of new FormData(form).entries()) {
+      values[name] = typeof value === "string" ? value.trim() : value;
+    }
+    const convert = form.convert || ((v) => v);
+    location.hash = hashFor(page, convert(values));
+  });
+  return form;
+}
+
+/** Keyset paging: "First page" and "Next page" links (back goes back through the browser's history). */
+export function pager(page, params, nextCursor, shown, noun) {
+  const first = params.cursor ? h("a", { href: hashFor(page, { ...params, cursor: "" }) }, "First page") : null;
+  const next = nextCursor ? h("a", { class: "button secondary", href: hashFor(page, { ...params, cursor: nextCursor }), rel: "next" }, "Next page") : null;
+  return h("div", { class: "pager" },
+    h("span", { class: "hint" }, `${shown} ${noun} on this page${nextCursor ? "; more follow" : ""}.`), first, next);
+}
+
+let knownSystems = null;
+
+/**
+ * The tenant's systems (id -> name), read once a minute at most, for showing names instead of ids and for the
+ * filters' suggestions. Empty when the token may not read systems: the pages then show ids.
+ */
+export async function systemNames(api) {
+  if (knownSystems && knownSystems.at > Date.now() - 60000) return knownSystems.names;
+  const names = new Map();
+  try {
+    let cursor = null;
+    do {
+      const page = await api("GET", "/api/v1/systems", { query: { limit: 200, cursor } });
+      for (const system of page.items) names.set(system.id, system.name);
+      cursor = page.next_cursor;
+    } while (cursor && names.size < 2000);
+  } catch (error) {
+    if (error instanceof SignInRequired) throw error;
+  }
+  knownSystems = { at: Date.now(), names };
+  return names;
+}
+
+/** Forget the systems read (after registering or renaming one). */
+export function forgetSystems() {
+  knownSystems = null;
+}
+
+/** A system's name with its id on hover, or the id. */
+export function systemLabel(names, id) {
+  if (!id) return "–";
+  const name = names.get(id);
+  return name ? h("span", { title: id }, name) : h("code", {}, id);
+}
+
+/** A datalist of the tenant's systems for a system-id input (the value is the id; the label its name). */
+export function systemOptions(id, names) {
+  return h("datalist", { id }, [...names].map(([systemId, name]) => h("option", { value: systemId }, name)));
+}

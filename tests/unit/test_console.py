@@ -1,0 +1,164 @@
+"""ConsoleFunction: the console's files as the HTTP API serves them (what a browser does with them is
+tests/browser's)."""
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS31Validator
+
+from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..paths import REPO_ROOT
+
+STATIC = REPO_ROOT / "functions" / "console" / "static"
+BUCKET = "sluice-batches-123456789012-eu-central-1"
+# Every import of a module by another: `from "./x.js"` and `import("./pages/x.js")`.
+IMPORT = re.compile(r"""(?:from\s+|import\s*\(\s*)["'](\.{1,2}/[^"']+)["']""")
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As template.yaml gives the function in AWS without a provider: no endpoint override, no sign-in settings."""
+    for name in ("SLUICE_AWS_ENDPOINT_URL", "SLUICE_CONSOLE_AUTHORIZATION_URL", "SLUICE_CONSOLE_TOKEN_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLUICE_BATCH_BUCKET", BUCKET)
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+
+
+def get(path: str, headers: dict[str, str] | None = None, method: str = "GET") -> dict[str, Any]:
+    event = load_event("console-get.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["headers"].update(headers or {})
+    result: dict[str, Any] = handler_module("ConsoleFunction").lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+def spec_schema(name: str) -> dict[str, Any]:
+    spec = yaml.safe_load((REPO_ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
+    schema: dict[str, Any] = spec["components"]["schemas"][name]
+    return schema
+
+
+def test_the_address_without_its_slash_redirects_to_the_console() -> None:
+    answer = get("/console")
+
+    assert answer["statusCode"] == 301
+    assert answer["headers"]["Location"] == "/console/"
+
+
+def test_the_page_is_html_that_loads_its_module_under_a_strict_policy() -> None:
+    answer = get("/console/")
+
+    assert answer["statusCode"] == 200
+    assert answer["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert '<script type="module" src="js/main.js"></script>' in answer["body"]
+    policy = answer["headers"]["Content-Security-Policy"]
+    assert "script-src 'self';" in policy
+    assert "unsafe" not in policy
+    assert "frame-ancestors 'none'" in policy
+    # The upload forms' bucket, as the form signer names it: regional and virtual-hosted.
+    assert f"connect-src 'self' https://{BUCKET}.s3.eu-central-1.amazonaws.com;" in policy
+    assert answer["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+def referenced_files(path: Path) -> set[Path]:
+    """The files a page or module loads, relative to static/."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".html":
+        found = re.findall(r'(?:src|href)="([^"#:]+)"', text)
+        return {(path.parent / name).resolve() for name in found}
+    return {(path.parent / name).resolve() for name in IMPORT.findall(text)}
+
+
+def test_every_file_the_page_loads_is_served_with_its_type() -> None:
+    # Walk the page's imports: a module missing from the function's package would break the console in AWS only.
+    seen: set[Path] = set()
+    todo = {(STATIC / "index.html").resolve()}
+    while todo:
+        path = todo.pop()
+        seen.add(path)
+        todo |= referenced_files(path) - seen
+    for path in seen:
+        name = path.relative_to(STATIC.resolve()).as_posix()
+        answer = get(f"/console/{name}")
+        assert answer["statusCode"] == 200, name
+        assert answer["headers"]["Content-Type"].split(";")[0] in {
+            "text/html",
+            "text/javascript",
+            "text/css",
+            "image/svg+xml",
+        }
+    assert {path.name for path in seen} >= {"main.js", "jobs.js", "quarantine.js", "systems.js", "upload.js"}
+
+
+def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
+    first = get("/console/js/main.js")
+
+    again = get("/console/js/main.js", {"if-none-match": first["headers"]["ETag"]})
+    other = get("/console/js/main.js", {"if-none-match": '"something-else"'})
+
+    assert again["statusCode"] == 304
+    assert again["body"] == ""
+    assert other["statusCode"] == 200
+    assert first["headers"]["Cache-Control"] == "no-cache"
+
+
+@pytest.mark.parametrize(
+    "path", ["/console/nothing.js", "/console/../app.py", "/console/app.py", "/console/js/main.js/", "/consoles"]
+)
+def test_anything_else_is_not_found_in_the_apis_error_form(path: str) -> None:
+    answer = get(path)
+
+    assert answer["statusCode"] == 404
+    assert json.loads(answer["body"])["error"]["code"] == "not_found"
+
+
+def test_only_reads_are_served() -> None:
+    answer = get("/console/", method="POST")
+
+    assert answer["statusCode"] == 405
+    assert answer["headers"]["Allow"] == "GET, HEAD"
+
+
+def test_without_a_provider_the_console_signs_in_through_the_fragment() -> None:
+    answer = get("/console/config.json")
+
+    config = json.loads(answer["body"])
+    assert config == {"mode": "fragment"}
+    assert answer["headers"]["Cache-Control"] == "no-store"
+    OAS31Validator(spec_schema("ConsoleConfig")).validate(config)
+
+
+def test_with_a_provider_the_console_signs_in_with_code_and_pkce_and_may_call_its_token_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLUICE_CONSOLE_AUTHORIZATION_URL", "https://login.example.com/oauth2/authorize")
+    monkeypatch.setenv("SLUICE_CONSOLE_TOKEN_URL", "https://login.example.com/oauth2/token")
+    monkeypatch.setenv("SLUICE_CONSOLE_CLIENT_ID", "console-client")
+    monkeypatch.setenv("SLUICE_CONSOLE_SCOPES", "openid jobs:read")
+
+    answer = get("/console/config.json")
+
+    config = json.loads(answer["body"])
+    assert config == {
+        "mode": "oidc",
+        "authorization_endpoint": "https://login.example.com/oauth2/authorize",
+        "token_endpoint": "https://login.example.com/oauth2/token",
+        "client_id": "console-client",
+        "scope": "openid jobs:read",
+        "logout_endpoint": None,
+    }
+    OAS31Validator(spec_schema("ConsoleConfig")).validate(config)
+    assert "https://login.example.com;" in answer["headers"]["Content-Security-Policy"]
+
+
+def test_locally_the_forms_name_the_moto_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+
+    policy = get("/console/")["headers"]["Content-Security-Policy"]
+
+    assert "connect-src 'self' http://127.0.0.1:4566;" in policy
