@@ -76,6 +76,7 @@ def sign_in_config() -> dict[str, Any]:
         "client_id": config.console_client_id,
         "scope": config.console_scopes,
         "logout_endpoint": config.console_logout_url or None,
+        "audience": config.console_audience or None,
     }
 
 
