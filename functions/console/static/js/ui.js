@@ -78,7 +78,8 @@ export async function systemNames(api) {
   try {
     let cursor = null;
     do {
-      const page = await api("GET", "/api/v1/systems", { query: { limit: 200, cursor } });
+      // The API's largest page of systems.
+      const page = await api("GET", "/api/v1/systems", { query: { limit: 100, cursor } });
       for (const system of page.items) names.set(system.id, system.name);
       cursor = page.next_cursor;
     } while (cursor && names.size < 2000);
