@@ -113,7 +113,15 @@ def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/console/nothing.js", "/console/../app.py", "/console/app.py", "/console/js/main.js/", "/consoles"]
+    "path",
+    [
+        "/console/nothing.js",
+        "/console/../app.py",
+        "/console/app.py",
+        "/console/js/main.js/",
+        "/console/js//main.js",
+        "/consoles",
+    ],
 )
 def test_anything_else_is_not_found_in_the_apis_error_form(path: str) -> None:
     answer = get(path)
