@@ -95,21 +95,18 @@ async function route() {
   }
 }
 
-/** Pages call this when an action (not a page load) meets an expired sign-in. */
-export function signInAgain() {
-  expire(location.hash);
-  renderSignIn("Your sign-in has expired or was refused. Sign in again to go on where you were.");
-}
+// An action that met an expired or refused sign-in (ui.js errorMessage): after the page has shown its message,
+// the sign-in page replaces it, and nothing the old page still awaits may draw over it.
+document.addEventListener("sluice:signin-required", () => {
+  generation += 1;
+  setTimeout(() => {
+    expire(location.hash);
+    renderSignIn("Your sign-in has expired or was refused. Sign in again to go on where you were.");
+  }, 0);
+});
 
-async function start() {
-  document.getElementById("sign-out").addEventListener("click", () => {
-    if (!signOut()) renderSignIn("You have signed out.");
-  });
-  window.addEventListener("hashchange", () => {
-    // A page change moves focus to the content, as a page load would.
-    route().then(() => main.focus({ preventScroll: true }));
-  });
-  await loadConfig();
+/** A sign-in that arrived (a token in the fragment, a code in the query) is taken in; then the page is drawn. */
+async function arrive() {
   let next = null;
   try {
     next = await completeSignIn();
@@ -119,6 +116,20 @@ async function start() {
   }
   if (next && location.hash !== next) location.hash = next;
   else await route();
+}
+
+async function start() {
+  document.getElementById("sign-out").addEventListener("click", () => {
+    if (!signOut()) renderSignIn("You have signed out.");
+  });
+  await loadConfig();
+  window.addEventListener("hashchange", () => {
+    // A new link pasted into this tab (#token=...) signs in again; any other change is a page change, which
+    // moves focus to the content, as a page load would.
+    if (location.hash.startsWith("#token=")) arrive();
+    else route().then(() => main.focus({ preventScroll: true }));
+  });
+  await arrive();
 }
 
 start();

@@ -12,9 +12,15 @@ export function message(kind, title, lines = []) {
   );
 }
 
-/** The API's refusal in plain words. A missing sign-in is not shown: it is re-thrown for the shell to handle. */
+/**
+ * The API's refusal in plain words. An expired or refused sign-in sends the person to sign in (the shell listens),
+ * keeping their place.
+ */
 export function errorMessage(error) {
-  if (error instanceof SignInRequired) throw error;
+  if (error instanceof SignInRequired) {
+    document.dispatchEvent(new CustomEvent("sluice:signin-required"));
+    return message("info", "Your sign-in has expired.", ["Sign in again to go on where you were."]);
+  }
   const { title, lines, code } = describe(error);
   const box = message("error", title, lines);
   if (code) box.dataset.code = code;
