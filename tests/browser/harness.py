@@ -56,6 +56,31 @@ class ConsoleEntry:
     message: str
 
 
+@dataclass(frozen=True)
+class PageLoad:
+    """What loading the current page cost, from the browser's Navigation and Resource Timing entries."""
+
+    # Bytes over the network (headers included) for the document and every resource it loaded so far.
+    transferred_bytes: int
+    resources: int
+    # From the start of the navigation: the document parsed (domInteractive), and its load event ended.
+    interactive_ms: float
+    loaded_ms: float
+
+
+PAGE_LOAD = """
+const [navigation] = performance.getEntriesByType("navigation");
+if (!navigation || !navigation.loadEventEnd) return null;
+const resources = performance.getEntriesByType("resource");
+return {
+  transferred: navigation.transferSize + resources.reduce((sum, entry) => sum + entry.transferSize, 0),
+  resources: resources.length,
+  interactive: navigation.domInteractive,
+  loaded: navigation.loadEventEnd,
+};
+"""
+
+
 def start_chromium(viewport: Viewport) -> webdriver.Chrome:
     """Headless Chromium laid out at ``viewport``, keeping every console message."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
@@ -65,6 +90,9 @@ def start_chromium(viewport: Viewport) -> webdriver.Chrome:
     options.binary_location = str(CHROMIUM)
     options.add_argument("--headless=new")
     options.add_argument(f"--window-size={DESKTOP.width},{DESKTOP.height}")
+    # Shared memory in /tmp rather than /dev/shm, which may be small (64 MiB in a container). Debian's launcher means
+    # to add this flag when /dev/shm is small, but its test breaks when /dev/shm is mounted twice.
+    options.add_argument("--disable-dev-shm-usage")
     # Chromium's sandbox refuses to run as root (CI runs as root); elsewhere it stays on.
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")
@@ -138,6 +166,13 @@ class Browser:
         """Run ``script`` in the page; it ends by calling ``arguments[arguments.length - 1]`` with its answer."""
         self.driver.set_script_timeout(timeout_s)
         return self.driver.execute_async_script(script, *arguments)
+
+    def page_load(self) -> PageLoad:
+        """The current page's weight and timings, once its load event has ended."""
+        measured = self.wait_until(lambda driver: driver.execute_script(PAGE_LOAD), "the page's load event")
+        return PageLoad(
+            int(measured["transferred"]), int(measured["resources"]), measured["interactive"], measured["loaded"]
+        )
 
     def expect_console_errors(self, *patterns: str) -> None:
         """Let SEVERE console messages matching any of ``patterns`` (re.search) pass the check at teardown."""

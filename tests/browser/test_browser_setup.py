@@ -3,10 +3,12 @@ console errors are caught (and let through only when a test asks for them), and 
 send an upload form to the local S3 from a script, with progress, as the console's upload page does."""
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from ..paths import REPO_ROOT
 from ..stack_harness import SYSTEM, finished_job, http, now_text, raw_http
@@ -51,6 +53,10 @@ def test_the_api_docs_render_from_the_twin_alone_at_both_sizes(stack: BrowserSta
     loaded = browser.driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
     assert loaded
     assert all(url.startswith(f"{stack.base_url}/") for url in loaded), loaded
+    load = browser.page_load()
+    assert load.resources == len(loaded)
+    assert load.transferred_bytes > (Path(swagger_ui_path) / "swagger-ui-bundle.js").stat().st_size
+    assert 0 < load.interactive_ms <= load.loaded_ms
 
 
 def test_a_console_error_fails_the_test_unless_it_expects_it(browser: Browser) -> None:
