@@ -59,17 +59,17 @@ def test_the_api_docs_render_from_the_twin_alone_at_both_sizes(stack: BrowserSta
     assert 0 < load.interactive_ms <= load.loaded_ms
 
 
-def test_a_console_error_fails_the_test_unless_it_expects_it(browser: Browser) -> None:
-    browser.open("/docs/")
-    browser.wait_for(".information-container .title")
+def test_a_console_error_fails_the_test_unless_it_expects_it(phone_browser: Browser) -> None:
+    phone_browser.open("/docs/")
+    phone_browser.wait_for(".information-container .title")
 
-    browser.driver.execute_script("console.error('provoked by the test')")
+    phone_browser.driver.execute_script("console.error('provoked by the test')")
 
-    errors = browser.wait_until(lambda _: browser.unexpected_errors(), "the error in the console")
+    errors = phone_browser.wait_until(lambda _: phone_browser.unexpected_errors(), "the error in the console")
     assert [(entry.level, entry.source) for entry in errors] == [("SEVERE", "console-api")]
     assert "provoked by the test" in errors[0].message
-    browser.expect_console_errors("provoked by the test")
-    assert browser.unexpected_errors() == []
+    phone_browser.expect_console_errors("provoked by the test")
+    assert phone_browser.unexpected_errors() == []
 
 
 @pytest.mark.console_errors(r"/api/v1/jobs - Failed to load resource: .* 401 \(Unauthorized\)")
