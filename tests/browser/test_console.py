@@ -59,6 +59,10 @@ def go(browser: Browser, place: str) -> None:
     )
 
 
+def one_row[T](rows: list[T]) -> list[T] | None:
+    return rows if len(rows) == 1 else None
+
+
 def rendered(browser: Browser, page: str) -> None:
     browser.wait_for(f'body[data-rendered="{page}"]')
 
@@ -95,7 +99,7 @@ def test_jobs_are_listed_newest_first_filtered_by_system_and_a_job_leads_to_its_
     sign_in(browser, stack, tenant)
 
     rows = browser.driver.find_elements(By.CSS_SELECTOR, "#jobs-list tbody tr")
-    assert [row.find_element(By.CSS_SELECTOR, "a").get_attribute("href").rsplit("/", 1)[1] for row in rows] == [
+    assert [str(row.find_element(By.CSS_SELECTOR, "a").get_attribute("href")).rsplit("/", 1)[1] for row in rows] == [
         second["job_id"],
         first["job_id"],
     ]
@@ -107,10 +111,7 @@ def test_jobs_are_listed_newest_first_filtered_by_system_and_a_job_leads_to_its_
     system.send_keys(pump, Keys.ENTER)
     browser.wait_until(lambda driver: "system_id=" in driver.current_url, "the filter in the address")
     rows = browser.wait_until(
-        lambda driver: (
-            (found := driver.find_elements(By.CSS_SELECTOR, "#jobs-list tbody tr")) and len(found) == 1 and found
-        ),
-        "the filtered list",
+        lambda driver: one_row(driver.find_elements(By.CSS_SELECTOR, "#jobs-list tbody tr")), "the filtered list"
     )
     assert "pump-2" in rows[0].text
 
@@ -237,8 +238,8 @@ def test_times_are_local_with_utc_on_hover_and_counts_have_separators(stack: Bro
 
     facts = browser.wait_for("#job-facts")
     created = facts.find_element(By.CSS_SELECTOR, "time")
-    assert created.get_attribute("title").endswith(" UTC")
-    assert created.get_attribute("datetime").startswith(job["created_at"][:19])
+    assert str(created.get_attribute("title")).endswith(" UTC")
+    assert str(created.get_attribute("datetime")).startswith(job["created_at"][:19])
     separated = browser.driver.execute_script("return new Intl.NumberFormat().format(1234)")
     assert separated != "1234"
     assert f"Readings\n{separated}" in facts.text
