@@ -206,6 +206,24 @@ def test_a_listing_hands_its_position_back_as_a_cursor_and_takes_it_again() -> N
     )
 
 
+def test_a_listing_reads_its_date_range_through_the_store() -> None:
+    store = FakeJobs([job()])
+    start, end = NOW - timedelta(days=1), NOW
+
+    list_jobs(store, "demo", JobQuery(created_from=start, created_to=end), NOW)
+
+    assert store.asked[0][1] == JobFilter(alive_at=int(NOW.timestamp()), created_from=start, created_to=end)
+    assert store.asked[0][1].keeps_everything is False  # alive_at; the range itself filters nothing after reading
+
+
+def test_a_job_shows_its_creator_and_a_drop_none() -> None:
+    sent = job(source=JobSource.API, created_by="press-gateway-17")
+    dropped = job(source=JobSource.DROP)
+
+    assert find_job(FakeJobs([sent]), "demo", str(sent.job_id), NOW).created_by == "press-gateway-17"
+    assert find_job(FakeJobs([dropped]), "demo", str(dropped.job_id), NOW).created_by is None
+
+
 def test_the_schema_version_the_code_needs_is_the_newest_migration() -> None:
     assert max(migration.version for migration in load_migrations(Path(MIGRATIONS_DIR))) == SCHEMA_VERSION
 
