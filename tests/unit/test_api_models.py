@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from sluice.models.api import (
+    BulkReviewRequest,
     ErrorInfo,
     ErrorResponse,
     IngestRequest,
@@ -16,6 +17,7 @@ from sluice.models.api import (
     JobView,
     QuarantineItem,
     QuarantinePage,
+    QuarantineQuery,
     ReadingIn,
     ReviewRequest,
     error_details,
@@ -152,7 +154,8 @@ def test_responses_serialise_to_the_contract() -> None:
     }
     assert job.model_dump(mode="json")["status"] == "completed"
     assert job.model_dump(mode="json")["created_by"] == "press-gateway-17"
-    assert QuarantinePage(items=[item], next_cursor=None).model_dump(mode="json")["items"][0]["reason"] == "parse_error"
+    page = QuarantinePage(items=[item], next_cursor=None).model_dump(mode="json")
+    assert (page["items"][0]["reason"], page["total"]) == ("parse_error", None)
     assert error.model_dump(mode="json") == {
         "error": {"code": "invalid_request", "message": "bad envelope", "details": []}
     }
@@ -161,7 +164,7 @@ def test_responses_serialise_to_the_contract() -> None:
 # --- listing queries ----------------------------------------------------------------------------------------------
 
 
-def query_errors(model: type[JobQuery], query: dict[str, str]) -> list[tuple[str | None, str]]:
+def query_errors(model: type[JobQuery | QuarantineQuery], query: dict[str, str]) -> list[tuple[str | None, str]]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(query)
     return [(detail.field, detail.reason) for detail in error_details(caught.value)]
@@ -215,6 +218,38 @@ def test_a_range_must_end_after_it_starts(start: str, end: str) -> None:
     assert query_errors(JobQuery, {"created_from": start, "created_to": end}) == [
         ("created_to", "Value error, must be later than created_from (created_from is included, created_to is not)")
     ]
+
+
+def test_a_sensor_filter_is_a_uuid_in_a_listing_and_in_a_bulk_reviews_filter() -> None:
+    sensor = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+
+    assert QuarantineQuery.model_validate({"sensor_id": sensor}).sensor_id == UUID(sensor)
+    bulk = BulkReviewRequest.model_validate({"action": "reject", "filter": {"sensor_id": sensor}})
+    assert bulk.filter is not None
+    assert bulk.filter.sensor_id == UUID(sensor)
+    assert [field for field, _ in query_errors(QuarantineQuery, {"sensor_id": "press-17-a"})] == ["sensor_id"]
+    with pytest.raises(ValidationError) as caught:
+        BulkReviewRequest.model_validate({"action": "reject", "filter": {"sensor_id": "17"}})
+    assert [detail.field for detail in error_details(caught.value)] == ["filter.sensor_id"]
+
+
+@pytest.mark.parametrize(("text", "asked"), [("true", True), ("false", False), ("True", True), ("FALSE", False)])
+def test_include_total_is_true_or_false(text: str, asked: bool) -> None:
+    assert QuarantineQuery.model_validate({"include_total": text}).include_total is asked
+    assert QuarantineQuery.model_validate({}).include_total is False
+
+
+@pytest.mark.parametrize("text", ["1", "0", "yes", "on", "", "truth"])
+def test_include_total_refuses_what_a_boolean_is_not_written_as(text: str) -> None:
+    assert query_errors(QuarantineQuery, {"include_total": text}) == [
+        ("include_total", "Value error, expected true or false")
+    ]
+
+
+def test_a_page_total_is_a_count_or_null() -> None:
+    assert QuarantinePage(items=[], next_cursor=None, total=1234).model_dump(mode="json")["total"] == 1234
+    with pytest.raises(ValidationError):
+        QuarantinePage(items=[], next_cursor=None, total=-1)
 
 
 def test_instants_are_stored_as_text_that_sorts_as_time() -> None:

@@ -70,7 +70,16 @@ def _in_utc(moment: datetime) -> datetime:
         raise ValueError("must fall within the years 1 to 9999 in UTC") from None
 
 
+def _true_or_false(value: object) -> object:
+    # A flag is "true" or "false", in any case (Python's requests writes True as "True"); pydantic would also take
+    # "1", "on" or "yes", which the spec's boolean does not, so a client meaning something else hears about it.
+    if isinstance(value, str) and value.lower() not in {"true", "false"}:
+        raise ValueError("expected true or false")
+    return value.lower() if isinstance(value, str) else value
+
+
 QueryInstant = Annotated[UtcTimestamp, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
+QueryFlag = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 class ApiModel(BaseModel):
@@ -226,6 +235,7 @@ class QuarantineSelection(ApiModel):
     job_id: JobId | None = None
     reason: QuarantineReason | None = None
     system_id: SystemId | None = None
+    sensor_id: SensorId | None = None
 
 
 class QuarantineQuery(QuarantineSelection):
@@ -234,6 +244,8 @@ class QuarantineQuery(QuarantineSelection):
     review_status: ReviewStatus | None = None
     limit: int = Field(default=QUARANTINE_PAGE_DEFAULT, ge=1, le=QUARANTINE_PAGE_MAX)
     cursor: str | None = Field(default=None, max_length=512)
+    # Count every row the filters match as well (one COUNT over them: asked for, not paid on every page).
+    include_total: QueryFlag = False
 
 
 class QuarantineItem(ApiModel):
@@ -265,10 +277,12 @@ class QuarantineItem(ApiModel):
 
 
 class QuarantinePage(ApiModel):
-    """One page of quarantine rows, newest first; ``next_cursor`` is null on the last page."""
+    """One page of quarantine rows, newest first; ``next_cursor`` is null on the last page. ``total`` counts every
+    row the filters match, whatever the cursor and limit, when ``include_total`` asked for it (else null)."""
 
     items: list[QuarantineItem]
     next_cursor: str | None
+    total: int | None = Field(default=None, ge=0)
 
 
 class Correction(ApiModel):
