@@ -200,6 +200,16 @@ def test_an_instant_that_is_not_rfc_3339_with_an_offset_is_refused_naming_its_pa
     assert [field for field, _ in query_errors(JobQuery, {"created_to": text})] == ["created_to"]
 
 
+def test_an_offset_whose_plus_became_a_space_in_the_url_is_refused_with_a_hint() -> None:
+    assert query_errors(JobQuery, {"created_from": "2026-11-20T08:00:00 01:00"}) == [
+        (
+            "created_from",
+            "Value error, expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z"
+            " (a + in a URL's query is a space: send it as %2B)",
+        )
+    ]
+
+
 def test_an_instant_outside_the_years_datetime_holds_in_utc_is_refused() -> None:
     assert query_errors(JobQuery, {"created_from": "0001-01-01T00:00:00+01:00"}) == [
         ("created_from", "Value error, must fall within the years 1 to 9999 in UTC")

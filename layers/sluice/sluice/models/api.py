@@ -55,11 +55,14 @@ def _shortened(limit: int) -> AfterValidator:
 # An instant in a query string: RFC 3339 text with an offset, and nothing else pydantic would take for a datetime
 # (a number of seconds, a date alone, a space for the "T").
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# A "+01:00" offset put in a URL unencoded arrives as " 01:00": a query string's "+" is a space.
+_PLUS_AS_SPACE = re.compile(r"\S+ \d{2}:\d{2}")
 
 
 def _rfc3339_text(value: object) -> object:
     if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        raise ValueError("expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z")
+        hint = " (a + in a URL's query is a space: send it as %2B)" if _PLUS_AS_SPACE.fullmatch(value) else ""
+        raise ValueError(f"expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z{hint}")
     return value
 
 
