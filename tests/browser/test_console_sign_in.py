@@ -119,6 +119,7 @@ def provider() -> Iterator[tuple[Provider, str]]:
         yield found, f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="module")
