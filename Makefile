@@ -90,6 +90,10 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) ## ruff, mypy, the OpenAPI s
 test: $(VENV_STAMP) migrate browser ## run the tests against the local TimescaleDB (started if needed) and Chromium, coverage gate included
 	$(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
 
+.PHONY: screenshots
+screenshots: $(VENV_STAMP) migrate browser ## a PNG of each console page under docs/console/ (a stack of its own, sample data, headless Chromium)
+	$(PY) -m tests.browser.screenshots
+
 # The unit tests need no database nor moto; the coverage gate (pyproject.toml) is make test's, on the whole suite.
 .PHONY: test-unit
 test-unit: $(VENV_STAMP) ## run the unit tests only (no database, no coverage gate)
