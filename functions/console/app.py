@@ -44,17 +44,20 @@ class Asset:
     etag: str
 
 
-@cache
-def assets() -> Mapping[str, Asset]:
-    """Every file under static/, by its path below /console/, read once per execution environment."""
-    found: dict[str, Asset] = {}
-    for path in sorted(STATIC.rglob("*")):
-        if path.is_file() and path.suffix in CONTENT_TYPES:
-            body = path.read_bytes()
-            # Files change only with a deployment: the tag is their content's.
-            tag = hashlib.sha256(body).hexdigest()[:32]
-            found[path.relative_to(STATIC).as_posix()] = Asset(body, CONTENT_TYPES[path.suffix], f'"{tag}"')
-    return found
+def asset(name: str) -> Asset | None:
+    """The file ``name`` below static/, or None. Read on each request (a few kilobytes, from the package's own
+    disk) rather than kept: an edit shows on the next reload under `make run`, with no restart."""
+    root = STATIC.resolve()
+    path = (root / name).resolve()
+    # Only a file's own name: no "..", "./", "//" or trailing "/" spelling of it (nor a way out of static/).
+    if not path.is_relative_to(root) or path.relative_to(root).as_posix() != name:
+        return None
+    if not path.is_file() or path.suffix not in CONTENT_TYPES:
+        return None
+    body = path.read_bytes()
+    # The content's own tag: unchanged bytes are a 304 across deployments and execution environments.
+    tag = hashlib.sha256(body).hexdigest()[:32]
+    return Asset(body, CONTENT_TYPES[path.suffix], f'"{tag}"')
 
 
 @cache
@@ -76,6 +79,7 @@ def sign_in_config() -> dict[str, Any]:
         "client_id": config.console_client_id,
         "scope": config.console_scopes,
         "logout_endpoint": config.console_logout_url or None,
+        "audience": config.console_audience or None,
     }
 
 
@@ -142,12 +146,12 @@ def serve(path: str, if_none_match: str | None) -> dict[str, Any]:
         return _response(
             200, json.dumps(sign_in_config()).encode(), CONTENT_TYPES[".json"], {"Cache-Control": "no-store"}
         )
-    asset = assets().get(name)
-    if asset is None:
+    found = asset(name)
+    if found is None:
         return _not_found()
-    if if_none_match is not None and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
-        return _response(304, b"", asset.content_type, {"ETag": asset.etag})
-    return _response(200, asset.body, asset.content_type, {"ETag": asset.etag})
+    if if_none_match is not None and found.etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return _response(304, b"", found.content_type, {"ETag": found.etag})
+    return _response(200, found.body, found.content_type, {"ETag": found.etag})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -22,7 +22,12 @@ IMPORT = re.compile(r"""(?:from\s+|import\s*\(\s*)["'](\.{1,2}/[^"']+)["']""")
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """As template.yaml gives the function in AWS without a provider: no endpoint override, no sign-in settings."""
-    for name in ("SLUICE_AWS_ENDPOINT_URL", "SLUICE_CONSOLE_AUTHORIZATION_URL", "SLUICE_CONSOLE_TOKEN_URL"):
+    for name in (
+        "SLUICE_AWS_ENDPOINT_URL",
+        "SLUICE_CONSOLE_AUTHORIZATION_URL",
+        "SLUICE_CONSOLE_TOKEN_URL",
+        "SLUICE_CONSOLE_AUDIENCE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLUICE_BATCH_BUCKET", BUCKET)
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
@@ -108,7 +113,15 @@ def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/console/nothing.js", "/console/../app.py", "/console/app.py", "/console/js/main.js/", "/consoles"]
+    "path",
+    [
+        "/console/nothing.js",
+        "/console/../app.py",
+        "/console/app.py",
+        "/console/js/main.js/",
+        "/console/js//main.js",
+        "/consoles",
+    ],
 )
 def test_anything_else_is_not_found_in_the_apis_error_form(path: str) -> None:
     answer = get(path)
@@ -151,6 +164,7 @@ def test_with_a_provider_the_console_signs_in_with_code_and_pkce_and_may_call_it
         "client_id": "console-client",
         "scope": "openid jobs:read",
         "logout_endpoint": None,
+        "audience": None,
     }
     OAS31Validator(spec_schema("ConsoleConfig")).validate(config)
     assert "https://login.example.com;" in answer["headers"]["Content-Security-Policy"]

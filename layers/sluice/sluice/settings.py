@@ -203,6 +203,8 @@ class ConsoleSettings(BaseSettings):
     console_logout_url: str = ""
     console_client_id: str = ""
     console_scopes: str = "openid"
+    # Sent as the authorization request's `audience` (Auth0 needs it); empty: not sent.
+    console_audience: str = ""
     aws_endpoint_url: str = ""
     # Lambda's own variable: the region the function, and so the stack's bucket, is in.
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")

@@ -134,6 +134,7 @@ export async function startSignIn(returnTo) {
     state,
     code_challenge: base64url(new Uint8Array(digest)),
     code_challenge_method: "S256",
+    ...(config.audience ? { audience: config.audience } : {}),
   }).toString();
   location.assign(url.toString());
   return true;

@@ -12,9 +12,15 @@ export function message(kind, title, lines = []) {
   );
 }
 
-/** The API's refusal in plain words. A missing sign-in is not shown: it is re-thrown for the shell to handle. */
+/**
+ * The API's refusal in plain words. An expired or refused sign-in sends the person to sign in (the shell listens),
+ * keeping their place.
+ */
 export function errorMessage(error) {
-  if (error instanceof SignInRequired) throw error;
+  if (error instanceof SignInRequired) {
+    document.dispatchEvent(new CustomEvent("sluice:signin-required"));
+    return message("info", "Your sign-in has expired.", ["Sign in again to go on where you were."]);
+  }
   const { title, lines, code } = describe(error);
   const box = message("error", title, lines);
   if (code) box.dataset.code = code;
@@ -78,7 +84,8 @@ export async function systemNames(api) {
   try {
     let cursor = null;
     do {
-      const page = await api("GET", "/api/v1/systems", { query: { limit: 200, cursor } });
+      // The API's largest page of systems.
+      const page = await api("GET", "/api/v1/systems", { query: { limit: 100, cursor } });
       for (const system of page.items) names.set(system.id, system.name);
       cursor = page.next_cursor;
     } while (cursor && names.size < 2000);
