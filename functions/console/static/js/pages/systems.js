@@ -53,7 +53,7 @@ function registerForm(outcome, reload) {
     h("h2", { id: "register-heading", class: "form-title" }, "Register a system"),
     field("register-name", "Name", "text", "", { name: "name", required: true, wide: true, hint: "Unique among your systems, up to 200 characters." }),
     field("register-id", "Id (optional)", "text", "", {
-      name: "id", wide: true, placeholder: "3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01",
+      name: "id", wide: true,
       hint: "The UUID its devices already send as system_id; empty: Sluice chooses one.",
     }),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "register-submit" }, "Register")));

@@ -19,7 +19,8 @@ const S3_REFUSALS = {
 
 export async function render(main, route, context) {
   const input = h("input", { type: "file", id: "upload-file", name: "file", accept: ACCEPT, "aria-describedby": "upload-file-hint", required: true });
-  const chosen = h("p", { id: "upload-chosen", class: "hint", "aria-live": "polite" }, "No file chosen.");
+  // The input says which file it holds; this says its size, and whether the API will take its name.
+  const chosen = h("p", { id: "upload-chosen", class: "hint", "aria-live": "polite" });
   const zone = h("div", { class: "dropzone", id: "upload-zone" },
     h("label", { for: "upload-file", class: "dropzone-label" }, "Choose a file of readings"),
     input,
@@ -67,7 +68,7 @@ export async function render(main, route, context) {
 
 function describeChoice(input, chosen) {
   const file = input.files[0];
-  if (!file) return show(chosen, "No file chosen.");
+  if (!file) return show(chosen);
   show(chosen, "Chosen: ", h("strong", {}, file.name), ` (${bytes(file.size)})`,
     FORMAT.test(file.name) ? "" : ". Its name does not end in .csv, .ndjson, .jsonl or .json (then .gz or not): the API will refuse it.");
 }
@@ -95,8 +96,8 @@ async function upload(file, form, outcome, context) {
 
   const progress = h("progress", { id: "upload-progress", max: 100, value: 0, "aria-labelledby": "upload-progress-label" });
   const progressText = h("span", { id: "upload-progress-text" }, `0 of ${bytes(file.size)}`);
-  const sending = h("div", { class: "panel", id: "upload-sending" },
-    h("p", { id: "upload-progress-label" }, "Sending ", h("strong", {}, file.name), " to storage"),
+  const progressLabel = h("p", { id: "upload-progress-label" }, "Sending ", h("strong", {}, file.name), " to storage");
+  const sending = h("div", { class: "panel", id: "upload-sending" }, progressLabel,
     progress, " ", progressText);
   const status = h("div", { id: "upload-status" });
   show(outcome, sending, status);
@@ -112,8 +113,8 @@ async function upload(file, form, outcome, context) {
     status.firstChild.dataset.s3Status = String(stored.status);
     return;
   }
-  progress.value = 100;
-  show(progressText, `${bytes(file.size)} of ${bytes(file.size)} (100 %)`);
+  // No need to set the bar: the upload's last progress event counts every byte, and it comes before S3's answer.
+  show(progressLabel, "Sent ", h("strong", {}, file.name), " to storage");
   announce("The file is stored. Following its job.");
   if (!context.isCurrent()) return;
 
