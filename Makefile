@@ -61,6 +61,11 @@ db-status: ## say whether the local cluster runs
 migrate: $(VENV_STAMP) db ## apply the schema migrations to $SLUICE_DB_DSN
 	@$(VENV)/bin/sluice-migrate up
 
+# The browser tests (tests/browser) drive Debian's Chromium through its WebDriver; nothing is downloaded at run time.
+.PHONY: browser
+browser: ## install Debian's chromium and chromium-driver if missing (the browser tests drive them)
+	@bash infra/install-chromium.sh
+
 .PHONY: moto moto-stop
 moto: $(VENV_STAMP) ## start the moto server (S3, SQS, DynamoDB, Secrets Manager) on 127.0.0.1:4566
 	@bash infra/moto.sh start
@@ -82,7 +87,7 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) ## ruff, mypy, the OpenAPI s
 	$(CHECKOV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 .PHONY: test
-test: $(VENV_STAMP) migrate ## run the tests against the local TimescaleDB (started if needed), coverage gate included
+test: $(VENV_STAMP) migrate browser ## run the tests against the local TimescaleDB (started if needed) and Chromium, coverage gate included
 	$(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
 
 # The unit tests need no database nor moto; the coverage gate (pyproject.toml) is make test's, on the whole suite.

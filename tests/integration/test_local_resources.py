@@ -41,6 +41,20 @@ def test_the_bucket_is_versioned_encrypted_and_private(aws_stack: StackContext) 
     assert all(block.values())
 
 
+def test_the_bucket_carries_the_templates_cors_rule_for_upload_forms(aws_stack: StackContext) -> None:
+    rules = s3_client().get_bucket_cors(Bucket=aws_stack.refs["BatchBucket"])["CORSRules"]
+
+    assert rules == [
+        {
+            "ID": "upload-forms",
+            "AllowedMethods": ["POST"],
+            "AllowedOrigins": ["*"],
+            "AllowedHeaders": ["*"],
+            "MaxAgeSeconds": 600,
+        }
+    ]
+
+
 def test_provisioning_twice_keeps_the_same_resources(aws_stack: StackContext) -> None:
     again = StackContext(aws_stack.template, stack_name=aws_stack.stack_name, region=aws_stack.region)
 

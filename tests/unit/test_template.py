@@ -152,6 +152,42 @@ def test_the_bucket_is_private_encrypted_versioned_and_tls_only() -> None:
     }.items() <= statements[0].items()
 
 
+def test_the_bucket_answers_browsers_posting_upload_forms_and_nothing_else() -> None:
+    properties = resources()["BatchBucket"]["Properties"]
+    default = StackContext(template(), stack_name="s", region="eu-west-1")
+    narrowed = StackContext(
+        template(),
+        stack_name="s",
+        region="eu-west-1",
+        parameter_overrides={"UploadCorsOrigins": "https://abc.execute-api.eu-west-1.amazonaws.com,https://b.example"},
+    )
+
+    (rule,) = default.resolve(properties["CorsConfiguration"])["CorsRules"]
+    (narrowed_rule,) = narrowed.resolve(properties["CorsConfiguration"])["CorsRules"]
+
+    assert (rule["AllowedMethods"], rule["AllowedHeaders"], rule["AllowedOrigins"]) == (["POST"], ["*"], ["*"])
+    assert narrowed_rule["AllowedOrigins"] == ["https://abc.execute-api.eu-west-1.amazonaws.com", "https://b.example"]
+
+
+@pytest.mark.parametrize(
+    ("origins", "accepted"),
+    [
+        ("*", True),
+        ("https://abc.execute-api.eu-west-1.amazonaws.com", True),
+        ("https://a.example,http://localhost:3000", True),
+        ("", False),
+        ("https://a.example/console/", False),
+        ("*,https://a.example", False),
+        ("https://*.example", False),
+        ("https://a.example, https://b.example", False),
+    ],
+)
+def test_upload_cors_origins_are_star_or_bare_origins(origins: str, accepted: bool) -> None:
+    pattern = template()["Parameters"]["UploadCorsOrigins"]["AllowedPattern"]
+
+    assert (re.fullmatch(pattern, origins) is not None) == accepted
+
+
 def test_incoming_and_drops_notify_the_ingest_queue() -> None:
     notifications = resources()["BatchBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
 

@@ -175,6 +175,8 @@ def _create_bucket(context: StackContext, s3: "S3Client", name: str, properties:
         s3.put_bucket_versioning(
             Bucket=bucket, VersioningConfiguration={"Status": resolved["VersioningConfiguration"]["Status"]}
         )
+    if "CorsConfiguration" in resolved:
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=_cors_configuration(resolved["CorsConfiguration"]))
     notifications = resolved.get("NotificationConfiguration", {})
     if notifications:
         s3.put_bucket_notification_configuration(
@@ -189,6 +191,18 @@ def _put_bucket_policy(s3: "S3Client", properties: Mapping[str, Any]) -> None:
     document["Statement"] = [statement for statement in document["Statement"] if "Condition" not in statement]
     if document["Statement"]:
         s3.put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(document))
+
+
+# CloudFormation's names for a CORS rule's properties where the S3 API's differ.
+_CORS_RULE_NAMES = {"Id": "ID", "MaxAge": "MaxAgeSeconds", "ExposedHeaders": "ExposeHeaders"}
+
+
+def _cors_configuration(cfn: Mapping[str, Any]) -> Any:
+    return {
+        "CORSRules": [
+            {_CORS_RULE_NAMES.get(key, key): value for key, value in rule.items()} for rule in cfn["CorsRules"]
+        ]
+    }
 
 
 def _notification_configuration(cfn: Mapping[str, Any]) -> Any:
