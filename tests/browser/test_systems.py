@@ -72,7 +72,7 @@ def test_a_system_registered_in_the_console_is_in_the_api_and_the_list(stack: Br
     row = browser.wait_for_text("#systems-list tbody tr", "press-21")
     assert system["id"] in row.text
     link = row.find_element(By.LINK_TEXT, "press-21")
-    assert link.get_attribute("href").endswith(f"#/systems/{system['id']}")
+    assert str(link.get_attribute("href")).endswith(f"#/systems/{system['id']}")
     assert fits_the_screen(browser)
 
     # And the same name again is found, not made twice
@@ -105,7 +105,7 @@ def test_a_taken_name_is_refused_in_plain_words_and_nothing_changes(stack: Brows
     assert "press-1" in refused.text
     assert field.get_attribute("aria-invalid") == "true"
     reason = browser.driver.find_element(By.ID, "rename-name-error")
-    assert reason.get_attribute("id") in field.get_attribute("aria-describedby").split()
+    assert reason.get_attribute("id") in str(field.get_attribute("aria-describedby")).split()
     assert {s["id"]: s["name"] for s in systems_of(stack, tenant)} == {first["id"]: "press-1", second["id"]: "press-2"}
 
     # And registering a new system under that name is refused the same way
