@@ -131,6 +131,7 @@ bench: $(VENV_STAMP) db moto ## measure rules, index COPY price, the ingest hand
 	@$(PY) -m tests.bench.bench_ingest
 	@$(PY) -m tests.bench.bench_worker
 	@$(PY) -m tests.bench.bench_review
+	@$(PY) -m tests.bench.bench_quarantine_filters
 	@$(PY) -m tests.bench.bench_twin
 
 .PHONY: run
