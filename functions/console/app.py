@@ -88,19 +88,25 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
+def upload_origins(config: ConsoleSettings) -> list[str]:
+    """Where the upload forms send the browser (sluice.adapters.aws.s3_form_client signs them): the bucket's
+    endpoint, virtual-hosted, in AWS; the moto server's origin (path-style) locally."""
+    if config.aws_endpoint_url:
+        return [origin] if (origin := _origin(config.aws_endpoint_url)) else []
+    regional = f"https://{config.batch_bucket}.s3.{config.aws_region}.amazonaws.com"
+    if config.aws_region != "us-east-1":
+        return [regional]
+    # In us-east-1 botocore names the global endpoint (its s3 us_east_1_regional_endpoint default, "legacy"):
+    # allowed too, so an upload page in that region is not blocked by its own policy.
+    return [regional, f"https://{config.batch_bucket}.s3.amazonaws.com"]
+
+
 @cache
 def content_security_policy() -> str:
     """Scripts and styles of this origin only; fetches to the API (same origin), the bucket the upload forms name,
     and the provider's token endpoint. The page can be framed by nobody."""
     config = settings()
-    # A form names the bucket's regional endpoint, virtual-hosted (sluice.adapters.aws.s3_form_client); locally
-    # the moto server's.
-    uploads = (
-        _origin(config.aws_endpoint_url)
-        if config.aws_endpoint_url
-        else f"https://{config.batch_bucket}.s3.{config.aws_region}.amazonaws.com"
-    )
-    connect = ["'self'", uploads, _origin(config.console_token_url) if config.has_provider else None]
+    connect = ["'self'", *upload_origins(config), _origin(config.console_token_url) if config.has_provider else None]
     sources = " ".join(source for source in connect if source)
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
