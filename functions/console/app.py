@@ -4,7 +4,10 @@ can see and do is what the API lets their token do.
 
 ``/console/config.json`` is the one answer built here: the sign-in provider's endpoints and client id from the
 environment (template.yaml's Console* parameters, or the stack's Cognito pool). Without them the console signs in
-with a token carried in the URL's fragment only (``sluice console`` locally)."""
+with a token carried in the URL's fragment only (``sluice console`` locally).
+
+No Tracer: a first load asks for a dozen files at once, and each new execution environment's cold start is what a
+person waits for; the X-Ray SDK would double it, to trace a function that reads only its own package."""
 
 import hashlib
 import json
@@ -15,13 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.settings import ConsoleSettings
 
 logger = Logger()
-tracer = Tracer()
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/console/"
@@ -157,11 +159,14 @@ def serve(path: str, if_none_match: str | None) -> dict[str, Any]:
         return _not_found()
     if if_none_match is not None and found.etag in {tag.strip() for tag in if_none_match.split(",")}:
         return _response(304, b"", found.content_type, {"ETag": found.etag})
-    return _response(200, found.body, found.content_type, {"ETag": found.etag})
+    headers = {"ETag": found.etag}
+    if name.endswith(".svg"):
+        # The icon: Chromium asks for a page's icon again on every hash change; it may keep it a day.
+        headers["Cache-Control"] = "max-age=86400"
+    return _response(200, found.body, found.content_type, headers)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     method = event.get("requestContext", {}).get("http", {}).get("method", "GET")

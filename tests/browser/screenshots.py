@@ -6,7 +6,6 @@ jobs page at phone width) and saves it under docs/console/. Run it again after c
 """
 
 import sys
-from pathlib import Path
 from typing import Any
 
 from sluice_tools.settings import get_database_settings
@@ -47,7 +46,12 @@ def seed(stack: BrowserStack) -> dict[str, Any]:
     page = http("GET", stack.url("/api/v1/quarantine?review_status=pending&limit=3"), bearer).body
     first, second = page["items"][0], page["items"][1]
     http("POST", stack.url(f"/api/v1/quarantine/{first['id']}/review"), bearer, {"action": "fix", "value": 212.5})
-    http("POST", stack.url(f"/api/v1/quarantine/{second['id']}/review"), bearer, {"action": "reject", "notes": "test rig"})
+    http(
+        "POST",
+        stack.url(f"/api/v1/quarantine/{second['id']}/review"),
+        bearer,
+        {"action": "reject", "notes": "test rig"},
+    )
     return {"jobs": jobs, "quarantined": page["items"][2], "systems": systems}
 
 
@@ -55,14 +59,13 @@ def shoot(stack: BrowserStack, viewport: Viewport, shots: list[tuple[str, str]])
     browser = Browser(start_chromium(viewport), stack.base_url, viewport)
     try:
         browser.open(f"/console/#token={stack.token(tenant=TENANT, sub='anna@acme.example')}")
-        try:
-            browser.wait_for('body[data-rendered="jobs"]')
-        except Exception:
-            print(browser.driver.find_element("css selector", "main").text, browser.console())
-            raise
+        browser.wait_for('body[data-rendered="jobs"]')
         for name, place in shots:
             browser.driver.execute_script(
-                "delete document.body.dataset.rendered; location.hash = arguments[0]; window.scrollTo(0, 0)", place
+                "if (location.hash !== arguments[0]) {"
+                " delete document.body.dataset.rendered; location.hash = arguments[0]; }"
+                " window.scrollTo(0, 0);",
+                place,
             )
             page = place.split("/")[1].split("?")[0]
             browser.wait_for(f'body[data-rendered="{page}"]')

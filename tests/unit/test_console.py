@@ -113,6 +113,7 @@ def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
     assert again["body"] == ""
     assert other["statusCode"] == 200
     assert first["headers"]["Cache-Control"] == "no-cache"
+    assert get("/console/icon.svg")["headers"]["Cache-Control"] == "max-age=86400"
 
 
 @pytest.mark.parametrize(
