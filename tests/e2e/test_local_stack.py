@@ -411,6 +411,7 @@ EVENTS_OF = {
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],
     "SystemsFunction": ["systems-register.json", "systems-list.json", "systems-get.json", "systems-rename.json"],
     "HealthFunction": ["health.json", "health-deep.json"],
+    "ConsoleFunction": ["console-get.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],
 }
 # Functions the template creates only under a condition the local stack's defaults leave off: their events are run
