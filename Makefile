@@ -90,6 +90,10 @@ lint: $(VENV_STAMP) $(TOOLS_STAMP) $(CHECKOV_STAMP) ## ruff, mypy, the OpenAPI s
 test: $(VENV_STAMP) migrate browser ## run the tests against the local TimescaleDB (started if needed) and Chromium, coverage gate included
 	$(VENV)/bin/pytest --ignore=tests/reliability $(PYTEST_ARGS)
 
+.PHONY: screenshots
+screenshots: $(VENV_STAMP) migrate browser ## a PNG of each console page under docs/console/ (a stack of its own, sample data, headless Chromium)
+	$(PY) -m tests.browser.screenshots
+
 # The unit tests need no database nor moto; the coverage gate (pyproject.toml) is make test's, on the whole suite.
 .PHONY: test-unit
 test-unit: $(VENV_STAMP) ## run the unit tests only (no database, no coverage gate)
@@ -125,12 +129,14 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer (hash-checked arm64
 # Each works in scratch databases it migrates itself: it needs the cluster, not `make migrate` (whose report would
 # go to stdout too).
 .PHONY: bench
-bench: $(VENV_STAMP) db moto ## measure rules, index COPY price, the ingest handler, the worker and reviews, as ratios within one run
+bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ingest handler, the worker, reviews and the console's first load, as ratios within one run
 	@$(PY) -m tests.bench.bench_validation
 	@$(PY) -m tests.bench.bench_indexes
 	@$(PY) -m tests.bench.bench_ingest
 	@$(PY) -m tests.bench.bench_worker
 	@$(PY) -m tests.bench.bench_review
+	@$(PY) -m tests.bench.bench_quarantine_filters
+	@$(PY) -m tests.bench.bench_console
 	@$(PY) -m tests.bench.bench_twin
 
 .PHONY: run

@@ -140,14 +140,17 @@ def running_stack(
     env: Mapping[str, str] | None = None,
     prefix: str = "sluice_e2e",
     template_limits: bool = False,
+    function_env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[RunningStack]:
     """infra/run.sh on free ports with a scratch database on ``server_dsn``'s server; stopped (as Ctrl-C stops it)
     on exit. ``env`` adds to its environment: fault switches (SLUICE_FAULT_*), another cluster (SLUICE_DB_*). The
-    read and review limits are lifted (``LIFTED_LIMITS``) unless ``template_limits``."""
+    read and review limits are lifted (``LIFTED_LIMITS``) unless ``template_limits``. ``function_env`` sets
+    variables of single functions, as a SAM env vars file does (``{"ConsoleFunction": {"SLUICE_...": "..."}}``)."""
     with scratch_database(server_dsn, prefix=prefix) as dsn, tempfile.TemporaryDirectory() as scratch:
         http_port, moto_port = free_port(), free_port()
         env_vars = Path(scratch) / "env.json"
-        env_vars.write_text(json.dumps({"Parameters": {} if template_limits else LIFTED_LIMITS}), encoding="utf-8")
+        variables = {"Parameters": {} if template_limits else LIFTED_LIMITS, **(function_env or {})}
+        env_vars.write_text(json.dumps(variables), encoding="utf-8")
         environment = {
             **os.environ,
             "SLUICE_LOCAL_ENV_VARS": str(env_vars),

@@ -4,7 +4,10 @@ can see and do is what the API lets their token do.
 
 ``/console/config.json`` is the one answer built here: the sign-in provider's endpoints and client id from the
 environment (template.yaml's Console* parameters, or the stack's Cognito pool). Without them the console signs in
-with a token carried in the URL's fragment only (``sluice console`` locally)."""
+with a token carried in the URL's fragment only (``sluice console`` locally).
+
+No Tracer: a first load asks for a dozen files at once, and each new execution environment's cold start is what a
+person waits for; the X-Ray SDK would double it, to trace a function that reads only its own package."""
 
 import hashlib
 import json
@@ -15,13 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sluice.settings import ConsoleSettings
 
 logger = Logger()
-tracer = Tracer()
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/console/"
@@ -88,19 +90,25 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
+def upload_origins(config: ConsoleSettings) -> list[str]:
+    """Where the upload forms send the browser (sluice.adapters.aws.s3_form_client signs them): the bucket's
+    endpoint, virtual-hosted, in AWS; the moto server's origin (path-style) locally."""
+    if config.aws_endpoint_url:
+        return [origin] if (origin := _origin(config.aws_endpoint_url)) else []
+    regional = f"https://{config.batch_bucket}.s3.{config.aws_region}.amazonaws.com"
+    if config.aws_region != "us-east-1":
+        return [regional]
+    # In us-east-1 botocore names the global endpoint (its s3 us_east_1_regional_endpoint default, "legacy"):
+    # allowed too, so an upload page in that region is not blocked by its own policy.
+    return [regional, f"https://{config.batch_bucket}.s3.amazonaws.com"]
+
+
 @cache
 def content_security_policy() -> str:
     """Scripts and styles of this origin only; fetches to the API (same origin), the bucket the upload forms name,
     and the provider's token endpoint. The page can be framed by nobody."""
     config = settings()
-    # A form names the bucket's regional endpoint, virtual-hosted (sluice.adapters.aws.s3_form_client); locally
-    # the moto server's.
-    uploads = (
-        _origin(config.aws_endpoint_url)
-        if config.aws_endpoint_url
-        else f"https://{config.batch_bucket}.s3.{config.aws_region}.amazonaws.com"
-    )
-    connect = ["'self'", uploads, _origin(config.console_token_url) if config.has_provider else None]
+    connect = ["'self'", *upload_origins(config), _origin(config.console_token_url) if config.has_provider else None]
     sources = " ".join(source for source in connect if source)
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -151,11 +159,14 @@ def serve(path: str, if_none_match: str | None) -> dict[str, Any]:
         return _not_found()
     if if_none_match is not None and found.etag in {tag.strip() for tag in if_none_match.split(",")}:
         return _response(304, b"", found.content_type, {"ETag": found.etag})
-    return _response(200, found.body, found.content_type, {"ETag": found.etag})
+    headers = {"ETag": found.etag}
+    if name.endswith(".svg"):
+        # The icon: Chromium asks for a page's icon again on every hash change; it may keep it a day.
+        headers["Cache-Control"] = "max-age=86400"
+    return _response(200, found.body, found.content_type, headers)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
     method = event.get("requestContext", {}).get("http", {}).get("method", "GET")

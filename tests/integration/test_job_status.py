@@ -2,16 +2,18 @@
 refusal. It has no database to lean on: everything it answers comes from the job records."""
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID, uuid4
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sluice.adapters.dynamodb import DynamoJobStore
-from sluice.domain.jobs import JobFilter
+from sluice.domain.jobs import JobFilter, listed_at
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.quarantine import JobReviewCounts
 from sluice.settings import get_job_status_settings
@@ -19,6 +21,10 @@ from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..worker_harness import WorkerHarness
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 START = datetime(2026, 11, 20, 8, tzinfo=UTC)
 SYSTEM_A = UUID("3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01")
@@ -102,6 +108,7 @@ def test_a_job_shows_the_contract_fields(jobs: Jobs) -> None:
         "status": "completed",
         "source": "api",
         "system_id": str(SYSTEM_A),
+        "created_by": "press-gateway-17",
         "total_readings": 3,
         "inserted_readings": 2,
         "quarantined_readings": 1,
@@ -275,6 +282,169 @@ def test_pages_of_large_job_records_stay_under_lambdas_answer_limit(jobs: Jobs) 
     assert walked == list(reversed(large))
 
 
+# --- a date range ---------------------------------------------------------------------------------------------------
+
+
+def text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_a_date_range_keeps_the_jobs_from_its_start_up_to_but_not_at_its_end(jobs: Jobs) -> None:
+    # Given six jobs a second apart, at START + 1 s .. START + 6 s
+    made = [str(jobs.add().job_id) for _ in range(6)]
+
+    def listed(**query: str) -> list[str]:
+        answer = jobs.get("/api/v1/jobs", query)
+        assert answer.status == 200, answer.body
+        return [item["job_id"] for item in answer.body["items"]]
+
+    # When ranges are asked for, their ends falling on jobs
+    # Then the start's job is in, the end's job is out, and either end alone leaves the other side open
+    assert listed(created_from=text(START + timedelta(seconds=2)), created_to=text(START + timedelta(seconds=5))) == [
+        made[3],
+        made[2],
+        made[1],
+    ]
+    assert listed(created_from=text(START + timedelta(seconds=5))) == [made[5], made[4]]
+    assert listed(created_to=text(START + timedelta(seconds=2))) == [made[0]]
+    assert listed(created_from=text(START + timedelta(seconds=7))) == []
+
+
+def test_a_range_compares_instants_whatever_their_offset_and_fraction(jobs: Jobs) -> None:
+    # Given jobs on a whole second and on its last microsecond (stored as "...:30.000000Z" and "...:30.999999Z")
+    whole = jobs.add(created_at=START.replace(second=30))
+    last = jobs.add(created_at=START.replace(second=30, microsecond=999_999))
+    jobs.add(created_at=START.replace(second=31))
+
+    def listed(**query: str) -> list[str]:
+        answer = jobs.get("/api/v1/jobs", query)
+        assert answer.status == 200, answer.body
+        return [item["job_id"] for item in answer.body["items"]]
+
+    # When the range is that second, written in another offset and without a fraction
+    # Then both jobs are in it, and the next second's is not ("...:30+01:00" is not compared as text)
+    assert listed(created_from="2026-11-20T09:00:30+01:00", created_to="2026-11-20T09:00:31+01:00") == [
+        str(last.job_id),
+        str(whole.job_id),
+    ]
+    # And an end a microsecond after the whole second keeps only that one
+    assert listed(created_from="2026-11-20T08:00:30Z", created_to="2026-11-20T08:00:30.000001Z") == [str(whole.job_id)]
+
+
+def test_a_range_is_read_through_the_index_so_older_and_newer_jobs_cost_no_reads(jobs: Jobs) -> None:
+    # Given two failed jobs, with 30 newer completed ones above them and a store that reads 10 items a request
+    wanted = [jobs.add(status=JobStatus.FAILED) for _ in range(2)]
+    for _ in range(30):
+        jobs.add(status=JobStatus.COMPLETED)
+    store = DynamoJobStore(jobs.store._table, read_budget=10)
+    keep = JobFilter(
+        status=JobStatus.FAILED,
+        created_from=wanted[0].created_at,
+        created_to=wanted[-1].created_at + timedelta(seconds=1),
+    )
+
+    # When the failed jobs of their range are listed
+    listing = store.list_jobs(TENANT, keep, 5, None)
+
+    # Then one request finds both: the newer jobs lie outside the key condition, never read (a filter would have
+    # read 10 of them and stopped, as in test_a_filtered_listing_stops_at_its_read_budget...)
+    assert [job.job_id for job in listing.jobs] == [job.job_id for job in reversed(wanted)]
+    assert listing.next_position is None
+
+
+def test_pages_of_a_range_walk_every_job_in_it_once_while_new_jobs_arrive(jobs: Jobs) -> None:
+    # Given twelve jobs, of which the middle eight are in the range
+    made = [str(jobs.add().job_id) for _ in range(12)]
+    query = {"created_from": text(START + timedelta(seconds=3)), "created_to": text(START + timedelta(seconds=11))}
+
+    # When the range is walked three at a time, a job arriving after each page (later than the range)
+    pages = jobs.walk(query | {"limit": "3"}, between_pages=jobs.add)
+    filtered = jobs.walk(query | {"limit": "2", "source": "api"}, between_pages=jobs.add)
+
+    # Then every job of the range is listed once, newest first
+    assert pages == [made[9:6:-1], made[6:3:-1], made[3:1:-1]]
+    assert [job_id for page in filtered for job_id in page] == list(reversed(made[2:10]))
+
+
+class BoundedStartKeys:
+    """The moto client, but refusing a Query whose ExclusiveStartKey lies outside its key condition on created_at,
+    or on the bound a descending query walks towards, as DynamoDB does ("The provided starting key is outside query
+    boundaries based on provided condition"); moto takes any start key."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, **request: Any) -> Any:
+        start = request.get("ExclusiveStartKey")
+        condition = re.search(
+            r"created_at (?:BETWEEN (:\w+) AND (:\w+)|(>=|<) (:\w+))", request["KeyConditionExpression"]
+        )
+        if start is not None and condition is not None:
+            at = start["created_at"]["S"]
+            values = {name: value["S"] for name, value in request["ExpressionAttributeValues"].items()}
+            low, high, operator, bound = condition.groups()
+            if low is not None:
+                inside = values[low] < at <= values[high]
+            elif operator == ">=":
+                inside = at > values[bound]
+            else:
+                inside = at < values[bound]
+            if not inside:
+                raise ClientError(
+                    {"Error": {"Code": "ValidationException", "Message": "The provided starting key is outside query"}},
+                    "Query",
+                )
+        return self._client.query(**request)
+
+
+def test_a_position_from_outside_the_range_continues_inside_it_without_a_refused_query(jobs: Jobs) -> None:
+    # Given ten jobs, a store whose client refuses start keys outside the range as DynamoDB does, and a range of the
+    # 4th to 6th
+    from sluice.adapters.aws import dynamodb_client  # noqa: PLC0415
+
+    made = [jobs.add() for _ in range(10)]
+    store = DynamoJobStore(jobs.store._table, client=cast("DynamoDBClient", BoundedStartKeys(dynamodb_client())))
+    keep = JobFilter(created_from=made[3].created_at, created_to=made[6].created_at)
+
+    def after(job: Job) -> list[UUID]:
+        return [found.job_id for found in store.list_jobs(TENANT, keep, 5, listed_at(job)).jobs]
+
+    # When the range is listed after positions later than it, inside it, at its start and earlier than it
+    # Then a later position has the whole range after it, an inner one the rest, the others nothing
+    assert after(made[8]) == after(made[6]) == [made[5].job_id, made[4].job_id, made[3].job_id]
+    assert after(made[5]) == [made[4].job_id, made[3].job_id]
+    assert after(made[3]) == after(made[1]) == []
+    # And from one end only
+    keep = JobFilter(created_from=made[3].created_at)
+    assert after(made[4]) == [made[3].job_id]
+    keep = JobFilter(created_to=made[3].created_at)
+    assert after(made[5]) == [made[2].job_id, made[1].job_id, made[0].job_id]
+
+
+def test_a_jobs_creator_is_the_senders_sub_and_a_drops_is_null(jobs: Jobs, worker: WorkerHarness) -> None:
+    # Given an API batch sent by principal "harness", and a file dropped into the bucket, both loaded by the worker
+    system = worker.query("INSERT INTO systems (tenant_id, name) VALUES (%s, 'press-1') RETURNING id", TENANT)[0][0]
+    reading = {"sensor_id": str(uuid4()), "timestamp": text(datetime.now(UTC)), "value": 1.0, "unit": "bar"}
+    body = json.dumps({"system_id": str(system), "readings": [reading | {"quality": 90}]}).encode()
+    sent = worker.send_api_batch(TENANT, system, body, 1)
+    worker.put(
+        f"drops/{TENANT}/press-1.ndjson", json.dumps(reading | {"system_id": str(system), "quality": 90}).encode()
+    )
+    assert worker.deliver() == {"batchItemFailures": []}
+    dropped = worker.job_by_key(f"drops/{TENANT}/press-1.ndjson")
+
+    # When the tenant reads both jobs
+    batch_job = jobs.get(f"/api/v1/jobs/{sent}").body
+    drop_job = jobs.get(f"/api/v1/jobs/{dropped.job_id}").body
+
+    # Then the batch names its sender and the drop no one
+    assert (batch_job["source"], batch_job["created_by"]) == ("api", "harness")
+    assert (drop_job["source"], drop_job["created_by"]) == ("drop", None)
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -288,6 +458,13 @@ def test_pages_of_large_job_records_stay_under_lambdas_answer_limit(jobs: Jobs) 
         ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
         ({"cursor": "eyJrIjoicXVhcmFudGluZSIsInAiOnsiYmVmb3JlX2lkIjo1fX0"}, "cursor"),
         ({"cursor": "eyJrIjoiam9icyIsInAiOnsiY3JlYXRlZF9hdCI6Im5vIn19"}, "cursor"),
+        ({"created_from": "2026-11-20T08:00:00"}, "created_from"),
+        ({"created_from": "2026-11-20"}, "created_from"),
+        ({"created_from": "1795680000"}, "created_from"),
+        ({"created_to": "yesterday"}, "created_to"),
+        ({"created_from": "0001-01-01T00:00:00+01:00"}, "created_from"),
+        ({"created_from": "2026-11-20T08:00:00Z", "created_to": "2026-11-20T08:00:00Z"}, "created_to"),
+        ({"created_from": "2026-11-20T09:00:00+01:00", "created_to": "2026-11-20T08:00:00Z"}, "created_to"),
     ],
 )
 def test_a_bad_query_is_refused_naming_the_parameter(jobs: Jobs, query: dict[str, str], field: str) -> None:

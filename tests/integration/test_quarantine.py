@@ -33,6 +33,7 @@ from ..worker_harness import WorkerHarness
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+OTHER_SENSOR = "0d9e8f7a-6b5c-4d3e-a2f1-0e9d8c7b6a50"
 REVIEWER = claims("quarantine:read quarantine:review", sub="operator-anna")
 READER = claims("quarantine:read", sub="viewer-ben")
 # The most a Lambda function may answer (its "6 MB"), from the error it reports past it (ResponseSizeTooLarge).
@@ -202,6 +203,57 @@ def test_filters_narrow_the_listing(review: Review, mixed: UUID) -> None:
     assert len(reasons(review_status="pending", job_id=str(mixed))) == 5
 
 
+def test_a_sensor_filter_keeps_that_sensors_rows_of_the_callers_tenant(review: Review, mixed: UUID) -> None:
+    # Given the mixed batch (every reading of SENSOR, but the unreadable 17, which has no sensor), two rows of
+    # another sensor, and a row of SENSOR in another tenant
+    other = review.load(
+        [reading(50, sensor_id=OTHER_SENSOR, value=-3.0), reading(51, sensor_id=OTHER_SENSOR, quality=1)]
+    )
+    outsider = review.add_system(tenant=OTHER_TENANT)
+    review.load([reading(52, value=-3.0)], system=outsider, tenant=OTHER_TENANT)
+
+    # When the tenant lists by sensor
+    mine = review.get("/api/v1/quarantine", {"sensor_id": SENSOR})
+    theirs = review.get("/api/v1/quarantine", {"sensor_id": OTHER_SENSOR, "reason": "low_quality"})
+
+    # Then each keeps that sensor's rows of the tenant, with the other filters
+    assert mine.status == 200, mine.body
+    assert [(item["reason"], item["job_id"]) for item in mine.body["items"]] == [
+        (reason, str(mixed)) for reason in ("duplicate", "low_quality", "invalid_unit", "out_of_range")
+    ]
+    assert [(item["sensor_id"], item["job_id"]) for item in theirs.body["items"]] == [(OTHER_SENSOR, str(other))]
+
+
+def test_a_total_counts_every_row_the_filters_match_whatever_the_page(review: Review, mixed: UUID) -> None:
+    # Given the mixed batch's five rows, three out-of-range rows of another sensor, and a row of SENSOR in another
+    # tenant
+    review.load([reading(60 + i, sensor_id=OTHER_SENSOR, value=-1.0) for i in range(3)])
+    outsider = review.add_system(tenant=OTHER_TENANT)
+    review.load([reading(70, value=-1.0)], system=outsider, tenant=OTHER_TENANT)
+
+    def total(**query: str) -> object:
+        answer = review.get("/api/v1/quarantine", query)
+        assert answer.status == 200, answer.body
+        return answer.body["total"]
+
+    # When pages are read with include_total, and without
+    first = review.get("/api/v1/quarantine", {"include_total": "true", "limit": "2"})
+    second = review.get(
+        "/api/v1/quarantine", {"include_total": "true", "limit": "2", "cursor": first.body["next_cursor"]}
+    )
+
+    # Then every page counts the whole filter, in the caller's tenant only, and nothing is counted unasked
+    assert (len(first.body["items"]), first.body["total"], second.body["total"]) == (2, 8, 8)
+    assert total(include_total="true", reason="out_of_range") == 4
+    assert total(include_total="True", sensor_id=SENSOR, review_status="pending") == 4
+    assert total(include_total="true", job_id=str(uuid4())) == 0
+    assert total(include_total="false") is None
+    assert total(limit="2") is None
+    # And a reviewed row leaves the pending count
+    assert review.review(review.rows(mixed)["low_quality"]["id"], {"action": "reject"}).status == 200
+    assert total(include_total="true", sensor_id=SENSOR, review_status="pending") == 3
+
+
 def test_one_row_reads_like_its_listing_item(review: Review, mixed: UUID) -> None:
     listed = review.rows(mixed)["invalid_unit"]
 
@@ -333,6 +385,9 @@ def invoke_raw(module: ModuleType, path: str, query: dict[str, str]) -> dict[str
         ({"reason": "bad_vibes"}, "reason"),
         ({"review_status": "done"}, "review_status"),
         ({"job_id": "17"}, "job_id"),
+        ({"sensor_id": "press-17-a"}, "sensor_id"),
+        ({"include_total": "yes"}, "include_total"),
+        ({"include_total": "1"}, "include_total"),
         ({"sort": "asc"}, "sort"),
         ({"cursor": "eyJrIjoiam9icyIsInAiOnt9fQ"}, "cursor"),
         ({"cursor": "eyJrIjoicXVhcmFudGluZSIsInAiOnsiYmVmb3JlX2lkIjoiMSJ9fQ"}, "cursor"),
@@ -717,6 +772,33 @@ def test_a_bulk_review_by_filter_clears_pending_rows_page_by_page(review: Review
     assert review.rows(job_id)["low_quality"]["review_status"] == "pending"
     job = review.job(job_id)
     assert (job["reviewed_readings"], job["replayed_readings"]) == (5, 5)
+
+
+def test_a_bulk_review_by_sensor_reviews_only_that_sensors_pending_rows(review: Review, mixed: UUID) -> None:
+    # Given the mixed batch of SENSOR and a batch of another sensor's readings, one of them reviewed already
+    other = review.load([reading(50 + i, sensor_id=OTHER_SENSOR, value=-3.0) for i in range(3)])
+    done = review.get("/api/v1/quarantine", {"sensor_id": OTHER_SENSOR}).body["items"][0]["id"]
+    assert review.review(done, {"action": "reject"}).status == 200
+
+    # When the other sensor's rows are rejected by filter
+    answer = review.post(
+        "/api/v1/quarantine/review",
+        {"action": "reject", "filter": {"sensor_id": OTHER_SENSOR}, "notes": "sensor replaced on 2026-11-19"},
+    )
+
+    # Then only its pending rows are reviewed, and SENSOR's stay pending
+    assert answer.status == 200, answer.body
+    assert (answer.body["reviewed"], answer.body["failed"], answer.body["next_cursor"]) == (2, 0, None)
+    listed = review.get("/api/v1/quarantine", {"job_id": str(other)}).body["items"]
+    assert {item["review_status"] for item in listed} == {"rejected"}
+    assert {row["review_status"] for row in review.rows(mixed).values()} == {"pending"}
+
+
+def test_a_bulk_reviews_sensor_must_be_a_uuid(review: Review, mixed: UUID) -> None:
+    answer = review.post("/api/v1/quarantine/review", {"action": "reject", "filter": {"sensor_id": "press-17-a"}})
+
+    assert (answer.status, answer.error["details"][0]["field"]) == (400, "filter.sensor_id")
+    assert {row["review_status"] for row in review.rows(mixed).values()} == {"pending"}
 
 
 def test_a_bulk_review_wants_ids_or_a_filter(review: Review, mixed: UUID) -> None:

@@ -126,6 +126,31 @@ def test_chunks_follow_the_seven_day_interval(conn: Conn) -> None:
     assert chunks == [(start + n * week, start + (n + 1) * week) for n in range(3)]
 
 
+def test_one_sensors_quarantined_rows_of_a_tenant_are_listed_and_counted_through_an_index(conn: Conn) -> None:
+    # Given 20,000 quarantined rows of a tenant over 200 sensors, a fifth of them with no sensor (unreadable)
+    sensors = [uuid4() for _ in range(200)]
+    conn.execute(
+        "INSERT INTO quarantined_readings (tenant_id, job_id, sensor_id, raw, reason)"
+        " SELECT 'acme', %s, CASE WHEN n %% 5 = 0 THEN NULL ELSE (%s::uuid[])[1 + n %% 200] END, '{}', 'parse_error'"
+        " FROM generate_series(1, 20000) AS n",
+        (uuid4(), sensors),
+    )
+    conn.execute("ANALYZE quarantined_readings")
+
+    # When one sensor's rows are listed (newest first) and counted, as GET /api/v1/quarantine?sensor_id= does
+    where = "FROM quarantined_readings WHERE tenant_id = 'acme' AND sensor_id = %s"
+    listing = conn.execute(f"EXPLAIN SELECT id {where} ORDER BY id DESC LIMIT 101", (sensors[1],)).fetchall()
+    count = conn.execute(f"EXPLAIN SELECT count(*) {where}", (sensors[1],)).fetchall()
+    (indexed,) = conn.execute(
+        "SELECT reltuples FROM pg_class WHERE relname = 'quarantined_readings_tenant_sensor_idx'"
+    ).fetchall()
+
+    # Then both read the tenant's rows of that sensor through its index, which holds only rows with a sensor
+    assert "quarantined_readings_tenant_sensor_idx" in str(listing)
+    assert "quarantined_readings_tenant_sensor_idx" in str(count)
+    assert indexed == (16_000,)
+
+
 @pytest.mark.parametrize(
     ("overrides", "constraint"),
     [

@@ -1,6 +1,6 @@
 """The API shapes: the ingest envelope's precise errors, and responses that serialise as the contract says."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -8,18 +8,21 @@ import pytest
 from pydantic import ValidationError
 
 from sluice.models.api import (
+    BulkReviewRequest,
     ErrorInfo,
     ErrorResponse,
     IngestRequest,
     JobAccepted,
+    JobQuery,
     JobView,
     QuarantineItem,
     QuarantinePage,
+    QuarantineQuery,
     ReadingIn,
     ReviewRequest,
     error_details,
 )
-from sluice.models.jobs import JobSource, JobStatus
+from sluice.models.jobs import JobSource, JobStatus, sortable_instant
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
 
@@ -106,6 +109,7 @@ def test_responses_serialise_to_the_contract() -> None:
         status=JobStatus.COMPLETED,
         source=JobSource.API,
         system_id=UUID(SYSTEM),
+        created_by="press-gateway-17",
         total_readings=10,
         inserted_readings=8,
         quarantined_readings=2,
@@ -149,7 +153,120 @@ def test_responses_serialise_to_the_contract() -> None:
         "status_url": f"/api/v1/jobs/{job_id}",
     }
     assert job.model_dump(mode="json")["status"] == "completed"
-    assert QuarantinePage(items=[item], next_cursor=None).model_dump(mode="json")["items"][0]["reason"] == "parse_error"
+    assert job.model_dump(mode="json")["created_by"] == "press-gateway-17"
+    page = QuarantinePage(items=[item], next_cursor=None).model_dump(mode="json")
+    assert (page["items"][0]["reason"], page["total"]) == ("parse_error", None)
     assert error.model_dump(mode="json") == {
         "error": {"code": "invalid_request", "message": "bad envelope", "details": []}
     }
+
+
+# --- listing queries ----------------------------------------------------------------------------------------------
+
+
+def query_errors(model: type[JobQuery | QuarantineQuery], query: dict[str, str]) -> list[tuple[str | None, str]]:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(query)
+    return [(detail.field, detail.reason) for detail in error_details(caught.value)]
+
+
+def test_a_date_range_takes_rfc_3339_instants_with_an_offset_and_keeps_them_in_utc() -> None:
+    query = JobQuery.model_validate(
+        {"created_from": "2026-11-20T00:00:00+01:00", "created_to": "2026-11-20t23:00:00.123456789z"}
+    )
+
+    assert query.created_from == datetime(2026, 11, 19, 23, tzinfo=UTC)
+    assert query.created_to == datetime(2026, 11, 20, 23, 0, 0, 123456, tzinfo=UTC)
+    assert query.created_from is not None
+    assert query.created_from.utcoffset() == timedelta(0)
+    assert JobQuery.model_validate({"created_to": "2026-11-20T00:00:00Z"}).created_from is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-20T08:00:00",  # no offset
+        "2026-11-20",  # a date alone
+        "1795680000",  # seconds since the epoch
+        "2026-11-20 08:00:00Z",  # a space for the T
+        "20261120T080000Z",  # ISO 8601's basic form
+        "yesterday",
+    ],
+)
+def test_an_instant_that_is_not_rfc_3339_with_an_offset_is_refused_naming_its_parameter(text: str) -> None:
+    assert query_errors(JobQuery, {"created_from": text}) == [
+        ("created_from", "Value error, expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z")
+    ]
+    assert [field for field, _ in query_errors(JobQuery, {"created_to": text})] == ["created_to"]
+
+
+def test_an_offset_whose_plus_became_a_space_in_the_url_is_refused_with_a_hint() -> None:
+    assert query_errors(JobQuery, {"created_from": "2026-11-20T08:00:00 01:00"}) == [
+        (
+            "created_from",
+            "Value error, expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z"
+            " (a + in a URL's query is a space: send it as %2B)",
+        )
+    ]
+
+
+def test_an_instant_outside_the_years_datetime_holds_in_utc_is_refused() -> None:
+    assert query_errors(JobQuery, {"created_from": "0001-01-01T00:00:00+01:00"}) == [
+        ("created_from", "Value error, must fall within the years 1 to 9999 in UTC")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-11-20T08:00:00Z", "2026-11-20T08:00:00Z"),  # empty: the end is not included
+        ("2026-11-20T09:00:00+01:00", "2026-11-20T08:00:00Z"),  # the same instant, written two ways
+        ("2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z"),
+    ],
+)
+def test_a_range_must_end_after_it_starts(start: str, end: str) -> None:
+    assert query_errors(JobQuery, {"created_from": start, "created_to": end}) == [
+        ("created_to", "Value error, must be later than created_from (created_from is included, created_to is not)")
+    ]
+
+
+def test_a_sensor_filter_is_a_uuid_in_a_listing_and_in_a_bulk_reviews_filter() -> None:
+    sensor = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+
+    assert QuarantineQuery.model_validate({"sensor_id": sensor}).sensor_id == UUID(sensor)
+    bulk = BulkReviewRequest.model_validate({"action": "reject", "filter": {"sensor_id": sensor}})
+    assert bulk.filter is not None
+    assert bulk.filter.sensor_id == UUID(sensor)
+    assert [field for field, _ in query_errors(QuarantineQuery, {"sensor_id": "press-17-a"})] == ["sensor_id"]
+    with pytest.raises(ValidationError) as caught:
+        BulkReviewRequest.model_validate({"action": "reject", "filter": {"sensor_id": "17"}})
+    assert [detail.field for detail in error_details(caught.value)] == ["filter.sensor_id"]
+
+
+@pytest.mark.parametrize(("text", "asked"), [("true", True), ("false", False), ("True", True), ("FALSE", False)])
+def test_include_total_is_true_or_false(text: str, asked: bool) -> None:
+    assert QuarantineQuery.model_validate({"include_total": text}).include_total is asked
+    assert QuarantineQuery.model_validate({}).include_total is False
+
+
+@pytest.mark.parametrize("text", ["1", "0", "yes", "on", "", "truth"])
+def test_include_total_refuses_what_a_boolean_is_not_written_as(text: str) -> None:
+    assert query_errors(QuarantineQuery, {"include_total": text}) == [
+        ("include_total", "Value error, expected true or false")
+    ]
+
+
+def test_a_page_total_is_a_count_or_null() -> None:
+    assert QuarantinePage(items=[], next_cursor=None, total=1234).model_dump(mode="json")["total"] == 1234
+    with pytest.raises(ValidationError):
+        QuarantinePage(items=[], next_cursor=None, total=-1)
+
+
+def test_instants_are_stored_as_text_that_sorts_as_time() -> None:
+    whole = datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC)
+    berlin = timezone(timedelta(hours=1))
+
+    assert sortable_instant(whole) == "2026-11-20T08:00:05.000000Z"
+    assert sortable_instant(whole.astimezone(berlin)) == "2026-11-20T08:00:05.000000Z"
+    assert sortable_instant(datetime(999, 1, 1, tzinfo=UTC)) == "0999-01-01T00:00:00.000000Z"
+    assert sortable_instant(whole) < sortable_instant(whole + timedelta(microseconds=1))

@@ -5,10 +5,13 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from openapi_schema_validator import OAS31Validator
+
+from sluice.adapters import aws
 
 from ..lambdas import FakeLambdaContext, handler_module, load_event
 from ..paths import REPO_ROOT
@@ -110,6 +113,7 @@ def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
     assert again["body"] == ""
     assert other["statusCode"] == 200
     assert first["headers"]["Cache-Control"] == "no-cache"
+    assert get("/console/icon.svg")["headers"]["Cache-Control"] == "max-age=86400"
 
 
 @pytest.mark.parametrize(
@@ -176,3 +180,32 @@ def test_locally_the_forms_name_the_moto_server(monkeypatch: pytest.MonkeyPatch)
     policy = get("/console/")["headers"]["Content-Security-Policy"]
 
     assert "connect-src 'self' http://127.0.0.1:4566;" in policy
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [("eu-central-1", None), ("us-east-1", None), ("us-west-2", None), ("eu-central-1", "http://127.0.0.1:4566")],
+)
+def test_the_policy_lets_the_page_post_to_the_url_the_form_signer_names(
+    monkeypatch: pytest.MonkeyPatch, region: str, endpoint: str | None
+) -> None:
+    # Given the form signer of that region (or of the local endpoint): signing is computation, no request is made
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    if endpoint:
+        monkeypatch.setenv("SLUICE_AWS_ENDPOINT_URL", endpoint)
+    aws.forget_clients()
+    try:
+        url = aws.s3_form_client().generate_presigned_post(BUCKET, "drops/acme/uploads/x.csv")["url"]
+    finally:
+        aws.forget_clients()
+
+    # When the console is served there
+    policy = get("/console/")["headers"]["Content-Security-Policy"]
+
+    # Then connect-src names the form URL's origin (us-east-1's forms name the global endpoint)
+    connect = next(part for part in policy.split("; ") if part.startswith("connect-src ")).split()[1:]
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" in connect, (url, connect)

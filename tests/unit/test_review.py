@@ -19,6 +19,7 @@ from sluice.domain.review import (
     check_notes,
     corrections,
     decide_review,
+    list_quarantine,
     reading_fields,
     review_many,
 )
@@ -206,6 +207,24 @@ def test_a_listing_hands_its_position_back_as_a_cursor_and_takes_it_again() -> N
     )
 
 
+def test_a_listing_reads_its_date_range_through_the_store() -> None:
+    store = FakeJobs([job()])
+    start, end = NOW - timedelta(days=1), NOW
+
+    list_jobs(store, "demo", JobQuery(created_from=start, created_to=end), NOW)
+
+    assert store.asked[0][1] == JobFilter(alive_at=int(NOW.timestamp()), created_from=start, created_to=end)
+    assert store.asked[0][1].keeps_everything is False  # alive_at; the range itself filters nothing after reading
+
+
+def test_a_job_shows_its_creator_and_a_drop_none() -> None:
+    sent = job(source=JobSource.API, created_by="press-gateway-17")
+    dropped = job(source=JobSource.DROP)
+
+    assert find_job(FakeJobs([sent]), "demo", str(sent.job_id), NOW).created_by == "press-gateway-17"
+    assert find_job(FakeJobs([dropped]), "demo", str(dropped.job_id), NOW).created_by is None
+
+
 def test_the_schema_version_the_code_needs_is_the_newest_migration() -> None:
     assert max(migration.version for migration in load_migrations(Path(MIGRATIONS_DIR))) == SCHEMA_VERSION
 
@@ -216,6 +235,7 @@ class FakeQuarantine:
     def __init__(self, ids: list[int], fail_at: int | None = None) -> None:
         self.rows = {row_id: replace(ROW, id=row_id, value=1.0) for row_id in ids}
         self.fail_at = fail_at
+        self.counted: list[QuarantineQuery] = []
 
     def list_rows(
         self, tenant_id: str, selection: QuarantineQuery, limit: int, before_id: int | None
@@ -227,6 +247,10 @@ class FakeQuarantine:
         ]
         return sorted(wanted, key=lambda row: row.id, reverse=True)[:limit]
 
+    def count_rows(self, tenant_id: str, selection: QuarantineQuery) -> int:
+        self.counted.append(selection)
+        return len(self.list_rows(tenant_id, selection, len(self.rows), None))
+
     def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
         return self.rows.get(row_id)
 
@@ -236,6 +260,18 @@ class FakeQuarantine:
         decision = decide(self.rows[row_id], True)
         self.rows[row_id] = replace(self.rows[row_id], review_status=decision.status, reviewed_by=reviewer)
         return Reviewed(self.rows[row_id], JobReviewCounts(ROW.job_id, reviewed=row_id, replayed=0))
+
+
+def test_a_total_is_counted_only_when_asked_for_and_whatever_the_cursor() -> None:
+    store = FakeQuarantine([1, 2, 3, 4, 5])
+
+    plain = list_quarantine(store, "demo", QuarantineQuery(limit=2))
+    counted = list_quarantine(store, "demo", QuarantineQuery(limit=2, include_total=True))
+    later = list_quarantine(store, "demo", QuarantineQuery(limit=2, include_total=True, cursor=counted.next_cursor))
+
+    assert (plain.total, counted.total, later.total) == (None, 5, 5)
+    assert [item.id for item in later.items] == [3, 2]
+    assert len(store.counted) == 2
 
 
 def test_a_bulk_review_cut_short_by_the_database_says_which_rows_were_not_reviewed() -> None:

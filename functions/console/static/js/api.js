@@ -26,9 +26,10 @@ function url(path, query) {
 
 /**
  * Call the API: ``api("GET", "/api/v1/jobs", {query: {status: "failed"}})`` -> the parsed JSON body. Statuses in
- * ``allow`` answer their body too (the deep health check's 503 is a report, not a refusal).
+ * ``allow`` answer their body too (the deep health check's 503 is a report, not a refusal). With ``withStatus``
+ * the answer is ``{status, body}``: a registration's 201 (made) and 200 (there already) carry the same body.
  */
-export async function api(method, path, { query, body, signal, allow = [] } = {}) {
+export async function api(method, path, { query, body, signal, allow = [], withStatus = false } = {}) {
   const token = currentToken();
   if (!token) throw new SignInRequired();
   const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
@@ -65,7 +66,7 @@ export async function api(method, path, { query, body, signal, allow = [] } = {}
       response.headers.get("Retry-After"),
     );
   }
-  return answer;
+  return withStatus ? { status: response.status, body: answer } : answer;
 }
 
 /** The API's answer to a refused request, in plain words: a heading, and a line per detail. */

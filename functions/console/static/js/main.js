@@ -122,6 +122,9 @@ async function start() {
   document.getElementById("sign-out").addEventListener("click", () => {
     if (!signOut()) renderSignIn("You have signed out.");
   });
+  // The first page's module loads while the sign-in settings are read.
+  const first = PAGES[parseRoute(location.hash || "#/jobs").page];
+  if (first) first().catch(() => {});
   await loadConfig();
   window.addEventListener("hashchange", () => {
     // A new link pasted into this tab (#token=...) signs in again; any other change is a page change, which

@@ -112,3 +112,44 @@ export function systemLabel(names, id) {
 export function systemOptions(id, names) {
   return h("datalist", { id }, [...names].map(([systemId, name]) => h("option", { value: systemId }, name)));
 }
+
+/**
+ * errorMessage with the page's own plain words for the refusals it expects: ``explanations`` maps an error code
+ * to [title, line]; the API's own words (and every detail) follow them.
+ */
+export function explainedError(error, explanations) {
+  const box = errorMessage(error);
+  const words = explanations[error.code];
+  if (words) {
+    const title = box.querySelector("h2");
+    title.textContent = words[0];
+    title.after(h("p", {}, words[1]));
+  }
+  return box;
+}
+
+/**
+ * Mark the controls of ``form`` that a 400's details name (by their name attribute): aria-invalid, and the reason
+ * next to the control, tied to it by aria-describedby. Marks of an earlier attempt are cleared first; a refusal
+ * that names no control of the form only clears them.
+ */
+export function markInvalid(form, error) {
+  for (const old of form.querySelectorAll(".field-error")) {
+    const control = form.querySelector(`[aria-describedby~="${old.id}"]`);
+    if (control) {
+      control.removeAttribute("aria-invalid");
+      const rest = control.getAttribute("aria-describedby").split(" ").filter((id) => id !== old.id).join(" ");
+      if (rest) control.setAttribute("aria-describedby", rest);
+      else control.removeAttribute("aria-describedby");
+    }
+    old.remove();
+  }
+  for (const detail of error?.details || []) {
+    const control = detail.field ? form.elements.namedItem(detail.field) : null;
+    if (!(control instanceof HTMLElement) || control.getAttribute("aria-invalid") === "true") continue;
+    const id = `${control.id}-error`;
+    control.setAttribute("aria-invalid", "true");
+    control.setAttribute("aria-describedby", [control.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
+    control.after(h("span", { id, class: "field-error" }, detail.reason));
+  }
+}

@@ -1,7 +1,8 @@
 """DynamoDB: job records and the per-principal request log of the rate limit."""
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -12,7 +13,7 @@ from sluice.domain.jobs import JobFilter, JobListing, JobPosition
 from sluice.domain.load import JobFinish, NotStarted, not_started
 from sluice.domain.ratelimit import RateLimit, Spend, SpendDecision, decide_spend
 from sluice.errors import StorageUnavailableError
-from sluice.models.jobs import Job, JobSource, JobStatus
+from sluice.models.jobs import Job, JobSource, JobStatus, sortable_instant
 from sluice.models.quarantine import JobReviewCounts
 
 if TYPE_CHECKING:
@@ -86,8 +87,8 @@ class DynamoJobStore:
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {
                 ":status": {"S": status},
-                # The text created_at is stored as (Job's serializer): six fraction digits, so it compares as time.
-                ":before": {"S": before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                # The text created_at is stored as, so it compares as time.
+                ":before": {"S": sortable_instant(before)},
             },
             "Limit": page_size,
         }
@@ -279,18 +280,29 @@ class DynamoJobStore:
             raise StorageUnavailableError(f"finishing job {job_id} failed: {exc}") from exc
 
     def list_jobs(self, tenant_id: str, keep: JobFilter, limit: int, after: JobPosition | None) -> JobListing:
-        """A tenant's jobs newest first through TenantJobsIndex. Filters are applied by DynamoDB after reading, so
-        a listing with filters stops after reading ``read_budget`` items and hands back the position it
-        reached; the page is then shorter than ``limit`` but the walk misses nothing."""
+        """A tenant's jobs newest first through TenantJobsIndex. The created range is part of the key condition,
+        so it costs no reads; the other filters are applied by DynamoDB after reading, so a listing with filters
+        stops after reading ``read_budget`` items and hands back the position it reached; the page is then
+        shorter than ``limit`` but the walk misses nothing."""
+        created = _created_range(keep)
+        if created is None:
+            return JobListing([], None)
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": TENANT_JOBS_INDEX,
-            "KeyConditionExpression": "tenant_id = :tenant",
-            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}},
+            "KeyConditionExpression": f"tenant_id = :tenant{created.condition}",
+            "ExpressionAttributeValues": {":tenant": {"S": tenant_id}, **created.values},
             "ScanIndexForward": False,
         }
         _add_filter(query, keep)
         start = None if after is None else _index_key(tenant_id, after.created_at, str(after.job_id))
+        # DynamoDB refuses a start key outside the key condition ("outside query boundaries"), and one on the bound
+        # the listing walks towards. Newest first, a position later than the range has all of the range after it,
+        # and one at its start or earlier has nothing (but a job created in the very same microsecond).
+        if after is not None and created.newest_excluded is not None and after.created_at >= created.newest_excluded:
+            start = None
+        if after is not None and created.oldest is not None and after.created_at <= created.oldest:
+            return JobListing([], None)
         # One more than the page, so a full page knows whether anything follows it; a filtered listing reads
         # bigger pages, since most of what it reads may be filtered out.
         page_size = limit + 1 if keep.keeps_everything else min(max(limit + 1, 200), self._read_budget)
@@ -336,6 +348,38 @@ class DynamoJobStore:
             ),
         )
         return written is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _CreatedRange:
+    """A listing's created range as a condition on the index's sort key (empty for none), its values, and its
+    bounds as the index's text: ``oldest`` included, ``newest_excluded`` not."""
+
+    condition: str
+    values: dict[str, "AttributeValueTypeDef"]
+    oldest: str | None
+    newest_excluded: str | None
+
+
+def _created_range(keep: JobFilter) -> _CreatedRange | None:
+    """The key condition for ``keep``'s created range; None when the range holds no instant. Bounds are written
+    as created_at is stored, or comparing the text would not be comparing the instants."""
+    start, end = keep.created_from, keep.created_to
+    if start is not None and end is not None:
+        if end <= start:
+            return None
+        # A key condition has one comparison on the sort key, and BETWEEN includes both ends: created_at has
+        # microseconds, so "before the end" is "at most a microsecond before it" (never before the start here).
+        oldest, newest = sortable_instant(start), sortable_instant(end - timedelta(microseconds=1))
+        values: dict[str, AttributeValueTypeDef] = {":oldest": {"S": oldest}, ":newest": {"S": newest}}
+        return _CreatedRange(" AND created_at BETWEEN :oldest AND :newest", values, oldest, sortable_instant(end))
+    if start is not None:
+        oldest = sortable_instant(start)
+        return _CreatedRange(" AND created_at >= :oldest", {":oldest": {"S": oldest}}, oldest, None)
+    if end is not None:
+        newest_excluded = sortable_instant(end)
+        return _CreatedRange(" AND created_at < :newest", {":newest": {"S": newest_excluded}}, None, newest_excluded)
+    return _CreatedRange("", {}, None, None)
 
 
 def _add_filter(query: dict[str, Any], keep: JobFilter) -> None:

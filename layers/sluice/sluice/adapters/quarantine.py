@@ -49,7 +49,7 @@ _SHOWN: Final = {
     ).format(_WHOLE_AND_LARGE),
 }
 _COLUMNS = sql.SQL(", ").join(_SHOWN.get(name, sql.Identifier(name)) for name in ROW_COLUMNS)
-_FILTERS: Final = ("job_id", "reason", "review_status", "system_id")
+_FILTERS: Final = ("job_id", "reason", "review_status", "system_id", "sensor_id")
 _SELECT_ONE = sql.SQL("SELECT {} FROM quarantined_readings WHERE id = %s AND tenant_id = %s").format(_COLUMNS)
 # The row, locked, and whether its system is its tenant's: one round trip. FOR UPDATE OF locks the row alone.
 _LOCK_ONE = sql.SQL(
@@ -82,14 +82,9 @@ class TimescaleQuarantineStore(QuarantineStore):
     def list_rows(
         self, tenant_id: str, selection: QuarantineQuery, limit: int, before_id: int | None
     ) -> list[QuarantinedReading]:
-        """The tenant's rows matching ``selection``, highest id first (served by the (tenant_id, id DESC) index)."""
-        conditions: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
-        params: list[Any] = [tenant_id]
-        for name in _FILTERS:
-            wanted = getattr(selection, name)
-            if wanted is not None:
-                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
-                params.append(str(wanted))
+        """The tenant's rows matching ``selection``, highest id first (served by the (tenant_id, id DESC) index, or
+        by (tenant_id, sensor_id, id DESC) for one sensor's)."""
+        conditions, params = _matching(tenant_id, selection)
         if before_id is not None:
             conditions.append(sql.SQL("id < %s"))
             params.append(before_id)
@@ -98,6 +93,14 @@ class TimescaleQuarantineStore(QuarantineStore):
         )
         with database_faults("listing quarantined readings"), self._cursor() as cursor:
             return [quarantined_reading(row) for row in cursor.execute(query, [*params, limit])]
+
+    def count_rows(self, tenant_id: str, selection: QuarantineQuery) -> int:
+        """How many of the tenant's rows match ``selection``: one COUNT over them all, through the same indexes."""
+        conditions, params = _matching(tenant_id, selection)
+        query = sql.SQL("SELECT count(*) FROM quarantined_readings WHERE {}").format(sql.SQL(" AND ").join(conditions))
+        with database_faults("counting quarantined readings"), self._cursor() as cursor:
+            row = cursor.execute(query, params).fetchone()
+        return 0 if row is None else int(row["count"])
 
     def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
         """One row of the tenant, or None."""
@@ -142,6 +145,18 @@ class TimescaleQuarantineStore(QuarantineStore):
     def _cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         with self._connector.connection().cursor(row_factory=dict_row) as cursor:
             yield cursor
+
+
+def _matching(tenant_id: str, selection: QuarantineQuery) -> tuple[list[sql.Composable], list[Any]]:
+    """The conditions (and their parameters) of the tenant's rows that ``selection`` keeps."""
+    conditions: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
+    params: list[Any] = [tenant_id]
+    for name in _FILTERS:
+        wanted = getattr(selection, name)
+        if wanted is not None:
+            conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+            params.append(str(wanted))
+    return conditions, params
 
 
 def quarantined_reading(row: dict[str, Any]) -> QuarantinedReading:

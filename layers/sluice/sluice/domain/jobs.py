@@ -26,10 +26,14 @@ class JobFilter:
     # Epoch seconds: only jobs whose ``expires_at`` is later. DynamoDB deletes expired items days after their
     # time, not at it; until then they must not be shown.
     alive_at: int | None = None
+    # Only jobs created at or after ``created_from`` and before ``created_to``. Unlike the filters above, these
+    # bound the index's sort key, so jobs outside them are never read.
+    created_from: datetime | None = None
+    created_to: datetime | None = None
 
     @property
     def keeps_everything(self) -> bool:
-        """True when nothing is filtered out."""
+        """True when nothing read is filtered out (the created range is not read at all)."""
         return self.status is None and self.source is None and self.system_id is None and self.alive_at is None
 
 
@@ -77,7 +81,14 @@ def find_job(jobs: JobReader, tenant_id: str, job_id: str, now: datetime) -> Job
 def list_jobs(jobs: JobReader, tenant_id: str, query: JobQuery, now: datetime) -> JobPage:
     """One page of the tenant's unexpired jobs, newest first, within the page's rows and bytes."""
     after = None if query.cursor is None else job_position(decode_cursor(JOBS_CURSOR, query.cursor))
-    keep = JobFilter(status=query.status, source=query.source, system_id=query.system_id, alive_at=int(now.timestamp()))
+    keep = JobFilter(
+        status=query.status,
+        source=query.source,
+        system_id=query.system_id,
+        alive_at=int(now.timestamp()),
+        created_from=query.created_from,
+        created_to=query.created_to,
+    )
     listing = jobs.list_jobs(tenant_id, keep, query.limit, after)
     shown, cut = fill_page((job_view(job) for job in listing.jobs), query.limit)
     following = listed_at(listing.jobs[len(shown) - 1]) if cut else listing.next_position
@@ -112,6 +123,7 @@ def job_view(job: Job) -> JobView:
         status=job.status,
         source=job.source,
         system_id=job.system_id,
+        created_by=job.created_by,
         total_readings=job.total_readings or 0,
         inserted_readings=job.inserted_readings or 0,
         quarantined_readings=job.quarantined_readings or 0,

@@ -89,6 +89,10 @@ class QuarantineStore(Protocol):
         """The tenant's rows matching ``selection``, newest (highest id) first, with ids below ``before_id``."""
         ...
 
+    def count_rows(self, tenant_id: str, selection: QuarantineQuery) -> int:
+        """How many of the tenant's rows match ``selection`` (its filters; not its cursor or limit)."""
+        ...
+
     def get_row(self, tenant_id: str, row_id: int) -> QuarantinedReading | None:
         """One row of the tenant, or None."""
         ...
@@ -120,13 +124,15 @@ def show_on_jobs(jobs: JobReviewSink, counts: list[JobReviewCounts]) -> list[UUI
 
 
 def list_quarantine(store: QuarantineStore, tenant_id: str, query: QuarantineQuery) -> QuarantinePage:
-    """One page of the tenant's quarantined readings, newest first, within the page's rows and bytes."""
+    """One page of the tenant's quarantined readings, newest first, within the page's rows and bytes; with
+    ``include_total``, and how many rows the filters match in all."""
     before_id = None if query.cursor is None else _row_id(decode_cursor(QUARANTINE_CURSOR, query.cursor))
     rows = store.list_rows(tenant_id, query, query.limit + 1, before_id)
     shown, following = fill_page((quarantine_item(row) for row in rows), query.limit)
     return QuarantinePage(
         items=shown,
         next_cursor=encode_cursor(QUARANTINE_CURSOR, {"before_id": shown[-1].id}) if following else None,
+        total=store.count_rows(tenant_id, query) if query.include_total else None,
     )
 
 

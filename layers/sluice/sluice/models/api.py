@@ -1,10 +1,22 @@
 """Request and response shapes of the HTTP API, kept apart from the domain's plain tuples."""
 
+import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sluice.errors import Problem
 from sluice.limits import (
@@ -38,6 +50,39 @@ def _shortened(limit: int) -> AfterValidator:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
     return AfterValidator(shorten)
+
+
+# An instant in a query string: RFC 3339 text with an offset, and nothing else pydantic would take for a datetime
+# (a number of seconds, a date alone, a space for the "T").
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# A "+01:00" offset put in a URL unencoded arrives as " 01:00": a query string's "+" is a space.
+_PLUS_AS_SPACE = re.compile(r"\S+ \d{2}:\d{2}")
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        hint = " (a + in a URL's query is a space: send it as %2B)" if _PLUS_AS_SPACE.fullmatch(value) else ""
+        raise ValueError(f"expected an RFC 3339 date-time with an offset, like 2026-11-20T08:00:00Z{hint}")
+    return value
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall within the years 1 to 9999 in UTC") from None
+
+
+def _true_or_false(value: object) -> object:
+    # A flag is "true" or "false", in any case (Python's requests writes True as "True"); pydantic would also take
+    # "1", "on" or "yes", which the spec's boolean does not, so a client meaning something else hears about it.
+    if isinstance(value, str) and value.lower() not in {"true", "false"}:
+        raise ValueError("expected true or false")
+    return value.lower() if isinstance(value, str) else value
+
+
+QueryInstant = Annotated[UtcTimestamp, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
+QueryFlag = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 class ApiModel(BaseModel):
@@ -137,6 +182,8 @@ class JobView(ApiModel):
     status: JobStatus
     source: JobSource
     system_id: SystemId | None
+    # Who sent the batch or asked for the upload: the token's ``sub``. A drop has no sender Sluice knows (null).
+    created_by: str | None
     total_readings: int = Field(ge=0)
     inserted_readings: int = Field(ge=0)
     quarantined_readings: int = Field(ge=0)
@@ -162,8 +209,20 @@ class JobQuery(ApiModel):
     status: JobStatus | None = None
     source: JobSource | None = None
     system_id: SystemId | None = None
+    # The jobs created from ``created_from`` (included) up to ``created_to`` (not included), so that consecutive
+    # ranges never share a job.
+    created_from: QueryInstant | None = None
+    created_to: QueryInstant | None = None
     limit: int = Field(default=JOB_PAGE_DEFAULT, ge=1, le=JOB_PAGE_MAX)
     cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("created_to")
+    @classmethod
+    def _range_holds_an_instant(cls, created_to: datetime | None, info: ValidationInfo) -> datetime | None:
+        created_from = info.data.get("created_from")
+        if created_to is not None and created_from is not None and created_to <= created_from:
+            raise ValueError("must be later than created_from (created_from is included, created_to is not)")
+        return created_to
 
 
 class JobPage(ApiModel):
@@ -179,6 +238,7 @@ class QuarantineSelection(ApiModel):
     job_id: JobId | None = None
     reason: QuarantineReason | None = None
     system_id: SystemId | None = None
+    sensor_id: SensorId | None = None
 
 
 class QuarantineQuery(QuarantineSelection):
@@ -187,6 +247,8 @@ class QuarantineQuery(QuarantineSelection):
     review_status: ReviewStatus | None = None
     limit: int = Field(default=QUARANTINE_PAGE_DEFAULT, ge=1, le=QUARANTINE_PAGE_MAX)
     cursor: str | None = Field(default=None, max_length=512)
+    # Count every row the filters match as well (one COUNT over them: asked for, not paid on every page).
+    include_total: QueryFlag = False
 
 
 class QuarantineItem(ApiModel):
@@ -218,10 +280,12 @@ class QuarantineItem(ApiModel):
 
 
 class QuarantinePage(ApiModel):
-    """One page of quarantine rows, newest first; ``next_cursor`` is null on the last page."""
+    """One page of quarantine rows, newest first; ``next_cursor`` is null on the last page. ``total`` counts every
+    row the filters match, whatever the cursor and limit, when ``include_total`` asked for it (else null)."""
 
     items: list[QuarantineItem]
     next_cursor: str | None
+    total: int | None = Field(default=None, ge=0)
 
 
 class Correction(ApiModel):

@@ -71,6 +71,12 @@ class Job(BaseModel):
 
     @field_serializer("created_at", when_used="json")
     def _sortable_created_at(self, value: datetime) -> str:
-        # The sort key of TenantJobsIndex, compared as text: always six fraction digits, or a job created on a
-        # whole second ("...:05Z") would sort after the rest of that second ("...:05.2Z", since "." < "Z").
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return sortable_instant(value)
+
+
+def sortable_instant(moment: datetime) -> str:
+    """``moment`` as the jobs table stores ``created_at``, the sort key of its indexes, which DynamoDB compares as
+    text: UTC, a four-digit year and always six fraction digits, or a job created on a whole second ("...:05Z")
+    would sort after the rest of that second ("...:05.2Z", since "." < "Z"). A bound compared with it must be
+    written the same way. Raises OverflowError for an instant whose UTC date is outside years 1..9999."""
+    return f"{moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec='microseconds')}Z"

@@ -12,6 +12,11 @@ const FOLLOW_EVERY_MS = 2000;
 export async function render(main, route, context) {
   if (route.id) return renderJob(main, route.id, context);
   const params = paramsOf(route);
+  // The systems' names and the page of jobs are read at the same time.
+  const listing = api("GET", "/api/v1/jobs", { query: { ...params, limit: 50 } }).then(
+    (page) => ({ page }),
+    (error) => ({ error }),
+  );
   const names = await systemNames(api);
   const form = filterForm("jobs", [
     field("jobs-status", "Status", "select", params.status, {
@@ -34,14 +39,12 @@ export async function render(main, route, context) {
     created_to: localToRfc3339(values.created_to),
   });
   show(main, h("h1", {}, "Jobs"), form, h("p", { class: "loading" }, "Loading jobs…"));
-  let page;
-  try {
-    page = await api("GET", "/api/v1/jobs", { query: { ...params, limit: 50 } });
-  } catch (error) {
+  const { page, error } = await listing;
+  if (!context.isCurrent()) return;
+  if (error) {
     main.lastChild.replaceWith(errorMessage(error));
     return;
   }
-  if (!context.isCurrent()) return;
   main.lastChild.replaceWith(h("div", { id: "jobs-list" },
     table("Jobs, newest first", [
       ["Created", (job) => h("a", { href: `#/jobs/${job.job_id}` }, time(job.created_at))],

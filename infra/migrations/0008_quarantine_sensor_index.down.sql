@@ -1,0 +1,1 @@
+DROP INDEX quarantined_readings_tenant_sensor_idx;
