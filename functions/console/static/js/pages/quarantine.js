@@ -3,7 +3,9 @@
 import { api } from "../api.js";
 import { whoIsSignedIn } from "../auth.js";
 import { announce, badge, count, field, h, localToRfc3339, show, table, time } from "../dom.js";
-import { errorMessage, filterForm, hashFor, message, pager, paramsOf, systemLabel, systemNames, systemOptions } from "../ui.js";
+import {
+  errorMessage, explainedError, filterForm, hashFor, markInvalid, message, pager, paramsOf, systemLabel, systemNames, systemOptions,
+} from "../ui.js";
 
 const REASONS = ["invalid_unit", "out_of_range", "low_quality", "invalid_timestamp", "system_not_found", "duplicate", "parse_error"];
 const STATUSES = ["pending", "approved", "rejected", "fixed"];
@@ -15,6 +17,12 @@ const WALK_STEP_MAX = 500;
 // The filters a bulk review's filter takes (review_status is not one: a walk chooses pending rows only).
 const SELECTION = ["job_id", "reason", "system_id", "sensor_id"];
 const PAST = { approve: "approved", reject: "rejected", fix: "fixed" };
+// The refusals a review expects, in the page's words (the API's own follow, with its details).
+const REVIEW_REFUSALS = {
+  not_pending: ["Someone decided this reading first.", "A reading is decided once: their decision stands. Show it below."],
+  reading_invalid: ["The reading still breaks a rule.", "It stays pending: correct what the rule names, or reject it."],
+  duplicate_reading: ["This reading is in readings already.", "It stays pending: reject it, or fix its timestamp."],
+};
 // Failed rows kept for the summary of a walk (their count by code is kept whatever the number).
 const FAILURES_KEPT = 50;
 
@@ -41,7 +49,10 @@ export async function render(main, route, context) {
     field("q-job", "Job", "text", params.job_id, { name: "job_id", placeholder: "job id", wide: true }),
     field("q-sensor", "Sensor", "text", params.sensor_id, { name: "sensor_id", placeholder: "sensor id", wide: true }),
   ]);
-  show(main, h("h1", {}, "Quarantine"), resumeOffer(main, route, context), walk ? walk.panel : null, form,
+  // A walk of this tab shows its progress here, for the person (and tenant) who started it only.
+  if (walk && !walk.running && walk.key !== storageKey()) walk = null;
+  const progress = walk && walk.key === storageKey() ? walk.panel : null;
+  show(main, h("h1", {}, "Quarantine"), resumeOffer(main, route, context), progress, form,
     h("p", { class: "loading" }, "Loading quarantined readings…"));
   let page;
   try {
@@ -184,9 +195,16 @@ function failureLine(id, error) {
 // ---------------------------------------------------------------------------------------------------------------
 // All matching: the confirmation, the walk, its record in local storage and its resume.
 
+/**
+ * Where this person's unfinished walk is kept, for this tenant: a walk started in one tenant must never be resumed
+ * in another (its filter could select rows there). The console is not told which claim names the tenant
+ * (TenantClaim, tenant_id by default), so every claim whose name says "tenant" is part of the key.
+ */
 function storageKey() {
-  const who = whoIsSignedIn();
-  return `sluice.bulkReview.${who?.claims?.sub || "anyone"}`;
+  const claims = whoIsSignedIn()?.claims || {};
+  const tenant = Object.keys(claims).filter((name) => /tenant/i.test(name)).sort()
+    .map((name) => `${name}=${JSON.stringify(claims[name])}`).join("&");
+  return `sluice.bulkReview.${claims.iss || ""}|${claims.sub || ""}|${tenant}`;
 }
 
 function storedWalk() {
@@ -198,12 +216,12 @@ function storedWalk() {
   }
 }
 
-function saveWalk(record) {
-  localStorage.setItem(storageKey(), JSON.stringify(record));
+function saveWalk(key, record) {
+  localStorage.setItem(key, JSON.stringify(record));
 }
 
-function forgetWalk() {
-  localStorage.removeItem(storageKey());
+function forgetWalk(key) {
+  localStorage.removeItem(key);
 }
 
 function selectionOf(params) {
@@ -219,7 +237,7 @@ function describeSelection(filter) {
 function resumeOffer(main, route, context) {
   const record = storedWalk();
   // A walk of this tab (running, paused or stopped) shows its own panel, with its own resume.
-  if (!record || walk) return null;
+  if (!record || walk?.key === storageKey()) return null;
   return h("section", { class: "message info", id: "bulk-resume", role: "status" },
     h("h2", {}, "A bulk review was left unfinished."),
     h("p", {}, `${record.action === "approve" ? "Approve" : "Reject"} every pending reading matching ${describeSelection(record.filter)}`,
@@ -229,7 +247,7 @@ function resumeOffer(main, route, context) {
       h("button", { type: "button", id: "bulk-resume-button", onclick: () => runWalk(main, route, context, record) },
         `Resume the bulk review (${count(record.tallies.reviewed)} done so far)`),
       h("button", { type: "button", class: "secondary", id: "bulk-discard",
-        onclick: () => { forgetWalk(); announce("The unfinished bulk review was discarded."); render(main, route, context); } },
+        onclick: () => { forgetWalk(storageKey()); announce("The unfinished bulk review was discarded."); render(main, route, context); } },
       "Discard it")));
 }
 
@@ -301,7 +319,9 @@ async function runWalk(main, route, context, record) {
   const panel = h("section", { class: "panel walk", id: "walk", tabindex: "-1", "aria-labelledby": "walk-title" },
     h("h2", { id: "walk-title" }, `${record.action === "approve" ? "Approving" : "Rejecting"} every pending reading matching ${describeSelection(record.filter)}`),
     progress, status, h("div", { class: "actions" }, pause));
-  walk = { running: true, pauseAsked: false, panel };
+  // The walk belongs to who started it: a sign-in as someone else in this tab (a new link) stops it.
+  const key = storageKey();
+  walk = { running: true, pauseAsked: false, panel, key };
   const offer = document.getElementById("bulk-resume");
   if (offer) offer.replaceWith(panel);
   else if (main.querySelector("h1")) main.querySelector("h1").after(panel);
@@ -320,8 +340,12 @@ async function runWalk(main, route, context, record) {
   announce("The bulk review started.");
   let ending = null;
   for (;;) {
+    if (storageKey() !== key) {
+      ending = { switched: true };
+      break;
+    }
     record.inFlight = true;
-    saveWalk(record);
+    saveWalk(key, record);
     let result;
     try {
       result = await api("POST", "/api/v1/quarantine/review", {
@@ -331,7 +355,7 @@ async function runWalk(main, route, context, record) {
       if (error.status === 429 && error.retryAfter && Number(error.retryAfter) <= 60 && !walk.pauseAsked) {
         // Refused before any row was touched: wait as the API asks, then send the same request again.
         record.inFlight = false;
-        saveWalk(record);
+        saveWalk(key, record);
         status.textContent = `The API asks to wait ${error.retryAfter} s (its rate limit); the walk goes on after that.`;
         await new Promise((resolve) => setTimeout(resolve, Number(error.retryAfter) * 1000));
         continue;
@@ -340,7 +364,7 @@ async function runWalk(main, route, context, record) {
       // readings that request decided are not chosen again (nor counted).
       if (error.status === 0) record.lost += 1;
       record.inFlight = false;
-      saveWalk(record);
+      saveWalk(key, record);
       ending = { error };
       break;
     }
@@ -349,16 +373,18 @@ async function runWalk(main, route, context, record) {
     record.cursor = result.next_cursor;
     tell();
     if (paused) {
-      saveWalk(record);
+      saveWalk(key, record);
       ending = { unavailable: paused };
       break;
     }
     if (!record.cursor) {
-      forgetWalk();
+      // Done: rows a lost answer decided never reached the count, yet nothing is left to walk.
+      progress.value = progress.max;
+      forgetWalk(key);
       ending = { finished: true };
       break;
     }
-    saveWalk(record);
+    saveWalk(key, record);
     if (walk.pauseAsked) {
       ending = { paused: true };
       break;
@@ -370,7 +396,7 @@ async function runWalk(main, route, context, record) {
   announce(ending.finished ? "The bulk review is finished." : "The bulk review stopped; it can be resumed.");
   if (!ending.finished) {
     panel.append(h("div", { class: "actions" },
-      h("button", { type: "button", id: "walk-resume", onclick: () => { walk = null; panel.remove(); runWalk(main, route, context, storedWalk() || record); } },
+      h("button", { type: "button", id: "walk-resume", onclick: () => { walk = null; panel.remove(); if (storageKey() === key) runWalk(main, route, context, storedWalk() || record); } },
         `Resume the bulk review (${count(record.tallies.reviewed)} done so far)`)));
   } else {
     panel.append(h("p", {}, h("button", { type: "button", class: "secondary", id: "walk-done",
@@ -410,8 +436,8 @@ function walkSummary(record, ending) {
   }
   const box = ending.finished
     ? message(tallies.failed ? "error" : "success", tallies.failed ? "The bulk review is finished; some readings were not decided." : "The bulk review is finished.", lines)
-    : ending.paused
-      ? message("info", "The bulk review is paused.", lines)
+    : ending.paused || ending.switched
+      ? message("info", ending.paused ? "The bulk review is paused." : "The bulk review stopped: someone else signed in here.", lines)
       : ending.unavailable
         ? message("error", "The database could not be reached part way.", [`${count(ending.unavailable)} readings were not reviewed; resume to send them again.`, ...lines])
         : h("div", {}, errorMessage(ending.error), message("info", "The bulk review stopped.", lines));
@@ -518,11 +544,24 @@ function reviewForms(body, row, names, context) {
       announce(`Reading ${row.id} ${PAST[action]}.`);
     } catch (error) {
       if (!context.isCurrent()) return;
-      const box = errorMessage(error);
+      const box = explainedError(error, REVIEW_REFUSALS);
       box.id = "review-error";
+      if (error.code === "not_pending") {
+        box.append(h("button", { type: "button", class: "secondary", id: "review-show-decision", onclick: () => reload(box) }, "Show the decision"));
+      }
+      if (action === "fix") markInvalid(body.querySelector("#fix-form"), error);
       show(body.querySelector("#review-outcome"), box);
       announce(`The review was refused: ${error.message}`);
       for (const button of body.querySelectorAll(".review button")) button.disabled = false;
+    }
+  }
+
+  async function reload(box) {
+    try {
+      const now = await api("GET", `/api/v1/quarantine/${row.id}`);
+      if (context.isCurrent()) drawReading(body, now, names, context, null);
+    } catch (error) {
+      if (context.isCurrent()) box.replaceWith(errorMessage(error));
     }
   }
 
