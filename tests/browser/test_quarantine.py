@@ -186,7 +186,9 @@ def test_one_reading_approved_and_one_rejected_with_a_note(stack: BrowserStack, 
     sign_in(browser, stack, tenant)
 
     # When the reviewer follows the job's link to its pending readings, approves one and rejects the other with a note
-    go(browser, listing(job_id=job_id, review_status="pending"), "#quarantine-list")
+    go(browser, f"#/jobs/{job_id}", "#job-quarantine").click()
+    browser.wait_for("#quarantine-list")
+    assert browser.driver.execute_script("return location.hash") == listing(job_id=job_id, review_status="pending")
     assert "2 quarantined readings match" in browser.wait_for("#quarantine-list caption").text
     browser.wait_for(f"a[href='#/quarantine/{approve_row['id']}']").click()
     browser.wait_for("#review-approve").click()
