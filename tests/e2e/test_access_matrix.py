@@ -316,6 +316,15 @@ def _healthy(world: World, reply: Reply, sub: str) -> list[str]:
     return expect(reply.body.get("status") == "ok", f"health {reply.body}")
 
 
+def _console_page(world: World, reply: Reply, sub: str) -> list[str]:
+    # /console redirects (urllib follows) to the page, which is the same for any caller: it holds no data.
+    return expect("<title>Sluice console</title>" in str(reply.body), f"not the console's page: {reply.body!r:.200}")
+
+
+def _console_config(world: World, reply: Reply, sub: str) -> list[str]:
+    return expect(reply.body == {"mode": "fragment"}, f"config {reply.body}")
+
+
 PLANS: dict[str, RoutePlan] = {
     "POST /api/v1/data/ingest": RoutePlan(
         _ingest_call, 202, _accepted_for(TENANT_A, TENANT_B), 202, _accepted_for(TENANT_B, TENANT_A)
@@ -387,6 +396,10 @@ PLANS: dict[str, RoutePlan] = {
     ),
     "GET /health": RoutePlan(lambda w: ("/health", None), 200, _healthy, 200, _healthy),
     "GET /health/deep": RoutePlan(lambda w: ("/health/deep", None), 200, _healthy, 200, _healthy),
+    "GET /console": RoutePlan(lambda w: ("/console", None), 200, _console_page, 200, _console_page),
+    "GET /console/{proxy+}": RoutePlan(
+        lambda w: ("/console/config.json", None), 200, _console_config, 200, _console_config
+    ),
 }
 
 
