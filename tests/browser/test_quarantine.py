@@ -415,3 +415,29 @@ def test_a_fix_that_still_breaks_a_rule_shows_the_apis_422_at_its_field(stack: B
     assert value.get_attribute("aria-invalid") == "true"
     assert "expected 0..700 bar" in browser.wait_for("#fix-value-error").text
     assert [r["review_status"] for r in quarantined(stack, job_id)] == ["pending"]
+
+
+def test_all_on_the_page_approved_at_once_with_each_refusal_reported(stack: BrowserStack, browser: Browser) -> None:
+    # Given two readings of a system registered since they came, one of which is of too low a quality to store
+    tenant = new_tenant(stack)
+    late_system = str(uuid.uuid4())
+    job_id = send_batch(stack, tenant, [reading(90), reading(91, quality=5)], system_id=late_system)
+    registered = http("POST", stack.url("/api/v1/systems"), tenant.bearer, {"name": "late", "id": late_system})
+    assert registered.status == 201, registered.body
+    good, poor = quarantined(stack, job_id)
+    sign_in(browser, stack, tenant)
+
+    # When the reviewer ticks every pending row on the page and approves the selection
+    go(browser, listing(job_id=job_id), "#q-select-all").click()
+    assert browser.wait_for("#bulk-selected").text == "2 selected on this page."
+    browser.wait_for("#bulk-approve").click()
+
+    # Then each row's outcome is shown: one approved, one refused with the API's code and reason; the list redrawn
+    summary = browser.wait_for("#bulk-summary")
+    assert "1 approved; 1 failed." in summary.text
+    assert f"Reading {poor['id']}: reading_invalid: the reading still breaks a rule (low_quality)" in summary.text
+    browser.wait_for_text("#quarantine-list tbody", "approved")
+    assert [(row["id"], row["review_status"]) for row in quarantined(stack, job_id)] == [
+        (good["id"], "approved"),
+        (poor["id"], "pending"),
+    ]
