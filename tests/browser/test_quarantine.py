@@ -280,6 +280,16 @@ def test_resuming_after_a_lost_answer_and_a_closed_tab_decides_every_row_once(
     assert "The API could not be reached." in stopped.text
     assert "2 rejected; 0 failed." in stopped.text
     assert browser.wait_for("#walk-resume").text == "Resume the bulk review (2 done so far)"
+    # What a resume needs is kept in local storage, the token is not (it stays in the tab's session storage)
+    kept, token = browser.driver.execute_script(
+        "return [Object.values(localStorage), sessionStorage.getItem('sluice.token')]"
+    )
+    [record] = [json.loads(text) for text in kept]
+    assert (record["action"], record["filter"], record["notes"]) == ("reject", {"job_id": job_id}, "bench rig")
+    assert record["cursor"]
+    assert record["tallies"]["reviewed"] == 2
+    assert token
+    assert all(token not in text for text in kept)
 
     # When the tab is closed, and the reviewer signs in again in a new one and goes back to the quarantine
     first_tab = browser.driver.current_window_handle
