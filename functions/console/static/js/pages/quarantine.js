@@ -103,8 +103,8 @@ function listing(main, route, context, params, page, names) {
     page.total == null ? "Quarantined readings, newest first" : `${count(page.total)} quarantined readings match, newest first`,
     [
       [all, checkbox],
-      ["Reading", (row) => h("a", { href: `#/quarantine/${row.id}` }, `#${row.id}`)],
-      ["Quarantined", (row) => time(row.quarantined_at)],
+      // When it was quarantined is in its history (and the list's order): the reading's own time is what a review needs.
+      ["Reading", (row) => h("a", { href: `#/quarantine/${row.id}`, title: `Quarantined ${new Date(row.quarantined_at).toLocaleString()}` }, `#${row.id}`)],
       ["Reason", (row) => [badge(row.reason), " ", h("span", { class: "q-why" }, row.reason_details?.message || "")]],
       ["Review", (row) => badge(row.review_status)],
       ["Sensor", (row) => (row.sensor_id
