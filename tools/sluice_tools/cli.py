@@ -75,9 +75,9 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def token(args: argparse.Namespace) -> int:
-    """Print a token for the local authorizer."""
-    from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415
+def _mint(args: argparse.Namespace) -> str:
+    """A token for the local authorizer from the command's --tenant, --sub, --scope and --ttl."""
+    from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415 - keeps `sluice --help` quick
 
     root = _root(args)
     minted, _ = local_token(
@@ -87,26 +87,20 @@ def token(args: argparse.Namespace) -> int:
         subject=args.sub,
         scope=args.scope,
         lifetime_s=args.ttl,
-        authorizer=args.authorizer,
+        authorizer=getattr(args, "authorizer", None),
     )
-    print(minted)
+    return minted
+
+
+def token(args: argparse.Namespace) -> int:
+    """Print a token for the local authorizer."""
+    print(_mint(args))
     return 0
 
 
 def console(args: argparse.Namespace) -> int:
     """Print the operator console's URL, signed in with a fresh local token (and open it with --open)."""
-    from sluice_tools.local.stack import local_token, planned_context  # noqa: PLC0415
-
-    root = _root(args)
-    minted, _ = local_token(
-        planned_context(root, moto_endpoint=DEFAULT_MOTO),
-        root / ".local",
-        tenant=args.tenant,
-        subject=args.sub,
-        scope=args.scope,
-        lifetime_s=args.ttl,
-    )
-    url = console_url(args.api, minted)
+    url = console_url(args.api, _mint(args))
     print(url)
     if args.open:
         import webbrowser  # noqa: PLC0415 - only when asked to open one
