@@ -46,16 +46,23 @@ class Asset:
     etag: str
 
 
+def file_names() -> frozenset[str]:
+    """The console's files, by their path below static/ (a dozen: listed on each request, so a file added under
+    `make run` is served at once)."""
+    return frozenset(
+        path.relative_to(STATIC).as_posix()
+        for path in STATIC.rglob("*")
+        if path.is_file() and path.suffix in CONTENT_TYPES
+    )
+
+
 def asset(name: str) -> Asset | None:
-    """The file ``name`` below static/, or None. Read on each request (a few kilobytes, from the package's own
-    disk) rather than kept: an edit shows on the next reload under `make run`, with no restart."""
-    root = STATIC.resolve()
-    path = (root / name).resolve()
-    # Only a file's own name: no "..", "./", "//" or trailing "/" spelling of it (nor a way out of static/).
-    if not path.is_relative_to(root) or path.relative_to(root).as_posix() != name:
+    """The file ``name`` below static/, or None. A name is looked up among the files, never handed to the file
+    system as it came (a request's path can be anything: "..", a NUL, a name too long for it). Read on each
+    request (a few kilobytes, from the package's own disk) rather than kept: an edit shows on the next reload."""
+    if name not in file_names():
         return None
-    if not path.is_file() or path.suffix not in CONTENT_TYPES:
-        return None
+    path = STATIC / name
     body = path.read_bytes()
     # The content's own tag: unchanged bytes are a 304 across deployments and execution environments.
     tag = hashlib.sha256(body).hexdigest()[:32]
