@@ -322,7 +322,7 @@ def _console_page(world: World, reply: Reply, sub: str) -> list[str]:
 
 
 def _console_config(world: World, reply: Reply, sub: str) -> list[str]:
-    return expect(reply.body == {"mode": "fragment"}, f"config {reply.body}")
+    return expect(reply.body == {"mode": "fragment", "tenant_claim": "tenant_id"}, f"config {reply.body}")
 
 
 PLANS: dict[str, RoutePlan] = {

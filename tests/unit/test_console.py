@@ -1,6 +1,8 @@
 """ConsoleFunction: the console's files as the HTTP API serves them (what a browser does with them is
 tests/browser's)."""
 
+import base64
+import gzip
 import json
 import re
 from pathlib import Path
@@ -34,6 +36,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLUICE_BATCH_BUCKET", BUCKET)
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    monkeypatch.delenv("SLUICE_TENANT_CLAIM", raising=False)
 
 
 def get(path: str, headers: dict[str, str] | None = None, method: str = "GET") -> dict[str, Any]:
@@ -148,7 +151,7 @@ def test_without_a_provider_the_console_signs_in_through_the_fragment() -> None:
     answer = get("/console/config.json")
 
     config = json.loads(answer["body"])
-    assert config == {"mode": "fragment"}
+    assert config == {"mode": "fragment", "tenant_claim": "tenant_id"}
     assert answer["headers"]["Cache-Control"] == "no-store"
     OAS31Validator(spec_schema("ConsoleConfig")).validate(config)
 
@@ -166,6 +169,7 @@ def test_with_a_provider_the_console_signs_in_with_code_and_pkce_and_may_call_it
     config = json.loads(answer["body"])
     assert config == {
         "mode": "oidc",
+        "tenant_claim": "tenant_id",
         "authorization_endpoint": "https://login.example.com/oauth2/authorize",
         "token_endpoint": "https://login.example.com/oauth2/token",
         "client_id": "console-client",
@@ -212,3 +216,22 @@ def test_the_policy_lets_the_page_post_to_the_url_the_form_signer_names(
     connect = next(part for part in policy.split("; ") if part.startswith("connect-src ")).split()[1:]
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" in connect, (url, connect)
+
+
+def test_files_are_gzipped_for_a_browser_that_takes_it_each_encoding_with_its_own_tag() -> None:
+    plain = get("/console/js/main.js")
+    zipped = get("/console/js/main.js", {"accept-encoding": "gzip, deflate, br, zstd"})
+    refused = get("/console/js/main.js", {"accept-encoding": "gzip;q=0, br"})
+    icon = get("/console/icon.svg", {"accept-encoding": "gzip"})
+
+    assert zipped["isBase64Encoded"] is True
+    assert zipped["headers"]["Content-Encoding"] == "gzip"
+    assert gzip.decompress(base64.b64decode(zipped["body"])).decode() == plain["body"]
+    assert len(base64.b64decode(zipped["body"])) < len(plain["body"]) / 2
+    assert zipped["headers"]["Vary"] == plain["headers"]["Vary"] == "Accept-Encoding"
+    assert zipped["headers"]["ETag"] != plain["headers"]["ETag"]
+    assert "Content-Encoding" not in refused["headers"]
+    # Too small to be worth it.
+    assert "Content-Encoding" not in icon["headers"]
+    again = get("/console/js/main.js", {"accept-encoding": "gzip", "if-none-match": zipped["headers"]["ETag"]})
+    assert again["statusCode"] == 304

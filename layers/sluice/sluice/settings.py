@@ -205,6 +205,8 @@ class ConsoleSettings(BaseSettings):
     console_scopes: str = "openid"
     # Sent as the authorization request's `audience` (Auth0 needs it); empty: not sent.
     console_audience: str = ""
+    # The JWT claim that names the tenant (template.yaml's TenantClaim).
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
     aws_endpoint_url: str = ""
     # Lambda's own variable: the region the function, and so the stack's bucket, is in.
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")

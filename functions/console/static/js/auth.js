@@ -23,6 +23,11 @@ export function signInMode() {
   return config.mode;
 }
 
+/** The token claim that names the tenant (the deployment's TenantClaim), or null when the stack did not say. */
+export function tenantClaim() {
+  return config.tenant_claim || null;
+}
+
 function base64url(bytes) {
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }

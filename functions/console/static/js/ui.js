@@ -1,6 +1,6 @@
 // Pieces every page uses: the API's answer as a message, the pager, filters kept in the address.
 import { describe, SignInRequired } from "./api.js";
-import { h } from "./dom.js";
+import { count, h } from "./dom.js";
 
 /** A message box; kind is "error", "success" or "info". Errors are announced at once (role=alert). */
 export function message(kind, title, lines = []) {
@@ -69,7 +69,7 @@ export function pager(page, params, nextCursor, shown, noun) {
   const first = params.cursor ? h("a", { href: hashFor(page, { ...params, cursor: "" }) }, "First page") : null;
   const next = nextCursor ? h("a", { class: "button secondary", href: hashFor(page, { ...params, cursor: nextCursor }), rel: "next" }, "Next page") : null;
   return h("div", { class: "pager" },
-    h("span", { class: "hint" }, `${shown} ${noun} on this page${nextCursor ? "; more follow" : ""}.`), first, next);
+    h("span", { class: "hint" }, `${count(shown)} ${shown === 1 ? noun.replace(/s$/, "") : noun} on this page${nextCursor ? "; more follow" : ""}.`), first, next);
 }
 
 let knownSystems = null;

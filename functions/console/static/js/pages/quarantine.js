@@ -1,7 +1,7 @@
 // Quarantine: the readings refused on arrival, filtered and found; one reading's story and its review; many decided
 // at once, by selection or by walking a filter with the API's cursor (resumable after an error or a closed tab).
 import { api } from "../api.js";
-import { whoIsSignedIn } from "../auth.js";
+import { tenantClaim, whoIsSignedIn } from "../auth.js";
 import { announce, badge, count, field, h, localToRfc3339, show, table, time } from "../dom.js";
 import {
   errorMessage, explainedError, filterForm, hashFor, markInvalid, message, pager, paramsOf, systemLabel, systemNames, systemOptions,
@@ -197,13 +197,14 @@ function failureLine(id, error) {
 
 /**
  * Where this person's unfinished walk is kept, for this tenant: a walk started in one tenant must never be resumed
- * in another (its filter could select rows there). The console is not told which claim names the tenant
- * (TenantClaim, tenant_id by default), so every claim whose name says "tenant" is part of the key.
+ * in another (its filter could select rows there). The key holds the claim config.json names as the tenant's
+ * (TenantClaim); a stack that names none has every claim whose name says "tenant" in the key instead.
  */
 function storageKey() {
   const claims = whoIsSignedIn()?.claims || {};
-  const tenant = Object.keys(claims).filter((name) => /tenant/i.test(name)).sort()
-    .map((name) => `${name}=${JSON.stringify(claims[name])}`).join("&");
+  const named = tenantClaim();
+  const names = named ? [named] : Object.keys(claims).filter((name) => /tenant/i.test(name)).sort();
+  const tenant = names.map((name) => `${name}=${JSON.stringify(claims[name] ?? null)}`).join("&");
   return `sluice.bulkReview.${claims.iss || ""}|${claims.sub || ""}|${tenant}`;
 }
 
