@@ -15,23 +15,18 @@ Prints milliseconds (median of 5) and rows/s. Compare within the run: the machin
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from uuid import UUID, uuid4
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
-from sluice.adapters.migrations import MigrationRunner, load_migrations
 from sluice.adapters.quarantine import TimescaleQuarantineStore
 from sluice.adapters.timescale import DatabaseConnector
 from sluice.models.api import QuarantineQuery
 from sluice.models.quarantine import ReviewStatus
 from sluice.models.readings import QuarantineReason
-from sluice_tools.settings import get_database_settings
 
-from ..paths import MIGRATIONS_DIR
-from ..scratch import scratch_database
+from .bench_indexes import migrated_database
 
 TENANT = "bench"
 SENSORS = 1000
@@ -39,15 +34,6 @@ SENSOR_INDEX = "quarantined_readings_tenant_sensor_idx"
 CREATE_SENSOR_INDEX = (
     f"CREATE INDEX {SENSOR_INDEX} ON quarantined_readings (tenant_id, sensor_id, id DESC) WHERE sensor_id IS NOT NULL"
 )
-
-
-@contextmanager
-def migrated_database() -> Iterator[str]:
-    """A scratch database on the local server with every migration applied."""
-    server = make_conninfo(get_database_settings().db_dsn, dbname="postgres")
-    with scratch_database(server, prefix="sluice_bench") as dsn:
-        MigrationRunner(dsn, load_migrations(MIGRATIONS_DIR)).up()
-        yield dsn
 
 
 def fill(dsn: str, rows: int, sensors: list[UUID], rare: UUID) -> None:

@@ -24,7 +24,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from sluice_tools.cli import ALL_SCOPES
 
-from ..stack_harness import RunningStack, TokenMinter
+from ..stack_harness import RunningStack, TokenMinter, http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -128,6 +128,26 @@ class Browser:
     def open(self, path: str) -> None:
         """Load ``path`` (``/docs/``, ``/console/#...``) of the stack's HTTP API."""
         self.driver.get(f"{self.base_url}{path}")
+
+    def sign_in(self, token: str) -> None:
+        """Open the console signed in with ``token`` in the fragment, as `sluice console` prints its URL, and wait
+        for its first page (Jobs) to be drawn."""
+        self.open(f"/console/#token={token}")
+        self.drawn("jobs")
+
+    def drawn(self, page: str) -> None:
+        """Wait until the console has drawn ``page`` with its data (main.js marks the body so)."""
+        self.wait_for(f'body[data-rendered="{page}"]')
+
+    def show(self, place: str) -> None:
+        """Change the console's hash to ``place``, as a link does. The mark of the page drawn before is cleared
+        first, so a wait for a page sees the new one (the hash change is handled after this script returns); the
+        same hash again changes nothing."""
+        self.driver.execute_script(
+            "if (location.hash !== arguments[0]) {"
+            " delete document.body.dataset.rendered; location.hash = arguments[0]; }",
+            place,
+        )
 
     def wait_for(self, css: str, timeout_s: float = WAIT_S) -> WebElement:
         """The first element matching ``css`` once it is visible."""
@@ -238,6 +258,14 @@ class BrowserStack:
         """A token the stack accepts, signed with the checkout's local key as `sluice token` signs; an
         ``issued_at`` in the past with a short ``lifetime_s`` makes an expired one."""
         return self.minter.mint(tenant, sub, scope, lifetime_s=lifetime_s, issued_at=issued_at)
+
+    def register_system(self, tenant: str, name: str, system_id: str | None = None) -> dict[str, Any]:
+        """Register a system of ``tenant`` through the API (201): the system as the API shows it."""
+        body = {"name": name} if system_id is None else {"name": name, "id": system_id}
+        answer = http("POST", self.url("/api/v1/systems"), self.token(tenant=tenant), body)
+        assert answer.status == 201, answer.body
+        system: dict[str, Any] = answer.body
+        return system
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:

@@ -58,17 +58,11 @@ def seed(stack: BrowserStack) -> dict[str, Any]:
 def shoot(stack: BrowserStack, viewport: Viewport, shots: list[tuple[str, str]]) -> None:
     browser = Browser(start_chromium(viewport), stack.base_url, viewport)
     try:
-        browser.open(f"/console/#token={stack.token(tenant=TENANT, sub='anna@acme.example')}")
-        browser.wait_for('body[data-rendered="jobs"]')
+        browser.sign_in(stack.token(tenant=TENANT, sub="anna@acme.example"))
         for name, place in shots:
-            browser.driver.execute_script(
-                "if (location.hash !== arguments[0]) {"
-                " delete document.body.dataset.rendered; location.hash = arguments[0]; }"
-                " window.scrollTo(0, 0);",
-                place,
-            )
-            page = place.split("/")[1].split("?")[0]
-            browser.wait_for(f'body[data-rendered="{page}"]')
+            browser.show(place)
+            browser.driver.execute_script("window.scrollTo(0, 0)")
+            browser.drawn(place.split("/")[1].split("?")[0])
             # Layout and paint settle in the frames after the page is drawn.
             browser.run_async("const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done));")
             path = OUT / f"{name}.png"

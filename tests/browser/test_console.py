@@ -25,9 +25,7 @@ def new_tenant() -> str:
 
 
 def register(stack: BrowserStack, tenant: str, name: str) -> str:
-    reply = http("POST", stack.url("/api/v1/systems"), stack.token(tenant=tenant), {"name": name})
-    assert reply.status == 201, reply.body
-    return str(reply.body["id"])
+    return str(stack.register_system(tenant, name)["id"])
 
 
 def send(stack: BrowserStack, tenant: str, system: str, values: list[float], sub: str = "device-7") -> dict[str, Any]:
@@ -44,27 +42,12 @@ def send(stack: BrowserStack, tenant: str, system: str, values: list[float], sub
 
 def sign_in(browser: Browser, stack: BrowserStack, tenant: str, place: str = "#/jobs", **token: Any) -> None:
     """Open the console signed in as the tenant's operator, at ``place``."""
-    browser.open(f"/console/#token={stack.token(tenant=tenant, **token)}")
-    browser.wait_for('body[data-rendered="jobs"]')
-    if place != "#/jobs":
-        go(browser, place)
-
-
-def go(browser: Browser, place: str) -> None:
-    """Change the page's hash as a link would; the mark of the page drawn before is cleared first, so a wait sees
-    the new page's (the hash change is handled after this script returns)."""
-    browser.driver.execute_script(
-        "if (location.hash !== arguments[0]) { delete document.body.dataset.rendered; location.hash = arguments[0]; }",
-        place,
-    )
+    browser.sign_in(stack.token(tenant=tenant, **token))
+    browser.show(place)
 
 
 def one_row[T](rows: list[T]) -> list[T] | None:
     return rows if len(rows) == 1 else None
-
-
-def rendered(browser: Browser, page: str) -> None:
-    browser.wait_for(f'body[data-rendered="{page}"]')
 
 
 def test_sluice_console_prints_a_url_that_signs_in_and_leaves_the_token_only_in_the_tabs_session(
@@ -77,7 +60,7 @@ def test_sluice_console_prints_a_url_that_signs_in_and_leaves_the_token_only_in_
     assert url.startswith(f"{stack.base_url}/console/#token=")
 
     browser.driver.get(url)
-    rendered(browser, "jobs")
+    browser.drawn("jobs")
 
     assert browser.wait_for("#who-name").text == "Signed in as anna"
     # Off the address bar and out of the history; kept in this tab's session storage only.
@@ -116,7 +99,7 @@ def test_jobs_are_listed_newest_first_filtered_by_system_and_a_job_leads_to_its_
     assert "pump-2" in rows[0].text
 
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
-    rendered(browser, "jobs")
+    browser.drawn("jobs")
     facts = browser.wait_for("#job-facts").text
     assert second["job_id"] in facts
     assert "device-9" in facts  # who sent it
@@ -124,7 +107,7 @@ def test_jobs_are_listed_newest_first_filtered_by_system_and_a_job_leads_to_its_
     assert "Success rate\n66.7%" in facts
 
     browser.wait_for("#job-quarantine").click()
-    rendered(browser, "quarantine")
+    browser.drawn("quarantine")
     assert f"job_id={second['job_id']}" in browser.driver.current_url
     assert "review_status=pending" in browser.driver.current_url
 
@@ -132,19 +115,19 @@ def test_jobs_are_listed_newest_first_filtered_by_system_and_a_job_leads_to_its_
 def test_a_filtered_page_survives_an_expired_sign_in_and_a_new_link(stack: BrowserStack, browser: Browser) -> None:
     tenant = new_tenant()
     sign_in(browser, stack, tenant, "#/jobs?status=failed&source=upload")
-    rendered(browser, "jobs")
+    browser.drawn("jobs")
     # The token expires while the page is open: the next page change finds it so.
     expired = stack.token(tenant=tenant, lifetime_s=60, issued_at=int(time.time()) - 3600)
     browser.driver.execute_script("sessionStorage.setItem('sluice.token', arguments[0])", expired)
 
-    go(browser, "#/jobs?status=failed&source=upload&system_id=")
-    rendered(browser, "signin")
+    browser.show("#/jobs?status=failed&source=upload&system_id=")
+    browser.drawn("signin")
 
     assert "Your sign-in has expired" in browser.wait_for("main .message").text
     assert ".venv/bin/sluice console" in browser.wait_for("main pre").text
     # A new link opened in the same tab brings the person back to the page with its filters.
     browser.driver.get(stack.url(f"/console/#token={stack.token(tenant=tenant)}"))
-    rendered(browser, "jobs")
+    browser.drawn("jobs")
     assert browser.driver.current_url.endswith("#/jobs?status=failed&source=upload&system_id=")
     assert Select(browser.wait_for("#jobs-status")).first_selected_option.get_attribute("value") == "failed"
     assert Select(browser.wait_for("#jobs-source")).first_selected_option.get_attribute("value") == "upload"
@@ -155,7 +138,7 @@ def test_a_token_the_api_refuses_returns_to_sign_in(stack: BrowserStack, browser
     # Unexpired, but of another audience: only the API can tell, and answers 401.
     browser.open(f"/console/#token={stack.minter.mint(new_tenant(), aud='someone-else')}")
 
-    rendered(browser, "signin")
+    browser.drawn("signin")
 
     assert "expired or was refused" in browser.wait_for("main .message").text
     assert browser.driver.execute_script("return sessionStorage.getItem('sluice.token')") is None
@@ -163,7 +146,7 @@ def test_a_token_the_api_refuses_returns_to_sign_in(stack: BrowserStack, browser
 
 def test_the_health_page_shows_each_dependency_to_an_operator(stack: BrowserStack, browser: Browser) -> None:
     sign_in(browser, stack, new_tenant(), "#/health")
-    rendered(browser, "health")
+    browser.drawn("health")
 
     checks = browser.wait_for("#health").text
     assert "Every dependency answers." in checks
@@ -176,7 +159,7 @@ def test_without_the_operator_scope_the_health_page_says_so_in_plain_words(
     stack: BrowserStack, browser: Browser
 ) -> None:
     sign_in(browser, stack, new_tenant(), "#/health", scope="jobs:read quarantine:read")
-    rendered(browser, "health")
+    browser.drawn("health")
 
     refusal = browser.wait_for("main .message.error")
     assert refusal.get_attribute("data-status") == "403"
@@ -190,8 +173,8 @@ def test_every_page_labels_its_controls_and_fits_the_screen(stack: BrowserStack,
     send(stack, tenant, register(stack, tenant, "press-1"), [1234.0])
     sign_in(browser, stack, tenant)
     for page in PAGES:
-        go(browser, f"#/{page}")
-        rendered(browser, page)
+        browser.show(f"#/{page}")
+        browser.drawn(page)
 
         unlabelled = browser.driver.execute_script(
             """return [...document.querySelectorAll('input, select, textarea, button')]
@@ -225,7 +208,7 @@ def test_the_keyboard_reaches_every_page_and_shows_where_it_is(stack: BrowserSta
     # Enter on a page's link opens it.
     link = browser.driver.find_element(By.CSS_SELECTOR, '#nav a[data-page="health"]')
     link.send_keys(Keys.ENTER)
-    rendered(browser, "health")
+    browser.drawn("health")
     assert link.get_attribute("aria-current") == "page"
 
 
@@ -234,7 +217,7 @@ def test_times_are_local_with_utc_on_hover_and_counts_have_separators(stack: Bro
     system = register(stack, tenant, "press-1")
     job = send(stack, tenant, system, [200.0 + index % 300 for index in range(1234)])
     sign_in(browser, stack, tenant, f"#/jobs/{job['job_id']}")
-    rendered(browser, "jobs")
+    browser.drawn("jobs")
 
     facts = browser.wait_for("#job-facts")
     created = facts.find_element(By.CSS_SELECTOR, "time")

@@ -151,10 +151,10 @@ def test_a_person_signs_in_with_code_and_pkce_and_comes_back_to_the_page_they_as
 ) -> None:
     found, _ = provider
     open_console(browser, oidc_stack, "#/jobs?status=failed")
-    browser.wait_for('body[data-rendered="signin"]')
+    browser.drawn("signin")
 
     browser.wait_for("#sign-in").click()
-    browser.wait_for('body[data-rendered="jobs"]')
+    browser.drawn("jobs")
 
     (asked,) = found.authorizations
     (exchange,) = found.exchanges
@@ -167,7 +167,7 @@ def test_a_person_signs_in_with_code_and_pkce_and_comes_back_to_the_page_they_as
     assert browser.wait_for("#who-name").text == "Signed in as anna@acme.example"
 
     browser.wait_for("#sign-out").click()
-    browser.wait_for('body[data-rendered="signin"]')
+    browser.drawn("signin")
     assert found.logouts[-1] == {"client_id": CLIENT_ID, "logout_uri": oidc_stack.url("/console/")}
     assert browser.driver.execute_script("return sessionStorage.getItem('sluice.token')") is None
 
@@ -176,7 +176,7 @@ def test_a_code_this_tab_did_not_ask_for_is_refused(oidc_stack: BrowserStack, br
     # A forged callback (another tab's or an attacker's code): no state of this tab matches it.
     open_console(browser, oidc_stack, "?code=stolen&state=forged")
 
-    browser.wait_for('body[data-rendered="signin"]')
+    browser.drawn("signin")
 
     assert "not asked for by this tab" in browser.wait_for("main .message").text
     assert browser.driver.execute_script("return sessionStorage.getItem('sluice.token')") is None

@@ -49,8 +49,7 @@ def new_tenant(stack: BrowserStack) -> Tenant:
     name = f"q-{uuid.uuid4().hex[:10]}"
     bearer = stack.token(tenant=name, sub=SUB)
     system_id = str(uuid.uuid4())
-    registered = http("POST", stack.url("/api/v1/systems"), bearer, {"name": "press-q", "id": system_id})
-    assert registered.status == 201, registered.body
+    stack.register_system(name, "press-q", system_id)
     return Tenant(name, system_id, bearer)
 
 
@@ -105,13 +104,12 @@ def reviews_counted(stack: BrowserStack, job_id: str) -> int:
 
 def sign_in(browser: Browser, stack: BrowserStack, tenant: Tenant) -> None:
     """Open the console with a token in the fragment, as `sluice console` prints it."""
-    browser.open(f"/console/#token={stack.token(tenant=tenant.name, sub=SUB)}")
-    browser.wait_for("body[data-rendered='jobs']")
+    browser.sign_in(stack.token(tenant=tenant.name, sub=SUB))
 
 
 def go(browser: Browser, place: str, ready: str) -> WebElement:
     """Follow a link to ``place`` (a hash) and wait until ``ready`` shows."""
-    browser.driver.execute_script("location.hash = arguments[0]", place)
+    browser.show(place)
     return browser.wait_for(ready)
 
 

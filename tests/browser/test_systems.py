@@ -22,15 +22,13 @@ def new_tenant() -> str:
 
 
 def sign_in(browser: Browser, stack: BrowserStack, tenant: str) -> None:
-    """Open the console with a signed-in link, as `sluice console` prints it, and wait for its first page."""
-    browser.open(f"/console/#token={stack.token(tenant=tenant)}")
-    browser.wait_for('body[data-rendered="jobs"]')
+    browser.sign_in(stack.token(tenant=tenant))
 
 
 def go_to(browser: Browser, page: str) -> None:
     """Follow the page bar's link, as a person would."""
     browser.driver.find_element(By.CSS_SELECTOR, f'#nav a[data-page="{page}"]').click()
-    browser.wait_for(f'body[data-rendered="{page}"]')
+    browser.drawn(page)
 
 
 def systems_of(stack: BrowserStack, tenant: str) -> list[dict[str, Any]]:
@@ -38,13 +36,6 @@ def systems_of(stack: BrowserStack, tenant: str) -> list[dict[str, Any]]:
     assert answer.status == 200, answer.body
     items: list[dict[str, Any]] = answer.body["items"]
     return items
-
-
-def register(stack: BrowserStack, tenant: str, name: str) -> dict[str, Any]:
-    answer = http("POST", stack.url("/api/v1/systems"), stack.token(tenant=tenant), {"name": name})
-    assert answer.status == 201, answer.body
-    system: dict[str, Any] = answer.body
-    return system
 
 
 def fits_the_screen(browser: Browser) -> bool:
@@ -86,8 +77,8 @@ def test_a_system_registered_in_the_console_is_in_the_api_and_the_list(stack: Br
 def test_a_taken_name_is_refused_in_plain_words_and_nothing_changes(stack: BrowserStack, browser: Browser) -> None:
     # Given a tenant with two systems, and a person on the second one's page
     tenant = new_tenant()
-    first = register(stack, tenant, "press-1")
-    second = register(stack, tenant, "press-2")
+    first = stack.register_system(tenant, "press-1")
+    second = stack.register_system(tenant, "press-2")
     sign_in(browser, stack, tenant)
     go_to(browser, "systems")
     browser.wait_for_text("#systems-list", "press-2")
@@ -146,7 +137,7 @@ def test_a_malformed_id_is_refused_naming_its_field(stack: BrowserStack, browser
 def test_a_renamed_system_shows_its_new_name_on_every_page(stack: BrowserStack, browser: Browser) -> None:
     # Given a system, whose name the jobs page (the first page) has read already
     tenant = new_tenant()
-    system = register(stack, tenant, "press-4")
+    system = stack.register_system(tenant, "press-4")
     sign_in(browser, stack, tenant)
     option = f'#jobs-systems option[value="{system["id"]}"]'
     assert browser.driver.find_element(By.CSS_SELECTOR, option).get_attribute("textContent") == "press-4"
@@ -173,7 +164,7 @@ def test_the_list_shows_a_systems_readings_and_links_its_pending_quarantine(
     # Given a system with two readings stored and one quarantined (a unit Sluice does not know)
     browser = phone_browser
     tenant = new_tenant()
-    system = register(stack, tenant, "press-5")
+    system = stack.register_system(tenant, "press-5")
     bearer = stack.token(tenant=tenant)
     sensor = str(uuid.uuid4())
     newest = now_text(-5)
@@ -201,6 +192,6 @@ def test_the_list_shows_a_systems_readings_and_links_its_pending_quarantine(
     link = row.find_element(By.LINK_TEXT, "1")
     browser.driver.execute_script("arguments[0].scrollIntoView()", link)
     link.click()
-    browser.wait_for('body[data-rendered="quarantine"]')
+    browser.drawn("quarantine")
     hash_now = browser.driver.execute_script("return location.hash")
     assert hash_now == f"#/quarantine?system_id={system['id']}&review_status=pending"

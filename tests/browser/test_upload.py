@@ -35,9 +35,7 @@ for (const type of ["dragenter", "dragover", "drop"]) {
 def tenant_with_system(stack: BrowserStack) -> tuple[str, str]:
     """A new tenant and the id of its one system."""
     tenant = f"upload-{uuid.uuid4().hex[:10]}"
-    answer = http("POST", stack.url("/api/v1/systems"), stack.token(tenant=tenant), {"name": "press-30"})
-    assert answer.status == 201, answer.body
-    return tenant, str(answer.body["id"])
+    return tenant, str(stack.register_system(tenant, "press-30")["id"])
 
 
 def readings_csv(system_id: str, sensor: str) -> str:
@@ -48,10 +46,9 @@ def readings_csv(system_id: str, sensor: str) -> str:
 
 
 def sign_in(browser: Browser, stack: BrowserStack, tenant: str) -> None:
-    browser.open(f"/console/#token={stack.token(tenant=tenant)}")
-    browser.wait_for('body[data-rendered="jobs"]')
+    browser.sign_in(stack.token(tenant=tenant))
     browser.driver.find_element(By.CSS_SELECTOR, '#nav a[data-page="upload"]').click()
-    browser.wait_for('body[data-rendered="upload"]')
+    browser.drawn("upload")
 
 
 def job_of(stack: BrowserStack, tenant: str, job_id: str) -> dict[str, Any]:
@@ -119,7 +116,7 @@ def test_a_csv_chosen_with_the_keyboard_is_uploaded_and_its_job_followed_to_the_
     link = browser.driver.find_element(By.ID, "job-quarantine")
     browser.driver.execute_script("arguments[0].scrollIntoView()", link)
     link.click()
-    browser.wait_for('body[data-rendered="quarantine"]')
+    browser.drawn("quarantine")
     hash_now = browser.driver.execute_script("return location.hash")
     assert hash_now == f"#/quarantine?job_id={job_id}&review_status=pending"
 
