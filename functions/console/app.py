@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,9 +164,14 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return False
 
 
+@lru_cache(maxsize=32)
+def _compressed(body: bytes) -> bytes:
+    # Once per file content and execution environment, not per request; mtime=0: the same bytes every time.
+    return gzip.compress(body, mtime=0)
+
+
 def _gzipped(response: dict[str, Any], body: bytes) -> dict[str, Any]:
-    # mtime=0: the same bytes every time, for the same entity tag.
-    response["body"] = base64.b64encode(gzip.compress(body, mtime=0)).decode()
+    response["body"] = base64.b64encode(_compressed(body)).decode()
     response["isBase64Encoded"] = True
     response["headers"]["Content-Encoding"] = "gzip"
     return response
