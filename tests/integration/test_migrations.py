@@ -34,9 +34,17 @@ def test_up_from_empty_down_to_empty_and_up_again(scratch_db: str, migrations: l
 
     applied = runner.up()
     assert [m.version for m in applied] == [m.version for m in migrations]
-    assert {"systems", "readings", "quarantined_readings", "ingest_ledger", "readings_hourly"} <= set(
-        relations(scratch_db)
-    )
+    assert {
+        "systems",
+        "readings",
+        "quarantined_readings",
+        "ingest_ledger",
+        "readings_1m",
+        "readings_1h",
+        "readings_5m",
+        "readings_1d",
+        "sensor_latest",
+    } <= set(relations(scratch_db))
 
     reverted = runner.down(0)
     assert [m.version for m in reverted] == sorted((m.version for m in migrations), reverse=True)
@@ -66,7 +74,7 @@ def test_up_and_down_stop_at_a_target(scratch_db: str, migrations: list[Migratio
     runner = MigrationRunner(scratch_db, migrations)
 
     assert [m.version for m in runner.up(1)] == [1]
-    assert "readings_hourly" not in relations(scratch_db)
+    assert "readings_1m" not in relations(scratch_db)
     runner.up()
     assert [m.version for m in runner.down(1)] == [m.version for m in migrations if m.version > 1][::-1]
     assert "readings" in relations(scratch_db)

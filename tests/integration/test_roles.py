@@ -262,9 +262,18 @@ def test_the_reader_reads_every_relation_of_the_schema(migrated_db: str, logins:
                 " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p') ORDER BY 1"
             )
         ]
-    assert {"systems", "readings", "quarantined_readings", "ingest_ledger", "job_reviews", "readings_hourly"} <= set(
-        relations
-    )
+    assert {
+        "systems",
+        "readings",
+        "quarantined_readings",
+        "ingest_ledger",
+        "job_reviews",
+        "readings_1m",
+        "readings_1h",
+        "readings_5m",
+        "readings_1d",
+        "sensor_latest",
+    } <= set(relations)
     with psycopg.connect(logins["sluice_reader"], autocommit=True) as reader:
         for relation in relations:
             reader.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(relation)))
@@ -287,6 +296,9 @@ REFUSED: dict[str, list[LiteralString]] = {
         "DELETE FROM readings",
         "UPDATE readings SET value = 0",
         "TRUNCATE readings",
+        "DELETE FROM readings_1m",
+        "TRUNCATE readings_1h",
+        "DELETE FROM sensor_latest",
         "SELECT value, raw FROM quarantined_readings",
         "UPDATE quarantined_readings SET review_status = 'rejected'",
         "DELETE FROM quarantined_readings",
@@ -303,6 +315,7 @@ REFUSED: dict[str, list[LiteralString]] = {
         "SELECT * FROM readings",
         "UPDATE readings SET value = 0",
         "DELETE FROM readings",
+        "DELETE FROM readings_1m",
         NEW_QUARANTINE_ROW,
         "UPDATE quarantined_readings SET value = 0",
         "DELETE FROM quarantined_readings",
@@ -318,6 +331,9 @@ REFUSED: dict[str, list[LiteralString]] = {
         "SELECT value FROM readings",
         "SELECT * FROM readings",
         NEW_READING,
+        "SELECT sum FROM readings_1m",
+        "UPDATE readings_1m SET count = 1",
+        "SELECT last_value FROM sensor_latest",
         "SELECT raw FROM quarantined_readings",
         "SELECT * FROM quarantined_readings",
         NEW_QUARANTINE_ROW,
@@ -342,7 +358,9 @@ REFUSED: dict[str, list[LiteralString]] = {
         "DELETE FROM sluice_schema_migrations",
         "TRUNCATE readings",
         DROP_OLD_CHUNKS,
-        "DROP VIEW readings_hourly",
+        "DROP VIEW readings_5m",
+        "DELETE FROM readings_1m",
+        "UPDATE sensor_latest SET last_value = 0",
         NEW_TABLE,
     ],
 }
@@ -362,7 +380,7 @@ def test_a_login_user_without_a_role_reaches_nothing(migrated_db: str) -> None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
     try:
         with psycopg.connect(migrated_db, user=user, autocommit=True) as nobody:
-            for relation in ("systems", "readings", "quarantined_readings", "ingest_ledger", "readings_hourly"):
+            for relation in ("systems", "readings", "quarantined_readings", "ingest_ledger", "readings_1m"):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     nobody.execute(sql.SQL("SELECT 1 FROM {}").format(sql.Identifier(relation)))
     finally:

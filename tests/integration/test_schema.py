@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from sluice.adapters.migrations import Migration
+from sluice.adapters.migrations import Migration, MigrationRunner
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -50,14 +50,19 @@ def insert_quarantined(conn: Conn, **overrides: object) -> None:
     )
 
 
-def test_readings_is_a_hypertable_with_seven_day_chunks(conn: Conn) -> None:
+def test_readings_and_its_rollups_are_hypertables(conn: Conn) -> None:
+    # Raw readings in 7-day chunks; the rollups in longer ones (fewer, larger rows), so retention drops whole chunks.
     rows = conn.execute(
         "SELECT h.hypertable_name, d.column_name, d.time_interval"
         " FROM timescaledb_information.hypertables h"
-        " JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name)"
+        " JOIN timescaledb_information.dimensions d USING (hypertable_schema, hypertable_name) ORDER BY 1"
     ).fetchall()
 
-    assert rows == [("readings", "time", timedelta(days=7))]
+    assert rows == [
+        ("readings", "time", timedelta(days=7)),
+        ("readings_1h", "bucket", timedelta(days=365)),
+        ("readings_1m", "bucket", timedelta(days=30)),
+    ]
 
 
 def test_readings_has_only_the_indexes_we_chose(conn: Conn) -> None:
@@ -230,28 +235,44 @@ def test_system_names_are_unique_per_tenant(conn: Conn) -> None:
         conn.execute("INSERT INTO systems (tenant_id, name) VALUES ('acme', 'press-1')")
 
 
-def test_the_hourly_rollup_matches_the_license(conn: Conn) -> None:
-    license_ = conn.execute("SHOW timescaledb.license").fetchone()
+def test_the_rollup_migration_adds_the_readings_stored_before_it(
+    scratch_db: str, migrations: list[Migration]
+) -> None:
+    # Migration 0009 starts the rollups from the readings already stored: an upgraded database answers the same as
+    # one that had them from the start.
+    runner = MigrationRunner(scratch_db, migrations)
+    runner.up(8)
     system, sensor = uuid4(), uuid4()
     hour = datetime(2026, 11, 22, 10, tzinfo=UTC)
-    for minute, value in [(0, 10.0), (20, 20.0), (59, 30.0)]:
-        insert_reading(conn, time=hour + timedelta(minutes=minute), system_id=system, sensor_id=sensor, value=value)
-    insert_reading(conn, time=hour + timedelta(hours=1), system_id=system, sensor_id=sensor, value=99.0)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        for minute, second, value in [(0, 5, 10.0), (0, 50, 30.0), (20, 0, 20.0), (59, 59, 40.0), (60, 0, 99.0)]:
+            insert_reading(
+                conn, time=hour + timedelta(minutes=minute, seconds=second), system_id=system, sensor_id=sensor,
+                value=value,
+            )
+    runner.up()
 
-    kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'readings_hourly'").fetchone()
-    rollup = conn.execute(
-        "SELECT bucket, readings, avg_value, min_value, max_value FROM readings_hourly"
-        " WHERE sensor_id = %s ORDER BY bucket",
-        (sensor,),
-    ).fetchall()
-
-    # The Apache build (this machine) gets a plain view; a Timescale-licensed one a continuous aggregate,
-    # which TimescaleDB exposes as a view over its materialization.
-    assert kind == ("v",)
-    assert rollup == [(hour, 3, 20.0, 10.0, 30.0), (hour + timedelta(hours=1), 1, 99.0, 99.0, 99.0)]
+    with psycopg.connect(scratch_db) as conn:
+        minutes = conn.execute(
+            "SELECT bucket, count, sum, min, max, last_time, last_value FROM readings_1m ORDER BY bucket"
+        ).fetchall()
+        hours = conn.execute("SELECT bucket, count, sum, min, max, last_value FROM readings_1h ORDER BY bucket")
+        latest = conn.execute("SELECT unit, last_time, last_value FROM sensor_latest").fetchall()
+        hourly = hours.fetchall()
+        license_ = conn.execute("SHOW timescaledb.license").fetchone()
+        policies = conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.jobs WHERE proc_name = 'policy_retention'"
+        ).fetchall()
+    assert minutes == [
+        (hour, 2, 40.0, 10.0, 30.0, hour + timedelta(seconds=50), 30.0),
+        (hour + timedelta(minutes=20), 1, 20.0, 20.0, 20.0, hour + timedelta(minutes=20), 20.0),
+        (hour + timedelta(minutes=59), 1, 40.0, 40.0, 40.0, hour + timedelta(minutes=59, seconds=59), 40.0),
+        (hour + timedelta(hours=1), 1, 99.0, 99.0, 99.0, hour + timedelta(hours=1), 99.0),
+    ]
+    assert hourly == [(hour, 4, 100.0, 10.0, 40.0, 40.0), (hour + timedelta(hours=1), 1, 99.0, 99.0, 99.0, 99.0)]
+    assert latest == [("bar", hour + timedelta(hours=1), 99.0)]
     if license_ == ("apache",):
-        policies = conn.execute("SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'readings'")
-        assert policies.fetchone() == (0,)
+        assert policies == []  # MaintenanceFunction keeps the retention on this build
 
 
 def licensed_statements(script: str) -> list[str]:
@@ -265,21 +286,25 @@ def licensed_statements(script: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+@pytest.mark.parametrize("name", ["rollup_and_lifecycle", "minute_rollups"])
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_the_timescale_branch_fails_here_only_for_want_of_the_license(
-    conn: Conn, migrations: list[Migration], direction: str
+    conn: Conn, migrations: list[Migration], direction: str, name: str
 ) -> None:
     # This machine's TimescaleDB is the Apache build, so the licensed branch never runs in these tests. Each of
     # its statements must still be well formed and name functions and options that exist: with the Apache build
     # that shows as "not supported under the current license", where a typo would be a syntax or lookup error.
-    script = next(m for m in migrations if m.name == "rollup_and_lifecycle")
+    script = next(m for m in migrations if m.name == name)
     statements = licensed_statements(script.up_sql if direction == "up" else script.down_sql)
     insert_reading(conn)
+    # The schema here is the newest, which has no readings_hourly: give each branch the relation it expects there
+    # (a continuous aggregate looks like a materialized view to DROP; the license is checked before any name).
+    if (name, direction) == ("minute_rollups", "up"):
+        conn.execute("CREATE MATERIALIZED VIEW readings_hourly AS SELECT 1 AS bucket")
+    elif direction == "up" or name == "minute_rollups":
+        conn.execute("CREATE VIEW readings_hourly AS SELECT 1 AS bucket")
 
-    if direction == "down":
-        conn.execute("DROP VIEW readings_hourly")  # the Apache branch's view, so DROP MATERIALIZED VIEW can run
-
-    assert len(statements) >= 4
+    assert len(statements) >= 2
     for statement in statements:
         if statement.startswith("DROP"):
             conn.execute(statement)
