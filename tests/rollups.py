@@ -27,8 +27,8 @@ def rebuild_rollups(conn: Connection) -> None:
     """Replace the rollups with the GROUP BY of ``readings``: for tests that insert readings with plain SQL."""
     with conn.transaction():
         conn.execute("TRUNCATE readings_1m, readings_1h, sensor_latest")
-        conn.execute(f"INSERT INTO readings_1m ({_COLUMNS}) {EXPECTED_1M}")  # noqa: S608 - constants
-        conn.execute(f"INSERT INTO readings_1h ({_COLUMNS}) {EXPECTED_1H}")  # noqa: S608 - constants
+        conn.execute(f"INSERT INTO readings_1m ({_COLUMNS}) {EXPECTED_1M}")
+        conn.execute(f"INSERT INTO readings_1h ({_COLUMNS}) {EXPECTED_1H}")
         conn.execute(
-            f"INSERT INTO sensor_latest (system_id, sensor_id, unit, last_time, last_value) {EXPECTED_LATEST}"  # noqa: S608
+            f"INSERT INTO sensor_latest (system_id, sensor_id, unit, last_time, last_value) {EXPECTED_LATEST}"
         )

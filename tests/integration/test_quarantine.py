@@ -48,7 +48,7 @@ def reading(second: int, **changes: Any) -> dict[str, Any]:
     return {"sensor_id": SENSOR, "timestamp": stamp(second), "value": 212.5, "unit": "bar", "quality": 97} | changes
 
 
-@dataclass
+@dataclass(repr=False)  # short in hypothesis's reports (tests/integration/test_rollups.py)
 class Review:
     """The worker that quarantines, the function that reviews, and the job status function that shows the job."""
 

@@ -2,20 +2,23 @@
 
 A review locks its row (``SELECT .. FOR UPDATE``), so of two reviewers of one row the second waits, then finds the
 row reviewed. The replayed reading goes in with ``ON CONFLICT DO NOTHING``: a reading already stored (or replayed
-by another review a moment earlier) inserts nothing, and the review is refused rather than recorded.
+by another review a moment earlier) inserts nothing, and the review is refused rather than recorded. A reading that
+does go in is added to the rollups in the same transaction (sluice.adapters.rollups).
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final, LiteralString
+from typing import Any, Final, LiteralString, cast
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from sluice.adapters.rollups import add_to_rollups
 from sluice.adapters.timescale import QUARANTINE_COLUMNS, DatabaseConnector
 from sluice.domain.review import Decide, QuarantineStore, Reviewed
+from sluice.domain.rollups import ReadingRow, minute_cells
 from sluice.errors import DuplicateReadingError, NotFoundError, Problem, StorageUnavailableError
 from sluice.limits import MAX_RAW_BYTES
 from sluice.models.api import QuarantineQuery
@@ -120,15 +123,15 @@ class TimescaleQuarantineStore(QuarantineStore):
                 decision = decide(row, bool(locked["system_known"]))
                 reading = decision.reading
                 if reading is not None:
-                    replayed = conn.execute(
-                        _REPLAY,
-                        (*reading, row.system_id, row.job_id),
-                    ).fetchone()
+                    # decide() replays only readings of a known system, so the row names one.
+                    stored = cast(ReadingRow, (*reading, row.system_id, row.job_id))
+                    replayed = conn.execute(_REPLAY, stored).fetchone()
                     if replayed is None:
                         raise DuplicateReadingError(
                             f"quarantined reading {row_id} is already stored; reject it instead",
                             [Problem(field="timestamp", reason="readings holds this system's sensor at this instant")],
                         )
+                    add_to_rollups(conn, minute_cells([stored]))
                 correction = None if decision.correction is None else Jsonb(decision.correction)
                 updated = cursor.execute(
                     _RECORD_REVIEW, (decision.status.value, reviewer, notes, correction, row_id)

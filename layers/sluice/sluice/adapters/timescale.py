@@ -5,14 +5,16 @@ twin waits on the row lock and then finds it), then the valid rows, the quaranti
 The valid rows are COPYed straight into ``readings`` under a savepoint: duplicates inside the chunk were already
 caught in Python, so the unique index rejects the COPY only when a reading is already stored. Then, and only
 then, the chunk takes the slower path: COPY into a staging table and ``INSERT .. ON CONFLICT DO NOTHING
-RETURNING``, and the rows not returned are quarantined as duplicates.
+RETURNING``, and the rows not returned are quarantined as duplicates. The readings actually inserted are folded
+into minute cells and added to the rollups (sluice.adapters.rollups) before the transaction commits, so the rollups
+hold each stored reading exactly once, as the ledger does.
 """
 
 import json
 import ssl
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Final, LiteralString
+from typing import Any, Final, LiteralString, cast
 from uuid import UUID
 
 import psycopg
@@ -22,8 +24,10 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import secretsmanager_client
+from sluice.adapters.rollups import add_to_rollups
 from sluice.domain.chunks import ChunkStream, QuarantineRow, stored_duplicates
 from sluice.domain.load import LoadCounts
+from sluice.domain.rollups import MinuteCells, ReadingRow, minute_cells
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job
 from sluice.models.readings import QuarantineReason
@@ -174,8 +178,10 @@ def create_staging_table(connection: Connection) -> None:
 class TimescaleReadingSink:
     """The worker's database side: systems, the ledger, readings and quarantine."""
 
-    def __init__(self, connector: DatabaseConnector) -> None:
+    def __init__(self, connector: DatabaseConnector, *, keep_rollups: bool = True) -> None:
         self._connector = connector
+        # Off only in the worker benchmark, which measures what keeping them costs.
+        self._keep_rollups = keep_rollups
 
     def tenant_systems(self, tenant_id: str) -> set[UUID]:
         """The ids of every system of ``tenant_id`` (read once per object: a tenant has thousands at most)."""
@@ -193,7 +199,9 @@ class TimescaleReadingSink:
         with conn.transaction():
             if conn.execute(_CLAIM_CHUNK, (job.job_id, chunk.chunk_no, job.tenant_id)).rowcount == 0:
                 return False
-            duplicates = self._insert_readings(conn, chunk)
+            duplicates, cells = self._insert_readings(conn, chunk)
+            if self._keep_rollups:
+                add_to_rollups(conn, cells)
             quarantine = chunk.quarantine + duplicates
             self._insert_quarantine(conn, job, quarantine)
             conn.execute(
@@ -232,21 +240,23 @@ class TimescaleReadingSink:
         )
         return {QuarantineReason(reason): int(count) for reason, count in rows}
 
-    def _insert_readings(self, conn: Connection, chunk: ChunkStream) -> list[QuarantineRow]:
+    def _insert_readings(self, conn: Connection, chunk: ChunkStream) -> tuple[list[QuarantineRow], MinuteCells]:
         """COPY the valid rows into ``readings`` as they are judged; return the ones found already stored, as
-        quarantine rows."""
+        quarantine rows, and the minute cells of the ones inserted."""
         try:
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
                 copy.set_types(READING_TYPES)
                 write_row = copy.write_row
                 for row in chunk.valid_rows():
                     write_row(row)
+                # Folded before the COPY ends, while the server still works through the last rows sent.
+                cells = self._cells(_reading_rows(chunk))
         except psycopg.errors.UniqueViolation:
             chunk.finish()
             return self._insert_skipping_stored(conn, chunk)
-        return []
+        return [], cells
 
-    def _insert_skipping_stored(self, conn: Connection, chunk: ChunkStream) -> list[QuarantineRow]:
+    def _insert_skipping_stored(self, conn: Connection, chunk: ChunkStream) -> tuple[list[QuarantineRow], MinuteCells]:
         with conn.cursor() as cursor:
             with cursor.copy(_COPY_STAGING) as copy:
                 copy.set_types(READING_TYPES)
@@ -256,7 +266,11 @@ class TimescaleReadingSink:
                 (system_id.int, sensor_id.int, time)
                 for system_id, sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
             }
-        return stored_duplicates(chunk, inserted)
+        stored = [row for row in _reading_rows(chunk) if (row[5].int, row[1].int, row[0]) in inserted]
+        return stored_duplicates(chunk, inserted), self._cells(stored)
+
+    def _cells(self, rows: list[ReadingRow]) -> MinuteCells:
+        return minute_cells(rows if self._keep_rollups else ())
 
     def _insert_quarantine(self, conn: Connection, job: Job, rows: list[QuarantineRow]) -> None:
         if not rows:
@@ -282,6 +296,12 @@ class TimescaleReadingSink:
                         Jsonb(row.details, dumps=_identity),
                     )
                 )
+
+
+def _reading_rows(chunk: ChunkStream) -> list[ReadingRow]:
+    """A chunk's valid rows as what they are: ValidReading's fields, then the system and the job
+    (READING_COLUMNS)."""
+    return cast(list[ReadingRow], chunk.rows)
 
 
 def dsn_from_secret(secret_string: str, root_certificate: str = SYSTEM_TRUST_STORE) -> str:
