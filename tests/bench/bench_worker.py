@@ -5,11 +5,13 @@
 One corpus of 1,000,000 realistic readings (100 systems x 20 sensors, about 1% invalid, spread over every
 quarantine reason; tests/bench/corpus.py) goes through the worker four ways: as API batches of 1,000 and of 10,000
 readings, as the same 10,000-reading batches sent again (every valid reading already stored: the duplicate path),
-and as one CSV.gz drop of all of them. Objects sit in the moto server's S3 and reach the handler as the SQS events
-S3 put on IngestQueue, ten messages per invocation like the template's event source; the database is the local
-TimescaleDB. Only the handler's time is counted. The reference is ``psql \\copy`` of the same valid rows (CSV) into
-an empty ``readings``; every case starts from empty tables too. The drop runs in a fresh process, whose peak RSS is
-the worker's peak memory (interpreter and libraries included, as Lambda reports it).
+and as one CSV.gz drop of all of them. The 10,000s and the drop also run with the rollups off (a sink told not to
+keep readings_1m, readings_1h and sensor_latest), which prices keeping them. Objects sit in the moto server's S3
+and reach the handler as the SQS events S3 put on IngestQueue, ten messages per invocation like the template's
+event source; the database is the local TimescaleDB. Only the handler's time is counted. The reference is
+``psql \\copy`` of the same valid rows (CSV) into an empty ``readings``; every case starts from empty tables too.
+The drop runs in a fresh process, whose peak RSS is the worker's peak memory (interpreter and libraries included,
+as Lambda reports it).
 
 Prints readings/s per case and the ratio to ``\\copy``, and writes the figures to ``.local/bench.json``. Machine
 noise is +-15-30% between runs: compare ratios taken in the same run.
@@ -17,6 +19,7 @@ noise is +-15-30% between runs: compare ratios taken in the same run.
 
 import argparse
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
@@ -35,6 +38,8 @@ import psycopg
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import MigrationRunner, load_migrations
+from sluice.adapters.timescale import TimescaleReadingSink
+from sluice.services.load_worker import LoadService
 from sluice.settings import get_load_worker_settings
 from sluice_tools.local.resources import provision_stack
 from sluice_tools.local.template import StackContext, function_environment
@@ -78,8 +83,11 @@ def measure_all(readings: int) -> dict[str, float]:
             )
         copy_rate = copy_reference(dsn, corpus)
         batch_1k, aws_1k = run_batches(worker, corpus, 1_000)
+        with rollups_off(worker):
+            bare_10k, _ = run_batches(worker, corpus, 10_000)
         batch_10k, aws_10k = run_batches(worker, corpus, 10_000)
         duplicates_10k, _ = run_batches(worker, corpus, 10_000, again=True)
+        bare_drop = run_drop(worker, corpus, keep_rollups=False)
         drop = run_drop(worker, corpus)
     return {
         "readings": readings,
@@ -95,6 +103,10 @@ def measure_all(readings: int) -> dict[str, float]:
         "ratio_10k_all_duplicates": duplicates_10k / copy_rate,
         "ratio_drop": drop["rows_per_s"] / copy_rate,
         "drop_peak_mb": drop["peak_mb"],
+        "batch_10k_without_rollups_rows_per_s": bare_10k,
+        "drop_1m_without_rollups_rows_per_s": bare_drop["rows_per_s"],
+        "rollup_ratio_10k": batch_10k / bare_10k,
+        "rollup_ratio_drop": drop["rows_per_s"] / bare_drop["rows_per_s"],
         "drop_baseline_mb": drop["baseline_mb"],
     }
 
@@ -120,6 +132,21 @@ def worker_stack(dsn: str) -> Iterator[WorkerHarness]:
         yield worker
     finally:
         worker.module.get_service().connector.close()
+
+
+@contextlib.contextmanager
+def rollups_off(worker: WorkerHarness) -> Iterator[None]:
+    """The worker with a sink that keeps no rollups, for the cases that price them."""
+    worker.service = without_rollups(worker.module.get_service())
+    try:
+        yield
+    finally:
+        worker.service = None
+
+
+def without_rollups(service: LoadService) -> LoadService:
+    sink = TimescaleReadingSink(service.connector, keep_rollups=False)
+    return dataclasses.replace(service, ports=dataclasses.replace(service.ports, sink=sink))
 
 
 def copy_reference(dsn: str, corpus: Corpus) -> float:
@@ -166,14 +193,14 @@ def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool
     return len(corpus.rows) / elapsed, timer.total_s / elapsed
 
 
-def run_drop(worker: WorkerHarness, corpus: Corpus) -> dict[str, float]:
+def run_drop(worker: WorkerHarness, corpus: Corpus, *, keep_rollups: bool = True) -> dict[str, float]:
     """Readings/s and peak memory of one fresh worker process loading the corpus as one CSV.gz drop."""
     empty_tables(worker.dsn)
     worker.put("drops/bench/2026/11/corpus.csv.gz", gzip.compress(drop_csv(corpus), compresslevel=6))
     event = worker.event(worker.receive())
     child = subprocess.run(
         [sys.executable, "-m", "tests.bench.bench_worker", "--child"],
-        input=json.dumps({"env": dict(os.environ), "event": event}),
+        input=json.dumps({"env": dict(os.environ), "event": event, "keep_rollups": keep_rollups}),
         capture_output=True,
         text=True,
         check=True,
@@ -198,10 +225,11 @@ def run_child() -> None:
     os.environ.clear()
     os.environ.update(config["env"])
     module = handler_module("LoadWorkerFunction")
+    service = module.get_service() if config["keep_rollups"] else without_rollups(module.get_service())
     baseline_mb = peak_rss_mb()
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        response = module.lambda_handler(config["event"], FakeLambdaContext(remaining_ms=900_000))
+        response = module.lambda_handler(config["event"], FakeLambdaContext(remaining_ms=900_000), service=service)
     seconds = time.perf_counter() - started
     module.get_service().connector.close()
     peak_mb = peak_rss_mb()
@@ -224,7 +252,7 @@ def clear_jobs(worker: WorkerHarness) -> None:
 
 def empty_tables(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE readings, quarantined_readings, ingest_ledger")
+        conn.execute("TRUNCATE readings, readings_1m, readings_1h, sensor_latest, quarantined_readings, ingest_ledger")
 
 
 def check_accounted(worker: WorkerHarness, corpus: Corpus, *, stored_before: int) -> None:
@@ -251,8 +279,14 @@ def report(figures: dict[str, float]) -> None:
         ("API batches of 10,000", "batch_10k_rows_per_s"),
         ("the same 10,000s again (duplicates)", "batch_10k_all_duplicates_rows_per_s"),
         ("one CSV.gz drop", "drop_1m_rows_per_s"),
+        ("API batches of 10,000, no rollups", "batch_10k_without_rollups_rows_per_s"),
+        ("one CSV.gz drop, no rollups", "drop_1m_without_rollups_rows_per_s"),
     ):
         print(f"{label:<34}{figures[key]:>12,.0f}{figures[key] / copy_rate:>9.2f}x")
+    print(
+        f"keeping the rollups: {figures['rollup_ratio_10k']:.2f}x the throughput without them for the 10,000s, "
+        f"{figures['rollup_ratio_drop']:.2f}x for the drop"
+    )
     print(
         f"time in S3/DynamoDB calls (moto server): {figures['batch_1k_aws_share']:.0%} of the 1,000s, "
         f"{figures['batch_10k_aws_share']:.0%} of the 10,000s"
@@ -263,7 +297,9 @@ def report(figures: dict[str, float]) -> None:
     )
     out = REPO_ROOT / ".local" / "bench.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    # Other benchmarks add their figures to the same file.
+    kept = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    out.write_text(json.dumps(kept | figures, indent=2) + "\n", encoding="utf-8")
     print(f"written to {out.relative_to(REPO_ROOT)}")
 
 
