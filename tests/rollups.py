@@ -29,6 +29,4 @@ def rebuild_rollups(conn: Connection) -> None:
         conn.execute("TRUNCATE readings_1m, readings_1h, sensor_latest")
         conn.execute(f"INSERT INTO readings_1m ({_COLUMNS}) {EXPECTED_1M}")
         conn.execute(f"INSERT INTO readings_1h ({_COLUMNS}) {EXPECTED_1H}")
-        conn.execute(
-            f"INSERT INTO sensor_latest (system_id, sensor_id, unit, last_time, last_value) {EXPECTED_LATEST}"
-        )
+        conn.execute(f"INSERT INTO sensor_latest (system_id, sensor_id, unit, last_time, last_value) {EXPECTED_LATEST}")

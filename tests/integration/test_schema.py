@@ -235,9 +235,7 @@ def test_system_names_are_unique_per_tenant(conn: Conn) -> None:
         conn.execute("INSERT INTO systems (tenant_id, name) VALUES ('acme', 'press-1')")
 
 
-def test_the_rollup_migration_adds_the_readings_stored_before_it(
-    scratch_db: str, migrations: list[Migration]
-) -> None:
+def test_the_rollup_migration_adds_the_readings_stored_before_it(scratch_db: str, migrations: list[Migration]) -> None:
     # Migration 0009 starts the rollups from the readings already stored: an upgraded database answers the same as
     # one that had them from the start.
     runner = MigrationRunner(scratch_db, migrations)
@@ -247,7 +245,10 @@ def test_the_rollup_migration_adds_the_readings_stored_before_it(
     with psycopg.connect(scratch_db, autocommit=True) as conn:
         for minute, second, value in [(0, 5, 10.0), (0, 50, 30.0), (20, 0, 20.0), (59, 59, 40.0), (60, 0, 99.0)]:
             insert_reading(
-                conn, time=hour + timedelta(minutes=minute, seconds=second), system_id=system, sensor_id=sensor,
+                conn,
+                time=hour + timedelta(minutes=minute, seconds=second),
+                system_id=system,
+                sensor_id=sensor,
                 value=value,
             )
     runner.up()
