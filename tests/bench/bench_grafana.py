@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
 
@@ -56,6 +57,11 @@ def fill(conn: psycopg.Connection[Any], system: str, days: int) -> None:
     )
     rebuild_rollups(conn)
     conn.execute("VACUUM ANALYZE")
+
+
+def run_all(conn: psycopg.Connection[Any], queries: list[sql.SQL]) -> None:
+    for query in queries:
+        conn.execute(query).fetchall()
 
 
 def median_ms(work: Callable[[], object], repeat: int = 5) -> float:
@@ -102,8 +108,7 @@ def main() -> None:
                     ]
                 else:
                     texts = [expand_sql(panel["targets"][0]["rawSql"], variables, start, END)]
-                queries = [sql.SQL(text) for text in texts]  # type: ignore[arg-type]
-                cells.append(median_ms(lambda queries=queries: [conn.execute(q).fetchall() for q in queries]))
+                cells.append(median_ms(partial(run_all, conn, [sql.SQL(text) for text in texts])))
             title = panel["title"] + (f" x {len(sensors)}" if panel.get("repeat") else "")
             print(f"{title:<52} " + " ".join(f"{ms:>11.1f} ms" for ms in cells))
 
