@@ -240,6 +240,7 @@ def test_the_provisioning_files_parse_and_the_dashboards_name_the_provisioned_da
     assert provider["type"] == "file"
     assert provider["options"]["path"]
 
+    # A new dashboard needs its own expected values below before it is provisioned.
     assert DASHBOARDS == [SYSTEM_DASHBOARD]
     for path in DASHBOARDS:
         dashboard = load_dashboard(path)
