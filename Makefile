@@ -134,6 +134,7 @@ bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ing
 	@$(PY) -m tests.bench.bench_indexes
 	@$(PY) -m tests.bench.bench_ingest
 	@$(PY) -m tests.bench.bench_worker
+	@$(PY) -m tests.bench.bench_grafana
 	@$(PY) -m tests.bench.bench_review
 	@$(PY) -m tests.bench.bench_quarantine_filters
 	@$(PY) -m tests.bench.bench_console

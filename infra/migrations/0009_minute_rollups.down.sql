@@ -4,6 +4,7 @@ DROP VIEW readings_5m;
 DROP TABLE sensor_latest;
 DROP TABLE readings_1h;
 DROP TABLE readings_1m;
+DROP INDEX ingest_ledger_tenant_committed_idx;
 -- A dropped column keeps its grants in the catalogue: revoked first.
 REVOKE UPDATE (silent_after_seconds) ON systems FROM sluice_registrar;
 ALTER TABLE systems DROP COLUMN silent_after_seconds;
