@@ -33,7 +33,7 @@ class ReadingsQuery(ApiModel):
     to: QueryInstant | None = None
     resolution: Resolution | None = None
     limit: int = Field(default=READINGS_PAGE_DEFAULT, ge=1, le=READINGS_PAGE_MAX)
-    cursor: str | None = Field(default=None, max_length=1024)
+    cursor: str | None = Field(default=None, max_length=512)
 
 
 class RawPoint(ApiModel):
