@@ -170,7 +170,15 @@ def plan_page(system_id: UUID, query: ReadingsQuery, now: datetime) -> ReadingsP
         after = cursor.after
     chosen = resolution or DEFAULT_RESOLUTION
     end_at = end or now
-    start_at = start or end_at - DEFAULT_WINDOW[chosen]
+    try:
+        start_at = start or end_at - DEFAULT_WINDOW[chosen]
+        # The buckets' bounds, computed now: a window at the calendar's edge would overflow them later.
+        bucket_ceiling(end_at, chosen)
+    except OverflowError:
+        raise InvalidRequestError(
+            "the window is out of range",
+            [Problem(field="to", reason="the window and its buckets must lie within the years 1 to 9999")],
+        ) from None
     check_window(chosen, start_at, end_at, to_sent=end is not None)
     if after is not None and not (start_at <= after.time < end_at and (chosen is Resolution.RAW) == (not after.unit)):
         raise bad_cursor()
@@ -181,10 +189,12 @@ def check_window(resolution: Resolution, start: datetime, end: datetime, to_sent
     """Refuse (400) a window that holds no instant or is longer than the resolution allows. The problem names
     ``to`` when it was sent (the end is what a client widening a window moves), else ``from``."""
     if end <= start:
-        raise InvalidRequestError(
-            "the window holds no instant",
-            [Problem(field="to", reason="must be later than from (from is included, to is not)")],
+        problem = (
+            Problem(field="to", reason="must be later than from (from is included, to is not)")
+            if to_sent
+            else Problem(field="from", reason="must be earlier than to, which is the moment of the request by default")
         )
+        raise InvalidRequestError("the window holds no instant", [problem])
     longest = MAX_WINDOW[resolution]
     if end - start > longest:
         raise InvalidRequestError(
