@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from sluice.domain.pages import PAGE_BYTES_MAX, answer_bytes, encode_cursor
+from sluice.domain.pages import answer_bytes, encode_cursor
 from sluice.domain.readings import (
     DEFAULT_WINDOW,
     MAX_WINDOW,
@@ -26,6 +26,7 @@ from sluice.domain.readings import (
     sensor_status,
 )
 from sluice.errors import InvalidRequestError, NotFoundError
+from sluice.limits import PAGE_BYTES_MAX
 from sluice.models.readings_api import (
     READINGS_PAGE_MAX,
     RawPoint,

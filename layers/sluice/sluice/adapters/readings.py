@@ -104,6 +104,7 @@ def page_query(plan: ReadingsPlan) -> tuple[sql.Composed, dict[str, Any]]:
         return query, params
     # The stored rows of the page's first point start at its bucket: the range on the stored key skips the points
     # before it (an index condition), and HAVING the few rows of that bucket of other units already shown.
+    having: sql.Composable
     if plan.after is None:
         after, having = sql.SQL(""), sql.SQL("")
     else:
