@@ -176,9 +176,10 @@ def test_a_unit_change_makes_a_point_per_unit_in_one_bucket(readings: Readings) 
     units = [(point["time"], point["unit"]) for point in points]
     assert ("2026-11-02T01:00:00+00:00", "bar") in units
     assert ("2026-11-02T01:00:00+00:00", "celsius") in units
-    assert sum(point["count"] for point in points) == readings.owner(
-        "SELECT count(*) FROM readings WHERE sensor_id = %s", readings.sensors[1]
-    )[0][0]
+    assert (
+        sum(point["count"] for point in points)
+        == readings.owner("SELECT count(*) FROM readings WHERE sensor_id = %s", readings.sensors[1])[0][0]
+    )
 
 
 def test_raw_readings_are_the_stored_rows_in_order(readings: Readings) -> None:
