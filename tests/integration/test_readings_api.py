@@ -13,11 +13,14 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from sluice.adapters.aws import secretsmanager_client
 from sluice.domain.pages import encode_cursor
-from sluice.models.readings_api import RawPoint, ReadingsPage, RollupPoint, SensorList
+from sluice.domain.readings import bucket_ceiling
+from sluice.models.readings_api import RawPoint, ReadingsPage, Resolution, RollupPoint, SensorList
 from sluice.settings import get_readings_settings
 from sluice_tools.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
@@ -52,12 +55,12 @@ class Readings:
             cursor = conn.execute(query, params or None)
             return cursor.fetchall() if cursor.description else []
 
-    def walk(self, query: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
+    def walk(self, query: dict[str, str], verified: dict[str, str] = READER) -> tuple[list[dict[str, Any]], int]:
         """Every point of a query, page after page; and how many pages it took."""
         points: list[dict[str, Any]] = []
         pages, cursor = 0, None
         while True:
-            answer = self.get("readings", query | ({"cursor": cursor} if cursor else {}))
+            answer = self.get("readings", query | ({"cursor": cursor} if cursor else {}), verified)
             assert answer.status == 200, answer.body
             ReadingsPage.model_validate(answer.body)
             points += answer.body["items"]
@@ -231,6 +234,64 @@ def test_a_paging_walk_returns_the_whole_set_once(readings: Readings, resolution
     assert pages == -(-len(points) // int(limit))
     keys = [(p["sensor_id"], p["time"], p.get("unit") if resolution != "raw" else "") for p in points]
     assert len(set(keys)) == len(keys)
+
+
+WALKS = st.fixed_dictionaries(
+    {
+        "resolution": st.sampled_from(["raw", "1m", "5m", "1h"]),
+        "start_s": st.integers(min_value=-600, max_value=3 * 3600),
+        "length_s": st.integers(min_value=1, max_value=3 * 3600),
+        "limit": st.integers(min_value=1, max_value=400),
+        "one_sensor": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(walk=WALKS)
+def test_any_walk_of_any_window_is_the_group_by_over_readings(readings: Readings, walk: dict[str, Any]) -> None:
+    # Windows off every bucket boundary, walked in pages of any size, of one sensor (the one that changes units)
+    # or all: the points, in order and once each, are the rollup of the readings whose bucket starts in the window.
+    resolution = Resolution(walk["resolution"])
+    start = DAY + timedelta(seconds=walk["start_s"], milliseconds=250)
+    end = start + timedelta(seconds=walk["length_s"])
+    sensor = readings.sensors[1] if walk["one_sensor"] else None
+    on_sensor = sql.SQL("") if sensor is None else sql.SQL(" AND sensor_id = {}").format(sensor)
+    if resolution is Resolution.RAW:
+        expected = readings.owner(
+            sql.SQL(
+                "SELECT sensor_id, time, value, unit, quality, job_id FROM readings"
+                " WHERE system_id = %s AND time >= %s AND time < %s{} ORDER BY sensor_id, time"
+            ).format(on_sensor),
+            readings.system_id,
+            start,
+            end,
+        )
+    else:
+        expected = readings.owner(
+            sql.SQL(
+                "SELECT sensor_id, time_bucket(%s::interval, time) AS b, unit, count(*), min(value), max(value),"
+                " avg(value), last(value, time) FROM readings WHERE system_id = %s AND time >= %s AND time < %s{}"
+                " GROUP BY sensor_id, b, unit ORDER BY sensor_id, b, unit"
+            ).format(on_sensor),
+            WIDTHS[resolution.value],
+            readings.system_id,
+            bucket_ceiling(start, resolution),
+            bucket_ceiling(end, resolution),
+        )
+    # At most about 25 pages a walk: the read limit (120 a minute) and the test's time stay in bounds.
+    limit = max(walk["limit"], -(-len(expected) // 25))
+    query = window(start, end, resolution.value, limit=str(limit)) | ({"sensor_id": str(sensor)} if sensor else {})
+    walker = claims("readings:read", sub=f"walker-{uuid4().hex[:8]}")
+
+    points, pages = readings.walk(query, walker)
+
+    assert pages == max(1, -(-len(expected) // limit))
+    if resolution is Resolution.RAW:
+        got = [RawPoint.model_validate(point) for point in points]
+        assert [(p.sensor_id, p.time, p.value, p.unit, p.quality, p.job_id) for p in got] == expected
+    else:
+        assert_same_points(as_rows(points), expected)
 
 
 def test_a_cursor_keeps_its_window_when_the_query_leaves_it_out(readings: Readings) -> None:
