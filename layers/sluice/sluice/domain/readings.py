@@ -179,7 +179,14 @@ def plan_page(system_id: UUID, query: ReadingsQuery, now: datetime) -> ReadingsP
             "the window is out of range",
             [Problem(field="to", reason="the window and its buckets must lie within the years 1 to 9999")],
         ) from None
-    check_window(chosen, start_at, end_at, to_sent=end is not None)
+    try:
+        check_window(chosen, start_at, end_at, to_sent=end is not None)
+    except InvalidRequestError:
+        # With a cursor the window is the cursor's (parameters sent beside it must equal it): one edited out of
+        # its bounds is a cursor this API did not hand out.
+        if query.cursor is None:
+            raise
+        raise bad_cursor() from None
     if after is not None and not (start_at <= after.time < end_at and (chosen is Resolution.RAW) == (not after.unit)):
         raise bad_cursor()
     return ReadingsPlan(system_id, chosen, start_at, end_at, sensor_id, query.limit, after)
