@@ -129,7 +129,7 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer (hash-checked arm64
 # Each works in scratch databases it migrates itself: it needs the cluster, not `make migrate` (whose report would
 # go to stdout too).
 .PHONY: bench
-bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ingest handler, the worker, reviews and the console's first load, as ratios within one run
+bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ingest handler, the worker, reviews, the readings API and the console's first load, as ratios within one run
 	@$(PY) -m tests.bench.bench_validation
 	@$(PY) -m tests.bench.bench_indexes
 	@$(PY) -m tests.bench.bench_ingest
@@ -137,6 +137,7 @@ bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ing
 	@$(PY) -m tests.bench.bench_grafana
 	@$(PY) -m tests.bench.bench_review
 	@$(PY) -m tests.bench.bench_quarantine_filters
+	@$(PY) -m tests.bench.bench_readings
 	@$(PY) -m tests.bench.bench_console
 	@$(PY) -m tests.bench.bench_twin
 

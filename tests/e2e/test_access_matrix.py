@@ -394,6 +394,22 @@ PLANS: dict[str, RoutePlan] = {
     "PATCH /api/v1/systems/{system_id}": RoutePlan(
         lambda w: (f"/api/v1/systems/{SYSTEM}", {"name": "press-17"}), 200, _registered_again, 404, _system_not_found
     ),
+    # A's system's readings and sensors: the owner's page names the system; B's read of them is the same 404 as
+    # for a system nobody registered.
+    "GET /api/v1/systems/{system_id}/readings": RoutePlan(
+        lambda w: (f"/api/v1/systems/{SYSTEM}/readings?resolution=1m", None),
+        200,
+        _shows("system_id", lambda w: SYSTEM),
+        404,
+        _system_not_found,
+    ),
+    "GET /api/v1/systems/{system_id}/sensors": RoutePlan(
+        lambda w: (f"/api/v1/systems/{SYSTEM}/sensors", None),
+        200,
+        _shows("system_id", lambda w: SYSTEM),
+        404,
+        _system_not_found,
+    ),
     "GET /health": RoutePlan(lambda w: ("/health", None), 200, _healthy, 200, _healthy),
     "GET /health/deep": RoutePlan(lambda w: ("/health/deep", None), 200, _healthy, 200, _healthy),
     "GET /console": RoutePlan(lambda w: ("/console", None), 200, _console_page, 200, _console_page),

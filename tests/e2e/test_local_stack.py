@@ -410,6 +410,7 @@ EVENTS_OF = {
     "JobStatusFunction": ["job-status-get.json", "job-status-list.json"],
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],
     "SystemsFunction": ["systems-register.json", "systems-list.json", "systems-get.json", "systems-rename.json"],
+    "ReadingsFunction": ["readings-list.json", "readings-sensors.json"],
     "HealthFunction": ["health.json", "health-deep.json"],
     "ConsoleFunction": ["console-get.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],

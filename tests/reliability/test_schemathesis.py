@@ -67,6 +67,8 @@ GET_ROW = "GET /api/v1/quarantine/{id}"
 REVIEW = "POST /api/v1/quarantine/{id}/review"
 BULK_REVIEW = "POST /api/v1/quarantine/review"
 CONSOLE_FILE = "GET /console/{proxy}"
+# A system's readings and sensors: a generated system id is nobody's (404), so half of them name the demo system.
+SYSTEM_READS = {"GET /api/v1/systems/{system_id}/readings", "GET /api/v1/systems/{system_id}/sensors"}
 # Files the console has: a generated path is almost never one of them.
 CONSOLE_FILES = ["", "config.json", "js/main.js", "console.css"]
 
@@ -193,7 +195,7 @@ schema.config.generation.update(allow_x00=True, with_security_parameters=False)
 
 def use_real_ids(case: "schemathesis.Case[Any]", label: str, demo: Demo) -> None:
     """Swap a valid generated id for a real one of tenant demo, every other time (a review: every time, and a
-    pending row), so the answers about real jobs and rows are checked too."""
+    pending row), so the answers about real jobs, rows and systems are checked too."""
     parameters = case.path_parameters or {}
     turn = TALLY.cases[label] % 2
     if label == GET_JOB and turn and _is_uuid(parameters.get("job_id")):
@@ -204,6 +206,8 @@ def use_real_ids(case: "schemathesis.Case[Any]", label: str, demo: Demo) -> None
         parameters["id"] = demo.pending_row()
     elif label == BULK_REVIEW:
         demo.keep_pending(LOW_WATER)
+    elif label in SYSTEM_READS and turn and _is_uuid(parameters.get("system_id")):
+        parameters["system_id"] = SYSTEM
     elif label == CONSOLE_FILE and turn:
         parameters["proxy"] = CONSOLE_FILES[TALLY.cases[label] // 2 % len(CONSOLE_FILES)]
 

@@ -46,6 +46,8 @@ READ_SIDE_EVENTS = {
     "systems-register.json": ("POST /api/v1/systems", {"systems:write"}),
     "systems-rename.json": ("PATCH /api/v1/systems/{system_id}", {"systems:write"}),
     "health-deep.json": ("GET /health/deep", {"ops:read"}),
+    "readings-list.json": ("GET /api/v1/systems/{system_id}/readings", {"readings:read"}),
+    "readings-sensors.json": ("GET /api/v1/systems/{system_id}/sensors", {"readings:read"}),
 }
 
 

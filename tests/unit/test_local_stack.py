@@ -59,12 +59,14 @@ def test_each_database_secret_parameter_names_a_secret_of_its_own() -> None:
         "ReviewDatabaseSecretArn": f"{arn}database-reviewer",
         "SystemsDatabaseSecretArn": f"{arn}database-registrar",
         "ReadOnlyDatabaseSecretArn": f"{arn}database-reader",
+        "ReadingsDatabaseSecretArn": f"{arn}database-readings",
     }
     assert [(login.user, login.group) for login in DATABASE_LOGINS] == [
         ("sluice_worker_login", "sluice_worker"),
         ("sluice_reviewer_login", "sluice_reviewer"),
         ("sluice_registrar_login", "sluice_registrar"),
         ("sluice_reader_login", "sluice_reader"),
+        ("sluice_readings_login", "sluice_reader"),
     ]
 
 
@@ -96,6 +98,7 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
     assert secrets["QuarantineFunction"].endswith(":secret:sluice-local/database-reviewer")
     assert secrets["SystemsFunction"].endswith(":secret:sluice-local/database-registrar")
     assert secrets["HealthFunction"].endswith(":secret:sluice-local/database-reader")
+    assert secrets["ReadingsFunction"].endswith(":secret:sluice-local/database-readings")
 
 
 def scheduled_template(properties: dict[str, Any], kind: str = "Schedule") -> StackContext:

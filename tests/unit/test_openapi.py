@@ -78,6 +78,17 @@ from sluice.models.api import (
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
+from sluice.models.readings_api import (
+    READINGS_PAGE_DEFAULT,
+    READINGS_PAGE_MAX,
+    RawPoint,
+    ReadingsPage,
+    ReadingsQuery,
+    Resolution,
+    RollupPoint,
+    SensorList,
+    SensorView,
+)
 from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.template import StackContext, resources_of_type
 
@@ -102,6 +113,8 @@ LIST_SYSTEMS: Operation = ("/api/v1/systems", "get")
 REGISTER_SYSTEM: Operation = ("/api/v1/systems", "post")
 GET_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "get")
 RENAME_SYSTEM: Operation = ("/api/v1/systems/{system_id}", "patch")
+LIST_READINGS: Operation = ("/api/v1/systems/{system_id}/readings", "get")
+LIST_SENSORS: Operation = ("/api/v1/systems/{system_id}/sensors", "get")
 HEALTH: Operation = ("/health", "get")
 DEEP_HEALTH: Operation = ("/health/deep", "get")
 CONSOLE: Operation = ("/console", "get")
@@ -121,6 +134,8 @@ OPERATIONS = [
     REGISTER_SYSTEM,
     GET_SYSTEM,
     RENAME_SYSTEM,
+    LIST_READINGS,
+    LIST_SENSORS,
     HEALTH,
     DEEP_HEALTH,
 ]
@@ -194,6 +209,8 @@ REFUSALS: dict[Operation, set[type[RequestError]]] = {
         UnsupportedMediaTypeError,
         RateLimitedError,
     },
+    LIST_READINGS: {InvalidRequestError, UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
+    LIST_SENSORS: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
     HEALTH: {NotFoundError},
     DEEP_HEALTH: {UnauthorizedError, ForbiddenError, NotFoundError, RateLimitedError},
 }
@@ -212,6 +229,8 @@ ANSWERS: dict[Operation, dict[int, str]] = {
     REGISTER_SYSTEM: {200: "SystemView", 201: "SystemView"},
     GET_SYSTEM: {200: "SystemView"},
     RENAME_SYSTEM: {200: "SystemView"},
+    LIST_READINGS: {200: "ReadingsPage"},
+    LIST_SENSORS: {200: "SensorList"},
     HEALTH: {200: "Health"},
     # A failed check is a report (503 with the same body), not an error.
     DEEP_HEALTH: {200: "DeepHealth", 503: "DeepHealth"},
@@ -239,6 +258,11 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "SystemRename": SystemRename,
     "SystemView": SystemView,
     "SystemPage": SystemPage,
+    "RawPoint": RawPoint,
+    "RollupPoint": RollupPoint,
+    "ReadingsPage": ReadingsPage,
+    "SensorView": SensorView,
+    "SensorList": SensorList,
     "Health": Health,
     "HealthCheck": HealthCheck,
     "DeepHealth": DeepHealth,
@@ -254,12 +278,14 @@ SCHEMA_ENUMS: dict[str, type[StrEnum]] = {
     "ReviewStatus": ReviewStatus,
     "ReviewAction": ReviewAction,
     "Unit": Unit,
+    "Resolution": Resolution,
 }
 # A listing's query parameters are its query model's fields.
 QUERY_MODELS: dict[Operation, type[BaseModel]] = {
     LIST_JOBS: JobQuery,
     LIST_QUARANTINE: QuarantineQuery,
     LIST_SYSTEMS: SystemQuery,
+    LIST_READINGS: ReadingsQuery,
 }
 
 
@@ -418,7 +444,7 @@ def test_every_operation_has_one_declared_tag_and_every_tag_is_used() -> None:
     declared = {tag["name"] for tag in spec()["tags"]}
     used = {tag for op in OPERATIONS + FILE_OPERATIONS for tag in operation(op)["tags"]}
 
-    assert declared == {"ingest", "jobs", "quarantine", "systems", "health", "console"}
+    assert declared == {"ingest", "jobs", "quarantine", "systems", "readings", "health", "console"}
     assert all(tag["description"] for tag in spec()["tags"])
     assert used == declared
     for op in OPERATIONS + FILE_OPERATIONS:
@@ -516,6 +542,7 @@ FUNCTION_SETTINGS = (
     settings.get_job_status_settings,
     settings.get_quarantine_settings,
     settings.get_systems_settings,
+    settings.get_readings_settings,
     settings.get_health_settings,
 )
 UNKNOWN_PATH = "/api/v1/nothing-here"
@@ -674,11 +701,13 @@ def test_the_batch_size_bounds_are_the_rules() -> None:
 def test_a_listings_query_parameters_are_its_query_models_fields(op: Operation) -> None:
     model = QUERY_MODELS[op]
     parameters = query_parameters(op)
+    # A field whose name is a Python keyword ("from") is declared under another name with the parameter's as alias.
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
 
-    assert set(parameters) == set(model.model_fields)
+    assert set(parameters) == set(fields)
     for name, parameter in parameters.items():
         assert parameter["required"] is False, name
-        assert parameter["schema"].get("default") == model.model_fields[name].default, name
+        assert parameter["schema"].get("default") == fields[name].default, name
         schema_validator(parameter["schema"]).validate(parameter["example"])
         model.model_validate({name: str(parameter["example"])})
 
@@ -700,6 +729,12 @@ def test_the_page_sizes_are_the_models() -> None:
         BULK_REVIEW_MAX,
     )
     assert (bulk["ids"]["minItems"], bulk["ids"]["maxItems"]) == (1, BULK_REVIEW_MAX)
+    readings_limit = query_parameters(LIST_READINGS)["limit"]["schema"]
+    assert (readings_limit["minimum"], readings_limit["default"], readings_limit["maximum"]) == (
+        1,
+        READINGS_PAGE_DEFAULT,
+        READINGS_PAGE_MAX,
+    )
     systems_limit = query_parameters(LIST_SYSTEMS)["limit"]["schema"]
     assert (systems_limit["minimum"], systems_limit["default"], systems_limit["maximum"]) == (
         1,
@@ -711,10 +746,11 @@ def test_the_page_sizes_are_the_models() -> None:
 def test_a_cursor_is_as_long_as_the_models_allow() -> None:
     cursor_limits = {
         model.model_json_schema()["properties"]["cursor"]["anyOf"][0]["maxLength"]
-        for model in (JobQuery, QuarantineQuery, SystemQuery, BulkReviewRequest)
+        for model in (JobQuery, QuarantineQuery, SystemQuery, ReadingsQuery, BulkReviewRequest)
     }
     documented = {
         query_parameters(LIST_JOBS)["cursor"]["schema"]["maxLength"],
+        query_parameters(LIST_READINGS)["cursor"]["schema"]["maxLength"],
         query_parameters(LIST_QUARANTINE)["cursor"]["schema"]["maxLength"],
         spec()["components"]["schemas"]["BulkReviewRequest"]["properties"]["cursor"]["maxLength"],
     }

@@ -21,6 +21,7 @@ from sluice.settings import (
     LoadWorkerSettings,
     MaintenanceSettings,
     QuarantineSettings,
+    ReadingsSettings,
     SystemsSettings,
     TokenClaimsSettings,
 )
@@ -46,6 +47,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "JobStatusFunction": JobStatusSettings,
     "QuarantineFunction": QuarantineSettings,
     "SystemsFunction": SystemsSettings,
+    "ReadingsFunction": ReadingsSettings,
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
@@ -79,7 +81,7 @@ def bare_scopes(route: dict[str, Any]) -> list[str]:
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert len(routes) == 16
+    assert len(routes) == 18
     for _, route in routes:
         authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
         if authorizer is None:
@@ -106,6 +108,8 @@ def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:
     assert scopes["/api/v1/quarantine/review", "POST"] == ["quarantine:review"]
     assert scopes["/api/v1/systems", "GET"] == scopes["/api/v1/systems/{system_id}", "GET"] == ["systems:read"]
     assert scopes["/api/v1/systems", "POST"] == scopes["/api/v1/systems/{system_id}", "PATCH"] == ["systems:write"]
+    assert scopes["/api/v1/systems/{system_id}/readings", "GET"] == ["readings:read"]
+    assert scopes["/api/v1/systems/{system_id}/sensors", "GET"] == ["readings:read"]
 
 
 def test_job_status_never_touches_the_database() -> None:
@@ -246,6 +250,7 @@ SECRET_PARAMETERS = (
     "ReviewDatabaseSecretArn",
     "SystemsDatabaseSecretArn",
     "ReadOnlyDatabaseSecretArn",
+    "ReadingsDatabaseSecretArn",
 )
 
 
@@ -273,7 +278,14 @@ def test_the_environment_the_template_gives_satisfies_the_settings(
 
 @pytest.mark.parametrize(
     "function",
-    ["LoadWorkerFunction", "QuarantineFunction", "SystemsFunction", "HealthFunction", "MaintenanceFunction"],
+    [
+        "LoadWorkerFunction",
+        "QuarantineFunction",
+        "SystemsFunction",
+        "ReadingsFunction",
+        "HealthFunction",
+        "MaintenanceFunction",
+    ],
 )
 def test_a_deployment_without_its_database_secret_fails_the_settings_naming_it(
     function: str, monkeypatch: pytest.MonkeyPatch
@@ -306,6 +318,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         ("QuarantineFunction", "ReviewDatabaseSecretArn"),
         ("SystemsFunction", "SystemsDatabaseSecretArn"),
         ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
+        ("ReadingsFunction", "ReadingsDatabaseSecretArn"),
     ],
 )
 def test_each_database_function_reads_its_own_roles_secret_and_never_a_dsn(function: str, parameter: str) -> None:
@@ -433,6 +446,7 @@ REVIEW_LIMIT = {
         ("QuarantineFunction", READ_LIMIT | REVIEW_LIMIT),
         ("SystemsFunction", READ_LIMIT | SYSTEMS_WRITE_LIMIT),
         ("HealthFunction", READ_LIMIT),
+        ("ReadingsFunction", READ_LIMIT),
     ],
 )
 def test_read_and_review_functions_get_their_per_principal_limits(function: str, limits: dict[str, Any]) -> None:
@@ -470,7 +484,7 @@ def test_the_database_backed_read_functions_have_a_concurrency_cap() -> None:
         if function["Properties"].get("ReservedConcurrentExecutions") == {"Ref": "ReadMaxConcurrency"}
     }
 
-    assert capped == {"QuarantineFunction", "SystemsFunction", "HealthFunction"}
+    assert capped == {"QuarantineFunction", "SystemsFunction", "ReadingsFunction", "HealthFunction"}
 
 
 def test_every_database_function_verifies_the_servers_certificate_against_the_parameters_roots() -> None:
@@ -484,6 +498,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
         "LoadWorkerFunction",
         "QuarantineFunction",
         "SystemsFunction",
+        "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
     }
@@ -511,6 +526,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         "LoadWorkerFunction",
         "QuarantineFunction",
         "SystemsFunction",
+        "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
     }

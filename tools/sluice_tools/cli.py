@@ -26,7 +26,9 @@ import psycopg
 
 from sluice_tools.settings import get_database_settings
 
-ALL_SCOPES = "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write ops:read"
+ALL_SCOPES = (
+    "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write readings:read ops:read"
+)
 DEFAULT_API = "http://127.0.0.1:3000"
 DEFAULT_MOTO = "http://127.0.0.1:4566"
 DEFAULT_REGION = "eu-central-1"

@@ -180,6 +180,15 @@ class SystemsSettings(FunctionDatabaseSettings, ReadLimitSettings):
     systems_write_rate_limit_requests: int = Field(default=120, ge=1)
 
 
+class ReadingsSettings(FunctionDatabaseSettings, ReadLimitSettings):
+    """ReadingsFunction: the database it reads readings from (as a member of sluice_reader), whose claims to trust,
+    and the read limit."""
+
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    # A page is one index range scan of at most 10,001 rows (tens of milliseconds): anything slower is a fault.
+    db_statement_timeout_ms: int = Field(default=10_000, gt=0)
+
+
 class HealthSettings(FunctionDatabaseSettings, ReadLimitSettings):
     """HealthFunction: everything its deep check reaches, and the read limit of the deep check."""
 
@@ -297,6 +306,12 @@ def get_quarantine_settings() -> QuarantineSettings:
 def get_systems_settings() -> SystemsSettings:
     """Return SystemsFunction's settings, validated on first use."""
     return SystemsSettings()
+
+
+@cache
+def get_readings_settings() -> ReadingsSettings:
+    """Return ReadingsFunction's settings, validated on first use."""
+    return ReadingsSettings()
 
 
 @cache

@@ -89,12 +89,14 @@ class DatabaseLogin:
     secret_suffix: str
 
 
-# One per group role, as docs/operations.md ("The database roles") has an operator create them in AWS.
+# One per function that connects, as docs/operations.md ("The database roles") has an operator create them in AWS.
 DATABASE_LOGINS: Final = (
     DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
     DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
     DatabaseLogin("SystemsDatabaseSecretArn", "sluice_registrar_login", "sluice_registrar", "registrar"),
     DatabaseLogin("ReadOnlyDatabaseSecretArn", "sluice_reader_login", "sluice_reader", "reader"),
+    # ReadingsFunction reads as sluice_reader too, with a login of its own, as in AWS.
+    DatabaseLogin("ReadingsDatabaseSecretArn", "sluice_readings_login", "sluice_reader", "readings"),
 )
 
 
