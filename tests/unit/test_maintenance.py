@@ -617,7 +617,8 @@ def test_old_chunks_are_dropped_where_no_policy_does_it_the_rollups_after_longer
         )
     )
     assert report.counts == {"DroppedChunks": 2}
-    assert report.summary()["hypertables"][0] == {
+    assert report.summary()["hypertables"] == [table.summary() for table in report.hypertables]
+    assert report.hypertables[0].summary() == {
         "hypertable": "readings",
         "retention_years": 5,
         "policy_in_place": False,
