@@ -130,6 +130,9 @@ def test_the_verdict_fails_on_a_rollup_mismatch_and_lists_a_bounded_number_of_ke
 
     assert len(found) == MAX_ROLLUP_KEYS + 1
     assert found[-1] == "readings_1m: and 5 more rows"
+    # By key: the earliest minutes first.
+    assert found[0] == f"readings_1m {KEY} unit=rpm bucket={HOUR - timedelta(days=1)}: no readings behind it"
+    assert found[1].startswith(f"readings_1m {KEY} unit=rpm bucket={HOUR - timedelta(days=1) + timedelta(minutes=1)}:")
     assert not report_with(found).ok
     assert report_with([]).ok
 

@@ -324,7 +324,7 @@ def _mismatch_query(check: RollupCheck) -> sql.Composed:
     return sql.SQL(
         "SELECT {keys}, a.{first} IS NOT NULL, e.{first} IS NOT NULL, {actual}, {expected}"
         " FROM {table} a FULL JOIN ({query}) e ON {joined}"
-        " WHERE a.{first} IS NULL OR e.{first} IS NULL OR {differs} ORDER BY 1, 2, 3"
+        " WHERE a.{first} IS NULL OR e.{first} IS NULL OR {differs} ORDER BY {order}"
     ).format(
         keys=sql.SQL(", ").join(sql.SQL("coalesce(a.{0}, e.{0})").format(sql.Identifier(name)) for name in check.key),
         first=first,
@@ -334,6 +334,7 @@ def _mismatch_query(check: RollupCheck) -> sql.Composed:
         query=sql.SQL(check.expected),
         joined=joined,
         differs=sql.SQL(" OR ").join(differs),
+        order=sql.SQL(", ").join(sql.Literal(n) for n in range(1, len(check.key) + 1)),
     )
 
 
