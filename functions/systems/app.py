@@ -1,5 +1,6 @@
 """SystemsFunction: a tenant's systems register. List and read systems with what lately reached Sluice for each,
-register one (with the id its devices already send, if any) and rename one.
+register one (with the id its devices already send, if any), rename one and set how long its sensors may stay
+silent.
 
 Registration is idempotent (201 when this request created the system, 200 when it was there already); the rules
 are in ``sluice.domain.systems``.
@@ -16,8 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sluice.adapters.http import Caller, body_of, caller_of, json_response, query_of, register_error_responses
 from sluice.adapters.systems import TimescaleSystemStore
 from sluice.domain.ratelimit import PrincipalBudget
-from sluice.domain.systems import find_system, list_systems, register_system, rename_system, show_system
-from sluice.models.api import SystemCreate, SystemQuery, SystemRename
+from sluice.domain.systems import find_system, list_systems, register_system, show_system, update_system
+from sluice.models.api import SystemCreate, SystemQuery, SystemUpdate
 from sluice.services import per_environment
 from sluice.services.systems import SystemsService, wire_systems_service
 
@@ -95,15 +96,15 @@ def register() -> Response[str]:
 
 @app.patch("/api/v1/systems/<system_id>")
 @tracer.capture_method(capture_response=False)
-def rename(system_id: str) -> Response[str]:
+def update(system_id: str) -> Response[str]:
     verified = caller(WRITE)
-    request = body_of(app.current_event, SystemRename)
+    request = body_of(app.current_event, SystemUpdate)
     spend(service_of().writes, verified)
     systems_store = store()
-    renamed = rename_system(systems_store, verified.tenant_id, system_id, request)
-    logger.info("system renamed", system_id=str(renamed.id))
-    metrics.add_metric(name="SystemsRenamed", unit=MetricUnit.Count, value=1)
-    return json_response(200, show_system(systems_store, renamed, datetime.now(UTC)))
+    updated = update_system(systems_store, verified.tenant_id, system_id, request)
+    logger.info("system updated", system_id=str(updated.id), changed=sorted(request.model_fields_set))
+    metrics.add_metric(name="SystemsUpdated", unit=MetricUnit.Count, value=1)
+    return json_response(200, show_system(systems_store, updated, datetime.now(UTC)))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,6 +5,7 @@ DROP TABLE sensor_latest;
 DROP TABLE readings_1h;
 DROP TABLE readings_1m;
 DROP INDEX ingest_ledger_tenant_committed_idx;
+GRANT SELECT (system_id, time) ON readings TO sluice_registrar;
 -- A dropped column keeps its grants in the catalogue: revoked first.
 REVOKE UPDATE (silent_after_seconds) ON systems FROM sluice_registrar;
 ALTER TABLE systems DROP COLUMN silent_after_seconds;

@@ -88,10 +88,12 @@ ALTER TABLE systems ADD COLUMN silent_after_seconds integer NOT NULL DEFAULT 600
     CHECK (silent_after_seconds BETWEEN 60 AND 604800);
 
 -- The worker and the reviewer add to the rollups (ON CONFLICT DO UPDATE reads the row it updates); neither may
--- delete from them. The registrar reads the figures of the systems' list and sets the silence setting; the reader
--- reads everything, as before.
+-- delete from them. The registrar reads the figures of the systems' list (from the rollups now) and sets the silence
+-- setting; the reader reads everything, as before.
 GRANT SELECT, INSERT, UPDATE ON readings_1m, readings_1h, sensor_latest TO sluice_worker, sluice_reviewer;
 GRANT SELECT (system_id, bucket, count) ON readings_1m TO sluice_registrar;
+-- The systems' list now reads its figures from the rollups, not from readings.
+REVOKE SELECT (system_id, time) ON readings FROM sluice_registrar;
 GRANT SELECT (system_id, last_time) ON sensor_latest TO sluice_registrar;
 GRANT UPDATE (silent_after_seconds) ON systems TO sluice_registrar;
 GRANT SELECT ON readings_1m, readings_1h, readings_5m, readings_1d, sensor_latest TO sluice_reader;

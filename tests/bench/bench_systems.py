@@ -2,14 +2,15 @@
 
     .venv/bin/python -m tests.bench.bench_systems [--systems 100] [--readings 1000000]
 
-A scratch database gets ``--systems`` systems of one tenant and ``--readings`` readings shared among them, in two
-layouts: *spread*, each system's readings evenly over the last 30 days (about a thirtieth of them in the last 24
-hours), and *recent*, all of them in the last 24 hours, the worst case for ``readings_24h``, which counts index
-entries. A tenth as many quarantined rows name the systems (half of them pending). Each layout times the page as
-the function builds it (``sluice.domain.systems.list_systems`` over ``TimescaleSystemStore``, one connection, as
-the registrar's login would hold it) and each of its statements alone: the median of five runs after a warm-up,
-first as loaded (``ANALYZE`` only), then after ``VACUUM readings``, which sets the visibility map that lets the
-counts read the index alone (autovacuum does so in time on a live database; the newest pages lag behind).
+A scratch database gets ``--systems`` systems of one tenant and ``--readings`` readings shared among them, with the
+rollups the worker keeps for them (``readings_1m``, ``sensor_latest``), in two layouts: *spread*, each system's
+readings evenly over the last 30 days (about a thirtieth of them in the last 24 hours), and *recent*, all of them in
+the last 24 hours. ``readings_24h`` sums the system's minutes of ``readings_1m``, so it costs a row per sensor and
+minute whatever the readings' rate. A tenth as many quarantined rows name the systems (half of them pending). Each
+layout times the page as the function builds it (``sluice.domain.systems.list_systems`` over
+``TimescaleSystemStore``, one connection, as the registrar's login would hold it) and each of its statements alone:
+the median of five runs after a warm-up, first as loaded (``ANALYZE`` only), then after ``VACUUM`` of the rollups
+(autovacuum does so in time on a live database; the newest pages lag behind).
 """
 
 import argparse
@@ -23,11 +24,12 @@ import psycopg
 
 from sluice.adapters.migrations import MigrationRunner, load_migrations
 from sluice.adapters.systems import TimescaleSystemStore
-from sluice.domain.systems import RECENT_WINDOW, list_systems
+from sluice.domain.systems import list_systems, recent_since
 from sluice.models.api import SystemQuery
 from sluice_tools.settings import get_database_settings
 
 from ..paths import MIGRATIONS_DIR
+from ..rollups import rebuild_rollups
 from ..scratch import scratch_database
 
 TENANT = "bench"
@@ -38,7 +40,7 @@ def load(dsn: str, systems: int, readings: int, span: timedelta) -> list[UUID]:
     """The systems, their readings (evenly over ``span`` before now) and quarantined rows; the systems' ids."""
     per_system = readings // systems
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE readings, quarantined_readings, systems")
+        conn.execute("TRUNCATE readings, readings_1m, readings_1h, sensor_latest, quarantined_readings, systems")
         conn.execute(
             "INSERT INTO systems (tenant_id, name) SELECT %s, 'press-' || lpad(n::text, 4, '0')"
             " FROM generate_series(1, %s) AS n",
@@ -58,6 +60,7 @@ def load(dsn: str, systems: int, readings: int, span: timedelta) -> list[UUID]:
             " FROM systems AS s, generate_series(1, %s) AS n",
             (TENANT, per_system // 10),
         )
+        rebuild_rollups(conn)
         conn.execute("ANALYZE")
         return [row[0] for row in conn.execute("SELECT id FROM systems ORDER BY name")]
 
@@ -75,10 +78,10 @@ def median_ms(work: Callable[[], object]) -> float:
 def measure(dsn: str, ids: list[UUID], vacuumed: bool) -> dict[str, float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         if vacuumed:
-            conn.execute("VACUUM readings")
+            conn.execute("VACUUM readings_1m, sensor_latest")
         store = TimescaleSystemStore(lambda: conn)
         now = datetime.now(UTC)
-        since = now - RECENT_WINDOW
+        since = recent_since(now)
         page = SystemQuery(limit=len(ids))
         return {
             "page (all statements)": median_ms(lambda: list_systems(store, TENANT, page, now)),

@@ -147,6 +147,7 @@ def test_a_renamed_system_shows_its_new_name_on_every_page(stack: BrowserStack, 
     browser.wait_for_text("#systems-list", "press-4")
     browser.driver.find_element(By.LINK_TEXT, "press-4").click()
     field = browser.wait_for("#rename-name")
+    assert "Silent after\n10 minutes without a reading" in browser.driver.find_element(By.ID, "system-facts").text
     field.clear()
     field.send_keys("press-4 (hall 2)", Keys.ENTER)
 

@@ -8,7 +8,7 @@ under test is wrong.
 
 Tenant A (the demo tenant) and tenant B each own a system, a completed job and quarantined readings. B must see
 none of A's: a read of A's job, row or system is the tenant-scoped 404, a listing holds only B's own, a review of
-A's row or a rename of A's system changes nothing, and registering A's system id is refused without saying
+A's row or a change of A's system changes nothing, and registering A's system id is refused without saying
 whose. After the matrix, nothing a refused request touched has changed.
 
 Then the forgeries: a body, a query or a header that tries to name the tenant, the job id, the status or the
@@ -287,12 +287,14 @@ def _bulk_not_found(world: World, reply: Reply, sub: str) -> list[str]:
 
 def system_row(world: World, system_id: str) -> tuple[Any, ...] | None:
     with psycopg.connect(world.stack.dsn) as conn:
-        return conn.execute("SELECT tenant_id, name FROM systems WHERE id = %s", (system_id,)).fetchone()
+        return conn.execute(
+            "SELECT tenant_id, name, silent_after_seconds FROM systems WHERE id = %s", (system_id,)
+        ).fetchone()
 
 
 def demo_system_untouched(world: World) -> list[str]:
     found = system_row(world, SYSTEM)
-    return expect(found == (TENANT_A, "press-17"), f"A's system is now {found}")
+    return expect(found == (TENANT_A, "press-17", 600), f"A's system is now {found}")
 
 
 def _registered_again(world: World, reply: Reply, sub: str) -> list[str]:
@@ -390,9 +392,13 @@ PLANS: dict[str, RoutePlan] = {
     "POST /api/v1/systems": RoutePlan(
         lambda w: ("/api/v1/systems", {"name": "press-17", "id": SYSTEM}), 200, _registered_again, 409, _id_taken
     ),
-    # A rename to the name it has: 200 for the owner, 404 for B, and the system keeps its name either way.
+    # A change to the name and silence it has: 200 for the owner, 404 for B, and the system keeps both either way.
     "PATCH /api/v1/systems/{system_id}": RoutePlan(
-        lambda w: (f"/api/v1/systems/{SYSTEM}", {"name": "press-17"}), 200, _registered_again, 404, _system_not_found
+        lambda w: (f"/api/v1/systems/{SYSTEM}", {"name": "press-17", "silent_after_seconds": 600}),
+        200,
+        _registered_again,
+        404,
+        _system_not_found,
     ),
     # A's system's readings and sensors: the owner's page names the system; B's read of them is the same 404 as
     # for a system nobody registered.

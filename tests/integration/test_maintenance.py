@@ -28,6 +28,7 @@ from sluice.settings import get_load_worker_settings, get_maintenance_settings
 from sluice_tools.local.template import StackContext, function_environment
 
 from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..rollups import rebuild_rollups
 from ..worker_harness import WorkerHarness, s3_event_body
 
 TENANT = "demo"
@@ -234,6 +235,7 @@ def metrics_of(output: str) -> dict[str, Any]:
 
 
 def insert_reading(maintenance: Maintenance, at: datetime) -> None:
+    """A reading at ``at``, with the rollups the worker would have kept for it."""
     maintenance.query(
         "INSERT INTO readings (time, system_id, sensor_id, value, unit, quality, job_id)"
         " VALUES (%s, %s, %s, 1.0, 'bar', 90, %s)",
@@ -242,6 +244,13 @@ def insert_reading(maintenance: Maintenance, at: datetime) -> None:
         uuid4(),
         uuid4(),
     )
+    with psycopg.connect(maintenance.dsn, autocommit=True) as conn:
+        rebuild_rollups(conn)
+
+
+def retained(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The retention step's summary of each hypertable, by name."""
+    return {table["hypertable"]: table for table in answer["retention"]["hypertables"]}
 
 
 def test_chunks_past_the_retention_are_dropped_and_recent_ones_kept(
@@ -255,17 +264,64 @@ def test_chunks_past_the_retention_are_dropped_and_recent_ones_kept(
     answer = maintenance.run()
 
     assert answer["failed_steps"] == []
-    assert answer["retention"]["policy_in_place"] is False
-    assert len(answer["retention"]["dropped_chunks"]) == 2
+    assert [(name, table["policy_in_place"]) for name, table in retained(answer).items()] == [
+        ("readings", False),
+        ("readings_1m", False),
+        ("readings_1h", False),
+    ]
+    assert len(retained(answer)["readings"]["dropped_chunks"]) == 2
     assert sorted(row[0] for row in maintenance.query("SELECT time FROM readings")) == sorted(kept)
     assert maintenance.query("SELECT count(*) FROM show_chunks('readings')") == [(2,)]
     emitted = metrics_of(capsys.readouterr().out)
     assert (emitted["DroppedChunks"], emitted["MaintenanceStepFailures"]) == ([2], [0])
-    assert maintenance.run()["retention"]["dropped_chunks"] == []  # nothing left to drop
+    assert all(table["dropped_chunks"] == [] for table in retained(maintenance.run()).values())  # none left
 
 
-def test_retention_is_left_to_a_timescaledb_policy_where_one_exists(maintenance: Maintenance) -> None:
-    old = datetime.now(UTC) - timedelta(days=6 * 365)
+def test_the_rollups_outlive_the_readings_and_go_after_their_own_retention(maintenance: Maintenance) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Past both retentions (12 years: a readings_1h chunk spans 365 days, so its whole range is past 10 years);
+    # past the readings' 5 years only; recent.
+    ancient, old, recent = now - timedelta(days=12 * 365), now - timedelta(days=7 * 365), now - timedelta(days=1)
+    for moment in (ancient, old, recent):
+        insert_reading(maintenance, moment)
+
+    answer = maintenance.run()
+
+    assert answer["failed_steps"] == []
+    assert {name: table["retention_years"] for name, table in retained(answer).items()} == {
+        "readings": 5,
+        "readings_1m": 10,
+        "readings_1h": 10,
+    }
+    assert (
+        len(retained(answer)["readings_1m"]["dropped_chunks"]),
+        len(retained(answer)["readings_1h"]["dropped_chunks"]),
+    ) == (1, 1)
+    assert maintenance.query("SELECT time FROM readings") == [(recent,)]
+    # The readings of 7 years ago are gone, their rollups stay; those of 12 years ago went with theirs.
+    assert maintenance.query("SELECT bucket, count FROM readings_1m ORDER BY bucket") == [(old, 1), (recent, 1)]
+    hours = [moment.replace(minute=0) for moment in (old, recent)]
+    assert [row[0] for row in maintenance.query("SELECT bucket FROM readings_1h ORDER BY bucket")] == hours
+    assert [row[0] for row in maintenance.query("SELECT bucket FROM readings_1d ORDER BY bucket")] == [
+        moment.replace(hour=0, minute=0) for moment in (old, recent)
+    ]
+
+
+def test_the_rollups_retention_is_a_setting(maintenance: Maintenance, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    insert_reading(maintenance, now - timedelta(days=7 * 365))
+    monkeypatch.setenv("SLUICE_ROLLUP_RETENTION_YEARS", "6")
+
+    answer = maintenance.run(cold=True)
+
+    assert retained(answer)["readings_1m"]["retention_years"] == 6
+    assert len(retained(answer)["readings_1m"]["dropped_chunks"]) == 1
+    assert maintenance.query("SELECT count(*) FROM readings_1m") == [(0,)]
+
+
+@pytest.mark.parametrize("hypertable", ["readings", "readings_1m"])
+def test_retention_is_left_to_a_timescaledb_policy_where_one_exists(maintenance: Maintenance, hypertable: str) -> None:
+    old = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=12 * 365)
     insert_reading(maintenance, old)
     # What add_retention_policy records on the Timescale-licensed build (the Apache build refuses to call it).
     maintenance.query(
@@ -273,14 +329,20 @@ def test_retention_is_left_to_a_timescaledb_policy_where_one_exists(maintenance:
         " retry_period, proc_schema, proc_name, scheduled, hypertable_id, config)"
         " SELECT 'Retention Policy [test]', '1 day', '5 min', -1, '5 min', '_timescaledb_functions',"
         " 'policy_retention', false, id, '{\"drop_after\": \"5 years\"}' FROM _timescaledb_catalog.hypertable"
-        " WHERE table_name = 'readings'"
+        " WHERE table_name = %s",
+        hypertable,
     )
 
     answer = maintenance.run()
 
-    assert answer["retention"]["policy_in_place"] is True
-    assert answer["retention"]["dropped_chunks"] == []
-    assert maintenance.query("SELECT time FROM readings") == [(old,)]
+    assert {name: table["policy_in_place"] for name, table in retained(answer).items()} == {
+        name: name == hypertable for name in ("readings", "readings_1m", "readings_1h")
+    }
+    assert retained(answer)[hypertable]["dropped_chunks"] == []
+    left = {"readings": "SELECT time FROM readings", "readings_1m": "SELECT bucket FROM readings_1m"}
+    assert maintenance.query(left[hypertable]) == [(old,)]
+    others = [name for name in ("readings", "readings_1m", "readings_1h") if name != hypertable]
+    assert all(len(retained(answer)[name]["dropped_chunks"]) == 1 for name in others)
 
 
 def test_dropping_chunks_of_a_table_that_is_no_hypertable_is_a_storage_fault(maintenance: Maintenance) -> None:
@@ -548,7 +610,7 @@ def test_with_the_queues_gone_retention_and_the_sweeper_still_run(maintenance: M
 
     assert answer["failed_steps"] == ["dead_letters"]
     assert "reading the dead-letter queue failed" in answer["dead_letters"]["error"]
-    assert len(answer["retention"]["dropped_chunks"]) == 1
+    assert len(retained(answer)["readings"]["dropped_chunks"]) == 1
     assert answer["stuck_jobs"]["errors"] == 1
     assert answer["stuck_jobs"]["notes"][0].startswith(f"job {stuck}: sending to IngestQueue failed")
 

@@ -167,7 +167,8 @@ def test_the_group_roles_cannot_log_in_and_the_owner_owns_everything(migrated_db
 def test_the_worker_loads_through_every_path_as_its_role_and_chunks_are_made_for_it(functions: Functions) -> None:
     # Two time ranges the hypertable has no chunk for yet (chunks are 7 days, these readings 14 days apart), and
     # a reading for quarantine: the worker's role makes the chunks, COPYs, quarantines and writes the ledger.
-    chunks = "SELECT count(*) FROM timescaledb_information.chunks"
+    chunks = "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+    rollup_chunks = "SELECT count(*) > 0 FROM timescaledb_information.chunks WHERE hypertable_name = %s"
     assert functions.owner(chunks) == [(0,)]
     first = functions.load(
         [reading(NOW - timedelta(days=1)), reading(NOW - timedelta(days=15)), reading(NOW, value=950.0)]
@@ -179,6 +180,8 @@ def test_the_worker_loads_through_every_path_as_its_role_and_chunks_are_made_for
 
     assert functions.users()["sluice-load-worker"].endswith("_sluice_worker")
     assert functions.owner(chunks) == [(3,)]
+    # It makes the rollups' chunks too (their 30- and 365-day ranges fall where the calendar puts them).
+    assert [functions.owner(rollup_chunks, table) for table in ("readings_1m", "readings_1h")] == [[(True,)]] * 2
     # The chunks the worker's inserts made belong to the hypertable's owner: the worker cannot drop them.
     assert functions.owner(
         "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = '_timescaledb_internal'"
@@ -329,6 +332,7 @@ REFUSED: dict[str, list[LiteralString]] = {
     ],
     "sluice_registrar": [
         "SELECT value FROM readings",
+        "SELECT system_id, time FROM readings",
         "SELECT * FROM readings",
         NEW_READING,
         "SELECT sum FROM readings_1m",

@@ -36,7 +36,7 @@ def stamp(second: int) -> str:
 
 # A reading from a small space, so that repeats (in-batch and stored duplicates) are common: two sensors, twelve
 # instants 30 s apart around the hour, two units; values valid or out of range (quarantined, fixable), quality good
-# or low (quarantined, approvable as it is).
+# or low (quarantined, and stays so).
 readings = st.fixed_dictionaries(
     {
         "sensor_id": st.sampled_from(SENSORS),
@@ -67,6 +67,8 @@ def loader(review: Review, monkeypatch: pytest.MonkeyPatch) -> Iterator[Review]:
     get_load_worker_settings.cache_clear()
 
 
+# A failing example is reported with the fixture's repr, which hypothesis finds large; the example itself is short.
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 @settings(
     max_examples=25,
     deadline=None,
@@ -108,17 +110,16 @@ def load(loader: Review, body: list[dict[str, Any]], *, crash_after: int | None,
 
 
 def replay_one(loader: Review, pick: int) -> None:
-    """Approve (low quality) or fix (out of range) one pending row, if there is one: the review replays its reading."""
+    """Fix the value of one pending out-of-range row of good quality, if there is one: the review replays its
+    reading. (Low quality cannot be fixed: a reviewer only rejects it.)"""
     pending = loader.worker.query(
-        "SELECT id, reason FROM quarantined_readings WHERE review_status = 'pending'"
-        " AND reason IN ('low_quality', 'out_of_range') ORDER BY id"
+        "SELECT id FROM quarantined_readings WHERE review_status = 'pending'"
+        " AND reason = 'out_of_range' AND quality >= 50 ORDER BY id"
     )
     if not pending:
         return
-    row_id, reason = pending[pick % len(pending)]
-    answer = loader.review(
-        row_id, {"action": "approve"} if reason == "low_quality" else {"action": "fix", "value": 1.5}
-    )
+    (row_id,) = pending[pick % len(pending)]
+    answer = loader.review(row_id, {"action": "fix", "value": 1.5})
     # 409: the sensor instant is stored already, so the replay would be a duplicate and nothing is added.
     assert answer.status in (200, 409), answer.body
 

@@ -27,6 +27,7 @@ from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import handler_module
+from ..rollups import rebuild_rollups
 
 pytestmark = pytest.mark.db
 
@@ -106,6 +107,7 @@ def test_a_system_registered_with_its_devices_id_is_shown_with_empty_figures(sys
         "id": str(wanted),
         "name": "press-17",
         "created_at": None,
+        "silent_after_seconds": 600,
         "last_reading_at": None,
         "readings_24h": 0,
         "pending_quarantine": 0,
@@ -252,14 +254,60 @@ def test_a_rename_to_a_name_the_tenant_uses_is_taken(systems: Systems) -> None:
     assert [name for _, _, name in systems.rows()] == ["press-17", "press-18"]
 
 
-@pytest.mark.parametrize("body", [{"name": ""}, {"name": "x", "id": str(uuid4())}, {"id": str(uuid4())}])
-def test_a_rename_takes_a_valid_name_only(systems: Systems, body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x", "id": str(uuid4())}, "id"),
+        ({"id": str(uuid4())}, "id"),
+        ({}, None),
+        ({"name": None, "silent_after_seconds": None}, None),
+        ({"silent_after_seconds": 59}, "silent_after_seconds"),
+        ({"silent_after_seconds": 604_801}, "silent_after_seconds"),
+        ({"silent_after_seconds": "600"}, "silent_after_seconds"),
+        ({"name": "press-17b", "silent_after_seconds": 30}, "silent_after_seconds"),
+    ],
+)
+def test_a_change_takes_a_valid_name_or_silence_only(systems: Systems, body: dict[str, Any], field: str | None) -> None:
     system_id = systems.post({"name": "press-17"}).body["id"]
 
     answer = systems.patch(system_id, body)
 
     assert answer.status == 400
-    assert systems.rows()[0][2] == "press-17"
+    assert field in [detail["field"] for detail in answer.error["details"]]
+    assert systems.owner("SELECT name, silent_after_seconds FROM systems") == [("press-17", 600)]
+
+
+def test_the_silence_is_set_at_registration_and_changed_alone_or_with_the_name(systems: Systems) -> None:
+    created = systems.post({"name": "pump-7", "silent_after_seconds": 3600})
+
+    silenced = systems.patch(created.body["id"], {"silent_after_seconds": 60})
+    both = systems.patch(created.body["id"], {"name": "pump-7b", "silent_after_seconds": 604_800})
+    renamed = systems.patch(created.body["id"], {"name": "pump-7c"})
+
+    assert (created.status, created.body["silent_after_seconds"]) == (201, 3600)
+    assert (silenced.status, silenced.body["name"], silenced.body["silent_after_seconds"]) == (200, "pump-7", 60)
+    assert (both.body["name"], both.body["silent_after_seconds"]) == ("pump-7b", 604_800)
+    assert (renamed.body["name"], renamed.body["silent_after_seconds"]) == ("pump-7c", 604_800)
+    assert systems.get(f"/api/v1/systems/{created.body['id']}").body == renamed.body
+    assert systems.owner("SELECT name, silent_after_seconds FROM systems") == [("pump-7c", 604_800)]
+
+
+@pytest.mark.parametrize("seconds", [59, 604_801, 1.5, None])
+def test_a_registration_with_a_silence_out_of_range_is_refused_naming_it(systems: Systems, seconds: object) -> None:
+    answer = systems.post({"name": "pump-7", "silent_after_seconds": seconds})
+
+    assert (answer.status, answer.error["details"][0]["field"]) == (400, "silent_after_seconds")
+    assert systems.rows() == []
+
+
+def test_a_registration_found_again_keeps_its_silence(systems: Systems) -> None:
+    wanted = uuid4()
+    systems.post({"name": "pump-7", "id": str(wanted), "silent_after_seconds": 120})
+
+    again = systems.post({"name": "pump-7", "id": str(wanted), "silent_after_seconds": 900})
+
+    assert (again.status, again.body["silent_after_seconds"]) == (200, 120)
 
 
 # --- another tenant's systems ---------------------------------------------------------------------------------------
@@ -325,6 +373,7 @@ def test_a_listing_query_that_is_not_valid_is_400(systems: Systems, query: dict[
 
 
 def add_readings(systems: Systems, system_id: UUID, moments: list[datetime]) -> None:
+    """Readings of one sensor at ``moments``, with the rollups the worker keeps for them."""
     sensor = uuid4()
     for moment in moments:
         systems.owner(
@@ -335,6 +384,8 @@ def add_readings(systems: Systems, system_id: UUID, moments: list[datetime]) -> 
             sensor,
             uuid4(),
         )
+    with psycopg.connect(systems.owner_dsn, autocommit=True) as conn:
+        rebuild_rollups(conn)
 
 
 def quarantine(systems: Systems, tenant: str, system_id: UUID, status: str = "pending") -> None:
@@ -367,6 +418,43 @@ def test_the_figures_count_recent_readings_and_this_tenants_pending_rows(systems
     assert datetime.fromisoformat(one["last_reading_at"]) == NOW - timedelta(minutes=5)
     assert (listed["press-18"]["readings_24h"], listed["press-18"]["pending_quarantine"]) == (0, 0)
     assert datetime.fromisoformat(listed["press-18"]["last_reading_at"]) == NOW - timedelta(days=40)
+
+
+def test_the_figures_are_read_from_the_rollups_in_whole_minutes(systems: Systems) -> None:
+    # Rollup rows with no readings behind them: what the list shows comes from readings_1m and sensor_latest only,
+    # so it costs a row per sensor and minute however many readings a minute holds.
+    press = UUID(systems.post({"name": "press-17"}).body["id"])
+    now = datetime.now(UTC)
+    sensors = [uuid4(), uuid4()]
+    edge = (now - timedelta(hours=24)).replace(second=0, microsecond=0)  # holds the moment 24 hours back: counted
+    for sensor, bucket, count in [
+        (sensors[0], edge, 7),
+        (sensors[0], edge - timedelta(minutes=1), 1000),  # wholly before the window
+        (sensors[1], now.replace(second=0, microsecond=0), 5),
+    ]:
+        systems.owner(
+            "INSERT INTO readings_1m (system_id, sensor_id, unit, bucket, count, sum, min, max, last_time, last_value)"
+            " VALUES (%s, %s, 'bar', %s, %s, 1, 1, 1, %s, 1)",
+            press,
+            sensor,
+            bucket,
+            count,
+            bucket,
+        )
+    for sensor, last_time in [(sensors[0], now - timedelta(hours=2)), (sensors[1], now - timedelta(seconds=3))]:
+        systems.owner(
+            "INSERT INTO sensor_latest (system_id, sensor_id, unit, last_time, last_value)"
+            " VALUES (%s, %s, 'bar', %s, 1)",
+            press,
+            sensor,
+            last_time,
+        )
+
+    shown = systems.get(f"/api/v1/systems/{press}").body
+
+    assert shown["readings_24h"] == 12
+    assert datetime.fromisoformat(shown["last_reading_at"]) == now - timedelta(seconds=3)  # the newest sensor's
+    assert systems.owner("SELECT count(*) FROM readings") == [(0,)]
 
 
 def test_registering_an_id_already_quarantined_shows_its_pending_readings(systems: Systems) -> None:

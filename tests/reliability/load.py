@@ -605,7 +605,8 @@ def describe(figures: Mapping[str, Any]) -> str:
         oracle = figures["oracle"]
         lines.append(
             f"  oracle: ok={oracle['ok']} lost {oracle['lost']} duplicated {oracle['duplicated']} unexpected "
-            f"{oracle['unexpected']} mismatches {len(oracle['job_mismatches'])} unfinished "
+            f"{oracle['unexpected']} mismatches {len(oracle['job_mismatches'])} rollup mismatches "
+            f"{len(oracle.get('rollup_mismatches', []))} unfinished "
             f"{len(oracle['unfinished_jobs'])} drained in {oracle['waited_s']}s"
         )
     return "\n".join(lines)
@@ -623,5 +624,6 @@ def headline(figures: Mapping[str, Any]) -> dict[str, Any]:
         "queue_wait_max_s": wait.get("max"),
         "lost": oracle.get("lost"),
         "duplicated": oracle.get("duplicated"),
+        "rollup_mismatches": len(oracle.get("rollup_mismatches", [])),
         "oracle_ok": oracle.get("ok"),
     }

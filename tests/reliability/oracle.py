@@ -9,7 +9,11 @@ log with the database and the job records:
 - ``duplicated``: extra copies of accepted readings (in both tables, or twice in quarantine);
 - ``unexpected``: stored readings nobody was promised (a batch answered 5xx that was stored in part);
 - per-job mismatches: a finished job whose counts disagree with the rows stored under its id, or with what was
-  sent (``total = inserted + quarantined``; docs/architecture.md, "The promise").
+  sent (``total = inserted + quarantined``; docs/architecture.md, "The promise");
+- rollup mismatches: rows of ``readings_1m``, ``readings_1h`` or ``sensor_latest`` that differ from a ``GROUP BY``
+  over ``readings`` (``tests/rollups.py``), missing or extra. Counts, min, max and the last value with its time must
+  be equal; a sum may differ by a relative 1e-9, because the loaders add in arrival order and the ``GROUP BY`` in
+  its own (float addition is not associative).
 
 Readings are identified as the database knows them, by ``(system_id, sensor_id, timestamp)``; a workload gives every
 reading it sends a key of its own.
@@ -20,16 +24,44 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 
 from sluice.adapters.dynamodb import job_from_item
 from sluice.models.jobs import Job, JobStatus
 
+from ..rollups import EXPECTED_1H, EXPECTED_1M, EXPECTED_LATEST
 from ..stack_harness import RunningStack
 
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED}
+# How far a rollup's sum may be from the GROUP BY's, relative to the larger of the two.
+SUM_TOLERANCE = 1e-9
+# Each rollup table lists at most this many mismatching keys (the count has them all).
+MAX_ROLLUP_KEYS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCheck:
+    """One rollup table and the query giving what it must hold."""
+
+    table: str
+    expected: LiteralString
+    key: tuple[str, ...]
+    # Compared exactly.
+    exact: tuple[str, ...]
+    # Compared within SUM_TOLERANCE.
+    summed: tuple[str, ...] = ()
+
+
+_BUCKETED = ("count", "min", "max", "last_time", "last_value")
+ROLLUP_CHECKS = (
+    RollupCheck("readings_1m", EXPECTED_1M, ("system_id", "sensor_id", "unit", "bucket"), _BUCKETED, ("sum",)),
+    RollupCheck("readings_1h", EXPECTED_1H, ("system_id", "sensor_id", "unit", "bucket"), _BUCKETED, ("sum",)),
+    RollupCheck("sensor_latest", EXPECTED_LATEST, ("system_id", "sensor_id"), ("unit", "last_time", "last_value")),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +124,17 @@ class OracleReport:
     unexpected: int
     job_mismatches: list[str]
     unfinished_jobs: list[str]
+    # The keys of rollup rows that differ from readings (at most MAX_ROLLUP_KEYS a table, then how many more).
+    rollup_mismatches: list[str]
     queue_depth: int
     dead_letter_depth: int
     waited_s: float
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, nothing twice, nothing stored unasked, every job finished and agreeing."""
+        """Nothing lost, nothing twice, nothing stored unasked, every job finished and agreeing, the rollups exact."""
         return (self.lost, self.duplicated, self.unexpected, self.dead_letter_depth) == (0, 0, 0, 0) and not (
-            self.job_mismatches or self.unfinished_jobs
+            self.job_mismatches or self.unfinished_jobs or self.rollup_mismatches
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,6 +153,7 @@ def check(
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         lost, duplicated, unexpected, in_readings, in_quarantine = _compare_rows(conn, log.keys)
         stored = _rows_per_job(conn)
+        rollups = compare_rollups(conn)
     mismatches, unfinished = _compare_jobs(log, jobs, stored)
     return OracleReport(
         accepted_batches=len(log.entries),
@@ -131,6 +166,7 @@ def check(
         unexpected=unexpected,
         job_mismatches=mismatches,
         unfinished_jobs=unfinished,
+        rollup_mismatches=rollups,
         queue_depth=depth,
         dead_letter_depth=max(parked - expect_dead_letters, 0),
         waited_s=round(waited_s, 1),
@@ -260,3 +296,70 @@ def _compare_jobs(
         if job.status is not JobStatus.FAILED or rows != (0, 0):
             mismatches.append(f"job {job.job_id} was never promised, yet is {job.status} with rows {rows}")
     return mismatches, _unfinished(log, jobs)
+
+
+def compare_rollups(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every rollup row that differs from the ``GROUP BY`` over ``readings``, by table and key: what differs, or
+    that the row is missing or should not be there."""
+    found: list[str] = []
+    for check in ROLLUP_CHECKS:
+        rows = conn.execute(_mismatch_query(check)).fetchall()
+        for row in rows[:MAX_ROLLUP_KEYS]:
+            found.append(_describe(check, row))
+        if len(rows) > MAX_ROLLUP_KEYS:
+            found.append(f"{check.table}: and {len(rows) - MAX_ROLLUP_KEYS} more rows")
+    return found
+
+
+def _mismatch_query(check: RollupCheck) -> sql.Composed:
+    columns = check.exact + check.summed
+    joined = sql.SQL(" AND ").join(sql.SQL("a.{0} = e.{0}").format(sql.Identifier(name)) for name in check.key)
+    differs = [sql.SQL("a.{0} IS DISTINCT FROM e.{0}").format(sql.Identifier(name)) for name in check.exact] + [
+        sql.SQL("abs(a.{0} - e.{0}) > {1} * greatest(abs(a.{0}), abs(e.{0}))").format(
+            sql.Identifier(name), sql.Literal(SUM_TOLERANCE)
+        )
+        for name in check.summed
+    ]
+    first = sql.Identifier(check.key[0])
+    return sql.SQL(
+        "SELECT {keys}, a.{first} IS NOT NULL, e.{first} IS NOT NULL, {actual}, {expected}"
+        " FROM {table} a FULL JOIN ({query}) e ON {joined}"
+        " WHERE a.{first} IS NULL OR e.{first} IS NULL OR {differs} ORDER BY {order}"
+    ).format(
+        keys=sql.SQL(", ").join(sql.SQL("coalesce(a.{0}, e.{0})").format(sql.Identifier(name)) for name in check.key),
+        first=first,
+        actual=sql.SQL(", ").join(sql.SQL("a.{}").format(sql.Identifier(name)) for name in columns),
+        expected=sql.SQL(", ").join(sql.SQL("e.{}").format(sql.Identifier(name)) for name in columns),
+        table=sql.Identifier(check.table),
+        query=sql.SQL(check.expected),
+        joined=joined,
+        differs=sql.SQL(" OR ").join(differs),
+        order=sql.SQL(", ").join(sql.Literal(n) for n in range(1, len(check.key) + 1)),
+    )
+
+
+def _describe(check: RollupCheck, row: tuple[Any, ...]) -> str:
+    keys = len(check.key)
+    key = " ".join(f"{name}={value}" for name, value in zip(check.key, row[:keys], strict=True))
+    in_table, in_readings = row[keys], row[keys + 1]
+    if not in_table:
+        return f"{check.table} {key}: missing (readings have it)"
+    if not in_readings:
+        return f"{check.table} {key}: no readings behind it"
+    columns = check.exact + check.summed
+    actual, expected = row[keys + 2 : keys + 2 + len(columns)], row[keys + 2 + len(columns) :]
+    differing = [
+        f"{name} {_shown(seen)}, expected {_shown(wanted)}"
+        for name, seen, wanted in zip(columns, actual, expected, strict=True)
+        if (not _close(seen, wanted) if name in check.summed else seen != wanted)
+    ]
+    return f"{check.table} {key}: " + "; ".join(differing)
+
+
+def _close(seen: float, wanted: float) -> bool:
+    return abs(seen - wanted) <= SUM_TOLERANCE * max(abs(seen), abs(wanted))
+
+
+def _shown(value: object) -> str:
+    # Floats in full (a last bit may be what differs), times as RFC 3339.
+    return value.isoformat() if isinstance(value, datetime) else repr(value)

@@ -24,6 +24,7 @@ def summary(figures: dict[str, dict[str, Any]]) -> list[str]:
             f"fault  {name:<58} {verdict:<6} accepted {result['accepted_readings']:>9,}  lost {result['lost']}"
             f"  duplicated {result['duplicated']}  unexpected {result['unexpected']}"
             f"  job mismatches {len(result['job_mismatches'])}"
+            f"  rollup mismatches {len(result.get('rollup_mismatches', []))}"
         )
     for suite in SUITES[1:]:
         found = figures.get(suite)

@@ -14,6 +14,7 @@ from sluice.domain.maintenance import (
     PARKED_WITHOUT_A_WORD,
     REQUEUED_BY,
     DeadLetterReport,
+    HypertableRetention,
     MaintenancePolicy,
     ParkedMessage,
     Report,
@@ -39,7 +40,9 @@ from sluice_tools.local.template import StackContext
 from ..lambdas import template
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-POLICY = MaintenancePolicy(retention_years=5, stuck_after=timedelta(minutes=45), queued_after=timedelta(minutes=15))
+POLICY = MaintenancePolicy(
+    retention_years=5, rollup_retention_years=10, stuck_after=timedelta(minutes=45), queued_after=timedelta(minutes=15)
+)
 BUCKET = "sluice-batches-123456789012-eu-central-1"
 
 
@@ -588,27 +591,34 @@ def test_the_jobs_of_a_message_are_those_of_its_objects() -> None:
 
 @dataclass
 class FakeChunks:
-    policy: bool
-    old: list[str]
+    policies: set[str]
+    old: dict[str, list[str]]
     dropped: list[tuple[str, int]] = field(default_factory=list)
 
     def has_retention_policy(self, hypertable: str) -> bool:
-        return self.policy
+        return hypertable in self.policies
 
     def drop_chunks(self, hypertable: str, older_than_years: int) -> list[str]:
         self.dropped.append((hypertable, older_than_years))
-        return self.old
+        return self.old.get(hypertable, [])
 
 
-def test_old_chunks_are_dropped_where_no_policy_does_it() -> None:
-    chunks = FakeChunks(policy=False, old=["_hyper_1_1_chunk"])
+def test_old_chunks_are_dropped_where_no_policy_does_it_the_rollups_after_longer() -> None:
+    chunks = FakeChunks(policies=set(), old={"readings": ["_hyper_1_1_chunk"], "readings_1m": ["_hyper_9_2_chunk"]})
 
     report = apply_retention(chunks, POLICY)
 
-    assert chunks.dropped == [("readings", 5)]
-    assert report == RetentionReport("readings", 5, policy_in_place=False, dropped_chunks=("_hyper_1_1_chunk",))
-    assert report.counts == {"DroppedChunks": 1}
-    assert report.summary() == {
+    assert chunks.dropped == [("readings", 5), ("readings_1m", 10), ("readings_1h", 10)]
+    assert report == RetentionReport(
+        (
+            HypertableRetention("readings", 5, policy_in_place=False, dropped_chunks=("_hyper_1_1_chunk",)),
+            HypertableRetention("readings_1m", 10, policy_in_place=False, dropped_chunks=("_hyper_9_2_chunk",)),
+            HypertableRetention("readings_1h", 10, policy_in_place=False),
+        )
+    )
+    assert report.counts == {"DroppedChunks": 2}
+    assert report.summary()["hypertables"] == [table.summary() for table in report.hypertables]
+    assert report.hypertables[0].summary() == {
         "hypertable": "readings",
         "retention_years": 5,
         "policy_in_place": False,
@@ -616,13 +626,17 @@ def test_old_chunks_are_dropped_where_no_policy_does_it() -> None:
     }
 
 
-def test_a_retention_policy_is_left_to_drop_them() -> None:
-    chunks = FakeChunks(policy=True, old=["_hyper_1_1_chunk"])
+def test_a_retention_policy_is_left_to_drop_its_hypertables_chunks_and_no_other() -> None:
+    chunks = FakeChunks(policies={"readings", "readings_1h"}, old={"readings_1m": ["_hyper_9_2_chunk"]})
 
     report = apply_retention(chunks, POLICY)
 
-    assert chunks.dropped == []
-    assert (report.policy_in_place, report.dropped_chunks) == (True, ())
+    assert chunks.dropped == [("readings_1m", 10)]
+    assert [(table.hypertable, table.policy_in_place, table.dropped_chunks) for table in report.hypertables] == [
+        ("readings", True, ()),
+        ("readings_1m", False, ("_hyper_9_2_chunk",)),
+        ("readings_1h", True, ()),
+    ]
 
 
 # --- a run -------------------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ from sluice.models.api import (
     SystemCreate,
     SystemPage,
     SystemQuery,
-    SystemRename,
+    SystemUpdate,
     SystemView,
     UploadCreated,
     UploadForm,
@@ -89,6 +89,7 @@ from sluice.models.readings_api import (
     SensorList,
     SensorView,
 )
+from sluice.models.types import SILENT_AFTER_DEFAULT_SECONDS, SILENT_AFTER_MAX_SECONDS, SILENT_AFTER_MIN_SECONDS
 from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.template import StackContext, resources_of_type
 
@@ -255,7 +256,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "ReviewOutcome": ReviewOutcome,
     "BulkReviewResult": BulkReviewResult,
     "SystemCreate": SystemCreate,
-    "SystemRename": SystemRename,
+    "SystemUpdate": SystemUpdate,
     "SystemView": SystemView,
     "SystemPage": SystemPage,
     "RawPoint": RawPoint,
@@ -800,6 +801,44 @@ def test_a_review_body_the_model_refuses_the_schema_refuses(name: str, body: dic
     with pytest.raises(ValidationError):
         SCHEMA_MODELS[name].model_validate(body)
     assert not component_validator(name).is_valid(body)
+
+
+SYSTEM_BODIES: list[tuple[str, dict[str, Any], bool]] = [
+    ("SystemCreate", {"name": "pump-7", "silent_after_seconds": 60}, True),
+    ("SystemCreate", {"name": "pump-7", "silent_after_seconds": 604_800}, True),
+    ("SystemCreate", {"name": "pump-7", "silent_after_seconds": 59}, False),
+    ("SystemCreate", {"name": "pump-7", "silent_after_seconds": None}, False),
+    ("SystemUpdate", {"name": "pump-7"}, True),
+    ("SystemUpdate", {"silent_after_seconds": 120}, True),
+    ("SystemUpdate", {"name": None, "silent_after_seconds": 120}, True),
+    ("SystemUpdate", {"name": "pump-7", "silent_after_seconds": None}, True),
+    ("SystemUpdate", {}, False),
+    ("SystemUpdate", {"name": None}, False),
+    ("SystemUpdate", {"name": None, "silent_after_seconds": None}, False),
+    ("SystemUpdate", {"silent_after_seconds": 604_801}, False),
+    ("SystemUpdate", {"name": "pump-7", "id": "3f0c9a52-6a7e-4c43-9a55-2c8f1b7d9e01"}, False),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "valid"), SYSTEM_BODIES, ids=lambda value: str(value)[:60])
+def test_a_system_body_is_taken_by_the_spec_as_by_the_model(name: str, body: dict[str, Any], valid: bool) -> None:
+    try:
+        SCHEMA_MODELS[name].model_validate(body)
+    except ValidationError:
+        taken = False
+    else:
+        taken = True
+
+    assert (taken, component_validator(name).is_valid(body)) == (valid, valid)
+
+
+def test_the_silence_bounds_are_the_models() -> None:
+    schemas = spec()["components"]["schemas"]
+    bounds = (SILENT_AFTER_MIN_SECONDS, SILENT_AFTER_MAX_SECONDS)
+    for schema in ("SystemCreate", "SystemUpdate", "SystemView"):
+        documented = schemas[schema]["properties"]["silent_after_seconds"]
+        assert (documented["minimum"], documented["maximum"]) == bounds, schema
+    assert schemas["SystemCreate"]["properties"]["silent_after_seconds"]["default"] == SILENT_AFTER_DEFAULT_SECONDS
 
 
 # Bodies the models would take (lax, or any text) that the spec refuses, and so does the edge: JSON members of

@@ -103,3 +103,24 @@ def test_the_review_limits_default_to_the_apis_bound_and_must_let_a_full_bulk_re
     monkeypatch.setenv("SLUICE_REVIEW_MAX_ROWS_PER_REQUEST", "501")  # over the API's own bound
     with pytest.raises(ValidationError, match="review_max_rows_per_request"):
         QuarantineSettings()
+
+
+def test_the_rollups_are_kept_ten_years_and_never_shorter_than_the_readings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "SLUICE_DB_DSN": "postgresql://owner@db/s",
+        "SLUICE_JOBS_TABLE": "jobs",
+        "SLUICE_INGEST_QUEUE_URL": "https://sqs.local/ingest",
+        "SLUICE_DEAD_LETTER_QUEUE_URL": "https://sqs.local/dlq",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    defaults = MaintenanceSettings()
+    assert (defaults.retention_years, defaults.rollup_retention_years) == (5, 10)
+
+    monkeypatch.setenv("SLUICE_ROLLUP_RETENTION_YEARS", "5")
+    assert MaintenanceSettings().rollup_retention_years == 5  # as long as the readings: allowed
+    monkeypatch.setenv("SLUICE_ROLLUP_RETENTION_YEARS", "4")
+    with pytest.raises(ValidationError, match=r"SLUICE_ROLLUP_RETENTION_YEARS \(4\) must be at least SLUICE_RETENTION"):
+        MaintenanceSettings()
+    monkeypatch.setenv("SLUICE_RETENTION_YEARS", "3")
+    assert MaintenanceSettings().rollup_retention_years == 4

@@ -20,8 +20,10 @@ from sluice.domain.systems import (
     decide_registration,
     find_system,
     list_systems,
+    recent_since,
     register_system,
-    rename_system,
+    show_system,
+    update_system,
 )
 from sluice.errors import (
     InvalidRequestError,
@@ -30,7 +32,7 @@ from sluice.errors import (
     StorageUnavailableError,
     SystemIdTakenError,
 )
-from sluice.models.api import SystemCreate, SystemQuery, SystemRename
+from sluice.models.api import SystemCreate, SystemQuery, SystemUpdate
 from sluice.models.types import SYSTEM_NAME_MAX, system_name
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -79,17 +81,36 @@ def test_a_registration_names_the_field_at_fault_and_refuses_unknown_members() -
     assert {error["loc"][0] for error in caught.value.errors()} == {"name", "id", "tenant_id"}
 
 
-def test_a_rename_takes_a_name_and_nothing_else() -> None:
-    assert SystemRename.model_validate_json('{"name": " press-18 "}', strict=True).name == "press-18"
+def test_a_change_takes_a_name_a_silence_or_both_and_nothing_else() -> None:
+    assert SystemUpdate.model_validate_json('{"name": " press-18 "}', strict=True).name == "press-18"
+    assert SystemUpdate.model_validate_json('{"silent_after_seconds": 60}', strict=True).name is None
     with pytest.raises(ValidationError):
-        SystemRename.model_validate_json(f'{{"name": "press-18", "id": "{uuid4()}"}}', strict=True)
+        SystemUpdate.model_validate_json(f'{{"name": "press-18", "id": "{uuid4()}"}}', strict=True)
+    with pytest.raises(ValidationError, match="send name, silent_after_seconds or both"):
+        SystemUpdate.model_validate_json('{"name": null}', strict=True)
+
+
+@pytest.mark.parametrize("seconds", [59, 604_801, 0, -600])
+def test_a_silence_out_of_its_range_is_refused_naming_the_field(seconds: int) -> None:
+    for model, body in (
+        (SystemCreate, f'{{"name": "p", "silent_after_seconds": {seconds}}}'),
+        (SystemUpdate, f'{{"silent_after_seconds": {seconds}}}'),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate_json(body, strict=True)
+        assert [error["loc"] for error in caught.value.errors()] == [("silent_after_seconds",)]
+
+
+def test_a_registration_is_silent_after_ten_minutes_unless_it_says_otherwise() -> None:
+    assert SystemCreate(name="p").silent_after_seconds == 600
+    assert SystemCreate(name="p", silent_after_seconds=604_800).silent_after_seconds == 604_800
 
 
 # --- deciding a registration that conflicted ------------------------------------------------------------------------
 
 
-def row(name: str = "press-17", tenant: str = MINE, system_id: UUID | None = None) -> SystemRow:
-    return SystemRow(id=system_id or uuid4(), tenant_id=tenant, name=name, created_at=NOW)
+def row(name: str = "press-17", tenant: str = MINE, system_id: UUID | None = None, silent: int = 600) -> SystemRow:
+    return SystemRow(id=system_id or uuid4(), tenant_id=tenant, name=name, created_at=NOW, silent_after_seconds=silent)
 
 
 def test_the_same_name_and_id_again_finds_the_system() -> None:
@@ -155,7 +176,7 @@ class MemoryStore:
     inserts: int = 0
     figures_asked: list[tuple[str, list[UUID], datetime]] = field(default_factory=list)
 
-    def insert(self, tenant_id: str, name: str, system_id: UUID | None) -> SystemRow | None:
+    def insert(self, tenant_id: str, name: str, system_id: UUID | None, silent_after_seconds: int) -> SystemRow | None:
         self.inserts += 1
         wanted = system_id or uuid4()
         clash = [r for r in self.rows if r.id == wanted or (r.tenant_id, r.name) == (tenant_id, name)]
@@ -167,7 +188,7 @@ class MemoryStore:
             return None
         if clash:
             return None
-        self.rows.append(row(name, tenant_id, wanted))
+        self.rows.append(row(name, tenant_id, wanted, silent_after_seconds))
         return self.rows[-1]
 
     def by_id(self, system_id: UUID) -> SystemRow | None:
@@ -185,15 +206,21 @@ class MemoryStore:
         mine = sorted((r for r in self.rows if r.tenant_id == tenant_id), key=lambda r: r.name)
         return [r for r in mine if after_name is None or r.name > after_name][:limit]
 
-    def rename(self, tenant_id: str, system_id: UUID, name: str) -> SystemRow | None:
+    def update(
+        self, tenant_id: str, system_id: UUID, name: str | None, silent_after_seconds: int | None
+    ) -> SystemRow | None:
         found = self.tenant_system(tenant_id, system_id)
         if found is None:
             return None
-        if self.by_name(tenant_id, name) not in (None, found):
+        if name is not None and self.by_name(tenant_id, name) not in (None, found):
             raise NameTakenError("taken")
-        renamed = replace(found, name=name)
-        self.rows = [renamed if r == found else r for r in self.rows]
-        return renamed
+        changed = replace(
+            found,
+            name=found.name if name is None else name,
+            silent_after_seconds=found.silent_after_seconds if silent_after_seconds is None else silent_after_seconds,
+        )
+        self.rows = [changed if r == found else r for r in self.rows]
+        return changed
 
     def figures(self, tenant_id: str, system_ids: Sequence[UUID], since: datetime) -> Mapping[UUID, SystemFigures]:
         self.figures_asked.append((tenant_id, list(system_ids), since))
@@ -236,8 +263,20 @@ def test_only_the_tenants_own_system_is_found_or_renamed() -> None:
     with pytest.raises(NotFoundError, match="no system press-17 in this tenant"):
         find_system(store, MINE, "press-17")
     with pytest.raises(NotFoundError, match="in this tenant"):
-        rename_system(store, MINE, str(theirs.id), SystemRename(name="mine"))
+        update_system(store, MINE, str(theirs.id), SystemUpdate(name="mine"))
     assert store.rows == [theirs]
+
+
+def test_a_change_sets_what_it_names_and_keeps_the_rest() -> None:
+    mine = row("press-17", silent=600)
+    store = MemoryStore(rows=[mine])
+
+    silenced = update_system(store, MINE, str(mine.id), SystemUpdate(silent_after_seconds=120))
+    renamed = update_system(store, MINE, str(mine.id), SystemUpdate(name="press-17b"))
+
+    assert (silenced.name, silenced.silent_after_seconds) == ("press-17", 120)
+    assert (renamed.name, renamed.silent_after_seconds) == ("press-17b", 120)
+    assert show_system(store, renamed, NOW).silent_after_seconds == 120
 
 
 # --- listing ----------------------------------------------------------------------------------------------------
@@ -258,6 +297,14 @@ def test_a_listing_pages_by_name_with_figures_for_the_shown_systems_only() -> No
     # The row read past the page only says that there is more: no figures are read for it.
     assert store.figures_asked[0] == (MINE, [rows[1].id, rows[2].id], NOW - RECENT_WINDOW)
     assert timedelta(hours=24) == RECENT_WINDOW
+
+
+def test_the_recent_readings_are_counted_in_whole_minutes_from_the_one_24_hours_back() -> None:
+    # The per-minute rollup answers the count: the minute that holds the moment 24 hours back counts whole.
+    assert recent_since(datetime(2026, 11, 20, 8, 0, 42, 500_000, tzinfo=UTC)) == datetime(
+        2026, 11, 19, 8, 0, tzinfo=UTC
+    )
+    assert recent_since(NOW) == NOW - RECENT_WINDOW
 
 
 @pytest.mark.parametrize(

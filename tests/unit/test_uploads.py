@@ -280,6 +280,7 @@ def test_a_stuck_upload_is_led_back_only_to_the_version_its_job_loads() -> None:
 
 MAINTENANCE = MaintenancePolicy(
     retention_years=5,
+    rollup_retention_years=10,
     stuck_after=timedelta(minutes=45),
     queued_after=timedelta(minutes=15),
     upload_grace=timedelta(minutes=15),

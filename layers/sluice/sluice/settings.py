@@ -240,8 +240,8 @@ class TokenClaimsSettings(BaseSettings):
 
 
 class MaintenanceSettings(FunctionDatabaseSettings):
-    """MaintenanceFunction: the readings' retention, the stuck-job sweeper and the dead-letter backstop. Its secret
-    is the database owner's: only a hypertable's owner may drop its chunks."""
+    """MaintenanceFunction: the readings' and rollups' retention, the stuck-job sweeper and the dead-letter
+    backstop. Its secret is the database owner's: only a hypertable's owner may drop its chunks."""
 
     jobs_table: str = Field(min_length=3)
     # Where a stuck job's S3 event is sent again, and where parked messages are read (never deleted).
@@ -250,6 +250,9 @@ class MaintenanceSettings(FunctionDatabaseSettings):
     # Chunks of readings entirely older than this are dropped (unless a TimescaleDB retention policy does it). The
     # reading rules accept readings up to 5 years old: a shorter retention drops old readings they let in.
     retention_years: int = Field(default=5, ge=1, le=100)
+    # Chunks of the rollups (readings_1m, readings_1h) entirely older than this are dropped, unless a policy does it.
+    # Longer than the readings' retention: the rollups are what remains of readings past theirs.
+    rollup_retention_years: int = Field(default=10, ge=1, le=100)
     # A processing job that has not moved for this long is requeued. Longer than IngestQueue's visibility timeout
     # (30 min), after which SQS itself hands a crashed worker's message out again: the sweeper steps in only
     # where no message is left to do that.
@@ -265,6 +268,16 @@ class MaintenanceSettings(FunctionDatabaseSettings):
     dead_letter_visibility_seconds: int = Field(default=30, ge=1, le=300)
     # At most this many parked messages are read per run.
     dead_letter_max_messages: int = Field(default=1000, ge=10)
+
+    @model_validator(mode="after")
+    def _rollups_outlive_readings(self) -> Self:
+        if self.rollup_retention_years < self.retention_years:
+            raise ValueError(
+                f"SLUICE_ROLLUP_RETENTION_YEARS ({self.rollup_retention_years}) must be at least"
+                f" SLUICE_RETENTION_YEARS ({self.retention_years}): the rollups must outlive the readings they sum,"
+                " or a time range would lose its rollups while its readings are still stored"
+            )
+        return self
 
 
 def in_lambda_environment() -> bool:

@@ -47,7 +47,7 @@ class TimescaleMaintenanceStore:
 
     def has_retention_policy(self, hypertable: str) -> bool:
         """Whether a TimescaleDB retention policy drops the hypertable's old chunks (the Timescale-licensed build
-        adds one in migration 0002; the Apache build cannot)."""
+        adds one on readings in migration 0002 and on the rollups in 0009; the Apache build cannot)."""
         try:
             row = self._connector.checked_connection().execute(_HAS_RETENTION_POLICY, (hypertable,)).fetchone()
         except psycopg.Error as exc:

@@ -3,8 +3,9 @@
 
 Three steps, each run whatever became of the others:
 
-- retention: chunks of ``readings`` older than the retention are dropped, unless a TimescaleDB retention policy
-  (the Timescale-licensed build, migration 0002) drops them already;
+- retention: chunks of ``readings`` older than the readings' retention, and of the rollups ``readings_1m`` and
+  ``readings_1h`` older than theirs (longer: a rollup outlives the readings it sums), are dropped, each hypertable
+  unless a TimescaleDB retention policy (the Timescale-licensed build, migrations 0002 and 0009) drops them already;
 - dead letters: an unfinished job whose message is parked in the dead-letter queue is failed, and the message
   stays there for a redrive. The worker does this itself on a message's last receive; this is the backstop for a
   last attempt that crashed or ran out of time. It runs before the sweeper, so a parked job is failed, not
@@ -35,6 +36,8 @@ from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
 
 READINGS: Final = "readings"
+# The rollups the worker keeps (migration 0009); readings_5m and readings_1d are views over them, retained with them.
+ROLLUPS: Final = ("readings_1m", "readings_1h")
 # Who requeued a job, as the requeued S3 event's userIdentity says (S3 puts the uploader's principal there).
 REQUEUED_BY: Final = "sluice-maintenance"
 # What the client of a job failed here reads (with an error id): fixed sentences, never a bucket, key or exception.
@@ -61,9 +64,11 @@ _MAX_NOTES: Final = 10
 
 @dataclass(frozen=True, slots=True)
 class MaintenancePolicy:
-    """How long readings are kept and when an unfinished job counts as stuck."""
+    """How long readings and their rollups are kept and when an unfinished job counts as stuck."""
 
     retention_years: int
+    # The rollups' retention: at least the readings', so a rollup never goes before the readings it sums.
+    rollup_retention_years: int
     # A processing job that has not moved for this long is requeued.
     stuck_after: timedelta
     # A job still queued this long after its creation is failed when its object is missing, and requeued once
@@ -125,7 +130,7 @@ class ChunkStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RetentionReport:
+class HypertableRetention:
     """What the retention step did to one hypertable."""
 
     hypertable: str
@@ -133,11 +138,6 @@ class RetentionReport:
     # A TimescaleDB policy drops the old chunks: the step left them to it.
     policy_in_place: bool
     dropped_chunks: tuple[str, ...] = ()
-
-    @property
-    def counts(self) -> Mapping[str, int]:
-        """``DroppedChunks``."""
-        return {"DroppedChunks": len(self.dropped_chunks)}
 
     def summary(self) -> dict[str, object]:
         """The hypertable, the retention, whether a policy has it, and the chunks dropped."""
@@ -149,12 +149,38 @@ class RetentionReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What the retention step did to each hypertable, ``readings`` first."""
+
+    hypertables: tuple[HypertableRetention, ...]
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """``DroppedChunks``, of all hypertables."""
+        return {"DroppedChunks": sum(len(table.dropped_chunks) for table in self.hypertables)}
+
+    def summary(self) -> dict[str, object]:
+        """Each hypertable's summary."""
+        return {"hypertables": [table.summary() for table in self.hypertables]}
+
+
+def retention_plan(policy: MaintenancePolicy) -> list[tuple[str, int]]:
+    """Each hypertable with the years its rows are kept: the readings', then the rollups' (longer or equal)."""
+    return [(READINGS, policy.retention_years)] + [(rollup, policy.rollup_retention_years) for rollup in ROLLUPS]
+
+
 def apply_retention(chunks: ChunkStore, policy: MaintenancePolicy) -> RetentionReport:
-    """Drop the readings older than the retention, unless a retention policy does (two droppers would race)."""
-    if chunks.has_retention_policy(READINGS):
-        return RetentionReport(READINGS, policy.retention_years, policy_in_place=True)
-    dropped = chunks.drop_chunks(READINGS, policy.retention_years)
-    return RetentionReport(READINGS, policy.retention_years, policy_in_place=False, dropped_chunks=tuple(dropped))
+    """Drop each hypertable's rows older than its retention, unless a retention policy does (two droppers would
+    race). A fault stops the step: the next run starts over, and what was dropped stays dropped."""
+    done: list[HypertableRetention] = []
+    for hypertable, years in retention_plan(policy):
+        if chunks.has_retention_policy(hypertable):
+            done.append(HypertableRetention(hypertable, years, policy_in_place=True))
+            continue
+        dropped = chunks.drop_chunks(hypertable, years)
+        done.append(HypertableRetention(hypertable, years, policy_in_place=False, dropped_chunks=tuple(dropped)))
+    return RetentionReport(tuple(done))
 
 
 # --- dead letters ------------------------------------------------------------------------------------------------

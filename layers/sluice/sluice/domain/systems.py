@@ -25,10 +25,10 @@ from uuid import UUID
 
 from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor, fill_page
 from sluice.errors import NameTakenError, NotFoundError, Problem, StorageUnavailableError, SystemIdTakenError
-from sluice.models.api import SystemCreate, SystemPage, SystemQuery, SystemRename, SystemView
+from sluice.models.api import SystemCreate, SystemPage, SystemQuery, SystemUpdate, SystemView
 
 SYSTEMS_CURSOR = "systems"
-# readings_24h counts the readings of this window before the answer.
+# readings_24h counts the readings of this window before the answer, in whole minutes (recent_since).
 RECENT_WINDOW = timedelta(hours=24)
 # A conflicting row can be renamed between the insert that met it and the read that looks for it: read again, at
 # most this many times (each a rename racing this very registration).
@@ -43,6 +43,7 @@ class SystemRow:
     tenant_id: str
     name: str
     created_at: datetime
+    silent_after_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class Registered:
 class SystemStore(Protocol):
     """Where systems are kept, and the figures read about them."""
 
-    def insert(self, tenant_id: str, name: str, system_id: UUID | None) -> SystemRow | None:
+    def insert(self, tenant_id: str, name: str, system_id: UUID | None, silent_after_seconds: int) -> SystemRow | None:
         """Insert the system (with a new id when ``system_id`` is None); None when an id or name conflicts."""
         ...
 
@@ -85,12 +86,15 @@ class SystemStore(Protocol):
         """The tenant's systems by name, after ``after_name``."""
         ...
 
-    def rename(self, tenant_id: str, system_id: UUID, name: str) -> SystemRow | None:
-        """Rename the tenant's system; None when it has none with this id. Raises NameTakenError."""
+    def update(
+        self, tenant_id: str, system_id: UUID, name: str | None, silent_after_seconds: int | None
+    ) -> SystemRow | None:
+        """Set the tenant's system's name and silence setting, each unless None; None when it has no system with
+        this id. Raises NameTakenError."""
         ...
 
     def figures(self, tenant_id: str, system_ids: Sequence[UUID], since: datetime) -> Mapping[UUID, SystemFigures]:
-        """Each system's figures, its readings counted from ``since``."""
+        """Each system's figures, its readings counted in the minutes that begin at ``since`` or later."""
         ...
 
 
@@ -125,7 +129,7 @@ def decide_registration(
 def register_system(store: SystemStore, tenant_id: str, request: SystemCreate) -> Registered:
     """Register a system for the tenant, or find the one this request registered before (see the module)."""
     for _ in range(_REGISTER_ATTEMPTS):
-        inserted = store.insert(tenant_id, request.name, request.id)
+        inserted = store.insert(tenant_id, request.name, request.id, request.silent_after_seconds)
         if inserted is not None:
             return Registered(inserted, created=True)
         holder = None if request.id is None else store.by_id(request.id)
@@ -136,9 +140,10 @@ def register_system(store: SystemStore, tenant_id: str, request: SystemCreate) -
     raise StorageUnavailableError(f"registering {request.name!r} kept conflicting with renames of other systems")
 
 
-def rename_system(store: SystemStore, tenant_id: str, system_id: str, request: SystemRename) -> SystemRow:
-    """Rename one of the tenant's systems (``PATCH /api/v1/systems/{system_id}``); 404 for any other id."""
-    found = store.rename(tenant_id, _system_id(system_id), request.name)
+def update_system(store: SystemStore, tenant_id: str, system_id: str, request: SystemUpdate) -> SystemRow:
+    """Rename one of the tenant's systems or set its silence (``PATCH /api/v1/systems/{system_id}``); 404 for any
+    other id."""
+    found = store.update(tenant_id, _system_id(system_id), request.name, request.silent_after_seconds)
     if found is None:
         raise _not_found(system_id)
     return found
@@ -157,7 +162,7 @@ def list_systems(store: SystemStore, tenant_id: str, query: SystemQuery, now: da
     after_name = None if query.cursor is None else _after_name(decode_cursor(SYSTEMS_CURSOR, query.cursor))
     rows = store.list_rows(tenant_id, query.limit + 1, after_name)
     # Figures for the rows that can be shown only: the row past the page tells only that there is more.
-    figures = store.figures(tenant_id, [row.id for row in rows[: query.limit]], now - RECENT_WINDOW)
+    figures = store.figures(tenant_id, [row.id for row in rows[: query.limit]], recent_since(now))
     shown, following = fill_page((system_view(row, figures.get(row.id)) for row in rows), query.limit)
     return SystemPage(
         items=shown,
@@ -167,8 +172,15 @@ def list_systems(store: SystemStore, tenant_id: str, query: SystemQuery, now: da
 
 def show_system(store: SystemStore, system: SystemRow, now: datetime) -> SystemView:
     """One system with its figures."""
-    figures = store.figures(system.tenant_id, [system.id], now - RECENT_WINDOW)
+    figures = store.figures(system.tenant_id, [system.id], recent_since(now))
     return system_view(system, figures.get(system.id))
+
+
+def recent_since(now: datetime) -> datetime:
+    """Where ``readings_24h`` starts: the minute that holds the moment ``RECENT_WINDOW`` before ``now``. The count
+    comes from the per-minute rollup, so it takes whole minutes, that one included: up to a minute more than 24
+    hours, never a reading of the window less."""
+    return (now - RECENT_WINDOW).replace(second=0, microsecond=0)
 
 
 def system_view(row: SystemRow, figures: SystemFigures | None) -> SystemView:
@@ -178,6 +190,7 @@ def system_view(row: SystemRow, figures: SystemFigures | None) -> SystemView:
         id=row.id,
         name=row.name,
         created_at=row.created_at,
+        silent_after_seconds=row.silent_after_seconds,
         last_reading_at=shown.last_reading_at,
         readings_24h=shown.readings_24h,
         pending_quarantine=shown.pending_quarantine,

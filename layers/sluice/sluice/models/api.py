@@ -29,7 +29,16 @@ from sluice.limits import (
 from sluice.models.jobs import JobSource, JobStatus
 from sluice.models.quarantine import ReviewAction, ReviewStatus
 from sluice.models.readings import QuarantineReason, Unit
-from sluice.models.types import JobId, Quality, SensorId, SystemId, SystemName, UtcTimestamp
+from sluice.models.types import (
+    SILENT_AFTER_DEFAULT_SECONDS,
+    JobId,
+    Quality,
+    SensorId,
+    SilentAfterSeconds,
+    SystemId,
+    SystemName,
+    UtcTimestamp,
+)
 
 JOB_PAGE_DEFAULT = 25
 JOB_PAGE_MAX = 100
@@ -359,17 +368,25 @@ class SystemQuery(ApiModel):
 
 
 class SystemCreate(ApiModel):
-    """The body of ``POST /api/v1/systems``: a name, and the id the tenant's devices already send (else Sluice
-    chooses one)."""
+    """The body of ``POST /api/v1/systems``: a name, the id the tenant's devices already send (else Sluice chooses
+    one), and how long its sensors may go without a reading before they count as silent."""
 
     name: SystemName
     id: SystemId | None = None
+    silent_after_seconds: SilentAfterSeconds = SILENT_AFTER_DEFAULT_SECONDS
 
 
-class SystemRename(ApiModel):
-    """The body of ``PATCH /api/v1/systems/{system_id}``."""
+class SystemUpdate(ApiModel):
+    """The body of ``PATCH /api/v1/systems/{system_id}``: a new name, a new silence setting, or both."""
 
-    name: SystemName
+    name: SystemName | None = None
+    silent_after_seconds: SilentAfterSeconds | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> Self:
+        if self.name is None and self.silent_after_seconds is None:
+            raise ValueError("send name, silent_after_seconds or both")
+        return self
 
 
 class SystemView(ApiModel):
@@ -378,6 +395,8 @@ class SystemView(ApiModel):
     id: SystemId
     name: str
     created_at: datetime
+    # A sensor of the system that has sent nothing for this long counts as silent.
+    silent_after_seconds: SilentAfterSeconds
     # The newest reading stored for the system (by the reading's own timestamp); null when none is.
     last_reading_at: datetime | None
     # Readings stored for the system whose timestamps fall in the 24 hours before the answer.

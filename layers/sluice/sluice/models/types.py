@@ -40,6 +40,20 @@ def system_name(text: str) -> str:
     return name
 
 
+# How long a system's sensor may stay without a reading before it counts as silent: from a minute to a week
+# (migration 0009's CHECK on systems.silent_after_seconds), 10 minutes unless the system sets it.
+SILENT_AFTER_MIN_SECONDS: Final = 60
+SILENT_AFTER_MAX_SECONDS: Final = 7 * 24 * 3600
+SILENT_AFTER_DEFAULT_SECONDS: Final = 600
+SilentAfterSeconds = Annotated[
+    int,
+    Field(
+        ge=SILENT_AFTER_MIN_SECONDS,
+        le=SILENT_AFTER_MAX_SECONDS,
+        description="Seconds a sensor of the system may go without a reading before it counts as silent",
+    ),
+]
+
 SystemName = Annotated[
     str, AfterValidator(system_name), Field(description="System name, unique per tenant (trimmed, 1..200 characters)")
 ]

@@ -61,6 +61,7 @@ def build_maintenance_service(settings: MaintenanceSettings) -> MaintenanceServi
     jobs = DynamoJobStore(settings.jobs_table)
     policy = MaintenancePolicy(
         retention_years=settings.retention_years,
+        rollup_retention_years=settings.rollup_retention_years,
         stuck_after=timedelta(minutes=settings.stuck_job_minutes),
         queued_after=timedelta(minutes=settings.unstored_job_minutes),
         upload_grace=timedelta(minutes=settings.upload_grace_minutes),

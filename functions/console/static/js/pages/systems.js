@@ -108,6 +108,13 @@ async function renderSystem(main, systemId, context) {
   main.lastChild.replaceWith(h("div", { id: "system" }, facts, renameForm(system, outcome, draw), outcome));
 }
 
+/** How long its sensors may go without a reading before they count as silent, in a person's units. */
+function silence(seconds) {
+  const [size, unit] = seconds % 3600 === 0 ? [seconds / 3600, "hour"]
+    : seconds % 60 === 0 ? [seconds / 60, "minute"] : [seconds, "second"];
+  return `${size} ${unit}${size === 1 ? "" : "s"} without a reading`;
+}
+
 function systemFacts(system) {
   const facts = [
     ["Name", system.name],
@@ -116,6 +123,7 @@ function systemFacts(system) {
     ["Last reading", time(system.last_reading_at)],
     ["Readings in 24 h", count(system.readings_24h)],
     ["Pending quarantine", pendingLink(system)],
+    ["Silent after", silence(system.silent_after_seconds)],
   ];
   return [
     h("dl", { class: "facts", id: "system-facts" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
