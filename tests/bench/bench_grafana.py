@@ -10,9 +10,7 @@ repeat runs it. Prints milliseconds (median of 5) per panel and range, and the p
 """
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -26,6 +24,7 @@ from ..grafana import Variable, expand_sql
 from ..paths import REPO_ROOT
 from ..rollups import rebuild_rollups
 from .bench_indexes import migrated_database
+from .bench_quarantine_filters import median_ms
 
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "dashboards" / "sluice-system.json"
 SENSORS = 20
@@ -62,16 +61,6 @@ def fill(conn: psycopg.Connection[Any], system: str, days: int) -> None:
 def run_all(conn: psycopg.Connection[Any], queries: list[sql.SQL]) -> None:
     for query in queries:
         conn.execute(query).fetchall()
-
-
-def median_ms(work: Callable[[], object], repeat: int = 5) -> float:
-    work()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -22,11 +22,12 @@ from sluice.domain.pages import encode_cursor
 from sluice.domain.readings import bucket_ceiling
 from sluice.models.readings_api import RawPoint, ReadingsPage, Resolution, RollupPoint, SensorList
 from sluice.settings import get_readings_settings
-from sluice_tools.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
+from sluice_tools.local.stack import secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import handler_module
+from ..logins import group_login
 from ..rollups import rebuild_rollups
 
 pytestmark = pytest.mark.db
@@ -72,13 +73,9 @@ class Readings:
 
 @pytest.fixture
 def reader_dsn(migrated_db: str) -> Iterator[str]:
-    """A login user of sluice_reader, made the way `sluice serve` makes its own; dropped afterwards."""
-    login = DatabaseLogin("ReadingsDatabaseSecretArn", f"sluice_test_{uuid4().hex[:8]}_readings", "sluice_reader", "r")
-    password = ensure_database_logins(migrated_db, logins=[login])
-    yield login_dsn(migrated_db, login, password)
-    with psycopg.connect(migrated_db, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login.user,))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login.user)))
+    """A login user of sluice_reader, as ReadingsFunction logs in."""
+    with group_login(migrated_db, "ReadingsDatabaseSecretArn", "sluice_reader", "readings") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.systems import TimescaleSystemStore
@@ -22,11 +21,12 @@ from sluice.domain.systems import Registered, register_system
 from sluice.errors import NameTakenError, SystemIdTakenError
 from sluice.models.api import SystemCreate
 from sluice.settings import get_systems_settings
-from sluice_tools.local.stack import DatabaseLogin, ensure_database_logins, login_dsn, secret_from_dsn
+from sluice_tools.local.stack import secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
 from ..lambdas import handler_module
+from ..logins import group_login
 from ..rollups import rebuild_rollups
 
 pytestmark = pytest.mark.db
@@ -65,15 +65,9 @@ class Systems:
 
 @pytest.fixture
 def registrar_dsn(migrated_db: str) -> Iterator[str]:
-    """A login user of sluice_registrar, made the way `sluice serve` makes its own; dropped afterwards."""
-    login = DatabaseLogin(
-        "SystemsDatabaseSecretArn", f"sluice_test_{uuid4().hex[:8]}_registrar", "sluice_registrar", "r"
-    )
-    password = ensure_database_logins(migrated_db, logins=[login])
-    yield login_dsn(migrated_db, login, password)
-    with psycopg.connect(migrated_db, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (login.user,))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login.user)))
+    """A login user of sluice_registrar, as SystemsFunction logs in."""
+    with group_login(migrated_db, "SystemsDatabaseSecretArn", "sluice_registrar", "registrar") as dsn:
+        yield dsn
 
 
 @pytest.fixture
