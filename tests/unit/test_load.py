@@ -18,9 +18,9 @@ from sluice.domain.chunks import (
     RepeatFinder,
     SystemBook,
     chunk_streams,
+    inserted_and_duplicates,
     quarantine_row,
     storable_json,
-    stored_duplicates,
 )
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.load import (
@@ -225,7 +225,9 @@ def test_valid_rows_the_database_did_not_insert_are_stored_duplicates() -> None:
     assert isinstance(first_time, datetime)
     assert isinstance(second_time, datetime)
 
-    (duplicate,) = stored_duplicates(chunk, {(SYSTEM.int, UUID(SENSOR).int, first_time)})
+    stored, (duplicate,) = inserted_and_duplicates(chunk, {(SYSTEM.int, UUID(SENSOR).int, first_time)})
+
+    assert stored == [chunk.rows[0]]
 
     assert (duplicate.position, duplicate.system_id, duplicate.sensor_id) == (1, SYSTEM, UUID(SENSOR))
     assert (duplicate.value, duplicate.unit, duplicate.quality) == (7.5, "bar", 60)
@@ -234,10 +236,11 @@ def test_valid_rows_the_database_did_not_insert_are_stored_duplicates() -> None:
     assert json.loads(duplicate.details) == STORED_DUPLICATE.as_details()
     assert json.loads(duplicate.raw) == records[1].raw
     both = {(SYSTEM.int, UUID(SENSOR).int, first_time), (SYSTEM.int, UUID(SENSOR).int, second_time)}
-    assert stored_duplicates(chunk, both) == []
+    assert inserted_and_duplicates(chunk, both) == (chunk.rows, [])
     # Another system's reading of that sensor at that instant is not this one: keys include the system.
     elsewhere = {(uuid4().int, UUID(SENSOR).int, first_time), (SYSTEM.int, UUID(SENSOR).int, second_time)}
-    assert [row.position for row in stored_duplicates(chunk, elsewhere)] == [0]
+    stored, duplicates = inserted_and_duplicates(chunk, elsewhere)
+    assert (stored, [row.position for row in duplicates]) == ([chunk.rows[1]], [0])
 
 
 def test_chunks_are_cut_by_count_and_a_skipped_chunk_is_read_past() -> None:

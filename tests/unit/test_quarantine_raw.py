@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from sluice.domain.chunks import ChunkStream, SystemBook, quarantine_row, raw_columns, stored_duplicates
+from sluice.domain.chunks import ChunkStream, SystemBook, inserted_and_duplicates, quarantine_row, raw_columns
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.load import LoadPolicy, job_for
 from sluice.domain.objects import ObjectRef, target_of
@@ -93,7 +93,7 @@ def test_a_stored_duplicate_over_the_bound_is_cut_too() -> None:
     chunk = ChunkStream(0, iter([Record(1, str(SYSTEM), big)]), ReadingValidator(NOW), SystemBook(job, {SYSTEM}))
     chunk.finish()
 
-    (duplicate,) = stored_duplicates(chunk, set())
+    _, (duplicate,) = inserted_and_duplicates(chunk, set())
 
     whole = json.dumps(big, separators=(",", ":")).encode()
     assert stored_bytes(duplicate.raw) <= MAX_RAW_BYTES

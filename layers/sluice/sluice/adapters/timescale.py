@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.rollups import add_to_rollups
-from sluice.domain.chunks import ChunkStream, QuarantineRow, stored_duplicates
+from sluice.domain.chunks import ChunkStream, QuarantineRow, inserted_and_duplicates
 from sluice.domain.load import LoadCounts
 from sluice.domain.rollups import MinuteCells, ReadingRow, minute_cells
 from sluice.errors import StorageUnavailableError
@@ -250,7 +250,7 @@ class TimescaleReadingSink:
                 for row in chunk.valid_rows():
                     write_row(row)
                 # Folded before the COPY ends, while the server still works through the last rows sent.
-                cells = self._cells(_reading_rows(chunk))
+                cells = self._cells(cast(list[ReadingRow], chunk.rows))
         except psycopg.errors.UniqueViolation:
             chunk.finish()
             return self._insert_skipping_stored(conn, chunk)
@@ -266,10 +266,12 @@ class TimescaleReadingSink:
                 (system_id.int, sensor_id.int, time)
                 for system_id, sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
             }
-        stored = [row for row in _reading_rows(chunk) if (row[5].int, row[1].int, row[0]) in inserted]
-        return stored_duplicates(chunk, inserted), self._cells(stored)
+        stored, duplicates = inserted_and_duplicates(chunk, inserted)
+        return duplicates, self._cells(cast(list[ReadingRow], stored))
 
     def _cells(self, rows: list[ReadingRow]) -> MinuteCells:
+        """The minute cells of inserted rows (ValidReading's fields, then the system and the job: READING_COLUMNS's
+        order, ReadingRow's shape); none when the rollups are off."""
         return minute_cells(rows if self._keep_rollups else ())
 
     def _insert_quarantine(self, conn: Connection, job: Job, rows: list[QuarantineRow]) -> None:
@@ -296,12 +298,6 @@ class TimescaleReadingSink:
                         Jsonb(row.details, dumps=_identity),
                     )
                 )
-
-
-def _reading_rows(chunk: ChunkStream) -> list[ReadingRow]:
-    """A chunk's valid rows as what they are: ValidReading's fields, then the system and the job
-    (READING_COLUMNS)."""
-    return cast(list[ReadingRow], chunk.rows)
 
 
 def dsn_from_secret(secret_string: str, root_certificate: str = SYSTEM_TRUST_STORE) -> str:

@@ -201,25 +201,33 @@ STORED_DUPLICATE: Final = Rejection(_DUPLICATE, "timestamp", _ONE_READING, "alre
 _STORED_DUPLICATE_DETAILS: Final = json.dumps(STORED_DUPLICATE.as_details(), separators=(",", ":"))
 
 
-def stored_duplicates(judged: ChunkStream, inserted: set[tuple[int, int, datetime]]) -> list[QuarantineRow]:
-    """The valid rows of a chunk that the database did not insert (``inserted`` holds the keys it did). Their
-    fields are known and valid, so only the raw reading is serialised."""
-    return [
-        QuarantineRow(
-            position=record[0],
-            system_id=row[5],  # type: ignore[arg-type]
-            sensor_id=row[1],  # type: ignore[arg-type]
-            time=row[0],  # type: ignore[arg-type]
-            value=row[2],  # type: ignore[arg-type]
-            unit=row[3],  # type: ignore[arg-type]
-            quality=row[4],  # type: ignore[arg-type]
-            **raw_columns(record[2]),
-            reason=_DUPLICATE,
-            details=_STORED_DUPLICATE_DETAILS,
+def inserted_and_duplicates(
+    judged: ChunkStream, inserted: set[tuple[int, int, datetime]]
+) -> tuple[list[tuple[object, ...]], list[QuarantineRow]]:
+    """The valid rows of a chunk split, in one pass, by whether the database inserted them (``inserted`` holds the
+    keys it did): the rows it inserted (for the rollups), and the others as quarantine rows of stored duplicates.
+    Their fields are known and valid, so only the raw reading is serialised."""
+    stored: list[tuple[object, ...]] = []
+    duplicates: list[QuarantineRow] = []
+    for row, record in zip(judged.rows, judged.sources, strict=True):
+        if (row[5].int, row[1].int, row[0]) in inserted:  # type: ignore[attr-defined, operator]
+            stored.append(row)
+            continue
+        duplicates.append(
+            QuarantineRow(
+                position=record[0],
+                system_id=row[5],  # type: ignore[arg-type]
+                sensor_id=row[1],  # type: ignore[arg-type]
+                time=row[0],  # type: ignore[arg-type]
+                value=row[2],  # type: ignore[arg-type]
+                unit=row[3],  # type: ignore[arg-type]
+                quality=row[4],  # type: ignore[arg-type]
+                **raw_columns(record[2]),
+                reason=_DUPLICATE,
+                details=_STORED_DUPLICATE_DETAILS,
+            )
         )
-        for row, record in zip(judged.rows, judged.sources, strict=True)
-        if (row[5].int, row[1].int, row[0]) not in inserted  # type: ignore[attr-defined, operator]
-    ]
+    return stored, duplicates
 
 
 class RepeatFinder:
