@@ -34,24 +34,21 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
-from moto import mock_aws
 
-from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import MigrationRunner, load_migrations
 from sluice.adapters.readings import page_query
 from sluice.domain.ratelimit import READ_BUDGET, PrincipalBudget, RateLimit, Spend, SpendDecision, decide_spend
 from sluice.domain.readings import plan_page
 from sluice.models.readings_api import READINGS_PAGE_MAX, ReadingsQuery, RollupPoint
 from sluice.settings import get_readings_settings
-from sluice_tools.local.resources import provision_stack
-from sluice_tools.local.template import StackContext, function_environment
 from sluice_tools.settings import get_database_settings
 
 from ..api_client import TENANT, claims
-from ..lambdas import FakeLambdaContext, handler_module, load_event, template
+from ..lambdas import FakeLambdaContext, handler_module, load_event
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..rollups import rebuild_rollups
 from ..scratch import scratch_database
+from .moto_stack import function_stack
 
 SENSORS = 20
 EVERY_S = 5
@@ -118,25 +115,10 @@ def seed(dsn: str, days: int) -> tuple[UUID, datetime, int]:
 @contextmanager
 def readings_function(dsn: str) -> Iterator[ModuleType]:
     """ReadingsFunction with the template's environment, against template.yaml's resources in moto."""
-    os.environ.update(AWS_DEFAULT_REGION="eu-central-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    with mock_aws():
-        forget_clients()
-        stack = provision_stack(
-            StackContext(template(), stack_name="sluice-bench", region="eu-central-1"),
-            s3_client(),
-            sqs_client(),
-            dynamodb_client(),
-        )
-        os.environ.update(function_environment(stack, "ReadingsFunction"))
+    with function_stack("ReadingsFunction", dsn):
         # Far more reads than a principal may make a minute: the limit is kept all the same, each request's log
         # read and written, but never refuses.
-        os.environ.update(
-            SLUICE_DB_SECRET_ARN="",
-            SLUICE_DB_DSN=dsn,
-            POWERTOOLS_LOG_LEVEL="WARNING",
-            SLUICE_READ_RATE_LIMIT_REQUESTS="1000000",
-        )
+        os.environ.update(SLUICE_READ_RATE_LIMIT_REQUESTS="1000000")
         warnings.filterwarnings("ignore", "No application metrics to publish")
         get_readings_settings.cache_clear()
         module = handler_module("ReadingsFunction")
@@ -144,7 +126,6 @@ def readings_function(dsn: str) -> Iterator[ModuleType]:
             yield module
         finally:
             module.get_service().connector.close()
-            forget_clients()
             get_readings_settings.cache_clear()
 
 

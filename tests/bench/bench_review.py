@@ -28,21 +28,18 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
-from moto import mock_aws
 
-from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.migrations import MigrationRunner, load_migrations
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.settings import get_quarantine_settings
-from sluice_tools.local.resources import provision_stack
-from sluice_tools.local.template import StackContext, function_environment
 from sluice_tools.settings import get_database_settings
 
 from ..api_client import TENANT, call, claims
-from ..lambdas import handler_module, template
+from ..lambdas import handler_module
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
+from .moto_stack import function_stack
 
 # Each request comes from a principal of its own, as from a team of reviewers: one principal may send 120 reads,
 # 30 reviews and 5,000 rows a minute, far less than the bench sends. Each request still reads and writes its
@@ -74,18 +71,7 @@ def main() -> None:
 @contextmanager
 def quarantine_function(dsn: str) -> Iterator[tuple[ModuleType, DynamoJobStore]]:
     """QuarantineFunction with the template's environment, against template.yaml's resources in moto."""
-    os.environ.update(AWS_DEFAULT_REGION="eu-central-1", AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    with mock_aws():
-        forget_clients()
-        stack = provision_stack(
-            StackContext(template(), stack_name="sluice-bench", region="eu-central-1"),
-            s3_client(),
-            sqs_client(),
-            dynamodb_client(),
-        )
-        os.environ.update(function_environment(stack, "QuarantineFunction"))
-        os.environ.update(SLUICE_DB_SECRET_ARN="", SLUICE_DB_DSN=dsn, POWERTOOLS_LOG_LEVEL="WARNING")
+    with function_stack("QuarantineFunction", dsn) as stack:
         # Metrics stay on, as in AWS and the other benches (POWERTOOLS_METRICS_DISABLED would not silence them:
         # Powertools still prints a metric's EMF document at its 100th value). Listing adds none, and says so.
         warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -95,7 +81,6 @@ def quarantine_function(dsn: str) -> Iterator[tuple[ModuleType, DynamoJobStore]]
             yield module, DynamoJobStore(str(stack.ref("JobsTable")))
         finally:
             module.get_service().connector.close()
-            forget_clients()
 
 
 def measure(module: ModuleType, jobs: DynamoJobStore, dsn: str, rows: int) -> dict[str, float]:
