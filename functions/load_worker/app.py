@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport
+from sluice.domain.load import LoadCounts, LoadOutcome, LoadReport, MessageOutcome
 from sluice.domain.objects import IngestMessage, parse_message
 from sluice.services import per_environment
 from sluice.services.load_worker import LoadService, wire_load_service
@@ -46,18 +46,17 @@ def job_context(message: IngestMessage) -> Iterator[None]:
         logger.remove_keys(["job_id", "correlation_id"])
 
 
-@tracer.capture_method(capture_response=False)
-def load_record(service: LoadService, record: SQSRecord, message: IngestMessage, lambda_context: LambdaContext) -> None:
-    receive_count = int(record.attributes.approximate_receive_count or 1)
-    progress = service.progress_for(record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count)
-    try:
-        reports = service.load(message, progress)
-    except Exception as exc:
-        logger.exception("message failed: it is retried, and parked in the dead-letter queue after five receives")
+def report_outcome(service: LoadService, record: SQSRecord, message: IngestMessage, outcome: MessageOutcome) -> None:
+    """Log and count what loading one message came to; raise its exception, so that only it is retried."""
+    if isinstance(outcome, Exception):
+        logger.error(
+            "message failed: it is retried, and parked in the dead-letter queue after five receives", exc_info=outcome
+        )
+        receive_count = receive_count_of(record)
         if service.is_last_attempt(receive_count):
-            park(service, message, exc, receive_count)
-        raise
-    for report in reports:
+            park(service, message, outcome, receive_count)
+        raise outcome
+    for report in outcome:
         if report.outcome is LoadOutcome.UNCLAIMED:
             count_unclaimed(report)
             continue
@@ -74,6 +73,28 @@ def load_record(service: LoadService, record: SQSRecord, message: IngestMessage,
         metrics.add_metric(name=f"Jobs{report.outcome.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
         if report.outcome is LoadOutcome.COMPLETED and report.counts is not None and report.latency_ms is not None:
             count_completed(report, report.counts, report.latency_ms)
+
+
+def receive_count_of(record: SQSRecord) -> int:
+    return int(record.attributes.approximate_receive_count or 1)
+
+
+@tracer.capture_method(capture_response=False)
+def load_all(
+    service: LoadService, records: list[SQSRecord], messages: list[IngestMessage], lambda_context: LambdaContext
+) -> list[MessageOutcome]:
+    """Load the invocation's messages together (see sluice.domain.load.load_messages); an unexpected fault fails
+    them all, each reported as failed rather than the invocation crashing."""
+    progress = [
+        service.progress_for(
+            record.receipt_handle, lambda_context.get_remaining_time_in_millis, receive_count_of(record)
+        )
+        for record in records
+    ]
+    try:
+        return service.load(messages, progress)
+    except Exception as exc:
+        return [exc for _ in messages]
 
 
 def count_unclaimed(report: LoadReport) -> None:
@@ -158,16 +179,20 @@ def lambda_handler(
     service = service or get_service()
     records = event.get("Records", [])
     metrics.add_metric(name="ReceivedMessages", unit=MetricUnit.Count, value=len(records))
-    # Each body is parsed once, here; read-ahead, logs, loading and parking all take the parsed message.
+    # Each body is parsed once, here; read-ahead, loading, logs and parking all take the parsed message.
     messages = [parse_message(record.get("body", "")) for record in records]
-    by_id = {record.get("messageId"): message for record, message in zip(records, messages, strict=True)}
     start_read_ahead(service, messages)
     quarantined_by_reason.clear()
+    outcomes = load_all(service, [SQSRecord(record) for record in records], messages, context)
+    by_id = {
+        record.get("messageId"): (message, outcome)
+        for record, message, outcome in zip(records, messages, outcomes, strict=True)
+    }
 
-    def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-        message = by_id[record.message_id]
+    def record_handler(record: SQSRecord) -> None:
+        message, outcome = by_id[record.message_id]
         with job_context(message):
-            load_record(service, record, message, lambda_context)
+            report_outcome(service, record, message, outcome)
 
     try:
         return process_partial_response(

@@ -5,6 +5,7 @@ import io
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
@@ -25,22 +26,27 @@ from sluice.domain.chunks import (
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.load import (
     UNCLAIMED_BATCH,
+    ChunkWrite,
     JobFinish,
     LoadCounts,
     LoadOutcome,
     LoadPolicy,
     LoadPorts,
+    LoadReport,
+    MessageOutcome,
     NotStarted,
     OpenedObject,
     claims,
     job_for,
     load_message,
+    load_messages,
     load_object,
+    one_by_one,
     park_message,
 )
 from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, parse_message, target_of
 from sluice.domain.validation import ReadingValidator
-from sluice.errors import OutOfTimeError, UnreadableObjectError
+from sluice.errors import OutOfTimeError, StorageUnavailableError, UnreadableObjectError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.models.readings import QuarantineReason, Rejection
 
@@ -392,38 +398,66 @@ class FakeObjects:
 
 @dataclass
 class FakeSink:
-    """The ledger as rows of (total, inserted, quarantined, duplicates) per chunk, and what was written."""
+    """The ledger as rows of (total, inserted, quarantined, duplicates) per job and chunk, and what was written."""
 
     systems: set[UUID] = field(default_factory=lambda: {SYSTEM})
-    ledger: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+    ledger: dict[tuple[UUID, int], tuple[int, int, int, int]] = field(default_factory=dict)
     # Chunks a concurrent twin of the message commits while this one reads the object.
     committed_meanwhile: set[int] = field(default_factory=set)
     rows: list[tuple[object, ...]] = field(default_factory=list)
-    quarantined: list[QuarantineRow] = field(default_factory=list)
+    quarantined: list[tuple[UUID, QuarantineRow]] = field(default_factory=list)
+    # Each write_chunks call, as the jobs it wrote together.
+    transactions: list[list[UUID]] = field(default_factory=list)
+    # A job whose chunks the database refuses (every transaction holding one fails, as one failing statement would).
+    refused: set[UUID] = field(default_factory=set)
 
     def tenant_systems(self, tenant_id: str) -> set[UUID]:
         return set(self.systems)
 
     def committed_chunks(self, job_id: UUID) -> set[int]:
-        return set(self.ledger)
+        return {chunk_no for written, chunk_no in self.ledger if written == job_id}
 
-    def write_chunk(self, job: Job, chunk: ChunkStream) -> bool:
-        if chunk.chunk_no in self.committed_meanwhile:
-            self.ledger[chunk.chunk_no] = (0, 0, 0, 0)
+    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+        if any(job.job_id in self.refused for job, _ in writes):
+            for _, chunk in writes:
+                chunk.finish()  # read, then rolled back: nothing kept
+            raise psycopg_like_error()
+        self.transactions.append([job.job_id for job, _ in writes])
+        return [self._write(job, chunk) for job, chunk in writes]
+
+    def _write(self, job: Job, chunk: ChunkStream) -> bool:
+        if chunk.chunk_no in self.committed_meanwhile or (job.job_id, chunk.chunk_no) in self.ledger:
+            self.ledger.setdefault((job.job_id, chunk.chunk_no), (0, 0, 0, 0))
+            chunk.skip()
             return False
         rows = list(chunk.valid_rows())
         duplicates = sum(row.reason is QuarantineReason.DUPLICATE for row in chunk.quarantine)
         self.rows += rows
-        self.quarantined += chunk.quarantine
-        self.ledger[chunk.chunk_no] = (chunk.total, len(rows), len(chunk.quarantine), duplicates)
+        self.quarantined += [(job.job_id, row) for row in chunk.quarantine]
+        self.ledger[job.job_id, chunk.chunk_no] = (chunk.total, len(rows), len(chunk.quarantine), duplicates)
         return True
 
-    def job_counts(self, job_id: UUID) -> LoadCounts:
-        sums = [sum(column) for column in zip(*self.ledger.values(), strict=True)] or [0, 0, 0, 0]
-        return LoadCounts(len(self.ledger), *sums)
+    def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, LoadCounts]:
+        counts = {}
+        for job_id in job_ids:
+            mine = [row for (written, _), row in self.ledger.items() if written == job_id]
+            sums = [sum(column) for column in zip(*mine, strict=True)] or [0, 0, 0, 0]
+            counts[job_id] = LoadCounts(len(mine), *sums)
+        return counts
 
-    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
-        return dict(Counter(row.reason for row in self.quarantined))
+    def quarantine_reasons(self, job_ids: Sequence[UUID]) -> dict[UUID, dict[QuarantineReason, int]]:
+        return {
+            job_id: dict(Counter(row.reason for written, row in self.quarantined if written == job_id))
+            for job_id in job_ids
+        }
+
+
+class RefusedChunkError(Exception):
+    """What the fake database raises for a refused job's chunk."""
+
+
+def psycopg_like_error() -> Exception:
+    return RefusedChunkError("the database refused the transaction")
 
 
 @dataclass
@@ -498,9 +532,10 @@ def test_an_object_is_loaded_chunk_by_chunk_skipping_what_the_ledger_has() -> No
     key = "drops/demo/press.jsonl"
     body = ndjson(reading(0), reading(1, unit="psi"), reading(2), reading(3), reading(4), reading(4))
     ports, jobs, objects, sink = fake_ports(**{key: body})
-    sink.ledger[1] = (2, 2, 0, 0)  # committed by an earlier attempt: neither judged nor written again
     progress = FakeProgress()
     (item,) = parse_message(s3_event(key)).objects
+    assert item.target.job_id is not None
+    sink.ledger[item.target.job_id, 1] = (2, 2, 0, 0)  # committed by an earlier attempt: neither judged nor written
 
     report = load_object(
         item.ref, item.target, ports, LoadPolicy(2, timedelta(days=90)), progress=progress, clock=clock
@@ -513,8 +548,8 @@ def test_an_object_is_loaded_chunk_by_chunk_skipping_what_the_ledger_has() -> No
     assert report.latency_ms == 0
     assert progress.committed == [0, 2]
     assert objects.opened == [item.ref]
-    assert [row.position for row in sink.quarantined] == [2, 6]
-    assert json.loads(sink.quarantined[1].details)["got"] == "a repeat of #5"
+    assert [row.position for _, row in sink.quarantined] == [2, 6]
+    assert json.loads(sink.quarantined[1][1].details)["got"] == "a repeat of #5"
     assert [row[6] for row in sink.rows] == [item.target.job_id] * 2  # chunk 1's rows were written before
     (started,) = jobs.started
     assert (started.source, started.tenant_id, started.object_key) == (JobSource.DROP, "demo", key)
@@ -562,7 +597,7 @@ def test_a_chunk_a_twin_committed_meanwhile_is_read_past_and_not_counted_as_writ
 
     assert (report.outcome, report.chunks_written) == (LoadOutcome.COMPLETED, 1)
     assert progress.committed == [0, 1]
-    assert [row.position for row in sink.quarantined] == []
+    assert sink.quarantined == []
     assert len(sink.rows) == 1
 
 
@@ -670,3 +705,178 @@ def test_a_parked_message_fails_the_unfinished_jobs_it_names() -> None:
     assert jobs.parked == {drop_job: "gave up"}
     assert park_message(parse_message("not an S3 event"), jobs, "gave up", NOW) == []
     assert park_message(IngestMessage(), jobs, "gave up", NOW) == []
+
+
+# --- an invocation's messages, loaded together --------------------------------------------------------------------
+
+
+def small_drop(name: str, *readings: dict[str, object]) -> tuple[str, bytes, IngestMessage]:
+    """A small drop (its S3 event gives its size, as S3's do) and the message naming it."""
+    key = f"drops/demo/{name}.ndjson"
+    body = ndjson(*readings)
+    event = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": key, "eTag": "e1"}}}
+    event["s3"]["object"]["size"] = len(body)  # type: ignore[index]
+    return key, body, parse_message(json.dumps({"Records": [event]}))
+
+
+def invocation(*drops: tuple[str, bytes, IngestMessage]) -> tuple[LoadPorts, FakeJobs, FakeSink, list[IngestMessage]]:
+    ports, jobs, _, sink = fake_ports(**{key: body for key, body, _ in drops})
+    return ports, jobs, sink, [message for _, _, message in drops]
+
+
+def reports(outcome: MessageOutcome) -> list[LoadReport]:
+    assert not isinstance(outcome, Exception), outcome
+    return outcome
+
+
+def only_job(message: IngestMessage) -> UUID:
+    (job_id,) = message.job_ids
+    return job_id
+
+
+def test_small_objects_of_an_invocation_are_written_in_one_transaction_each_with_its_ledger_row() -> None:
+    ports, jobs, sink, messages = invocation(
+        small_drop("a", reading(0)), small_drop("b", reading(1), reading(2, unit="psi")), small_drop("c")
+    )
+    progress = [FakeProgress() for _ in messages]
+
+    outcomes = load_messages(messages, ports, POLICY, progress=progress, clock=clock)
+
+    a, b, c = (only_job(message) for message in messages)
+    assert sink.transactions == [[a, b]]  # the empty object has nothing to write
+    assert sink.ledger == {(a, 0): (1, 1, 0, 0), (b, 0): (2, 1, 1, 0)}
+    assert [
+        [(report.outcome, report.job_id, report.chunks_written) for report in reports(outcome)] for outcome in outcomes
+    ] == [
+        [(LoadOutcome.COMPLETED, a, 1)],
+        [(LoadOutcome.COMPLETED, b, 1)],
+        [(LoadOutcome.COMPLETED, c, 0)],
+    ]
+    assert outcomes[1][0].quarantined_by_reason == {QuarantineReason.INVALID_UNIT: 1}  # type: ignore[index]
+    assert [finish.counts.total for finish in jobs.finished.values()] == [1, 2, 0]
+    assert [one.committed for one in progress] == [[0], [0], []]
+    assert {row[6] for row in sink.rows} == {a, b}  # each row names its own job
+
+
+def test_a_group_holds_at_most_a_chunk_of_readings() -> None:
+    # Chunks of 3: objects of 2, 1 and 2 readings make a group of 3 and one of 2.
+    ports, _, sink, messages = invocation(
+        small_drop("a", reading(0), reading(1)), small_drop("b", reading(2)), small_drop("c", reading(3), reading(4))
+    )
+
+    load_messages(messages, ports, POLICY, progress=[FakeProgress() for _ in messages], clock=clock)
+
+    a, b, c = (only_job(message) for message in messages)
+    assert sink.transactions == [[a, b], [c]]
+
+
+def test_a_small_object_of_more_than_a_chunk_is_streamed_chunk_by_chunk() -> None:
+    ports, jobs, sink, messages = invocation(
+        small_drop("big", *(reading(n) for n in range(5))), small_drop("a", reading(9))
+    )
+
+    outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress() for _ in messages], clock=clock)
+
+    big, a = (only_job(message) for message in messages)
+    assert sink.transactions == [[a], [big], [big]]
+    assert sink.ledger[big, 0] == (3, 3, 0, 0)
+    assert sink.ledger[big, 1] == (2, 2, 0, 0)
+    assert outcomes[0][0].counts == LoadCounts(chunks=2, total=5, inserted=5, quarantined=0, duplicates=0)  # type: ignore[index]
+    assert set(jobs.finished) == {big, a}
+
+
+def test_a_group_the_database_refuses_is_written_object_by_object_and_only_the_refused_message_fails() -> None:
+    ports, jobs, sink, messages = invocation(
+        small_drop("a", reading(0)), small_drop("poison", reading(1)), small_drop("c", reading(2))
+    )
+    a, poison, c = (only_job(message) for message in messages)
+    sink.refused = {poison}
+
+    outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress() for _ in messages], clock=clock)
+
+    assert isinstance(outcomes[1], RefusedChunkError)
+    assert [report.outcome for report in outcomes[0]] == [LoadOutcome.COMPLETED]  # type: ignore[union-attr]
+    assert [report.outcome for report in outcomes[2]] == [LoadOutcome.COMPLETED]  # type: ignore[union-attr]
+    assert sink.transactions == [[a], [c]]
+    assert set(jobs.finished) == {a, c}  # the refused job stays processing, for its retry
+
+
+def test_a_message_whose_job_cannot_be_started_fails_alone() -> None:
+    ports, _jobs, sink, messages = invocation(small_drop("a", reading(0)), small_drop("b", reading(1)))
+    a, b = (only_job(message) for message in messages)
+
+    class RefusingJobs(FakeJobs):
+        def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
+            if job.job_id == a:
+                raise StorageUnavailableError("DynamoDB refused the start")
+            return super().start_job(job, now)
+
+    ports = LoadPorts(RefusingJobs(), ports.objects, sink)
+    outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress() for _ in messages], clock=clock)
+
+    assert isinstance(outcomes[0], StorageUnavailableError)
+    assert [report.outcome for report in outcomes[1]] == [LoadOutcome.COMPLETED]  # type: ignore[union-attr]
+    assert sink.transactions == [[b]]
+
+
+def test_a_message_out_of_time_after_its_group_commits_fails_and_its_job_is_left_for_the_retry() -> None:
+    ports, jobs, sink, messages = invocation(small_drop("a", reading(0)), small_drop("b", reading(1)))
+    a, b = (only_job(message) for message in messages)
+
+    class OutOfTime(FakeProgress):
+        def chunk_committed(self, chunk_no: int) -> None:
+            raise OutOfTimeError("no time left after chunk 0")
+
+    outcomes = load_messages(messages, ports, POLICY, progress=[OutOfTime(), FakeProgress()], clock=clock)
+
+    assert isinstance(outcomes[0], OutOfTimeError)
+    assert sink.transactions == [[a, b]]
+    assert set(jobs.finished) == {b}
+
+    # The retry finds its chunk in the ledger, writes nothing and completes the job with the counts stored.
+    (retried,) = load_messages([messages[0]], ports, POLICY, progress=[FakeProgress()], clock=clock)
+    assert [(report.outcome, report.chunks_written) for report in retried] == [(LoadOutcome.COMPLETED, 0)]  # type: ignore[union-attr]
+    assert jobs.finished[a].counts.inserted == 1
+
+
+def test_a_message_whose_job_cannot_be_finished_fails_alone() -> None:
+    ports, jobs, sink, messages = invocation(small_drop("a", reading(0)), small_drop("b", reading(1)))
+    a, b = (only_job(message) for message in messages)
+
+    class RefusingFinish(FakeJobs):
+        def finish_job(self, job_id: UUID, finish: JobFinish) -> None:
+            if job_id == b:
+                raise StorageUnavailableError("DynamoDB refused the finish")
+            super().finish_job(job_id, finish)
+
+    jobs = RefusingFinish()
+    ports = LoadPorts(jobs, ports.objects, sink)
+    outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress(), FakeProgress()], clock=clock)
+
+    assert [report.outcome for report in outcomes[0]] == [LoadOutcome.COMPLETED]  # type: ignore[union-attr]
+    assert isinstance(outcomes[1], StorageUnavailableError)
+    assert set(jobs.finished) == {a}
+
+
+def test_a_small_object_that_is_gone_fails_its_job_and_not_its_neighbours() -> None:
+    ports, jobs, sink, messages = invocation(small_drop("a", reading(0)), small_drop("b", reading(1)))
+    a, b = (only_job(message) for message in messages)
+    ports.objects.stored.pop("drops/demo/a.ndjson")  # type: ignore[attr-defined]
+
+    outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress(), FakeProgress()], clock=clock)
+
+    assert [report.outcome for report in outcomes[0]] == [LoadOutcome.FAILED]  # type: ignore[union-attr]
+    assert [report.outcome for report in outcomes[1]] == [LoadOutcome.COMPLETED]  # type: ignore[union-attr]
+    assert (jobs.finished[a].status, jobs.finished[b].status) == (JobStatus.FAILED, JobStatus.COMPLETED)
+    assert sink.transactions == [[b]]
+
+
+def test_calls_run_one_by_one_hand_back_each_answer_or_exception() -> None:
+    def refuse() -> int:
+        raise StorageUnavailableError("no")
+
+    answers = one_by_one([lambda: 1, refuse, lambda: 3])
+
+    assert answers[0] == 1
+    assert answers[2] == 3
+    assert isinstance(answers[1], StorageUnavailableError)

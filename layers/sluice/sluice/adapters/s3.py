@@ -91,7 +91,8 @@ class S3ObjectSource:
         self._client = client or s3_client()
         self._read_ahead_max_bytes = read_ahead_max_bytes
         self._ahead: dict[ObjectRef, Future[OpenedObject]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-read-ahead")
+        # One thread per message of a full invocation (the event source hands over ten at most).
+        self._pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="s3-read-ahead")
 
     def read_ahead(self, refs: Iterable[ObjectRef]) -> None:
         """Start reading the small objects among ``refs`` whole, in the background, for ``open_object``."""

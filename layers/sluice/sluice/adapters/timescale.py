@@ -12,7 +12,7 @@ hold each stored reading exactly once, as the ledger does.
 
 import json
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString, cast
 from uuid import UUID
@@ -25,8 +25,8 @@ from psycopg.types.json import Jsonb
 
 from sluice.adapters.aws import secretsmanager_client
 from sluice.adapters.rollups import add_to_rollups
-from sluice.domain.chunks import ChunkStream, QuarantineRow, inserted_and_duplicates
-from sluice.domain.load import LoadCounts
+from sluice.domain.chunks import QuarantineRow, inserted_and_duplicates
+from sluice.domain.load import ChunkWrite, LoadCounts
 from sluice.domain.rollups import MinuteCells, ReadingRow, minute_cells
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job
@@ -95,17 +95,44 @@ _COPY_QUARANTINE = sql.SQL("COPY quarantined_readings ({}) FROM STDIN (FORMAT BI
 _CREATE_STAGING = sql.SQL(
     "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 ).format(sql.Identifier(STAGING_TABLE))
-_CLAIM_CHUNK: LiteralString = (
-    "INSERT INTO ingest_ledger (job_id, chunk_no, tenant_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+# Sorted, so that two loaders of overlapping chunks take the ledger's row locks in one order.
+_CLAIM_CHUNKS: LiteralString = (
+    "INSERT INTO ingest_ledger (job_id, chunk_no, tenant_id)"
+    " SELECT * FROM unnest(%b::uuid[], %b::int4[], %b::text[]) ORDER BY 1, 2"
+    " ON CONFLICT DO NOTHING RETURNING job_id, chunk_no"
 )
 _RECORD_COUNTS: LiteralString = (
-    "UPDATE ingest_ledger SET total_readings = %s, inserted_readings = %s, quarantined_readings = %s,"
-    " duplicate_readings = %s, committed_at = now() WHERE job_id = %s AND chunk_no = %s"
+    "UPDATE ingest_ledger AS l SET total_readings = c.total, inserted_readings = c.inserted,"
+    " quarantined_readings = c.quarantined, duplicate_readings = c.duplicates, committed_at = now()"
+    " FROM unnest(%b::uuid[], %b::int4[], %b::int4[], %b::int4[], %b::int4[], %b::int4[])"
+    " AS c (job_id, chunk_no, total, inserted, quarantined, duplicates)"
+    " WHERE l.job_id = c.job_id AND l.chunk_no = c.chunk_no"
 )
+# The keys of a chunk already in ``readings``, probed through its unique index; the time range lets TimescaleDB
+# leave out the chunks of the hypertable no key can be in.
+_STORED_KEYS: LiteralString = (
+    "SELECT r.system_id, r.sensor_id, r.time"
+    " FROM unnest(%b::uuid[], %b::uuid[], %b::timestamptz[]) AS k (system_id, sensor_id, time)"
+    " JOIN readings AS r ON r.system_id = k.system_id AND r.sensor_id = k.sensor_id AND r.time = k.time"
+    " WHERE r.time BETWEEN %b AND %b"
+)
+_DUPLICATE: Final = QuarantineReason.DUPLICATE
+_NO_COUNTS: Final = LoadCounts(chunks=0, total=0, inserted=0, quarantined=0, duplicates=0)
 
 
 def _identity(text: str) -> str:
     return text
+
+
+def _cells(rows: list[tuple[object, ...]]) -> MinuteCells:
+    """The minute cells of inserted rows (ValidReading's fields, then the system and the job: READING_COLUMNS's
+    order, ReadingRow's shape)."""
+    return minute_cells(cast(list[ReadingRow], rows))
+
+
+def _key(row: tuple[object, ...]) -> tuple[int, int, datetime]:
+    """A row's identity in ``readings``: (system, sensor, time), as integers where they are UUIDs (they hash in C)."""
+    return (row[5].int, row[1].int, row[0])  # type: ignore[attr-defined, return-value]
 
 
 class DatabaseConnector:
@@ -178,10 +205,8 @@ def create_staging_table(connection: Connection) -> None:
 class TimescaleReadingSink:
     """The worker's database side: systems, the ledger, readings and quarantine."""
 
-    def __init__(self, connector: DatabaseConnector, *, keep_rollups: bool = True) -> None:
+    def __init__(self, connector: DatabaseConnector) -> None:
         self._connector = connector
-        # Off only in the worker benchmark, which measures what keeping them costs.
-        self._keep_rollups = keep_rollups
 
     def tenant_systems(self, tenant_id: str) -> set[UUID]:
         """The ids of every system of ``tenant_id`` (read once per object: a tenant has thousands at most)."""
@@ -193,111 +218,179 @@ class TimescaleReadingSink:
         rows = self._connector.connection().execute("SELECT chunk_no FROM ingest_ledger WHERE job_id = %s", (job_id,))
         return {row[0] for row in rows}
 
-    def write_chunk(self, job: Job, chunk: ChunkStream) -> bool:
-        """Write a chunk with its ledger row in one transaction; False when the ledger already had it."""
+    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+        """Write chunks (one job's, or one each of several jobs) with their ledger rows in one transaction; per
+        chunk, False when the ledger already had it (its rows are then read past, not written)."""
         conn = self._connector.connection()
         with conn.transaction():
-            if conn.execute(_CLAIM_CHUNK, (job.job_id, chunk.chunk_no, job.tenant_id)).rowcount == 0:
-                return False
-            duplicates, cells = self._insert_readings(conn, chunk)
-            if self._keep_rollups:
-                add_to_rollups(conn, cells)
-            quarantine = chunk.quarantine + duplicates
-            self._insert_quarantine(conn, job, quarantine)
-            conn.execute(
-                _RECORD_COUNTS,
-                (
-                    chunk.total,
-                    len(chunk.rows) - len(duplicates),
-                    len(quarantine),
-                    sum(1 for row in quarantine if row.reason == "duplicate"),
-                    job.job_id,
-                    chunk.chunk_no,
-                ),
-            )
-        return True
+            claimed = self._claim(conn, writes)
+            mine = [(job, chunk) for job, chunk in writes if (job.job_id, chunk.chunk_no) in claimed]
+            for job, chunk in writes:
+                if (job.job_id, chunk.chunk_no) not in claimed:
+                    chunk.skip()
+            if mine:
+                self._write_claimed(conn, mine)
+        return [(job.job_id, chunk.chunk_no) in claimed for job, chunk in writes]
 
-    def job_counts(self, job_id: UUID) -> LoadCounts:
-        """A job's counts, summed from its ledger rows."""
-        row = (
-            self._connector.connection()
-            .execute(
-                "SELECT count(*), coalesce(sum(total_readings), 0), coalesce(sum(inserted_readings), 0),"
-                " coalesce(sum(quarantined_readings), 0), coalesce(sum(duplicate_readings), 0)"
-                " FROM ingest_ledger WHERE job_id = %s",
-                (job_id,),
-            )
-            .fetchone()
+    def _claim(self, conn: Connection, writes: Sequence[ChunkWrite]) -> set[tuple[UUID, int]]:
+        """Insert the chunks' ledger rows; return those inserted (the others are committed already, or a twin
+        holds them: this waits on its row lock, then finds them). Sorted, so that two loaders lock in one order."""
+        keys = sorted({(job.job_id, chunk.chunk_no): job.tenant_id for job, chunk in writes}.items())
+        rows = conn.execute(
+            _CLAIM_CHUNKS,
+            ([key[0] for key, _ in keys], [key[1] for key, _ in keys], [tenant for _, tenant in keys]),
         )
-        assert row is not None  # noqa: S101 - an aggregate always returns a row  # nosec B101
-        return LoadCounts(*(int(value) for value in row))
+        return {(job_id, chunk_no) for job_id, chunk_no in rows}
 
-    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
-        """A job's quarantined readings counted by reason; they are written in the transaction of their chunk's
+    def _write_claimed(self, conn: Connection, writes: list[ChunkWrite]) -> None:
+        """The claimed chunks' readings, rollups, quarantine rows and ledger counts."""
+        results, cells = self._insert_readings(conn, writes)
+        quarantine: list[tuple[Job, list[QuarantineRow]]] = []
+        counts: list[tuple[UUID, int, int, int, int, int]] = []
+        for (job, chunk), (inserted, stored_twice) in zip(writes, results, strict=True):
+            rows = chunk.quarantine + stored_twice if stored_twice else chunk.quarantine
+            quarantine.append((job, rows))
+            duplicates = len(stored_twice) + sum(1 for row in chunk.quarantine if row.reason is _DUPLICATE)
+            counts.append((job.job_id, chunk.chunk_no, chunk.total, inserted, len(rows), duplicates))
+        self._insert_quarantine(conn, quarantine)
+        # The rollups and the ledger's counts in one round trip.
+        with conn.pipeline():
+            add_to_rollups(conn, cells)
+            conn.execute(_RECORD_COUNTS, [list(column) for column in zip(*counts, strict=True)])
+
+    def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, LoadCounts]:
+        """Each job's counts, summed from its ledger rows (zeros for a job with none)."""
+        rows = self._connector.connection().execute(
+            "SELECT job_id, count(*), sum(total_readings), sum(inserted_readings), sum(quarantined_readings),"
+            " sum(duplicate_readings) FROM ingest_ledger WHERE job_id = ANY(%s) GROUP BY job_id",
+            (list(job_ids),),
+        )
+        counts = {job_id: LoadCounts(*(int(value or 0) for value in sums)) for job_id, *sums in rows}
+        return {job_id: counts.get(job_id, _NO_COUNTS) for job_id in job_ids}
+
+    def quarantine_reasons(self, job_ids: Sequence[UUID]) -> dict[UUID, dict[QuarantineReason, int]]:
+        """Each job's quarantined readings counted by reason; they are written in the transaction of their chunk's
         ledger row, so they add up to the ledger's count (reviews change a row's status, never its reason)."""
         rows = self._connector.connection().execute(
-            "SELECT reason, count(*) FROM quarantined_readings WHERE job_id = %s GROUP BY reason", (job_id,)
+            "SELECT job_id, reason, count(*) FROM quarantined_readings WHERE job_id = ANY(%s) GROUP BY job_id, reason",
+            (list(job_ids),),
         )
-        return {QuarantineReason(reason): int(count) for reason, count in rows}
+        reasons: dict[UUID, dict[QuarantineReason, int]] = {job_id: {} for job_id in job_ids}
+        for job_id, reason, count in rows:
+            reasons[job_id][QuarantineReason(reason)] = int(count)
+        return reasons
 
-    def _insert_readings(self, conn: Connection, chunk: ChunkStream) -> tuple[list[QuarantineRow], MinuteCells]:
-        """COPY the valid rows into ``readings`` as they are judged; return the ones found already stored, as
-        quarantine rows, and the minute cells of the ones inserted."""
+    def _insert_readings(
+        self, conn: Connection, writes: list[ChunkWrite]
+    ) -> tuple[list[tuple[int, list[QuarantineRow]]], MinuteCells]:
+        """COPY the chunks' valid rows into ``readings`` as they are judged, in one stream; return per chunk how many
+        were inserted and the ones found already stored (as quarantine rows), and the minute cells of all inserted."""
         try:
             with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
                 copy.set_types(READING_TYPES)
                 write_row = copy.write_row
-                for row in chunk.valid_rows():
-                    write_row(row)
+                for _, chunk in writes:
+                    for row in chunk.valid_rows():
+                        write_row(row)
                 # Folded before the COPY ends, while the server still works through the last rows sent.
-                cells = self._cells(cast(list[ReadingRow], chunk.rows))
+                cells = _cells([row for _, chunk in writes for row in chunk.rows])
         except psycopg.errors.UniqueViolation:
-            chunk.finish()
-            return self._insert_skipping_stored(conn, chunk)
-        return [], cells
+            for _, chunk in writes:
+                chunk.finish()
+            return self._insert_skipping_stored(conn, writes)
+        return [(len(chunk.rows), []) for _, chunk in writes], cells
 
-    def _insert_skipping_stored(self, conn: Connection, chunk: ChunkStream) -> tuple[list[QuarantineRow], MinuteCells]:
+    def _insert_skipping_stored(
+        self, conn: Connection, writes: list[ChunkWrite]
+    ) -> tuple[list[tuple[int, list[QuarantineRow]]], MinuteCells]:
+        """Some rows are stored already (a batch sent twice, a file dropped again), or two chunks of the write
+        share a reading: look the stored keys up through the unique index and COPY only the rest, each key once (a
+        reading a chunk shares with an earlier one is a stored duplicate there, as it would be had the chunks
+        been written one after the other). Should a concurrent loader store one of those meanwhile, the slower
+        path decides row by row (``INSERT .. ON CONFLICT DO NOTHING`` from a staging table)."""
+        taken = self._stored_keys(conn, [row for _, chunk in writes for row in chunk.rows])
+        fresh_by_chunk: list[list[tuple[object, ...]]] = []
+        for _, chunk in writes:
+            fresh: list[tuple[object, ...]] = []
+            for row in chunk.rows:
+                key = _key(row)
+                if key not in taken:
+                    taken.add(key)
+                    fresh.append(row)
+            fresh_by_chunk.append(fresh)
+        try:
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(_COPY_READINGS) as copy:
+                copy.set_types(READING_TYPES)
+                for fresh in fresh_by_chunk:
+                    for row in fresh:
+                        copy.write_row(row)
+            inserted_by_chunk = [{_key(row) for row in fresh} for fresh in fresh_by_chunk]
+        except psycopg.errors.UniqueViolation:
+            returned = self._insert_from_staging(conn, [row for fresh in fresh_by_chunk for row in fresh])
+            inserted_by_chunk = [{key for row in fresh if (key := _key(row)) in returned} for fresh in fresh_by_chunk]
+        results: list[tuple[int, list[QuarantineRow]]] = []
+        kept: list[tuple[object, ...]] = []
+        for (_, chunk), inserted in zip(writes, inserted_by_chunk, strict=True):
+            stored_rows, duplicates = inserted_and_duplicates(chunk, inserted)
+            kept += stored_rows
+            results.append((len(stored_rows), duplicates))
+        return results, _cells(kept)
+
+    def _stored_keys(self, conn: Connection, rows: list[tuple[object, ...]]) -> set[tuple[int, int, datetime]]:
+        """The (system, sensor, time) keys among ``rows`` that ``readings`` holds already."""
+        if not rows:
+            return set()
+        times = [cast(datetime, row[0]) for row in rows]
+        # A batch's keys usually span all of a hypertable chunk's time, so the planner would hash the whole chunk;
+        # probing the unique index key by key reads only what is asked. Off for this statement only.
+        with conn.pipeline():
+            conn.execute("SET LOCAL enable_hashjoin = off")
+            conn.execute("SET LOCAL enable_mergejoin = off")
+            found = conn.execute(
+                _STORED_KEYS,
+                ([row[5] for row in rows], [row[1] for row in rows], times, min(times), max(times)),
+            )
+            conn.execute("RESET enable_hashjoin")
+            conn.execute("RESET enable_mergejoin")
+        return {(system_id.int, sensor_id.int, time) for system_id, sensor_id, time in found}
+
+    def _insert_from_staging(self, conn: Connection, rows: list[tuple[object, ...]]) -> set[tuple[int, int, datetime]]:
         with conn.cursor() as cursor:
             with cursor.copy(_COPY_STAGING) as copy:
                 copy.set_types(READING_TYPES)
-                for row in chunk.rows:
+                for row in rows:
                     copy.write_row(row)
-            inserted: set[tuple[int, int, datetime]] = {
+            return {
                 (system_id.int, sensor_id.int, time)
                 for system_id, sensor_id, time in cursor.execute(_INSERT_FROM_STAGING)
             }
-        stored, duplicates = inserted_and_duplicates(chunk, inserted)
-        return duplicates, self._cells(cast(list[ReadingRow], stored))
 
-    def _cells(self, rows: list[ReadingRow]) -> MinuteCells:
-        """The minute cells of inserted rows (ValidReading's fields, then the system and the job: READING_COLUMNS's
-        order, ReadingRow's shape); none when the rollups are off."""
-        return minute_cells(rows if self._keep_rollups else ())
-
-    def _insert_quarantine(self, conn: Connection, job: Job, rows: list[QuarantineRow]) -> None:
-        if not rows:
+    def _insert_quarantine(self, conn: Connection, rows_by_job: list[tuple[Job, list[QuarantineRow]]]) -> None:
+        if not any(rows for _, rows in rows_by_job):
             return
         with conn.cursor() as cursor, cursor.copy(_COPY_QUARANTINE) as copy:
             copy.set_types(QUARANTINE_TYPES)
-            for row in rows:
-                copy.write_row(
-                    (
-                        job.tenant_id,
-                        job.job_id,
-                        row.position,
-                        row.system_id,
-                        row.sensor_id,
-                        row.time,
-                        row.value,
-                        row.unit,
-                        row.quality,
-                        Jsonb(row.raw, dumps=_identity),
-                        row.raw_bytes,
-                        row.raw_sha256,
-                        row.reason.value,
-                        Jsonb(row.details, dumps=_identity),
+            write_row = copy.write_row
+            for job, rows in rows_by_job:
+                for row in rows:
+                    write_row(
+                        (
+                            job.tenant_id,
+                            job.job_id,
+                            row.position,
+                            row.system_id,
+                            row.sensor_id,
+                            row.time,
+                            row.value,
+                            row.unit,
+                            row.quality,
+                            Jsonb(row.raw, dumps=_identity),
+                            row.raw_bytes,
+                            row.raw_sha256,
+                            row.reason.value,
+                            Jsonb(row.details, dumps=_identity),
+                        )
                     )
-                )
 
 
 def dsn_from_secret(secret_string: str, root_certificate: str = SYSTEM_TRUST_STORE) -> str:

@@ -29,7 +29,9 @@ _SYSTEM_NOT_FOUND = QuarantineReason.SYSTEM_NOT_FOUND
 _DUPLICATE = QuarantineReason.DUPLICATE
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and an all-duplicate batch makes one
+# row per reading.
+@dataclass(slots=True)
 class QuarantineRow:
     """A row of ``quarantined_readings``: the reading's fields as far as they could be read, and why."""
 
@@ -305,12 +307,16 @@ def _json_start(text: str) -> str:
         start = start[: len(start) * MAX_RAW_BYTES // size]
 
 
+# Built once: json.dumps with options builds an encoder on every call, which costs more than encoding a reading.
+_STORABLE_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def storable_json(value: object) -> str:
     """``value`` as JSON text that PostgreSQL's jsonb accepts. Values jsonb cannot hold (NaN, Infinity, NUL
     characters, lone surrogates) are kept whole as ``{"unstorable_json": "<ASCII JSON text>"}``, which
     ``json.loads`` turns back into exactly what arrived."""
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _STORABLE_ENCODER.encode(value)
         text.encode()
     except (ValueError, TypeError, RecursionError):
         return _escaped_json(value)

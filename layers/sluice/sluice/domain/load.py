@@ -8,17 +8,19 @@ incremented). Bad data is a value: it ends in quarantine or, when the whole obje
 error_message. Everything else (database, S3, DynamoDB faults) raises, and the message is retried.
 """
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import IO, Final, Protocol
 from uuid import UUID
 
-from sluice.domain.chunks import ChunkStream, ReadMeter, SystemBook, chunk_streams
+from sluice.domain.chunks import CHUNK_TEXT_BEATS, ChunkStream, ReadMeter, SystemBook, chunk_streams
 from sluice.domain.failures import JobFailure, job_failure
-from sluice.domain.formats import layout_of, read_records
-from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, version_of
+from sluice.domain.formats import Record, layout_of, read_records
+from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetedObject, TargetKind, version_of
 from sluice.domain.validation import ReadingValidator
 from sluice.errors import UnreadableObjectError
 from sluice.models.jobs import Job, JobSource, JobStatus
@@ -138,15 +140,39 @@ class ReadingSink(Protocol):
     def committed_chunks(self, job_id: UUID) -> set[int]:
         """The chunk numbers of a job already in the ledger."""
 
-    def write_chunk(self, job: Job, chunk: "ChunkStream") -> bool:
-        """Write a chunk with its ledger row in one transaction, reading all of ``chunk.valid_rows()`` (then its
-        quarantine rows); False, reading nothing, when the ledger already had it."""
+    def write_chunks(self, writes: Sequence["ChunkWrite"]) -> list[bool]:
+        """Write chunks (of one job or of several) with their ledger rows in one transaction, reading all of each
+        chunk's ``valid_rows()`` (then its quarantine rows); per chunk, False (its rows not read) when the ledger
+        already had it."""
 
-    def job_counts(self, job_id: UUID) -> LoadCounts:
-        """A job's counts, summed from its ledger rows."""
+    def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, "LoadCounts"]:
+        """Each job's counts, summed from its ledger rows (zeros for a job with none)."""
 
-    def quarantine_reasons(self, job_id: UUID) -> dict[QuarantineReason, int]:
-        """A job's quarantined readings counted by reason (written with the ledger rows: they add up to them)."""
+    def quarantine_reasons(self, job_ids: Sequence[UUID]) -> dict[UUID, dict[QuarantineReason, int]]:
+        """Each job's quarantined readings counted by reason (written with the ledger rows: they add up to them)."""
+
+
+#: A chunk and the job it belongs to, as the sink writes it.
+ChunkWrite = tuple[Job, ChunkStream]
+
+
+class Concurrently(Protocol):
+    """Runs independent calls (one per job: starting it, finishing it) and returns each one's answer or the
+    exception it raised, in order. AWS calls are mostly waiting: the worker's wiring runs them in threads."""
+
+    def __call__[T](self, calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """Every call's answer, or its exception."""
+
+
+def one_by_one[T](calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
+    """``Concurrently`` without threads: each call in turn."""
+    answers: list[T | Exception] = []
+    for call in calls:
+        try:
+            answers.append(call())
+        except Exception as exc:
+            answers.append(exc)
+    return answers
 
 
 class Progress(Protocol):
@@ -168,26 +194,331 @@ class LoadPorts:
     jobs: JobTracker
     objects: ObjectSource
     sink: ReadingSink
+    concurrently: Concurrently = one_by_one
 
 
 @dataclass(frozen=True, slots=True)
 class LoadPolicy:
-    """How objects are cut and how long drop jobs are kept."""
+    """How objects are cut, which are loaded together, and how long drop jobs are kept."""
 
     chunk_readings: int
     job_retention: timedelta
+    # Objects up to this size (as their S3 event gives it) are read whole and, when they fit one chunk, written
+    # together with the other small objects of the invocation: one transaction and one COPY for up to
+    # ``chunk_readings`` readings. Larger ones stream chunk by chunk.
+    small_object_bytes: int = 8 * 1024 * 1024
 
 
 def load_message(
     message: IngestMessage, ports: LoadPorts, policy: LoadPolicy, *, progress: "Progress", clock: "Clock"
 ) -> list[LoadReport]:
-    """Load every object a message names; a message that is not an S3 event is reported, not retried (it would
-    fail the same way every time)."""
-    if message.unreadable is not None:
-        return [LoadReport(LoadOutcome.IGNORED, detail=message.unreadable)]
-    return [
-        load_object(item.ref, item.target, ports, policy, progress=progress, clock=clock) for item in message.objects
-    ]
+    """Load every object one message names (``load_messages`` for a message alone); raise what failed it."""
+    (outcome,) = load_messages([message], ports, policy, progress=[progress], clock=clock)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+#: What handling one message came to: a report per object it names, or the exception that fails it (SQS then
+#: delivers it again, and only it: its neighbours in the invocation are acknowledged).
+MessageOutcome = list[LoadReport] | Exception
+
+
+def load_messages(
+    messages: Sequence[IngestMessage],
+    ports: LoadPorts,
+    policy: LoadPolicy,
+    *,
+    progress: Sequence["Progress"],
+    clock: "Clock",
+) -> list[MessageOutcome]:
+    """Load the objects an invocation's messages name (``progress``: each message's own), and say per message what
+    came of it. A message that is not an S3 event is reported, not retried (it would fail the same way every time).
+
+    The jobs are started together, then the small objects (``LoadPolicy.small_object_bytes``) that fit one chunk
+    are written together, a group of up to ``chunk_readings`` readings in one transaction with each job's ledger
+    row, then larger objects stream chunk by chunk, and the jobs are finished together. A fault fails only the
+    messages it touches: a group whose transaction fails is written again object by object."""
+    run = _Invocation(messages, ports, policy, progress, clock)
+    started = run.start_jobs()
+    small = [loading for loading in started if _is_small(loading.ref, policy)]
+    streamed = [loading for loading in started if not _is_small(loading.ref, policy)]
+    streamed += run.write_small(small)
+    for loading in streamed:
+        run.write_streamed(loading)
+    run.finish_jobs(started)
+    return run.outcomes()
+
+
+def load_object(  # noqa: PLR0913 - the object, its job, and the collaborators of load_message
+    ref: ObjectRef, target: Target, ports: LoadPorts, policy: LoadPolicy, *, progress: "Progress", clock: "Clock"
+) -> LoadReport:
+    """Load one object version into ``readings`` and quarantine, exactly once, and finish its job."""
+    (report,) = load_message(
+        IngestMessage(objects=(TargetedObject(ref, target),)), ports, policy, progress=progress, clock=clock
+    )
+    return report
+
+
+@dataclass(slots=True)
+class _Loading:
+    """An object whose job started, as loading it goes on."""
+
+    message: int
+    ref: ObjectRef
+    job: Job
+    started_at: datetime
+    written: int = 0
+    # Every chunk is written (or the object is unreadable and ``failure`` says why): the job can be finished.
+    done: bool = False
+    failure: str | None = None
+
+
+@dataclass(slots=True)
+class _Member:
+    """A small object read whole, all of it one chunk, for a group written in one transaction."""
+
+    loading: _Loading
+    records: list[Record]
+
+
+class _Invocation:
+    """One invocation's messages: what each came to so far, and the steps that load their objects."""
+
+    def __init__(
+        self,
+        messages: Sequence[IngestMessage],
+        ports: LoadPorts,
+        policy: LoadPolicy,
+        progress: Sequence["Progress"],
+        clock: "Clock",
+    ) -> None:
+        self._messages = messages
+        self._ports = ports
+        self._policy = policy
+        self._progress = progress
+        self._clock = clock
+        self._reports: list[list[LoadReport]] = [[] for _ in messages]
+        self._errors: list[Exception | None] = [None for _ in messages]
+        self._systems: dict[str, set[UUID]] = {}
+        self._validator: ReadingValidator | None = None
+
+    def outcomes(self) -> list[MessageOutcome]:
+        return [
+            error if error is not None else reports for reports, error in zip(self._reports, self._errors, strict=True)
+        ]
+
+    def _fail(self, message: int, error: Exception) -> None:
+        if self._errors[message] is None:
+            self._errors[message] = error
+
+    def _failed(self, loading: _Loading) -> bool:
+        return self._errors[loading.message] is not None
+
+    def start_jobs(self) -> list[_Loading]:
+        """Start the job of every object named (concurrently); report those not to be loaded."""
+        now = self._clock()
+        wanted: list[tuple[int, ObjectRef, Job]] = []
+        for index, message in enumerate(self._messages):
+            if message.unreadable is not None:
+                self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=message.unreadable))
+                continue
+            for item in message.objects:
+                if item.target.kind is TargetKind.IGNORED:
+                    self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=item.target.reason))
+                    continue
+                wanted.append((index, item.ref, job_for(item.ref, item.target, self._policy, now)))
+        answers = self._ports.concurrently([partial(self._ports.jobs.start_job, job, now) for _, _, job in wanted])
+        started: list[_Loading] = []
+        for (index, ref, job), answer in zip(wanted, answers, strict=True):
+            if isinstance(answer, Exception):
+                self._fail(index, answer)
+            elif isinstance(answer, NotStarted):
+                self._reports[index].append(_not_started_report(answer, job.job_id, ref))
+            else:
+                started.append(_Loading(index, ref, answer, answer.started_at or now))
+        return started
+
+    def write_small(self, small: list[_Loading]) -> list[_Loading]:
+        """Read the small objects whole and write those of one chunk in groups; return the others (more than a
+        chunk after all), to be streamed."""
+        members: list[_Member] = []
+        larger: list[_Loading] = []
+        for loading in small:
+            records = self._read_whole(loading)
+            if records is None:
+                larger.append(loading)
+            elif records:
+                members.append(_Member(loading, records))
+            elif not self._failed(loading) and loading.failure is None:
+                loading.done = True  # an empty object: nothing to write, its job completes with zero readings
+        group: list[_Member] = []
+        size = 0
+        for member in members:
+            if group and size + len(member.records) > self._policy.chunk_readings:
+                self._write_group(group)
+                group, size = [], 0
+            group.append(member)
+            size += len(member.records)
+        if group:
+            self._write_group(group)
+        return larger
+
+    def _read_whole(self, loading: _Loading) -> list[Record] | None:
+        """A small object's records (empty when it failed or is unreadable), or None when they are more than one
+        chunk holds: it is then streamed like a large one."""
+        try:
+            layout_of(loading.ref.key, None)  # an unknown format fails the job before anything is downloaded
+            opened = self._ports.objects.open_object(loading.ref)
+            check_declared_size(loading.job, opened.size if opened.size is not None else loading.ref.size)
+            meter = ReadMeter(self._progress[loading.message].still_reading)
+            records = read_records(
+                opened.body,
+                layout_of(loading.ref.key, opened.content_encoding),
+                whole_envelope=loading.job.source is JobSource.API,
+                heartbeat=meter,
+            )
+            # One record past the chunk tells a larger object; the text bound is chunk_streams' own.
+            whole = list(itertools.islice(records, self._policy.chunk_readings + 1))
+        except UnreadableObjectError as exc:
+            loading.failure, loading.done = str(exc), True
+            return []
+        except Exception as exc:
+            self._fail(loading.message, exc)
+            return []
+        if len(whole) > self._policy.chunk_readings or meter.beats >= CHUNK_TEXT_BEATS:
+            return None
+        return whole
+
+    def _write_group(self, group: list[_Member]) -> None:
+        """Write a group's chunks in one transaction. Should it fail, each object is written alone, so that a
+        fault of one (its data, its message) fails no other message."""
+        try:
+            written = self._ports.sink.write_chunks([self._chunk_of(member) for member in group])
+        except Exception as exc:
+            if len(group) == 1:
+                self._fail(group[0].loading.message, exc)
+                return
+            for member in group:
+                self._write_group([member])
+            return
+        for member, wrote in zip(group, written, strict=True):
+            loading = member.loading
+            loading.written += wrote
+            loading.done = True
+            try:
+                self._progress[loading.message].chunk_committed(0)
+            except Exception as exc:
+                self._fail(loading.message, exc)
+
+    def _chunk_of(self, member: _Member) -> ChunkWrite:
+        job = member.loading.job
+        return job, ChunkStream(0, iter(member.records), self._judge(), self._book(job))
+
+    def _judge(self) -> ReadingValidator:
+        if self._validator is None:
+            self._validator = ReadingValidator(self._clock())
+        return self._validator
+
+    def _book(self, job: Job) -> SystemBook:
+        owned = self._systems.get(job.tenant_id)
+        if owned is None:
+            owned = self._systems[job.tenant_id] = self._ports.sink.tenant_systems(job.tenant_id)
+        return SystemBook(job, owned)
+
+    def write_streamed(self, loading: _Loading) -> None:
+        """Stream a large object chunk by chunk, each chunk in its own transaction."""
+        if self._failed(loading):
+            return
+        try:
+            loading.written = write_object(
+                loading.ref,
+                loading.job,
+                self._ports,
+                self._policy,
+                progress=self._progress[loading.message],
+                clock=self._clock,
+            )
+        except UnreadableObjectError as exc:
+            loading.failure = str(exc)
+        except Exception as exc:
+            self._fail(loading.message, exc)
+            return
+        loading.done = True
+
+    def finish_jobs(self, started: list[_Loading]) -> None:
+        """Finish every job whose object is done, with counts summed from the ledger (concurrently)."""
+        done = [loading for loading in started if loading.done and not self._failed(loading)]
+        if not done:
+            return
+        try:
+            counts = self._ports.sink.job_counts([loading.job.job_id for loading in done])
+            quarantining = [
+                loading.job.job_id
+                for loading in done
+                if loading.failure is None and counts[loading.job.job_id].quarantined
+            ]
+            # Read before the jobs complete: should this fail, the retry reads them again instead of finding them
+            # completed.
+            reasons = self._ports.sink.quarantine_reasons(quarantining) if quarantining else {}
+        except Exception as exc:
+            for loading in done:
+                self._fail(loading.message, exc)
+            return
+        now = self._clock()
+        finishes = [self._finish(loading, counts[loading.job.job_id], now) for loading in done]
+        answers = self._ports.concurrently(
+            [
+                partial(self._ports.jobs.finish_job, loading.job.job_id, finish)
+                for loading, finish in zip(done, finishes, strict=True)
+            ]
+        )
+        for loading, finish, answer in zip(done, finishes, answers, strict=True):
+            if isinstance(answer, Exception):
+                self._fail(loading.message, answer)
+                continue
+            job = loading.job
+            if finish.status is JobStatus.FAILED:
+                self._reports[loading.message].append(
+                    LoadReport(
+                        LoadOutcome.FAILED,
+                        job.job_id,
+                        finish.counts,
+                        loading.written,
+                        detail=finish.error_message or "",
+                    )
+                )
+                continue
+            self._reports[loading.message].append(
+                LoadReport(
+                    LoadOutcome.COMPLETED,
+                    job.job_id,
+                    finish.counts,
+                    loading.written,
+                    quarantined_by_reason=reasons.get(job.job_id, {}),
+                    latency_ms=_elapsed_ms(job.created_at, finish.completed_at),
+                )
+            )
+
+    @staticmethod
+    def _finish(loading: _Loading, counts: LoadCounts, now: datetime) -> JobFinish:
+        if loading.failure is None:
+            return _finish(JobStatus.COMPLETED, counts, loading.started_at, now)
+        stored = f" ({counts.total} readings of it had been stored or quarantined)" if counts.total else ""
+        return _finish(JobStatus.FAILED, counts, loading.started_at, now, f"{loading.failure}{stored}")
+
+
+def _is_small(ref: ObjectRef, policy: LoadPolicy) -> bool:
+    return ref.size is not None and ref.size <= policy.small_object_bytes
+
+
+def _not_started_report(why: NotStarted, job_id: UUID, ref: ObjectRef) -> LoadReport:
+    if why is NotStarted.COMPLETED:
+        return LoadReport(LoadOutcome.ALREADY_COMPLETED, job_id=job_id)
+    if why is NotStarted.UNCLAIMED:
+        # Acknowledged, not retried: no retry makes the API have accepted it. Nothing is created or read.
+        return LoadReport(LoadOutcome.UNCLAIMED, job_id=job_id, detail=UNCLAIMED_BATCH, object_key=ref.key)
+    return LoadReport(LoadOutcome.OTHER_VERSION, job_id=job_id, detail=OTHER_UPLOAD_VERSION, object_key=ref.key)
 
 
 def parked_failure(attempts: int, error: BaseException) -> JobFailure:
@@ -253,44 +584,6 @@ _SOURCE_BY_KIND: Final = {
 }
 
 
-def load_object(  # noqa: PLR0913 - the object, its job, and the collaborators of load_message
-    ref: ObjectRef, target: Target, ports: LoadPorts, policy: LoadPolicy, *, progress: "Progress", clock: "Clock"
-) -> LoadReport:
-    """Load one object version into ``readings`` and quarantine, exactly once, and finish its job."""
-    now = clock()
-    if target.kind is TargetKind.IGNORED:
-        return LoadReport(LoadOutcome.IGNORED, detail=target.reason)
-    job = ports.jobs.start_job(job_for(ref, target, policy, now), now)
-    if job is NotStarted.COMPLETED:
-        return LoadReport(LoadOutcome.ALREADY_COMPLETED, job_id=target.job_id)
-    if job is NotStarted.UNCLAIMED:
-        # Acknowledged, not retried: no retry makes the API have accepted it. Nothing is created or read.
-        return LoadReport(LoadOutcome.UNCLAIMED, job_id=target.job_id, detail=UNCLAIMED_BATCH, object_key=ref.key)
-    if job is NotStarted.OTHER_VERSION:
-        return LoadReport(
-            LoadOutcome.OTHER_VERSION, job_id=target.job_id, detail=OTHER_UPLOAD_VERSION, object_key=ref.key
-        )
-    started_at = job.started_at or now
-    written = 0
-    try:
-        written = write_object(ref, job, ports, policy, progress=progress, clock=clock)
-    except UnreadableObjectError as exc:
-        counts = ports.sink.job_counts(job.job_id)
-        stored = f" ({counts.total} readings of it had been stored or quarantined)" if counts.total else ""
-        message = f"{exc}{stored}"
-        ports.jobs.finish_job(job.job_id, _finish(JobStatus.FAILED, counts, started_at, clock(), message))
-        return LoadReport(LoadOutcome.FAILED, job.job_id, counts, written, detail=message)
-    counts = ports.sink.job_counts(job.job_id)
-    # Read before the job completes: should this fail, the retry reads them again instead of finding it completed.
-    reasons = ports.sink.quarantine_reasons(job.job_id) if counts.quarantined else {}
-    finish = _finish(JobStatus.COMPLETED, counts, started_at, clock())
-    ports.jobs.finish_job(job.job_id, finish)
-    latency_ms = _elapsed_ms(job.created_at, finish.completed_at)
-    return LoadReport(
-        LoadOutcome.COMPLETED, job.job_id, counts, written, quarantined_by_reason=reasons, latency_ms=latency_ms
-    )
-
-
 class Clock(Protocol):
     """The current time (UTC)."""
 
@@ -318,7 +611,7 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
         if chunk.chunk_no in committed:
             chunk.skip()
             continue
-        if ports.sink.write_chunk(job, chunk):
+        if ports.sink.write_chunks([(job, chunk)])[0]:
             written += 1
         else:
             chunk.skip()

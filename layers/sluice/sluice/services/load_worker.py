@@ -4,12 +4,13 @@ Every method takes an ``IngestMessage``: the handler parses each SQS body once a
 """
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from sluice.adapters.concurrency import ThreadedCalls
 from sluice.adapters.dynamodb import DynamoJobStore
 from sluice.adapters.s3 import S3ObjectSource
 from sluice.adapters.sqs import MessageProgress
@@ -18,9 +19,9 @@ from sluice.domain.failures import JobFailure
 from sluice.domain.load import (
     LoadPolicy,
     LoadPorts,
-    LoadReport,
+    MessageOutcome,
     Progress,
-    load_message,
+    load_messages,
     park_message,
     parked_failure,
 )
@@ -43,14 +44,26 @@ class LoadService:
         self.objects.forget_read_ahead()
         self.objects.read_ahead([ref for message in messages for ref in message.refs])
 
-    def load(self, message: IngestMessage, progress: Progress) -> list[LoadReport]:
-        """Load the objects one IngestQueue message names."""
+    def load(self, messages: Sequence[IngestMessage], progress: Sequence[Progress]) -> list[MessageOutcome]:
+        """Load the objects an invocation's IngestQueue messages name (``progress``: each message's own); per
+        message, its reports or the exception that fails it."""
         # Database down: fail here, before any job is marked processing. A message naming no job (s3:TestEvent, not
         # an S3 event) needs no database: it is reported at once rather than retried and parked through an outage.
-        if message.job_ids:
-            self.connector.checked_connection()
+        try:
+            if any(message.job_ids for message in messages):
+                self.connector.checked_connection()
+        except Exception as exc:
+            outcomes: list[MessageOutcome] = [exc for _ in messages]
+            calm = [index for index, message in enumerate(messages) if not message.job_ids]
+            answers = self._load([messages[i] for i in calm], [progress[i] for i in calm])
+            for index, outcome in zip(calm, answers, strict=True):
+                outcomes[index] = outcome
+            return outcomes
+        return self._load(messages, progress)
+
+    def _load(self, messages: Sequence[IngestMessage], progress: Sequence[Progress]) -> list[MessageOutcome]:
         with cyclic_gc_paused():
-            return load_message(message, self.ports, self.policy, progress=progress, clock=utc_now)
+            return load_messages(messages, self.ports, self.policy, progress=progress, clock=utc_now)
 
     def is_last_attempt(self, receive_count: int) -> bool:
         """Is this receive of a message its last before SQS parks it in the dead-letter queue?"""
@@ -102,10 +115,16 @@ def build_load_service(settings: LoadWorkerSettings) -> LoadService:
         application_name="sluice-load-worker",
         prepare=create_staging_table,
     )
-    objects = S3ObjectSource()
-    ports = LoadPorts(jobs=DynamoJobStore(settings.jobs_table), objects=objects, sink=TimescaleReadingSink(connector))
     policy = LoadPolicy(
         chunk_readings=settings.chunk_readings, job_retention=timedelta(days=settings.job_retention_days)
+    )
+    # The objects loaded together are the ones read ahead: both are held whole in memory.
+    objects = S3ObjectSource(read_ahead_max_bytes=policy.small_object_bytes)
+    ports = LoadPorts(
+        jobs=DynamoJobStore(settings.jobs_table),
+        objects=objects,
+        sink=TimescaleReadingSink(connector),
+        concurrently=ThreadedCalls(),
     )
     return LoadService(ports=ports, policy=policy, connector=connector, objects=objects, settings=settings)
 
