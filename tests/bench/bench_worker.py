@@ -5,13 +5,15 @@
 One corpus of 1,000,000 realistic readings (100 systems x 20 sensors, about 1% invalid, spread over every
 quarantine reason; tests/bench/corpus.py) goes through the worker four ways: as API batches of 1,000 and of 10,000
 readings, as the same 10,000-reading batches sent again (every valid reading already stored: the duplicate path),
-and as one CSV.gz drop of all of them. The 10,000s and the drop also run with the rollups off (a sink told not to
-keep readings_1m, readings_1h and sensor_latest), which prices keeping them. Objects sit in the moto server's S3
-and reach the handler as the SQS events S3 put on IngestQueue, ten messages per invocation like the template's
-event source; the database is the local TimescaleDB. Only the handler's time is counted. The reference is
-``psql \\copy`` of the same valid rows (CSV) into an empty ``readings``; every case starts from empty tables too.
-The drop runs in a fresh process, whose peak RSS is the worker's peak memory (interpreter and libraries included,
-as Lambda reports it).
+and as one CSV.gz drop of all of them. The rollups are kept in every case. Objects sit in the moto server's S3 and
+reach the handler as the SQS events S3 put on IngestQueue, ten messages per invocation like the template's event
+source; the database is the local TimescaleDB. Only the handler's time is counted. The reference is ``psql
+\\copy`` of the same valid rows (CSV) into an empty ``readings``; every case starts from empty tables too. The drop
+runs in a fresh process, whose peak RSS is the worker's peak memory (interpreter and libraries included, as Lambda
+reports it).
+
+Each case also says where its time went: CPU seconds of the worker, of the database cluster and of the moto server
+(all on this machine), and the wall time with an AWS call in flight, with the calls counted by operation.
 
 Prints readings/s per case and the ratio to ``\\copy``, and writes the figures to ``.local/bench.json``. Machine
 noise is +-15-30% between runs: compare ratios taken in the same run.
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,8 +41,6 @@ import psycopg
 
 from sluice.adapters.aws import dynamodb_client, forget_clients, s3_client, sqs_client
 from sluice.adapters.migrations import MigrationRunner, load_migrations
-from sluice.adapters.timescale import TimescaleReadingSink
-from sluice.services.load_worker import LoadService
 from sluice.settings import get_load_worker_settings
 from sluice_tools.local.resources import provision_stack
 from sluice_tools.local.template import StackContext, function_environment
@@ -49,8 +50,9 @@ from ..lambdas import FakeLambdaContext, handler_module, template
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
 from ..worker_harness import WorkerHarness
-from .bench_ingest import CallTimer
+from .calls import CallMeter
 from .corpus import COPY_COLUMNS, Corpus, api_batches, copy_reference_csv, drop_csv, make_corpus
+from .cpu import ServerCpu
 
 # The moto server `make moto` started (infra/moto.sh: MOTO_PORT, default 4566).
 MOTO_ENDPOINT = f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '4566')}"
@@ -70,7 +72,53 @@ def main() -> None:
     report(figures)
 
 
-def measure_all(readings: int) -> dict[str, float]:
+@dataclasses.dataclass
+class CaseFigures:
+    """What one case took: the handler's wall time, and where it went."""
+
+    readings: int
+    invocations: int = 0
+    wall_s: float = 0.0
+    # CPU seconds of the worker's process (its threads included), of the database cluster and of the moto server.
+    worker_cpu_s: float = 0.0
+    database_cpu_s: float = 0.0
+    moto_cpu_s: float = 0.0
+    # Wall time with at least one AWS call in flight (read-ahead runs beside the loading, so this overlaps it).
+    aws_busy_s: float = 0.0
+    calls: Counter[str] = dataclasses.field(default_factory=Counter)
+    peak_mb: float = 0.0
+    baseline_mb: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.readings / self.wall_s
+
+    def as_json(self, name: str) -> dict[str, object]:
+        return {
+            f"{name}_rows_per_s": self.rows_per_s,
+            f"{name}_wall_s": self.wall_s,
+            f"{name}_worker_cpu_s": self.worker_cpu_s,
+            f"{name}_database_cpu_s": self.database_cpu_s,
+            f"{name}_moto_cpu_s": self.moto_cpu_s,
+            f"{name}_aws_busy_s": self.aws_busy_s,
+            f"{name}_invocations": self.invocations,
+            f"{name}_aws_calls": dict(sorted(self.calls.items())),
+        }
+
+
+@contextlib.contextmanager
+def measured(case: CaseFigures, servers: ServerCpu) -> Iterator[None]:
+    """Add the servers' CPU and the worker's (this process) while the block runs to ``case``."""
+    database, moto, worker = servers.database_s(), servers.moto_s(), time.process_time()
+    try:
+        yield
+    finally:
+        case.database_cpu_s += servers.database_s() - database
+        case.moto_cpu_s += servers.moto_s() - moto
+        case.worker_cpu_s += time.process_time() - worker
+
+
+def measure_all(readings: int) -> dict[str, object]:
     """Every case of the benchmark, in one database and one moto stack."""
     corpus = make_corpus(readings, now=datetime.now(UTC))
     server_dsn = psycopg.conninfo.make_conninfo(get_database_settings().db_dsn, dbname="postgres")
@@ -81,33 +129,25 @@ def measure_all(readings: int) -> dict[str, float]:
                 "INSERT INTO systems (id, tenant_id, name) VALUES (%s, %s, %s)",
                 [(system, corpus.tenant, f"system-{n}") for n, system in enumerate(corpus.systems)],
             )
+        servers = ServerCpu(dsn, MOTO_ENDPOINT.rsplit(":", 1)[1])
         copy_rate = copy_reference(dsn, corpus)
-        batch_1k, aws_1k = run_batches(worker, corpus, 1_000)
-        with rollups_off(worker):
-            bare_10k, _ = run_batches(worker, corpus, 10_000)
-        batch_10k, aws_10k = run_batches(worker, corpus, 10_000)
-        duplicates_10k, _ = run_batches(worker, corpus, 10_000, again=True)
-        bare_drop = run_drop(worker, corpus, keep_rollups=False)
-        drop = run_drop(worker, corpus)
-    return {
-        "readings": readings,
-        "copy_rows_per_s": copy_rate,
-        "batch_1k_rows_per_s": batch_1k,
-        "batch_10k_rows_per_s": batch_10k,
-        "batch_10k_all_duplicates_rows_per_s": duplicates_10k,
-        "drop_1m_rows_per_s": drop["rows_per_s"],
-        "batch_1k_aws_share": aws_1k,
-        "batch_10k_aws_share": aws_10k,
-        "ratio_1k": batch_1k / copy_rate,
-        "ratio_10k": batch_10k / copy_rate,
-        "ratio_10k_all_duplicates": duplicates_10k / copy_rate,
-        "ratio_drop": drop["rows_per_s"] / copy_rate,
-        "drop_peak_mb": drop["peak_mb"],
-        "batch_10k_without_rollups_rows_per_s": bare_10k,
-        "drop_1m_without_rollups_rows_per_s": bare_drop["rows_per_s"],
-        "rollup_ratio_10k": batch_10k / bare_10k,
-        "rollup_ratio_drop": drop["rows_per_s"] / bare_drop["rows_per_s"],
-        "drop_baseline_mb": drop["baseline_mb"],
+        cases = {
+            "batch_1k": run_batches(worker, corpus, 1_000, servers),
+            "batch_10k": run_batches(worker, corpus, 10_000, servers),
+            "batch_10k_all_duplicates": run_batches(worker, corpus, 10_000, servers, again=True),
+            "drop_1m": run_drop(worker, corpus, servers),
+        }
+    figures: dict[str, object] = {"readings": readings, "copy_rows_per_s": copy_rate}
+    for name, case in cases.items():
+        figures |= case.as_json(name)
+    drop = cases["drop_1m"]
+    return figures | {
+        "ratio_1k": cases["batch_1k"].rows_per_s / copy_rate,
+        "ratio_10k": cases["batch_10k"].rows_per_s / copy_rate,
+        "ratio_10k_all_duplicates": cases["batch_10k_all_duplicates"].rows_per_s / copy_rate,
+        "ratio_drop": drop.rows_per_s / copy_rate,
+        "drop_peak_mb": drop.peak_mb,
+        "drop_baseline_mb": drop.baseline_mb,
     }
 
 
@@ -134,21 +174,6 @@ def worker_stack(dsn: str) -> Iterator[WorkerHarness]:
         worker.module.get_service().connector.close()
 
 
-@contextlib.contextmanager
-def rollups_off(worker: WorkerHarness) -> Iterator[None]:
-    """The worker with a sink that keeps no rollups, for the cases that price them."""
-    worker.service = without_rollups(worker.module.get_service())
-    try:
-        yield
-    finally:
-        worker.service = None
-
-
-def without_rollups(service: LoadService) -> LoadService:
-    sink = TimescaleReadingSink(service.connector, keep_rollups=False)
-    return dataclasses.replace(service, ports=dataclasses.replace(service.ports, sink=sink))
-
-
 def copy_reference(dsn: str, corpus: Corpus) -> float:
     """Rows/s of ``psql \\copy`` of the corpus's valid rows (CSV) into an empty readings table."""
     empty_tables(dsn)
@@ -162,78 +187,89 @@ def copy_reference(dsn: str, corpus: Corpus) -> float:
     return corpus.expected["valid"] / elapsed
 
 
-def run_batches(worker: WorkerHarness, corpus: Corpus, size: int, *, again: bool = False) -> tuple[float, float]:
-    """Readings/s of the handler over the corpus as API batches of ``size``, and the share of its time spent in
-    S3/DynamoDB/SQS calls; ``again`` keeps the stored readings, so every valid reading is a duplicate."""
+def run_batches(
+    worker: WorkerHarness, corpus: Corpus, size: int, servers: ServerCpu, *, again: bool = False
+) -> CaseFigures:
+    """The handler over the corpus as API batches of ``size``, ten messages per invocation; ``again`` keeps the
+    stored readings, so every valid reading is a duplicate."""
     if not again:
         empty_tables(worker.dsn)
-    total = 0
     for system_id, body in api_batches(corpus, size):
         worker.send_api_batch(corpus.tenant, system_id, body, len(json.loads(body)["readings"]))
     messages = worker.receive()
-    timer = CallTimer()
-    for client in (s3_client(), dynamodb_client(), sqs_client()):
-        timer.attach(client)
-    elapsed = 0.0
-    for start in range(0, len(messages), MESSAGES_PER_INVOCATION):
-        event = worker.event(messages[start : start + MESSAGES_PER_INVOCATION])
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
-            response = worker.invoke(event)
-        elapsed += time.perf_counter() - started
-        assert response == {"batchItemFailures": []}, response
-    for client in (s3_client(), dynamodb_client(), sqs_client()):  # what follows is the bench's, not the handler's
-        timer.detach(client)
-    for job in worker.jobs():
-        if job.status == "completed" and job.total_readings:
-            total += job.total_readings
+    case = CaseFigures(readings=len(corpus.rows))
+    with CallMeter().attach(s3_client(), dynamodb_client(), sqs_client()) as meter:
+        for start in range(0, len(messages), MESSAGES_PER_INVOCATION):
+            event = worker.event(messages[start : start + MESSAGES_PER_INVOCATION])
+            with measured(case, servers):
+                started = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
+                    response = worker.invoke(event)
+                case.wall_s += time.perf_counter() - started
+            case.invocations += 1
+            assert response == {"batchItemFailures": []}, response
+    case.aws_busy_s, case.calls = meter.busy_s, meter.calls
+    total = sum(job.total_readings or 0 for job in worker.jobs() if job.status == "completed")
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=corpus.expected["valid"] if again else 0)
     assert total == len(corpus.rows), f"{total} of {len(corpus.rows)} readings done"
-    return len(corpus.rows) / elapsed, timer.total_s / elapsed
+    return case
 
 
-def run_drop(worker: WorkerHarness, corpus: Corpus, *, keep_rollups: bool = True) -> dict[str, float]:
-    """Readings/s and peak memory of one fresh worker process loading the corpus as one CSV.gz drop."""
+def run_drop(worker: WorkerHarness, corpus: Corpus, servers: ServerCpu) -> CaseFigures:
+    """One fresh worker process loading the corpus as one CSV.gz drop: its time, CPU and peak memory."""
     empty_tables(worker.dsn)
     worker.put("drops/bench/2026/11/corpus.csv.gz", gzip.compress(drop_csv(corpus), compresslevel=6))
     event = worker.event(worker.receive())
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.bench.bench_worker", "--child"],
-        input=json.dumps({"env": dict(os.environ), "event": event, "keep_rollups": keep_rollups}),
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-    )
+    case = CaseFigures(readings=len(corpus.rows), invocations=1)
+    with measured(case, servers):
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.bench.bench_worker", "--child"],
+            input=json.dumps({"env": dict(os.environ), "event": event}),
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO_ROOT,
+        )
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["response"] == {"batchItemFailures": []}, result
     (job,) = worker.jobs()
     assert job.total_readings == len(corpus.rows), job
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=0)
-    return {
-        "rows_per_s": len(corpus.rows) / result["seconds"],
-        "peak_mb": result["peak_mb"],
-        "baseline_mb": result["baseline_mb"],
-    }
+    # This process only waited on the child: the worker's CPU is the child's own.
+    case.worker_cpu_s = result["cpu_s"]
+    case.wall_s, case.peak_mb, case.baseline_mb = result["seconds"], result["peak_mb"], result["baseline_mb"]
+    case.aws_busy_s, case.calls = result["aws_busy_s"], Counter(result["calls"])
+    return case
 
 
 def run_child() -> None:
-    """The drop's worker process: one invocation, then its time and peak RSS as the last line of stdout."""
+    """The drop's worker process: one invocation, then its time, CPU, AWS calls and peak RSS as the last line."""
     config = json.loads(sys.stdin.read())
     os.environ.clear()
     os.environ.update(config["env"])
     module = handler_module("LoadWorkerFunction")
-    service = module.get_service() if config["keep_rollups"] else without_rollups(module.get_service())
+    service = module.get_service()
     baseline_mb = peak_rss_mb()
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        response = module.lambda_handler(config["event"], FakeLambdaContext(remaining_ms=900_000), service=service)
-    seconds = time.perf_counter() - started
-    module.get_service().connector.close()
-    peak_mb = peak_rss_mb()
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "baseline_mb": baseline_mb, "response": response}))
+    with CallMeter().attach(s3_client(), dynamodb_client(), sqs_client()) as meter:
+        cpu = time.process_time()
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            response = module.lambda_handler(config["event"], FakeLambdaContext(remaining_ms=900_000), service=service)
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+    service.connector.close()
+    figures = {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "aws_busy_s": meter.busy_s,
+        "calls": dict(meter.calls),
+        "peak_mb": peak_rss_mb(),
+        "baseline_mb": baseline_mb,
+        "response": response,
+    }
+    print(json.dumps(figures))
 
 
 def peak_rss_mb() -> float:
@@ -269,28 +305,38 @@ def check_accounted(worker: WorkerHarness, corpus: Corpus, *, stored_before: int
     assert readings + quarantined == len(corpus.rows) == ledger, (readings, quarantined, ledger)
 
 
-def report(figures: dict[str, float]) -> None:
+CASES = (
+    ("API batches of 1,000", "batch_1k"),
+    ("API batches of 10,000", "batch_10k"),
+    ("the same 10,000s again (duplicates)", "batch_10k_all_duplicates"),
+    ("one CSV.gz drop", "drop_1m"),
+)
+
+
+def report(figures: dict[str, Any]) -> None:
     copy_rate = figures["copy_rows_per_s"]
-    print(f"\nLoadWorkerFunction, {figures['readings']:,.0f} readings per case (1% invalid, every reason)")
-    print(f"{'case':<34}{'readings/s':>12}{'x \\copy':>10}")
-    print(f"{'psql \\copy of the valid rows':<34}{copy_rate:>12,.0f}{1:>9.2f}x")
-    for label, key in (
-        ("API batches of 1,000", "batch_1k_rows_per_s"),
-        ("API batches of 10,000", "batch_10k_rows_per_s"),
-        ("the same 10,000s again (duplicates)", "batch_10k_all_duplicates_rows_per_s"),
-        ("one CSV.gz drop", "drop_1m_rows_per_s"),
-        ("API batches of 10,000, no rollups", "batch_10k_without_rollups_rows_per_s"),
-        ("one CSV.gz drop, no rollups", "drop_1m_without_rollups_rows_per_s"),
-    ):
-        print(f"{label:<34}{figures[key]:>12,.0f}{figures[key] / copy_rate:>9.2f}x")
     print(
-        f"keeping the rollups: {figures['rollup_ratio_10k']:.2f}x the throughput without them for the 10,000s, "
-        f"{figures['rollup_ratio_drop']:.2f}x for the drop"
+        f"\nLoadWorkerFunction, {figures['readings']:,.0f} readings per case (1% invalid, every reason), rollups kept"
     )
     print(
-        f"time in S3/DynamoDB calls (moto server): {figures['batch_1k_aws_share']:.0%} of the 1,000s, "
-        f"{figures['batch_10k_aws_share']:.0%} of the 10,000s"
+        f"{'case':<38}{'readings/s':>11}{'x \\copy':>9}{'wall s':>8}{'worker':>8}{'database':>9}{'moto':>7}"
+        f"{'AWS busy':>10}"
     )
+    print(f"{'psql \\copy of the valid rows':<38}{copy_rate:>11,.0f}{1:>8.2f}x")
+    for label, key in CASES:
+        rate = figures[f"{key}_rows_per_s"]
+        print(
+            f"{label:<38}{rate:>11,.0f}{rate / copy_rate:>8.2f}x{figures[f'{key}_wall_s']:>8.2f}"
+            f"{figures[f'{key}_worker_cpu_s']:>8.2f}{figures[f'{key}_database_cpu_s']:>9.2f}"
+            f"{figures[f'{key}_moto_cpu_s']:>7.2f}{figures[f'{key}_aws_busy_s']:>10.2f}"
+        )
+    print(
+        "worker, database, moto: CPU seconds of each process over the case; AWS busy: wall seconds with an S3,"
+        " DynamoDB or SQS call in flight (read-ahead overlaps the loading)"
+    )
+    for label, key in CASES:
+        calls = ", ".join(f"{name} {count:,}" for name, count in figures[f"{key}_aws_calls"].items())
+        print(f"  {label}: {figures[f'{key}_invocations']:,} invocations; {calls}")
     print(
         f"worker peak memory for the drop: {figures['drop_peak_mb']:.0f} MB (RSS of the whole process; "
         f"{figures['drop_baseline_mb']:.0f} MB before the invocation)"
