@@ -18,7 +18,7 @@ from types import ModuleType
 from uuid import UUID
 
 from sluice.adapters.aws import dynamodb_client, s3_client
-from sluice.services.ingest_api import IngestService, build_ingest_service
+from sluice.services.ingest_api import build_ingest_service
 from sluice.settings import IngestApiSettings
 from sluice_tools.local.template import StackContext, function_environment
 
@@ -50,33 +50,37 @@ def measure_ingest(
 
     The caller is a device of its system (``sub`` ``device-<system_id>``), as in production, so each principal's
     rate-limit log holds that device's requests only. The handler runs with the template's environment for the
-    function, set only while its service is built; the process's environment is left as it was."""
-    module = module or handler_module("IngestApiFunction")
-    service = ingest_service(stack)
+    function, set while it runs (the process's is left as it was); a ``module`` passed in must have been imported
+    with it, as Powertools reads its metrics namespace and log level at import."""
     measure = IngestMeasure()
-    with CallMeter().attach(s3_client(), dynamodb_client()) as meter:
-        for tenant, system_id, body in batches:
-            event = api_event(tenant, f"device-{system_id}", body)
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
-                answer = module.lambda_handler(event, FakeLambdaContext(), service=service)
-            measure.tally.add(time.perf_counter() - started)
-            if answer["statusCode"] != 202:
-                raise AssertionError(f"the batch of {system_id} was refused: {answer}")
-            measure.request_bytes.append(len(body))
-            measure.job_ids.append(UUID(json.loads(answer["body"])["job_id"]))
+    with environment_set(ingest_environment(stack)):
+        module = module or handler_module("IngestApiFunction")
+        service = build_ingest_service(IngestApiSettings())
+        with CallMeter().attach(s3_client(), dynamodb_client()) as meter:
+            for tenant, system_id, body in batches:
+                event = api_event(tenant, f"device-{system_id}", body)
+                started = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
+                    answer = module.lambda_handler(event, FakeLambdaContext(), service=service)
+                measure.tally.add(time.perf_counter() - started)
+                if answer["statusCode"] != 202:
+                    raise AssertionError(f"the batch of {system_id} was refused: {answer}")
+                measure.request_bytes.append(len(body))
+                measure.job_ids.append(UUID(json.loads(answer["body"])["job_id"]))
     measure.calls = meter.calls
     return measure
 
 
-def ingest_service(stack: StackContext) -> IngestService:
-    """IngestApiFunction's service wired from its template environment in ``stack``, the rate limit raised."""
-    environment = function_environment(stack, "IngestApiFunction") | {
+def ingest_environment(stack: StackContext) -> dict[str, str]:
+    """IngestApiFunction's environment from the template, with the bench's rate limit and its logs at the caller's
+    level (WARNING unless set), like the benches' other handlers. The endpoint stays the caller's: locally the
+    clients talk to the moto server that ``AWS_ENDPOINT_URL`` or ``SLUICE_AWS_ENDPOINT_URL`` names."""
+    environment = function_environment(stack, "IngestApiFunction")
+    environment.pop("SLUICE_AWS_ENDPOINT_URL", None)
+    return environment | {
         "SLUICE_RATE_LIMIT_REQUESTS": BENCH_RATE_LIMIT,
-        "SLUICE_AWS_ENDPOINT_URL": os.environ.get("SLUICE_AWS_ENDPOINT_URL", ""),
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
     }
-    with environment_set(environment):
-        return build_ingest_service(IngestApiSettings())
 
 
 def api_event(tenant: str, principal: str, body: bytes) -> dict[str, object]:

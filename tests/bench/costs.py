@@ -21,8 +21,8 @@ from ..lambdas import template
 
 #: The day the prices below were read, from stored copies of the pages each names (there was no live web).
 PRICES_READ_ON = date(2026, 12, 5)
-#: Their region. The pages give US East (N. Virginia) in text; other regions' tables are drawn client-side and no
-#: stored copy holds eu-central-1's (Frankfurt lists most of these a few per cent higher: check before relying).
+#: Their region. The pages state US East (N. Virginia) in text; AWS draws other regions' tables client-side, and no
+#: stored copy holds eu-central-1's, the bench's region (docs/costs.md says which may differ there).
 PRICES_REGION = "us-east-1"
 
 
@@ -454,13 +454,13 @@ def report_lines(
         f"{'case':<{width}}" + "".join(f"{title:>12}" for title, _ in _COLUMNS) + f"{'total':>10}",
     ]
     for case, cost in costs.items():
-        cells = "".join(f"{getattr(cost, name):>12.4f}" for _, name in _COLUMNS)
-        lines.append(f"{labels.get(case, case):<{width}}{cells}{cost.total:>10.4f}")
+        cells = "".join(f"{getattr(cost, name):>12.5f}" for _, name in _COLUMNS)
+        lines.append(f"{labels.get(case, case):<{width}}{cells}{cost.total:>10.5f}")
     for case, database in (databases or {}).items():
         lines.append(
             f"database, {labels.get(case, case)} (not in the total): {database.busy_s:,.1f} s busy on "
-            f"{DATABASE_INSTANCE} ${database.instance_usd:.4f}; {database.stored_bytes / 1e6:,.0f} MB kept "
-            f"${database.storage_usd_per_month:.4f} a month"
+            f"{DATABASE_INSTANCE} ${database.instance_usd:.5f}; {database.stored_bytes / 1e6:,.0f} MB kept "
+            f"${database.storage_usd_per_month:.5f} a month"
         )
     return lines
 
