@@ -3,13 +3,20 @@ reach of a deployment, and when on they fail the way real faults do."""
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
+from sluice.domain.chunks import ChunkStream, SystemBook
+from sluice.domain.formats import Record
+from sluice.domain.load import ChunkWrite, LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, target_of
+from sluice.domain.validation import ReadingValidator
 from sluice.errors import StorageUnavailableError
 from sluice.models.jobs import Job, JobSource, JobStatus
 from sluice.services.ingest_api import IngestService, build_ingest_service
@@ -23,6 +30,7 @@ from sluice_tools.faults import (
     FaultyLoadService,
     FaultyProgress,
     InjectedFaultError,
+    MidGroupExit,
     with_faults,
 )
 from sluice_tools.local.template import resources_of_type
@@ -32,7 +40,13 @@ from ..lambdas import template
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TABLES = {"batch_bucket": "b-bucket", "jobs_table": "jobs", "rate_limit_table": "rate", "idempotency_table": "idem"}
-SWITCH_NAMES = ("crash_after_chunk", "exit_after_chunk", "fail_job_write_every", "fail_batch_put_every")
+SWITCH_NAMES = (
+    "crash_after_chunk",
+    "exit_after_chunk",
+    "exit_mid_group_once",
+    "fail_job_write_every",
+    "fail_batch_put_every",
+)
 
 
 class RecordingJobs:
@@ -238,6 +252,72 @@ def test_the_exit_fault_fires_on_a_messages_first_receive_only(
     faulty.progress_for("receipt", lambda: 10**6, receive_count=2).chunk_committed(0)  # the retry shows recovery
     with pytest.raises(Died, match="killed after chunk 0 committed, before the ack"):
         faulty.progress_for("receipt", lambda: 10**6, receive_count=1).chunk_committed(0)
+
+
+SYSTEM = uuid4()
+
+
+def chunk_of(job: Job) -> ChunkStream:
+    """A chunk of two valid readings."""
+    records = [
+        Record(
+            n,
+            str(SYSTEM),
+            {
+                "sensor_id": str(SYSTEM),
+                "timestamp": f"2026-11-22T11:0{n}:00Z",
+                "value": 200.0,
+                "unit": "bar",
+                "quality": 95,
+            },
+        )
+        for n in range(2)
+    ]
+    return ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(job, {SYSTEM}))
+
+
+def test_the_mid_group_exit_kills_the_process_inside_a_groups_copy_once(
+    load_service: LoadService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def died(reason: str) -> None:
+        raise Died(reason)
+
+    monkeypatch.setattr("sluice_tools.faults.die", died)
+    marker = tmp_path / "died"
+    faulty = with_faults(load_service, FaultSwitches(exit_mid_group_once=marker))
+    assert isinstance(faulty, LoadService)
+    sink = faulty.ports.sink
+    assert isinstance(sink, MidGroupExit)
+    read: list[tuple[UUID, int]] = []
+
+    class ReadingEveryRow:
+        def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+            for job, chunk in writes:
+                read.extend((job.job_id, 0) for _ in chunk.valid_rows())
+            return [True for _ in writes]
+
+    sink._inner = ReadingEveryRow()  # type: ignore[assignment]
+
+    def group() -> list[ChunkWrite]:
+        jobs = [
+            job_for(
+                ObjectRef("b", f"drops/demo/{name}.ndjson"),
+                target_of(ObjectRef("b", f"drops/demo/{name}.ndjson")),
+                LoadPolicy(10, timedelta(days=1)),
+                NOW,
+            )
+            for name in "ab"
+        ]
+        return [(job, chunk_of(job)) for job in jobs]
+
+    assert sink.write_chunks(group()[:1]) == [True]  # one job's chunk: not a group
+    assert len(read) == 2
+    read.clear()
+    with pytest.raises(Died, match="middle of a group's COPY"):
+        sink.write_chunks(group())
+    assert marker.exists()
+    assert len(read) == 3  # the first chunk's two rows and one of the second's, then the process ended
+    assert sink.write_chunks(group()) == [True, True]  # once only: the retry shows the recovery
 
 
 def test_fault_switches_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

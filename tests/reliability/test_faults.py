@@ -131,6 +131,37 @@ def test_a_worker_killed_after_a_chunk_commits_and_before_the_ack_resumes(scenar
     assert deaths >= 1
 
 
+# The worker loads an invocation's small objects together: one transaction, one COPY of several jobs' readings. The
+# fault kills the process while that COPY is half sent, once (this file marks it): nothing of the group may stay,
+# and every message of the invocation comes back and lands once.
+MID_GROUP_MARKER = REPO_ROOT / ".local" / "reliability" / f"mid-group-{os.getpid()}-{time.time_ns()}"
+
+
+@pytest.mark.stack(visibility_s=30, env={"SLUICE_FAULT_EXIT_MID_GROUP_ONCE": str(MID_GROUP_MARKER)})
+def test_a_worker_killed_in_the_middle_of_a_coalesced_invocation_loses_and_repeats_nothing(
+    scenario_stack: RunningStack,
+) -> None:
+    workload = Workload(scenario_stack)
+    # Posted back to back: the poller's batching window gathers them into invocations of several messages.
+    workload.post_batches(30, 200)
+
+    report = check(scenario_stack, workload.log, timeout_s=300)
+    deaths = worker_deaths(scenario_stack)
+    with psycopg.connect(scenario_stack.dsn) as conn:
+        ledger = conn.execute("SELECT count(*), count(DISTINCT job_id) FROM ingest_ledger").fetchone()
+    conclude(
+        "worker killed mid-COPY of a coalesced invocation",
+        scenario_stack,
+        workload,
+        report,
+        worker_processes_killed=deaths,
+        ledger_rows=ledger and ledger[0],
+    )
+    assert MID_GROUP_MARKER.exists()
+    assert deaths == 1
+    assert ledger == (30, 30)  # one chunk per batch, each once
+
+
 @pytest.mark.stack(visibility_s=10)
 def test_the_database_killed_mid_copy_loses_nothing(scenario_stack: RunningStack) -> None:
     workload = Workload(scenario_stack)

@@ -37,11 +37,11 @@ from sluice.domain.load import (
     NotStarted,
     OpenedObject,
     claims,
+    in_turn,
     job_for,
     load_message,
     load_messages,
     load_object,
-    one_by_one,
     park_message,
 )
 from sluice.domain.objects import IngestMessage, ObjectRef, Target, TargetKind, parse_message, target_of
@@ -871,12 +871,9 @@ def test_a_small_object_that_is_gone_fails_its_job_and_not_its_neighbours() -> N
     assert sink.transactions == [[b]]
 
 
-def test_calls_run_one_by_one_hand_back_each_answer_or_exception() -> None:
+def test_a_call_made_in_turn_hands_back_its_answer_or_its_exception() -> None:
     def refuse() -> int:
         raise StorageUnavailableError("no")
 
-    answers = one_by_one([lambda: 1, refuse, lambda: 3])
-
-    assert answers[0] == 1
-    assert answers[2] == 3
-    assert isinstance(answers[1], StorageUnavailableError)
+    assert in_turn(lambda: 1).answer() == 1
+    assert isinstance(in_turn(refuse).answer(), StorageUnavailableError)

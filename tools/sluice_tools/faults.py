@@ -11,15 +11,17 @@ handler, no ``finally``, no ack — what an out-of-memory kill or a lost host lo
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID
 
 from sluice.domain.ingest import BatchStore, JobRepository
-from sluice.domain.load import Progress
+from sluice.domain.load import ChunkWrite, LoadCounts, Progress, ReadingSink
 from sluice.errors import SluiceError, StorageUnavailableError
 from sluice.models.jobs import Job
+from sluice.models.readings import QuarantineReason
 from sluice.services.ingest_api import IngestService
 from sluice.services.load_worker import LoadService
 from sluice_tools.settings import FaultSwitches
@@ -103,6 +105,44 @@ class FaultyProgress:
         self._inner.still_reading()
 
 
+class MidGroupExit:
+    """A reading sink that kills the process while the database reads a group's second chunk (its COPY of several
+    jobs' readings under way, nothing committed), once: ``marker`` is created just before, and while it exists the
+    sink writes normally, so the retry shows the recovery."""
+
+    def __init__(self, inner: ReadingSink, marker: Path) -> None:
+        self._inner = inner
+        self._marker = marker
+
+    def tenant_systems(self, tenant_id: str) -> set[UUID]:
+        return self._inner.tenant_systems(tenant_id)
+
+    def committed_chunks(self, job_id: UUID) -> set[int]:
+        return self._inner.committed_chunks(job_id)
+
+    def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, LoadCounts]:
+        return self._inner.job_counts(job_ids)
+
+    def quarantine_reasons(self, job_ids: Sequence[UUID]) -> dict[UUID, dict[QuarantineReason, int]]:
+        return self._inner.quarantine_reasons(job_ids)
+
+    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+        if len(writes) < 2 or self._marker.exists():
+            return self._inner.write_chunks(writes)
+        chunk = writes[1][1]
+        rows = chunk.valid_rows
+        marker = self._marker
+
+        def dying_rows() -> Iterator[tuple[object, ...]]:
+            for row in rows():
+                yield row
+                marker.touch()
+                die("killed in the middle of a group's COPY (SLUICE_FAULT_EXIT_MID_GROUP_ONCE)")
+
+        chunk.valid_rows = dying_rows  # type: ignore[method-assign]
+        return self._inner.write_chunks(writes)
+
+
 @dataclass(frozen=True, slots=True)
 class FaultyLoadService(LoadService):
     """The worker's service, its messages' progress wrapped in ``FaultyProgress``."""
@@ -128,6 +168,9 @@ def with_faults(service: object, switches: FaultSwitches) -> object:
         if switches.fail_batch_put_every:
             ports = replace(ports, batches=FaultyBatchStore(ports.batches, switches.fail_batch_put_every))
         return replace(service, ports=ports)
+    if isinstance(service, LoadService) and switches.exit_mid_group_once is not None:
+        sink = MidGroupExit(service.ports.sink, switches.exit_mid_group_once)
+        service = replace(service, ports=replace(service.ports, sink=sink))
     if isinstance(service, LoadService) and (
         switches.crash_after_chunk is not None or switches.exit_after_chunk is not None
     ):

@@ -156,23 +156,37 @@ class ReadingSink(Protocol):
 ChunkWrite = tuple[Job, ChunkStream]
 
 
-class Concurrently(Protocol):
-    """Runs independent calls (one per job: starting it, finishing it) and returns each one's answer or the
-    exception it raised, in order. AWS calls are mostly waiting: the worker's wiring runs them in threads."""
+class Pending[T](Protocol):
+    """A call under way (or done): its answer, or the exception it raised, once it has one."""
 
-    def __call__[T](self, calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
-        """Every call's answer, or its exception."""
+    def answer(self) -> T | Exception:
+        """Wait for the call; its answer or its exception."""
 
 
-def one_by_one[T](calls: Sequence[Callable[[], T]]) -> list[T | Exception]:
-    """``Concurrently`` without threads: each call in turn."""
-    answers: list[T | Exception] = []
-    for call in calls:
-        try:
-            answers.append(call())
-        except Exception as exc:
-            answers.append(exc)
-    return answers
+class Background(Protocol):
+    """Starts a call that is mostly waiting (an AWS request: starting or finishing a job) and hands it back at
+    once, so that the worker goes on writing readings meanwhile. The worker's wiring runs calls in threads."""
+
+    def __call__[T](self, call: Callable[[], T]) -> Pending[T]:
+        """The call, started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done[T]:
+    """A call already made."""
+
+    value: T | Exception
+
+    def answer(self) -> T | Exception:
+        return self.value
+
+
+def in_turn[T](call: Callable[[], T]) -> Done[T]:
+    """``Background`` without threads: the call is made at once."""
+    try:
+        return Done(call())
+    except Exception as exc:  # handed back to the caller, which fails that call's message
+        return Done(exc)
 
 
 class Progress(Protocol):
@@ -194,7 +208,7 @@ class LoadPorts:
     jobs: JobTracker
     objects: ObjectSource
     sink: ReadingSink
-    concurrently: Concurrently = one_by_one
+    background: Background = in_turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,13 +254,10 @@ def load_messages(
     row, then larger objects stream chunk by chunk, and the jobs are finished together. A fault fails only the
     messages it touches: a group whose transaction fails is written again object by object."""
     run = _Invocation(messages, ports, policy, progress, clock)
-    started = run.start_jobs()
-    small = [loading for loading in started if _is_small(loading.ref, policy)]
-    streamed = [loading for loading in started if not _is_small(loading.ref, policy)]
-    streamed += run.write_small(small)
+    streamed = run.write_small(run.start_jobs())
     for loading in streamed:
         run.write_streamed(loading)
-    run.finish_jobs(started)
+    run.finish_jobs()
     return run.outcomes()
 
 
@@ -272,6 +283,18 @@ class _Loading:
     # Every chunk is written (or the object is unreadable and ``failure`` says why): the job can be finished.
     done: bool = False
     failure: str | None = None
+    finishing: bool = False
+
+
+@dataclass(slots=True)
+class _Starting:
+    """An object whose job is being started."""
+
+    message: int
+    ref: ObjectRef
+    job: Job
+    now: datetime
+    start: Pending[Job | NotStarted]
 
 
 @dataclass(slots=True)
@@ -282,8 +305,17 @@ class _Member:
     records: list[Record]
 
 
+@dataclass(slots=True)
+class _Finishing:
+    loading: _Loading
+    finish: JobFinish
+    reasons: Mapping[QuarantineReason, int]
+    call: Pending[None]
+
+
 class _Invocation:
-    """One invocation's messages: what each came to so far, and the steps that load their objects."""
+    """One invocation's messages: what each came to so far, and the steps that load their objects. The AWS calls
+    (starting and finishing jobs) run in the background while readings are written."""
 
     def __init__(
         self,
@@ -302,6 +334,8 @@ class _Invocation:
         self._errors: list[Exception | None] = [None for _ in messages]
         self._systems: dict[str, set[UUID]] = {}
         self._validator: ReadingValidator | None = None
+        self._loadings: list[_Loading] = []
+        self._finishing: list[_Finishing] = []
 
     def outcomes(self) -> list[MessageOutcome]:
         return [
@@ -315,10 +349,10 @@ class _Invocation:
     def _failed(self, loading: _Loading) -> bool:
         return self._errors[loading.message] is not None
 
-    def start_jobs(self) -> list[_Loading]:
-        """Start the job of every object named (concurrently); report those not to be loaded."""
+    def start_jobs(self) -> list[_Starting]:
+        """Start the job of every object named, all at once; report those that have none."""
         now = self._clock()
-        wanted: list[tuple[int, ObjectRef, Job]] = []
+        starting: list[_Starting] = []
         for index, message in enumerate(self._messages):
             if message.unreadable is not None:
                 self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=message.unreadable))
@@ -327,45 +361,57 @@ class _Invocation:
                 if item.target.kind is TargetKind.IGNORED:
                     self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=item.target.reason))
                     continue
-                wanted.append((index, item.ref, job_for(item.ref, item.target, self._policy, now)))
-        answers = self._ports.concurrently([partial(self._ports.jobs.start_job, job, now) for _, _, job in wanted])
-        started: list[_Loading] = []
-        for (index, ref, job), answer in zip(wanted, answers, strict=True):
-            if isinstance(answer, Exception):
-                self._fail(index, answer)
-            elif isinstance(answer, NotStarted):
-                self._reports[index].append(_not_started_report(answer, job.job_id, ref))
-            else:
-                started.append(_Loading(index, ref, answer, answer.started_at or now))
-        return started
+                job = job_for(item.ref, item.target, self._policy, now)
+                start = self._ports.background(partial(self._ports.jobs.start_job, job, now))
+                starting.append(_Starting(index, item.ref, job, now, start))
+        return starting
 
-    def write_small(self, small: list[_Loading]) -> list[_Loading]:
-        """Read the small objects whole and write those of one chunk in groups; return the others (more than a
-        chunk after all), to be streamed."""
-        members: list[_Member] = []
-        larger: list[_Loading] = []
-        for loading in small:
-            records = self._read_whole(loading)
-            if records is None:
-                larger.append(loading)
-            elif records:
-                members.append(_Member(loading, records))
-            elif not self._failed(loading) and loading.failure is None:
-                loading.done = True  # an empty object: nothing to write, its job completes with zero readings
+    def _started(self, starting: _Starting) -> _Loading | None:
+        """Wait for a job's start: the object's loading, or None (reported, or its message failed)."""
+        answer = starting.start.answer()
+        if isinstance(answer, Exception):
+            self._fail(starting.message, answer)
+            return None
+        if isinstance(answer, NotStarted):
+            self._reports[starting.message].append(_not_started_report(answer, starting.job.job_id, starting.ref))
+            return None
+        loading = _Loading(starting.message, starting.ref, answer, answer.started_at or starting.now)
+        self._loadings.append(loading)
+        return loading
+
+    def write_small(self, starting: list[_Starting]) -> list[_Loading]:
+        """Read the small objects whole as their jobs start and write those of one chunk in groups of up to a chunk
+        of readings (the later jobs start meanwhile); return the objects to stream: the large ones, and small ones
+        of more than a chunk after all."""
+        streamed: list[_Loading] = []
         group: list[_Member] = []
         size = 0
-        for member in members:
-            if group and size + len(member.records) > self._policy.chunk_readings:
+        for each in starting:
+            loading = self._started(each)
+            if loading is None:
+                continue
+            if not _is_small(loading.ref, self._policy):
+                streamed.append(loading)
+                continue
+            records = self._read_whole(loading)
+            if records is None:
+                streamed.append(loading)
+                continue
+            if not records:
+                # Unreadable (failure says why), or an empty object: nothing to write; the job can be finished.
+                loading.done = not self._failed(loading)
+                continue
+            if group and size + len(records) > self._policy.chunk_readings:
                 self._write_group(group)
                 group, size = [], 0
-            group.append(member)
-            size += len(member.records)
+            group.append(_Member(loading, records))
+            size += len(records)
         if group:
             self._write_group(group)
-        return larger
+        return streamed
 
     def _read_whole(self, loading: _Loading) -> list[Record] | None:
-        """A small object's records (empty when it failed or is unreadable), or None when they are more than one
+        """A small object's records (none when it failed or is unreadable), or None when they are more than one
         chunk holds: it is then streamed like a large one."""
         try:
             layout_of(loading.ref.key, None)  # an unknown format fails the job before anything is downloaded
@@ -381,9 +427,9 @@ class _Invocation:
             # One record past the chunk tells a larger object; the text bound is chunk_streams' own.
             whole = list(itertools.islice(records, self._policy.chunk_readings + 1))
         except UnreadableObjectError as exc:
-            loading.failure, loading.done = str(exc), True
+            loading.failure = str(exc)
             return []
-        except Exception as exc:
+        except Exception as exc:  # fails this object's message only
             self._fail(loading.message, exc)
             return []
         if len(whole) > self._policy.chunk_readings or meter.beats >= CHUNK_TEXT_BEATS:
@@ -391,11 +437,11 @@ class _Invocation:
         return whole
 
     def _write_group(self, group: list[_Member]) -> None:
-        """Write a group's chunks in one transaction. Should it fail, each object is written alone, so that a
-        fault of one (its data, its message) fails no other message."""
+        """Write a group's chunks in one transaction, then start finishing its jobs. Should the transaction fail,
+        each object is written alone, so that a fault of one (its data, its message) fails no other message."""
         try:
             written = self._ports.sink.write_chunks([self._chunk_of(member) for member in group])
-        except Exception as exc:
+        except Exception as exc:  # narrowed below, object by object
             if len(group) == 1:
                 self._fail(group[0].loading.message, exc)
                 return
@@ -408,8 +454,9 @@ class _Invocation:
             loading.done = True
             try:
                 self._progress[loading.message].chunk_committed(0)
-            except Exception as exc:
+            except Exception as exc:  # out of time, or a fault: this message is retried
                 self._fail(loading.message, exc)
+        self._finish_soon([member.loading for member in group])
 
     def _chunk_of(self, member: _Member) -> ChunkWrite:
         job = member.loading.job
@@ -441,14 +488,14 @@ class _Invocation:
             )
         except UnreadableObjectError as exc:
             loading.failure = str(exc)
-        except Exception as exc:
+        except Exception as exc:  # fails this object's message only
             self._fail(loading.message, exc)
             return
         loading.done = True
 
-    def finish_jobs(self, started: list[_Loading]) -> None:
-        """Finish every job whose object is done, with counts summed from the ledger (concurrently)."""
-        done = [loading for loading in started if loading.done and not self._failed(loading)]
+    def _finish_soon(self, loadings: list[_Loading]) -> None:
+        """Read the counts of jobs whose objects are done from the ledger and start recording their end."""
+        done = [each for each in loadings if each.done and not each.finishing and not self._failed(each)]
         if not done:
             return
         try:
@@ -461,51 +508,48 @@ class _Invocation:
             # Read before the jobs complete: should this fail, the retry reads them again instead of finding them
             # completed.
             reasons = self._ports.sink.quarantine_reasons(quarantining) if quarantining else {}
-        except Exception as exc:
+        except Exception as exc:  # the messages of these jobs are retried
             for loading in done:
                 self._fail(loading.message, exc)
             return
         now = self._clock()
-        finishes = [self._finish(loading, counts[loading.job.job_id], now) for loading in done]
-        answers = self._ports.concurrently(
-            [
-                partial(self._ports.jobs.finish_job, loading.job.job_id, finish)
-                for loading, finish in zip(done, finishes, strict=True)
-            ]
-        )
-        for loading, finish, answer in zip(done, finishes, answers, strict=True):
+        for loading in done:
+            loading.finishing = True
+            finish = _job_finish(loading, counts[loading.job.job_id], now)
+            call = self._ports.background(partial(self._ports.jobs.finish_job, loading.job.job_id, finish))
+            self._finishing.append(_Finishing(loading, finish, reasons.get(loading.job.job_id, {}), call))
+
+    def finish_jobs(self) -> None:
+        """Finish the jobs not finished yet, and wait for every finish: report each job, or fail its message."""
+        self._finish_soon(self._loadings)
+        for each in self._finishing:
+            answer = each.call.answer()
+            loading, finish = each.loading, each.finish
             if isinstance(answer, Exception):
                 self._fail(loading.message, answer)
                 continue
             job = loading.job
             if finish.status is JobStatus.FAILED:
-                self._reports[loading.message].append(
-                    LoadReport(
-                        LoadOutcome.FAILED,
-                        job.job_id,
-                        finish.counts,
-                        loading.written,
-                        detail=finish.error_message or "",
-                    )
+                report = LoadReport(
+                    LoadOutcome.FAILED, job.job_id, finish.counts, loading.written, detail=finish.error_message or ""
                 )
-                continue
-            self._reports[loading.message].append(
-                LoadReport(
+            else:
+                report = LoadReport(
                     LoadOutcome.COMPLETED,
                     job.job_id,
                     finish.counts,
                     loading.written,
-                    quarantined_by_reason=reasons.get(job.job_id, {}),
+                    quarantined_by_reason=each.reasons,
                     latency_ms=_elapsed_ms(job.created_at, finish.completed_at),
                 )
-            )
+            self._reports[loading.message].append(report)
 
-    @staticmethod
-    def _finish(loading: _Loading, counts: LoadCounts, now: datetime) -> JobFinish:
-        if loading.failure is None:
-            return _finish(JobStatus.COMPLETED, counts, loading.started_at, now)
-        stored = f" ({counts.total} readings of it had been stored or quarantined)" if counts.total else ""
-        return _finish(JobStatus.FAILED, counts, loading.started_at, now, f"{loading.failure}{stored}")
+
+def _job_finish(loading: _Loading, counts: LoadCounts, now: datetime) -> JobFinish:
+    if loading.failure is None:
+        return _finish(JobStatus.COMPLETED, counts, loading.started_at, now)
+    stored = f" ({counts.total} readings of it had been stored or quarantined)" if counts.total else ""
+    return _finish(JobStatus.FAILED, counts, loading.started_at, now, f"{loading.failure}{stored}")
 
 
 def _is_small(ref: ObjectRef, policy: LoadPolicy) -> bool:

@@ -124,7 +124,7 @@ def build_load_service(settings: LoadWorkerSettings) -> LoadService:
         jobs=DynamoJobStore(settings.jobs_table),
         objects=objects,
         sink=TimescaleReadingSink(connector),
-        concurrently=ThreadedCalls(),
+        background=ThreadedCalls(),
     )
     return LoadService(ports=ports, policy=policy, connector=connector, objects=objects, settings=settings)
 
