@@ -50,8 +50,10 @@ from ..lambdas import FakeLambdaContext, handler_module, template
 from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
 from ..worker_harness import WorkerHarness
+from .api_ingest import measure_ingest
 from .calls import CallMeter
 from .corpus import COPY_COLUMNS, Corpus, api_batches, copy_reference_csv, drop_csv, make_corpus
+from .costs import Usage, cost_per_million, database_cost_per_million, item_size_bytes, prices_json, report_lines
 from .cpu import ServerCpu
 
 # The moto server `make moto` started (infra/moto.sh: MOTO_PORT, default 4566).
@@ -68,8 +70,8 @@ def main() -> None:
     if args.child:
         run_child()
         return
-    figures = measure_all(args.readings)
-    report(figures)
+    figures, cost_lines = measure_all(args.readings)
+    report(figures, cost_lines)
 
 
 @dataclasses.dataclass
@@ -88,6 +90,9 @@ class CaseFigures:
     calls: Counter[str] = dataclasses.field(default_factory=Counter)
     peak_mb: float = 0.0
     baseline_mb: float = 0.0
+    # What the case used in AWS (the ingest side's too, for API batches), for its price; what the tables grew by.
+    usage: Usage | None = None
+    stored_bytes: int = 0
 
     @property
     def rows_per_s(self) -> float:
@@ -118,8 +123,8 @@ def measured(case: CaseFigures, servers: ServerCpu) -> Iterator[None]:
         case.worker_cpu_s += time.process_time() - worker
 
 
-def measure_all(readings: int) -> dict[str, object]:
-    """Every case of the benchmark, in one database and one moto stack."""
+def measure_all(readings: int) -> tuple[dict[str, object], list[str]]:
+    """Every case of the benchmark, in one database and one moto stack; its figures, and its cost table."""
     corpus = make_corpus(readings, now=datetime.now(UTC))
     server_dsn = psycopg.conninfo.make_conninfo(get_database_settings().db_dsn, dbname="postgres")
     with scratch_database(server_dsn, prefix="sluice_bench") as dsn, worker_stack(dsn) as worker:
@@ -137,9 +142,21 @@ def measure_all(readings: int) -> dict[str, object]:
             "batch_10k_all_duplicates": run_batches(worker, corpus, 10_000, servers, again=True),
             "drop_1m": run_drop(worker, corpus, servers),
         }
-    figures: dict[str, object] = {"readings": readings, "copy_rows_per_s": copy_rate}
+    figures: dict[str, object] = {"readings": readings, "copy_rows_per_s": copy_rate} | prices_json()
     for name, case in cases.items():
+        assert case.usage is not None
         figures |= case.as_json(name)
+        figures |= cost_per_million(case.usage).as_json(name)
+        figures |= database_cost_per_million(case.database_cpu_s, case.stored_bytes, case.readings).as_json(name)
+    labels = {key: label for label, key in CASES}
+    cost_lines = report_lines(
+        {key: cost_per_million(case.usage) for key, case in cases.items() if case.usage is not None},
+        {
+            key: database_cost_per_million(case.database_cpu_s, case.stored_bytes, case.readings)
+            for key, case in cases.items()
+        },
+        labels,
+    )
     drop = cases["drop_1m"]
     return figures | {
         "ratio_1k": cases["batch_1k"].rows_per_s / copy_rate,
@@ -148,7 +165,7 @@ def measure_all(readings: int) -> dict[str, object]:
         "ratio_drop": drop.rows_per_s / copy_rate,
         "drop_peak_mb": drop.peak_mb,
         "drop_baseline_mb": drop.baseline_mb,
-    }
+    }, cost_lines
 
 
 @contextlib.contextmanager
@@ -194,10 +211,12 @@ def run_batches(
     stored readings, so every valid reading is a duplicate."""
     if not again:
         empty_tables(worker.dsn)
-    for system_id, body in api_batches(corpus, size):
-        worker.send_api_batch(corpus.tenant, system_id, body, len(json.loads(body)["readings"]))
+    stored_before = stored_bytes(worker.dsn)
+    # Through the real IngestApiFunction handler: its durations and calls are part of what the readings cost.
+    ingest = measure_ingest(worker.stack, [(corpus.tenant, system, body) for system, body in api_batches(corpus, size)])
     messages = worker.receive()
     case = CaseFigures(readings=len(corpus.rows))
+    usage = Usage(readings=case.readings, ingest=ingest.tally, api_request_bytes=ingest.request_bytes)
     with CallMeter().attach(s3_client(), dynamodb_client(), sqs_client()) as meter:
         for start in range(0, len(messages), MESSAGES_PER_INVOCATION):
             event = worker.event(messages[start : start + MESSAGES_PER_INVOCATION])
@@ -205,10 +224,17 @@ def run_batches(
                 started = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):  # the metrics' EMF lines
                     response = worker.invoke(event)
-                case.wall_s += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+            case.wall_s += seconds
+            usage.worker.add(seconds)
             case.invocations += 1
             assert response == {"batchItemFailures": []}, response
     case.aws_busy_s, case.calls = meter.busy_s, meter.calls
+    usage.calls = ingest.calls + meter.calls
+    usage.queue_message_bytes = sum(len(message["Body"]) for message in messages) // len(messages)
+    usage.dynamodb_item_bytes = job_item_bytes(worker)
+    case.usage = usage
+    case.stored_bytes = stored_bytes(worker.dsn) - stored_before
     total = sum(job.total_readings or 0 for job in worker.jobs() if job.status == "completed")
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=corpus.expected["valid"] if again else 0)
@@ -219,8 +245,10 @@ def run_batches(
 def run_drop(worker: WorkerHarness, corpus: Corpus, servers: ServerCpu) -> CaseFigures:
     """One fresh worker process loading the corpus as one CSV.gz drop: its time, CPU and peak memory."""
     empty_tables(worker.dsn)
+    stored_before = stored_bytes(worker.dsn)
     worker.put("drops/bench/2026/11/corpus.csv.gz", gzip.compress(drop_csv(corpus), compresslevel=6))
-    event = worker.event(worker.receive())
+    messages = worker.receive()
+    event = worker.event(messages)
     case = CaseFigures(readings=len(corpus.rows), invocations=1)
     with measured(case, servers):
         child = subprocess.run(
@@ -235,8 +263,14 @@ def run_drop(worker: WorkerHarness, corpus: Corpus, servers: ServerCpu) -> CaseF
     assert result["response"] == {"batchItemFailures": []}, result
     (job,) = worker.jobs()
     assert job.total_readings == len(corpus.rows), job
+    usage = Usage(readings=case.readings, uploaded_objects=1, calls=Counter(result["calls"]))
+    usage.worker.add(result["seconds"])
+    usage.queue_message_bytes = len(messages[0]["Body"])
+    usage.dynamodb_item_bytes = job_item_bytes(worker)
+    case.usage = usage
     clear_jobs(worker)
     check_accounted(worker, corpus, stored_before=0)
+    case.stored_bytes = stored_bytes(worker.dsn) - stored_before
     # This process only waited on the child: the worker's CPU is the child's own.
     case.worker_cpu_s = result["cpu_s"]
     case.wall_s, case.peak_mb, case.baseline_mb = result["seconds"], result["peak_mb"], result["baseline_mb"]
@@ -281,6 +315,24 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def job_item_bytes(worker: WorkerHarness) -> int:
+    """The largest job item stored now (a completed one, as the worker writes it), in DynamoDB's size rules."""
+    items = dynamodb_client().scan(TableName=worker.stack.ref("JobsTable"))["Items"]
+    return max(item_size_bytes(item) for item in items)
+
+
+def stored_bytes(dsn: str) -> int:
+    """What the tables a load writes take on disk, indexes included."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT hypertable_size('readings') + hypertable_size('readings_1m') + hypertable_size('readings_1h')"
+            " + pg_total_relation_size('sensor_latest') + pg_total_relation_size('quarantined_readings')"
+            " + pg_total_relation_size('ingest_ledger')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def clear_jobs(worker: WorkerHarness) -> None:
     for job in worker.jobs():
         dynamodb_client().delete_item(TableName=worker.stack.ref("JobsTable"), Key={"job_id": {"S": str(job.job_id)}})
@@ -313,7 +365,7 @@ CASES = (
 )
 
 
-def report(figures: dict[str, Any]) -> None:
+def report(figures: dict[str, Any], cost_lines: list[str]) -> None:
     copy_rate = figures["copy_rows_per_s"]
     print(
         f"\nLoadWorkerFunction, {figures['readings']:,.0f} readings per case (1% invalid, every reason), rollups kept"
@@ -341,6 +393,8 @@ def report(figures: dict[str, Any]) -> None:
         f"worker peak memory for the drop: {figures['drop_peak_mb']:.0f} MB (RSS of the whole process; "
         f"{figures['drop_baseline_mb']:.0f} MB before the invocation)"
     )
+    for line in cost_lines:
+        print(line)
     out = REPO_ROOT / ".local" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     # Other benchmarks add their figures to the same file.

@@ -3,7 +3,7 @@ reach of a deployment, and when on they fail the way real faults do."""
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,7 +291,7 @@ def test_the_mid_group_exit_kills_the_process_inside_a_groups_copy_once(
     read: list[tuple[UUID, int]] = []
 
     class ReadingEveryRow:
-        def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+        def write_chunks(self, writes: Sequence[ChunkWrite], meanwhile: Callable[[], None] | None = None) -> list[bool]:
             for job, chunk in writes:
                 read.extend((job.job_id, 0) for _ in chunk.valid_rows())
             return [True for _ in writes]

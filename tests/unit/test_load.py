@@ -5,7 +5,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
@@ -410,6 +410,8 @@ class FakeSink:
     transactions: list[list[UUID]] = field(default_factory=list)
     # A job whose chunks the database refuses (every transaction holding one fails, as one failing statement would).
     refused: set[UUID] = field(default_factory=set)
+    # Rows written when each ``meanwhile`` ran (the next chunk read while this one commits).
+    read_meanwhile: list[int] = field(default_factory=list)
 
     def tenant_systems(self, tenant_id: str) -> set[UUID]:
         return set(self.systems)
@@ -417,13 +419,17 @@ class FakeSink:
     def committed_chunks(self, job_id: UUID) -> set[int]:
         return {chunk_no for written, chunk_no in self.ledger if written == job_id}
 
-    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+    def write_chunks(self, writes: Sequence[ChunkWrite], meanwhile: Callable[[], None] | None = None) -> list[bool]:
         if any(job.job_id in self.refused for job, _ in writes):
             for _, chunk in writes:
                 chunk.finish()  # read, then rolled back: nothing kept
             raise psycopg_like_error()
         self.transactions.append([job.job_id for job, _ in writes])
-        return [self._write(job, chunk) for job, chunk in writes]
+        written = [self._write(job, chunk) for job, chunk in writes]
+        if meanwhile is not None:
+            meanwhile()
+            self.read_meanwhile.append(len(self.rows))
+        return written
 
     def _write(self, job: Job, chunk: ChunkStream) -> bool:
         if chunk.chunk_no in self.committed_meanwhile or (job.job_id, chunk.chunk_no) in self.ledger:
@@ -547,6 +553,7 @@ def test_an_object_is_loaded_chunk_by_chunk_skipping_what_the_ledger_has() -> No
     assert report.quarantined_by_reason == {QuarantineReason.INVALID_UNIT: 1, QuarantineReason.DUPLICATE: 1}
     assert report.latency_ms == 0
     assert progress.committed == [0, 2]
+    assert sink.read_meanwhile == [1, 2]  # the chunk after each written one was read during its commit
     assert objects.opened == [item.ref]
     assert [row.position for _, row in sink.quarantined] == [2, 6]
     assert json.loads(sink.quarantined[1][1].details)["got"] == "a repeat of #5"

@@ -126,9 +126,9 @@ class MidGroupExit:
     def quarantine_reasons(self, job_ids: Sequence[UUID]) -> dict[UUID, dict[QuarantineReason, int]]:
         return self._inner.quarantine_reasons(job_ids)
 
-    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+    def write_chunks(self, writes: Sequence[ChunkWrite], meanwhile: Callable[[], None] | None = None) -> list[bool]:
         if len(writes) < 2 or self._marker.exists():
-            return self._inner.write_chunks(writes)
+            return self._inner.write_chunks(writes, meanwhile)
         chunk = writes[1][1]
         rows = chunk.valid_rows
         marker = self._marker
@@ -140,7 +140,7 @@ class MidGroupExit:
                 die("killed in the middle of a group's COPY (SLUICE_FAULT_EXIT_MID_GROUP_ONCE)")
 
         chunk.valid_rows = dying_rows  # type: ignore[method-assign]
-        return self._inner.write_chunks(writes)
+        return self._inner.write_chunks(writes, meanwhile)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ hold each stored reading exactly once, as the ledger does.
 import json
 import ssl
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, LiteralString, cast
 from uuid import UUID
@@ -124,6 +126,22 @@ def _identity(text: str) -> str:
     return text
 
 
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """What a transaction writes last: the rollup cells and the ledger counts (as columns)."""
+
+    cells: MinuteCells
+    counts: list[list[object]]
+
+
+def _roll_back(conn: Connection) -> None:
+    """End a failed transaction, if the connection is still there to end it on."""
+    if conn.closed or conn.broken:
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+
+
 def _cells(rows: list[tuple[object, ...]]) -> MinuteCells:
     """The minute cells of inserted rows (ValidReading's fields, then the system and the job: READING_COLUMNS's
     order, ReadingRow's shape)."""
@@ -207,6 +225,8 @@ class TimescaleReadingSink:
 
     def __init__(self, connector: DatabaseConnector) -> None:
         self._connector = connector
+        # Commits are sent from this thread while the worker reads on (see write_chunks); one at a time.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-commit")
 
     def tenant_systems(self, tenant_id: str) -> set[UUID]:
         """The ids of every system of ``tenant_id`` (read once per object: a tenant has thousands at most)."""
@@ -218,19 +238,40 @@ class TimescaleReadingSink:
         rows = self._connector.connection().execute("SELECT chunk_no FROM ingest_ledger WHERE job_id = %s", (job_id,))
         return {row[0] for row in rows}
 
-    def write_chunks(self, writes: Sequence[ChunkWrite]) -> list[bool]:
+    def write_chunks(self, writes: Sequence[ChunkWrite], meanwhile: Callable[[], None] | None = None) -> list[bool]:
         """Write chunks (one job's, or one each of several jobs) with their ledger rows in one transaction; per
-        chunk, False when the ledger already had it (its rows are then read past, not written)."""
+        chunk, False when the ledger already had it (its rows are then read past, not written). ``meanwhile`` runs
+        while the database adds the rollups and commits (the worker reads its next chunk then)."""
         conn = self._connector.connection()
-        with conn.transaction():
+        # Begun by hand, so that the commit can be sent from another thread (the nested transactions of the COPYs
+        # below are savepoints in it).
+        conn.execute("BEGIN")
+        try:
             claimed = self._claim(conn, writes)
             mine = [(job, chunk) for job, chunk in writes if (job.job_id, chunk.chunk_no) in claimed]
             for job, chunk in writes:
                 if (job.job_id, chunk.chunk_no) not in claimed:
                     chunk.skip()
-            if mine:
-                self._write_claimed(conn, mine)
+            ending = self._write_claimed(conn, mine) if mine else None
+            committing = self._committer.submit(self._commit, conn, ending)
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+            finally:
+                committing.result()
+        except BaseException:
+            _roll_back(conn)
+            raise
         return [(job.job_id, chunk.chunk_no) in claimed for job, chunk in writes]
+
+    @staticmethod
+    def _commit(conn: Connection, ending: "_Ending | None") -> None:
+        """The chunks' rollups and ledger counts, and the commit, in one round trip."""
+        with conn.pipeline():
+            if ending is not None:
+                add_to_rollups(conn, ending.cells)
+                conn.execute(_RECORD_COUNTS, ending.counts)
+            conn.execute("COMMIT")
 
     def _claim(self, conn: Connection, writes: Sequence[ChunkWrite]) -> set[tuple[UUID, int]]:
         """Insert the chunks' ledger rows; return those inserted (the others are committed already, or a twin
@@ -242,8 +283,8 @@ class TimescaleReadingSink:
         )
         return {(job_id, chunk_no) for job_id, chunk_no in rows}
 
-    def _write_claimed(self, conn: Connection, writes: list[ChunkWrite]) -> None:
-        """The claimed chunks' readings, rollups, quarantine rows and ledger counts."""
+    def _write_claimed(self, conn: Connection, writes: list[ChunkWrite]) -> "_Ending":
+        """The claimed chunks' readings and quarantine rows; what is left to write before the commit."""
         results, cells = self._insert_readings(conn, writes)
         quarantine: list[tuple[Job, list[QuarantineRow]]] = []
         counts: list[tuple[UUID, int, int, int, int, int]] = []
@@ -253,10 +294,7 @@ class TimescaleReadingSink:
             duplicates = len(stored_twice) + sum(1 for row in chunk.quarantine if row.reason is _DUPLICATE)
             counts.append((job.job_id, chunk.chunk_no, chunk.total, inserted, len(rows), duplicates))
         self._insert_quarantine(conn, quarantine)
-        # The rollups and the ledger's counts in one round trip.
-        with conn.pipeline():
-            add_to_rollups(conn, cells)
-            conn.execute(_RECORD_COUNTS, [list(column) for column in zip(*counts, strict=True)])
+        return _Ending(cells, [list(column) for column in zip(*counts, strict=True)])
 
     def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, LoadCounts]:
         """Each job's counts, summed from its ledger rows (zeros for a job with none)."""

@@ -135,6 +135,11 @@ class ChunkStream:
             sources_append(record)
             yield row
 
+    def read_ahead(self) -> None:
+        """Read the chunk's records now (parsing them: the object's text is read here) and judge them later. The
+        worker calls it while the database commits the chunk before, so the two work at the same time."""
+        self._records = iter(list(self._records))
+
     def finish(self) -> None:
         """Judge whatever the sink did not read (after a COPY the database refused)."""
         for _ in self.valid_rows():

@@ -9,7 +9,7 @@ error_message. Everything else (database, S3, DynamoDB faults) raises, and the m
 """
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -140,10 +140,11 @@ class ReadingSink(Protocol):
     def committed_chunks(self, job_id: UUID) -> set[int]:
         """The chunk numbers of a job already in the ledger."""
 
-    def write_chunks(self, writes: Sequence["ChunkWrite"]) -> list[bool]:
+    def write_chunks(self, writes: Sequence["ChunkWrite"], meanwhile: Callable[[], None] | None = None) -> list[bool]:
         """Write chunks (of one job or of several) with their ledger rows in one transaction, reading all of each
-        chunk's ``valid_rows()`` (then its quarantine rows); per chunk, False (its rows not read) when the ledger
-        already had it."""
+        chunk's ``valid_rows()`` (then its quarantine rows); per chunk, False (its rows read past) when the ledger
+        already had it. ``meanwhile`` is called once, while the database finishes the transaction (the worker
+        reads its next chunk then); an exception from it, or from the commit, fails the write."""
 
     def job_counts(self, job_ids: Sequence[UUID]) -> dict[UUID, "LoadCounts"]:
         """Each job's counts, summed from its ledger rows (zeros for a job with none)."""
@@ -648,19 +649,43 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     # The reader's heartbeat keeps the message and watches the time, and its count bounds the text of a chunk.
     meter = ReadMeter(progress.still_reading)
     records = iter(read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=meter))
+    chunks = chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems, meter)
     written = 0
-    for chunk in chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems, meter):
+    chunk = next(chunks, None)
+    while chunk is not None:
         # A committed chunk is still read (the stream has no index) but neither judged nor written again; so is
         # one a concurrent twin of this message committed meanwhile (the sink finds its ledger row).
         if chunk.chunk_no in committed:
             chunk.skip()
+            chunk = next(chunks, None)
             continue
-        if ports.sink.write_chunks([(job, chunk)])[0]:
-            written += 1
-        else:
-            chunk.skip()
+        after = _NextChunk(chunks, committed)
+        # While the database commits this chunk, the next one is read (parsed, not yet judged).
+        written += ports.sink.write_chunks([(job, chunk)], meanwhile=after.read)[0]
         progress.chunk_committed(chunk.chunk_no)
+        chunk = after.chunk()
     return written
+
+
+class _NextChunk:
+    """The chunk after the one being written, read ahead while that one commits."""
+
+    def __init__(self, chunks: Iterator[ChunkStream], committed: set[int]) -> None:
+        self._chunks = chunks
+        self._committed = committed
+        self._taken = False
+        self._chunk: ChunkStream | None = None
+
+    def read(self) -> None:
+        self._taken = True
+        self._chunk = next(self._chunks, None)
+        if self._chunk is not None and self._chunk.chunk_no not in self._committed:
+            self._chunk.read_ahead()
+
+    def chunk(self) -> ChunkStream | None:
+        if not self._taken:  # the sink did not call it
+            self.read()
+        return self._chunk
 
 
 def check_declared_size(job: Job, size: int | None) -> None:
