@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sluice.adapters.aws import s3_client, secretsmanager_client, sqs_client
 from sluice.adapters.s3 import OBJECT_GONE, S3ObjectSource
-from sluice.adapters.timescale import database_dsn
+from sluice.adapters.timescale import TimescaleReadingSink, database_dsn
 from sluice.domain.objects import ObjectRef, batch_object_key, parse_message
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
@@ -180,6 +180,48 @@ def test_readings_already_stored_by_another_job_are_duplicates(worker: WorkerHar
     assert_accounted(worker, second, total=3)
     assert reasons(worker, second) == {0: "duplicate", 2: "duplicate"}
     assert next(iter(worker.quarantine(second)))["reason_details"]["got"] == "already stored"
+    assert worker.job(second).duplicate_readings == 2
+
+
+def test_batches_of_one_invocation_load_together_and_a_reading_two_of_them_share_lands_once(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Given three batches in one invocation, the second and third repeating readings of the ones before them
+    first = api_batch(worker, system_id, [reading(0), reading(1)])
+    second = api_batch(worker, system_id, [reading(1), reading(2)])
+    third = api_batch(worker, system_id, [reading(2), reading(0), reading(3, unit="psi"), reading(4)])
+
+    # When they arrive together (as the event source hands them over: one invocation)
+    assert worker.deliver() == {"batchItemFailures": []}
+
+    # Then they were written in one transaction, each reading once, the repeats quarantined as stored duplicates
+    (transactions,) = worker.query("SELECT count(DISTINCT xmin::text) FROM ingest_ledger")[0]
+    assert transactions == 1
+    assert_accounted(worker, first, total=2)
+    assert_accounted(worker, second, total=2)
+    assert_accounted(worker, third, total=4)
+    assert reasons(worker, second) == {0: "duplicate"}
+    assert reasons(worker, third) == {0: "duplicate", 1: "duplicate", 2: "invalid_unit"}
+    assert [worker.job(job).duplicate_readings for job in (first, second, third)] == [0, 1, 2]
+    assert stored(worker, first) + stored(worker, second) + stored(worker, third) == 4  # readings 0, 1, 2 and 4
+
+
+def test_readings_stored_by_a_concurrent_loader_after_the_probe_are_still_duplicates(
+    worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given stored readings the sink's probe misses, as it misses ones a concurrent loader commits right after it
+    first = api_batch(worker, system_id, [reading(0), reading(1)])
+    worker.deliver()
+    monkeypatch.setattr(TimescaleReadingSink, "_stored_keys", lambda *_: set())
+    second = api_batch(worker, system_id, [reading(1), reading(2), reading(0)])
+
+    # When the batch is loaded: its COPY of "fresh" rows is refused too, and the row-by-row insert decides
+    worker.deliver()
+
+    # Then each reading is still stored once, the others quarantined as stored duplicates
+    assert_accounted(worker, first, total=2)
+    assert_accounted(worker, second, total=3)
+    assert reasons(worker, second) == {0: "duplicate", 2: "duplicate"}
     assert worker.job(second).duplicate_readings == 2
 
 
