@@ -22,7 +22,6 @@ import hashlib
 import io
 import itertools
 import json
-import operator
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -95,7 +94,6 @@ def _object_from_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_object_from_pairs)
-_plain_decoder = json.JSONDecoder()
 _lenient_decoder = json.JSONDecoder(parse_int=float, object_pairs_hook=_object_from_pairs)
 
 
@@ -192,47 +190,12 @@ def loads_lenient(text: str) -> Any:
     """``json.loads``, except that an integer past Python's digit limit is read as a float, so one reading (not the
     whole batch) carries the problem, and an object that names a key twice is a ``RepeatedKeys``. NaN and Infinity
     are read as floats and judged out of range later."""
-    # The duplicate-key hook makes the decoder build a list of pairs per object: half again json.loads's time on a
-    # batch. Every '"' of a text delimits a string or is escaped in one, and the plain decoder's document holds one
-    # string per key of each object and per string value; so twice its strings is the text's count of '"' only when
-    # no object named a key twice (a repeat keeps one key of several) and no quote was escaped. Then the hook would
-    # have given the same document.
-    try:
-        document = _plain_decoder.decode(text)
-        if 2 * _strings_in(document) == text.count('"'):
-            return document
-    except (ValueError, RecursionError):  # the decoder below says what is wrong, as it always has
-        pass
     try:
         return _decoder.decode(text)
     except json.JSONDecodeError:
         raise
     except ValueError:
         return _lenient_decoder.decode(text)
-
-
-def _strings_in(document: object) -> int:
-    """How many strings a decoded JSON document holds, object keys included, at every depth. Counted a level at a
-    time with C-level passes (a batch's readings are one level, their values the next)."""
-    count = 0
-    level: list[Any] = [document]
-    while level:
-        kinds = list(map(type, level))
-        count += kinds.count(str)
-        present = set(kinds)
-        below: list[Any] = []
-        if dict in present:
-            objects = level if len(present) == 1 else _of_kind(level, kinds, dict)
-            count += sum(map(len, objects))
-            below.extend(itertools.chain.from_iterable(map(dict.values, objects)))
-        if list in present:
-            below.extend(itertools.chain.from_iterable(_of_kind(level, kinds, list)))
-        level = below
-    return count
-
-
-def _of_kind(values: list[Any], kinds: list[type], kind: type) -> list[Any]:
-    return list(itertools.compress(values, map(operator.is_, kinds, itertools.repeat(kind))))
 
 
 def _whole_envelope_records(data: bytes) -> Iterator[Record]:
