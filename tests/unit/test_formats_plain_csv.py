@@ -1,5 +1,6 @@
-"""CSV text read block by block (plain text split by str.split) gives exactly what reading it line by line with the
-csv module gives: the same records, line numbers, refusals and heartbeats, in the same order."""
+"""CSV text read block by block (lines that are whole rows: split by str.split, or by the csv module over the block
+when it holds a quote) gives exactly what reading it line by line with the csv module gives: the same records, line
+numbers, refusals and heartbeats, in the same order."""
 
 import csv
 import io
@@ -83,10 +84,22 @@ def test_plain_blocks_read_as_the_csv_module_reads_line_by_line(
 
 def test_a_corpus_like_file_is_read_in_blocks_with_its_heartbeats_where_lines_put_them() -> None:
     rows = [f"sys,s{n % 7},2026-11-20T08:00:{n % 60:02d}Z,{n}.5,bar,{90 + n % 10}" for n in range(3000)]
-    rows[1500] = 'sys,s1,"2026-11-20T08:00:00Z",1,bar,90'  # one quoted row: its block is read line by line
+    rows[1000] = 'sys,s1,"2026-11-20T08:00:00Z",1,bar,90'  # a quoted row: its block is read by the csv module
+    rows[2000] = 'sys,s1,"a\nb",1,bar,90'  # a quoted field spanning lines: its block is read line by line
     text = HEADER + "\n" + "\r\n".join(rows) + "\n"
 
     by_block = events(text, 1 << 12, 1 << 20, 1 << 12, 131072)
 
     assert by_block == events(text, 0, 1 << 20, 1 << 12, 131072)
     assert by_block.count("beat") == len(text) // (1 << 12)
+    assert by_block.count("beat") + 3000 == len(by_block)
+
+
+def test_a_file_quoted_throughout_is_read_as_line_by_line() -> None:
+    rows = [f'"sys","s{n % 7}","2026-11-20T08:00:{n % 60:02d}Z",{n}.5,"bar",{90 + n % 10}' for n in range(3000)]
+    text = HEADER + "\r\n" + "\r\n".join(rows) + "\r\n"
+
+    by_block = events(text, 1 << 12, 1 << 20, 1 << 12, 131072)
+
+    assert by_block == events(text, 0, 1 << 20, 1 << 12, 131072)
+    assert len(by_block) - by_block.count("beat") == 3000

@@ -5,8 +5,8 @@ A record is ``(position, system_id as read, reading as read)``. What cannot be p
 not UTF-8, an unknown format, a broken envelope) raises ``UnreadableObjectError``, which fails its job.
 
 Memory stays bounded by what the caller keeps, not by the file: drops are read block by block, and NDJSON and CSV
-line by line with each line (or CSV row) bounded: a longer one is read past in pieces, never held whole. (Plain CSV
-text, the common case, is split a block of lines at a time, with the same result as line by line.) API
+line by line with each line (or CSV row) bounded: a longer one is read past in pieces, never held whole. (CSV text
+whose lines are whole rows, the common case, is read a block of lines at a time, with the same result.) API
 batches (at most 5 MiB, already checked by the API) are parsed whole, with the API's own JSON reading, so the worker
 sees exactly what the API counted.
 
@@ -40,8 +40,8 @@ MAX_ELEMENT_CHARS: Final = 1 << 20
 # The reader calls its heartbeat at least this often, in characters read (blank lines and refused lines included).
 HEARTBEAT_CHARS: Final = 1 << 20
 _BLOCK_CHARS = 1 << 16
-# CSV text is read in blocks of this many characters when it is plain (see _BoundedLines.plain_csv_lines); 0 reads
-# it line by line. Kept under the csv module's default field limit (131,072), so a block's lines all fit it.
+# CSV text is read in blocks of this many characters when its lines are whole rows (see _BoundedLines.plain_csv_rows);
+# 0 reads it line by line. Kept under the csv module's default field limit (131,072), so a block's lines all fit it.
 _PLAIN_BLOCK_CHARS = 1 << 16
 # A refused line is read past in pieces of this many characters.
 _PIECE_CHARS = 1 << 16
@@ -269,24 +269,23 @@ def _ndjson_lines(lines: "_BoundedLines") -> Iterator[Record]:
 def _csv_records(lines: "_BoundedLines") -> Iterator[Record]:  # noqa: PLR0912, PLR0915 - both loops inlined
     """CSV rows as records, positioned by the line they end on (the header is line 1).
 
-    Plain text (see ``_BoundedLines.plain_csv_lines``) is split by str.split, block by block; the rest goes through
-    the csv module line by line. Both give the same rows, line numbers and heartbeats."""
+    Plain text (see ``_BoundedLines.plain_csv_rows``) is read a block of rows at a time; the rest goes through the
+    csv module line by line. Both give the same rows, line numbers and heartbeats."""
     reader = csv.reader(lines)
     header = _csv_header(reader)
     lines.row_chars = 0
     width = len(CSV_COLUMNS)
     system_at, sensor_at, time_at, value_at, unit_at, quality_at = (header.index(name) for name in CSV_COLUMNS)
     while True:
-        plain = lines.plain_csv_lines()
+        plain = lines.plain_csv_rows()
         if plain is not None:
             number = lines.number - len(plain)
             # The hot loop of a drop: conversions are inlined rather than called, records made without
             # NamedTuple's Python-level __new__.
-            for line in plain:
+            for row in plain:
                 number += 1
-                row = line.split(",")
                 if len(row) != width:
-                    if line:  # not a blank line
+                    if row:  # not a blank line
                         yield _new_tuple(Record, (number, None, _misshapen(row, width)))
                     continue
                 value: object = row[value_at]
@@ -549,7 +548,7 @@ class _BoundedLines:
     characters is never held whole: the rest of its line is read past in pieces, keeping the line's start, and
     ``_OverlongError`` is raised with its length, size and SHA-256; the next line is read as usual after it.
 
-    A CSV reader may also take whole blocks of plain lines at once (``plain_csv_lines``); text read ahead that is
+    A CSV reader may also take whole blocks of plain rows at once (``plain_csv_rows``); text read ahead that is
     not plain is then handed back line by line, exactly as it would have been read."""
 
     __slots__ = (
@@ -558,6 +557,7 @@ class _BoundedLines:
         "_meter",
         "_pending",
         "_plain",
+        "_plain_rows",
         "_read_ahead",
         "_read_ahead_left",
         "_readline",
@@ -572,9 +572,11 @@ class _BoundedLines:
         self._meter = meter
         self._count = meter.count
         self._pending = ""
-        # Text read ahead by plain_csv_lines: complete plain lines not handed out yet, and text that is not plain
-        # (with how many of its characters are left), read line by line before the text itself.
+        # Text read ahead by plain_csv_rows: complete plain lines not handed out yet (and their rows, when the csv
+        # module read them), and text that is not plain (with how many of its characters are left), read line by
+        # line before the text itself.
         self._plain = ""
+        self._plain_rows: list[list[str]] | None = None
         self._carry = ""
         self._read_ahead: io.StringIO | None = None
         self._read_ahead_left = 0
@@ -586,18 +588,18 @@ class _BoundedLines:
         """Whether nothing read ahead is waiting to be read line by line."""
         return self._read_ahead is None and not self._pending
 
-    def plain_csv_lines(self) -> list[str] | None:
-        """The next lines, counted and numbered as if read one by one, line ends removed, when they are plain CSV:
-        no quote, no CR but in CRLF, every line within both MAX_ELEMENT_CHARS and the csv module's field limit, so
-        each is one row that str.split(",") reads as the csv module would. None when the text that follows is not
-        (read it line by line, until ``drained``), or at the end of the text. Call it only where a row starts.
+    def plain_csv_rows(self) -> list[list[str]] | None:
+        """The next rows, their lines counted and numbered as if read one by one, when the text that follows is a
+        block of plain CSV: lines with no CR but in CRLF, each within both MAX_ELEMENT_CHARS and the csv module's
+        field limit, and each one whole row (no quoted field spans lines). None when it is not (read it line by
+        line, until ``drained``), or at the end of the text. Call it only where a row starts.
 
-        Lines are handed out so that a heartbeat falls where line-by-line reading would have called it: before
-        the line that reaches it, after the lines before it."""
+        Rows are handed out so that a heartbeat falls where line-by-line reading would have called it: before the
+        row of the line that reaches it, after the rows before it."""
         if not self._plain:
             if not self.drained or _PLAIN_BLOCK_CHARS <= 0:
                 return None
-            self._plain = self._plain_block()
+            self._plain, self._plain_rows = self._plain_block()
             if not self._plain:
                 return None
         text = self._plain
@@ -609,13 +611,23 @@ class _BoundedLines:
         else:
             self._plain = ""
         self._count(len(text))
-        lines = (text.replace("\r\n", "\n") if "\r" in text else text)[:-1].split("\n")
-        self.number += len(lines)
-        return lines
+        rows = self._plain_rows
+        if rows is None:
+            # Without a quote, str.split reads a line as the csv module does, but for a blank one ([""], not []).
+            lines = (text.replace("\r\n", "\n") if "\r" in text else text)[:-1].split("\n")
+            rows = list(map(str.split, lines, itertools.repeat(",")))
+            if "" in lines:
+                rows = [row if line else [] for line, row in zip(lines, rows, strict=True)]
+        elif self._plain:
+            taken = text.count("\n")
+            rows, self._plain_rows = rows[:taken], rows[taken:]
+        self.number += len(rows)
+        return rows
 
-    def _plain_block(self) -> str:
-        """The complete lines of the next block when they are plain ("" else, with the block read ahead); the
-        partial line after them is kept for the next block."""
+    def _plain_block(self) -> tuple[str, list[list[str]] | None]:
+        """The complete lines of the next block when they are plain ("" else, with the block read ahead), and their
+        rows when they hold a quote (None: str.split reads them); the partial line after them is kept for the next
+        block."""
         block = self._text.read(_PLAIN_BLOCK_CHARS)
         if self._carry:
             block = self._carry + block
@@ -624,16 +636,17 @@ class _BoundedLines:
         bound = min(MAX_ELEMENT_CHARS, csv.field_size_limit())
         if (
             cut
-            and '"' not in complete
             and ("\r" not in complete or complete.count("\r") == complete.count("\r\n"))
             and (cut <= bound or max(map(len, complete.split("\n"))) + 1 <= bound)
         ):
-            self._carry = block[cut:]
-            return complete
+            rows = None if '"' not in complete else _whole_line_rows(complete)
+            if rows is None or rows:
+                self._carry = block[cut:]
+                return complete, rows
         self._carry = ""
         if block:
             self._hand_back(block)
-        return ""
+        return "", None
 
     def _hand_back(self, text: str) -> None:
         """Read ``text`` (read ahead from the text) line by line before the rest of the text."""
@@ -716,6 +729,23 @@ class _BoundedLines:
             else:
                 self._pending = after
         return _OverlongError("".join(kept), chars, size, digest.hexdigest())
+
+
+def _whole_line_rows(complete: str) -> list[list[str]]:
+    """The csv module's rows of ``complete`` (whole lines, no CR but in CRLF) when each line is one whole row; []
+    when a quoted field spans lines or the csv module refuses a row (line-by-line reading then says what it makes
+    of them)."""
+    lines = (complete.replace("\r\n", "\n") if "\r" in complete else complete)[:-1].split("\n")
+    # Every row takes at least a line, so one more row than lines (the empty line after them is one) means each
+    # line was a row of its own, the last one included: a quote left open would have taken that empty line in.
+    try:
+        rows = list(csv.reader([*lines, ""]))
+    except csv.Error:
+        return []
+    if len(rows) != len(lines) + 1:
+        return []
+    del rows[-1]
+    return rows
 
 
 def _line_end(line: str) -> str:
