@@ -445,9 +445,10 @@ def test_an_object_deleted_before_it_is_read_fails_its_job_without_naming_the_bu
 def test_a_file_unreadable_half_way_keeps_its_committed_chunks_and_says_so(
     worker: WorkerHarness, system_id: UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    configure(monkeypatch, SLUICE_CHUNK_READINGS="10")
-    # The bytes are decoded in blocks, so the bad ones must sit well past the first chunks to be met after them.
-    body = csv_drop([{"system_id": system_id} | reading(i) for i in range(500)]) + b"\xff\xff\n"
+    configure(monkeypatch, SLUICE_CHUNK_READINGS="100")
+    # The bytes are decoded in blocks (plain CSV text 64 Ki characters at a time), so the bad ones must sit well past
+    # the first chunks to be met after them.
+    body = csv_drop([{"system_id": system_id} | reading(i) for i in range(5000)]) + b"\xff\xff\n"
     key = drop(worker, "drops/demo/half.csv", body)
 
     worker.deliver()
@@ -456,8 +457,8 @@ def test_a_file_unreadable_half_way_keeps_its_committed_chunks_and_says_so(
     assert job.status is JobStatus.FAILED
     assert job.error_message is not None
     assert job.total_readings is not None
-    assert 0 < job.total_readings < 500
-    assert job.total_readings % 10 == 0
+    assert 0 < job.total_readings < 5000
+    assert job.total_readings % 100 == 0
     assert job.inserted_readings == job.total_readings == stored(worker, job.job_id)
     assert job.error_message.startswith("the object is not UTF-8")
     assert f"({job.total_readings} readings of it had been stored or quarantined)" in job.error_message

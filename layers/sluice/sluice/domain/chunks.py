@@ -19,7 +19,7 @@ from sluice.domain.formats import Record, Unparsable
 from sluice.domain.validation import ReadingValidator, parse_uuid, show
 from sluice.limits import MAX_RAW_BYTES
 from sluice.models.jobs import Job
-from sluice.models.readings import QuarantineReason, Rejection, ValidReading
+from sluice.models.readings import QuarantineReason, Rejection
 
 _MAX_TEXT_CHARS = 256
 _SMALLINT = (-32768, 32767)
@@ -103,8 +103,11 @@ class ChunkStream:
         sources_append = self.sources.append
         quarantine = self.quarantine
         judge = self._validator.judge
+        judge_row = self._validator.judge_row
         suffix_of = self._systems.suffix
         repeat_of = self._repeats.repeat_of
+        # The suffixes of the tenant's systems met so far, by their text: a reading naming one takes the short way.
+        owned: dict[object, tuple[UUID, UUID]] = {}
         for record in self._records:
             self.total += 1
             position, system_text, raw = record
@@ -112,25 +115,28 @@ class ChunkStream:
                 rejection = Rejection(_PARSE_ERROR, None, raw.expected, raw.got)
                 quarantine.append(quarantine_row(position, raw, rejection, None))
                 continue
-            suffix = suffix_of(system_text)
-            system_id = None if isinstance(suffix, Rejection) else suffix[0]
-            if system_id is None and suffix[0] is _PARSE_ERROR:
-                quarantine.append(quarantine_row(position, raw, suffix, None))
+            suffix = owned.get(system_text) if type(system_text) is str else None
+            if suffix is None:
+                found = suffix_of(system_text)
+                if isinstance(found, Rejection):
+                    if found.reason is _PARSE_ERROR:
+                        quarantine.append(quarantine_row(position, raw, found, None))
+                        continue
+                    # The reading's own rejection comes first. An unknown system's id is kept too: a reviewer may
+                    # register the system and approve.
+                    verdict = judge(raw)
+                    rejection = verdict if type(verdict) is Rejection else found
+                    quarantine.append(quarantine_row(position, raw, rejection, _uuid_or_none(system_text)))
+                    continue
+                suffix = owned[system_text] = found  # a system's text is a string: SystemBook refuses the rest
+            row = judge_row(raw, suffix)
+            if type(row) is Rejection:
+                quarantine.append(quarantine_row(position, raw, row, suffix[0]))
                 continue
-            verdict = judge(raw)
-            if type(verdict) is not ValidReading:
-                # An unknown system's id is kept too: a reviewer may register the system and approve.
-                kept_system = system_id or _uuid_or_none(system_text)
-                quarantine.append(quarantine_row(position, raw, verdict, kept_system))  # type: ignore[arg-type]
-                continue
-            if system_id is None:
-                quarantine.append(quarantine_row(position, raw, suffix, _uuid_or_none(system_text)))  # type: ignore[arg-type]
-                continue
-            repeat = repeat_of(system_id, verdict[1], verdict[0], position)
+            repeat = repeat_of(suffix[0], row[1], row[0], position)  # type: ignore[arg-type]
             if repeat is not None:
-                quarantine.append(quarantine_row(position, raw, repeat, system_id))
+                quarantine.append(quarantine_row(position, raw, repeat, suffix[0]))
                 continue
-            row = verdict + suffix
             rows_append(row)
             sources_append(record)
             yield row

@@ -35,7 +35,15 @@ _new_tuple = tuple.__new__
 class ReadingValidator:
     """Judges readings against ``rules`` as of ``now``; reuse one instance for a whole batch or file."""
 
-    __slots__ = ("_earliest", "_latest", "_min_quality", "_ranges", "_sensor_ids", "_timestamps")
+    __slots__ = (
+        "_earliest",
+        "_latest",
+        "_lowest_valid_quality",
+        "_min_quality",
+        "_ranges",
+        "_sensor_ids",
+        "_timestamps",
+    )
 
     def __init__(self, now: datetime, rules: ReadingRules = DEFAULT_RULES) -> None:
         if now.utcoffset() is None:
@@ -44,6 +52,7 @@ class ReadingValidator:
         self._earliest = years_before(now, rules.max_age_years)
         self._ranges = dict(rules.unit_ranges)  # a plain dict: lookups on a mappingproxy cost more
         self._min_quality = rules.min_quality
+        self._lowest_valid_quality = max(QUALITY_BOUNDS[0], rules.min_quality)
         # Batches repeat sensor ids (tens of sensors, thousands of readings) and timestamps (all sensors of a
         # machine sample together), so parsing each distinct string once pays for the dictionaries.
         self._sensor_ids: dict[str, UUID] = {}
@@ -108,6 +117,32 @@ class ReadingValidator:
             return time
         # tuple.__new__ skips NamedTuple's Python-level __new__: half the cost, on every valid reading.
         return _new_tuple(ValidReading, (time, sensor_id, float(value), unit, quality))
+
+    def judge_row(self, raw: object, suffix: tuple[object, ...]) -> tuple[object, ...] | Rejection:
+        """``judge``'s verdict, a valid reading given as its row: ValidReading's fields, then ``suffix``. A reading
+        whose sensor id and timestamp the caches already hold as valid, with a float value and an integer quality
+        within bounds, is accepted here without ``judge``; every other goes through it, so rejections are its own."""
+        if type(raw) is dict:
+            try:
+                sensor_id = self._sensor_ids[raw["sensor_id"]]
+                time = self._timestamps[raw["timestamp"]]
+                value = raw["value"]
+                unit = raw["unit"]
+                low, high = self._ranges[unit]
+                quality = raw["quality"]
+            except (KeyError, TypeError):  # a field missing, not cached yet, or unhashable: judge says what it is
+                pass
+            else:
+                if (
+                    type(value) is float
+                    and type(quality) is int
+                    and type(time) is datetime
+                    and low <= value <= high
+                    and self._lowest_valid_quality <= quality <= QUALITY_BOUNDS[1]
+                ):
+                    return (time, sensor_id, value, unit, quality, suffix[0], suffix[1])
+        verdict = self.judge(raw)
+        return verdict if type(verdict) is Rejection else verdict + suffix
 
     def _judge_timestamp(self, text: str) -> datetime | Rejection:
         # CPython's fromisoformat stops reading the time at a NUL and ignores whatever follows it.
