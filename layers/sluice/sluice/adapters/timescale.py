@@ -110,13 +110,16 @@ _RECORD_COUNTS: LiteralString = (
     " AS c (job_id, chunk_no, total, inserted, quarantined, duplicates)"
     " WHERE l.job_id = c.job_id AND l.chunk_no = c.chunk_no"
 )
-# The keys of a chunk already in ``readings``, probed through its unique index; the time range lets TimescaleDB
-# leave out the chunks of the hypertable no key can be in.
+# The keys of a write already in ``readings``, looked up one by one through the unique index: the lateral subquery
+# (kept a subquery by OFFSET 0) makes the keys the outer side of a nested loop, whatever the statistics say. Joined
+# plainly, a hypertable chunk just created (no statistics yet, so "one row" in the keys' time range) was put on the
+# outer side, and every row in the range scanned all the keys: 30 s for 10,000 keys. The time range leaves out
+# the hypertable chunks no key can be in.
 _STORED_KEYS: LiteralString = (
-    "SELECT r.system_id, r.sensor_id, r.time"
+    "SELECT k.system_id, k.sensor_id, k.time"
     " FROM unnest(%b::uuid[], %b::uuid[], %b::timestamptz[]) AS k (system_id, sensor_id, time)"
-    " JOIN readings AS r ON r.system_id = k.system_id AND r.sensor_id = k.sensor_id AND r.time = k.time"
-    " WHERE r.time BETWEEN %b AND %b"
+    " CROSS JOIN LATERAL (SELECT FROM readings AS r WHERE r.system_id = k.system_id AND r.sensor_id = k.sensor_id"
+    " AND r.time = k.time AND r.time BETWEEN %b AND %b OFFSET 0) AS stored"
 )
 _DUPLICATE: Final = QuarantineReason.DUPLICATE
 _NO_COUNTS: Final = LoadCounts(chunks=0, total=0, inserted=0, quarantined=0, duplicates=0)
@@ -379,17 +382,21 @@ class TimescaleReadingSink:
         if not rows:
             return set()
         times = [cast(datetime, row[0]) for row in rows]
-        # A batch's keys usually span all of a hypertable chunk's time, so the planner would hash the whole chunk;
-        # probing the unique index key by key reads only what is asked. Off for this statement only.
+        # Each key through an index even where a chunk's statistics are missing or stale (a scan of the chunk per
+        # key would be the worst plan of all), and through a plain Append of the chunks the range leaves: the
+        # ChunkAppend node's per-key runtime exclusion took 7.6 us a key against 1.9; for this statement only.
         with conn.pipeline():
-            conn.execute("SET LOCAL enable_hashjoin = off")
-            conn.execute("SET LOCAL enable_mergejoin = off")
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            conn.execute("SET LOCAL timescaledb.enable_chunk_append = off")
             found = conn.execute(
                 _STORED_KEYS,
                 ([row[5] for row in rows], [row[1] for row in rows], times, min(times), max(times)),
+                prepare=False,
             )
-            conn.execute("RESET enable_hashjoin")
-            conn.execute("RESET enable_mergejoin")
+            conn.execute("RESET enable_seqscan")
+            conn.execute("RESET enable_bitmapscan")
+            conn.execute("RESET timescaledb.enable_chunk_append")
         return {(system_id.int, sensor_id.int, time) for system_id, sensor_id, time in found}
 
     def _insert_from_staging(self, conn: Connection, rows: list[tuple[object, ...]]) -> set[tuple[int, int, datetime]]:
