@@ -259,6 +259,25 @@ def test_the_same_message_delivered_three_times_inserts_once(worker: WorkerHarne
     assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job_id) == [(1,)]
 
 
+def test_an_s3_event_delivered_twice_in_one_invocation_lands_once(worker: WorkerHarness, system_id: UUID) -> None:
+    # Given a drop whose S3 event SQS hands over twice in one invocation (two messages, one object version)
+    rows = [{"system_id": system_id} | reading(i) for i in range(20)] + [
+        {"system_id": system_id} | reading(0, unit="psi")
+    ]
+    key = drop(worker, "drops/demo/twice.csv", csv_drop(rows))
+    (message,) = worker.receive_objects()
+    twin = {**message, "MessageId": str(uuid4())}
+
+    # When the invocation handles both
+    assert worker.invoke(worker.event([message, twin])) == {"batchItemFailures": []}
+
+    # Then the object was loaded once: no reading in quarantine twice, one ledger row
+    (job,) = [job for job in worker.jobs() if job.object_key == key]
+    assert_accounted(worker, job.job_id, total=21)
+    assert worker.job(job.job_id).quarantined_readings == 1
+    assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job.job_id) == [(1,)]
+
+
 def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarness, system_id: UUID) -> None:
     key = "drops/demo/2026/11/press-17.csv"
     drop(worker, key, csv_drop([{"system_id": system_id} | reading(i) for i in range(4)]))

@@ -25,6 +25,7 @@ from sluice.domain.chunks import (
 )
 from sluice.domain.formats import Record, Unparsable
 from sluice.domain.load import (
+    LOADED_BY_ANOTHER_MESSAGE,
     UNCLAIMED_BATCH,
     ChunkWrite,
     JobFinish,
@@ -884,3 +885,30 @@ def test_a_call_made_in_turn_hands_back_its_answer_or_its_exception() -> None:
 
     assert in_turn(lambda: 1).answer() == 1
     assert isinstance(in_turn(refuse).answer(), StorageUnavailableError)
+
+
+def test_an_object_named_by_two_messages_of_an_invocation_is_loaded_once() -> None:
+    key, body, message = small_drop("a", reading(0), reading(1, unit="psi"))
+    ports, jobs, sink, _ = invocation((key, body, message))
+
+    outcomes = load_messages([message, message], ports, POLICY, progress=[FakeProgress(), FakeProgress()], clock=clock)
+
+    job_id = only_job(message)
+    assert sink.transactions == [[job_id]]
+    assert len(jobs.started) == 1
+    assert [(report.outcome, report.job_id) for report in reports(outcomes[0])] == [(LoadOutcome.COMPLETED, job_id)]
+    assert [(report.outcome, report.detail) for report in reports(outcomes[1])] == [
+        (LoadOutcome.ALREADY_COMPLETED, LOADED_BY_ANOTHER_MESSAGE)
+    ]
+    assert jobs.finished[job_id].counts == LoadCounts(chunks=1, total=2, inserted=1, quarantined=1, duplicates=0)
+
+
+def test_a_message_naming_an_object_whose_first_message_failed_fails_too() -> None:
+    key, body, message = small_drop("a", reading(0))
+    ports, _, sink, _ = invocation((key, body, message))
+    sink.refused = {only_job(message)}
+
+    outcomes = load_messages([message, message], ports, POLICY, progress=[FakeProgress(), FakeProgress()], clock=clock)
+
+    assert isinstance(outcomes[0], RefusedChunkError)
+    assert outcomes[1] is outcomes[0]

@@ -81,6 +81,7 @@ class NotStarted(StrEnum):
 
 
 UNCLAIMED_BATCH: Final = "no job record of the API names this object (tenant, bucket and key): it was not accepted"
+LOADED_BY_ANOTHER_MESSAGE: Final = "the same object version as another message of the invocation, loaded by that one"
 OTHER_UPLOAD_VERSION: Final = "the upload's job was started on another version of its key: this one is not loaded"
 
 
@@ -259,6 +260,7 @@ def load_messages(
     for loading in streamed:
         run.write_streamed(loading)
     run.finish_jobs()
+    run.settle_twins()
     return run.outcomes()
 
 
@@ -337,6 +339,8 @@ class _Invocation:
         self._validator: ReadingValidator | None = None
         self._loadings: list[_Loading] = []
         self._finishing: list[_Finishing] = []
+        # Messages naming an object an earlier message of the invocation names too, with that object's start.
+        self._twins: list[tuple[int, _Starting]] = []
 
     def outcomes(self) -> list[MessageOutcome]:
         return [
@@ -354,6 +358,7 @@ class _Invocation:
         """Start the job of every object named, all at once; report those that have none."""
         now = self._clock()
         starting: list[_Starting] = []
+        first: dict[ObjectRef, _Starting] = {}
         for index, message in enumerate(self._messages):
             if message.unreadable is not None:
                 self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=message.unreadable))
@@ -362,10 +367,27 @@ class _Invocation:
                 if item.target.kind is TargetKind.IGNORED:
                     self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=item.target.reason))
                     continue
+                if item.ref in first:
+                    # The same object version named again (an S3 event delivered twice, both in this invocation):
+                    # loaded once, by the first message naming it; this one shares that message's fate.
+                    self._twins.append((index, first[item.ref]))
+                    continue
                 job = job_for(item.ref, item.target, self._policy, now)
                 start = self._ports.background(partial(self._ports.jobs.start_job, job, now))
-                starting.append(_Starting(index, item.ref, job, now, start))
+                starting.append(first.setdefault(item.ref, _Starting(index, item.ref, job, now, start)))
         return starting
+
+    def settle_twins(self) -> None:
+        """A message naming an object another message of the invocation loaded: failed if that message failed (both
+        come back), else reported as loaded already."""
+        for index, original in self._twins:
+            error = self._errors[original.message]
+            if error is not None:
+                self._fail(index, error)
+                continue
+            self._reports[index].append(
+                LoadReport(LoadOutcome.ALREADY_COMPLETED, job_id=original.job.job_id, detail=LOADED_BY_ANOTHER_MESSAGE)
+            )
 
     def _started(self, starting: _Starting) -> _Loading | None:
         """Wait for a job's start: the object's loading, or None (reported, or its message failed)."""
