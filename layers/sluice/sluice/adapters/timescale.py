@@ -1,13 +1,15 @@
-"""TimescaleDB: the worker's connection, the systems it checks, and each chunk's exactly-once write.
+"""TimescaleDB: the worker's connection, the systems it checks, and the exactly-once write of its chunks.
 
-A chunk is one transaction: its ledger row first (a redelivered chunk finds it and writes nothing; a concurrent
-twin waits on the row lock and then finds it), then the valid rows, the quarantine rows and the chunk's counts.
-The valid rows are COPYed straight into ``readings`` under a savepoint: duplicates inside the chunk were already
-caught in Python, so the unique index rejects the COPY only when a reading is already stored. Then, and only
-then, the chunk takes the slower path: COPY into a staging table and ``INSERT .. ON CONFLICT DO NOTHING
-RETURNING``, and the rows not returned are quarantined as duplicates. The readings actually inserted are folded
-into minute cells and added to the rollups (sluice.adapters.rollups) before the transaction commits, so the rollups
-hold each stored reading exactly once, as the ledger does.
+One transaction writes one chunk of a large object, or a group of chunks (an invocation's small objects, one chunk
+each, of several jobs): their ledger rows first (a redelivered chunk finds its row and is not written; a concurrent
+twin waits on the row lock and then finds it), then the valid rows of all of them in one COPY straight into
+``readings``, under a savepoint, then their quarantine rows, and last the rollups, the counts and the commit. The
+unique index refuses that COPY only when a reading is stored already (duplicates inside a chunk were caught in
+Python) or two chunks of the group share one. Then, and only then, the stored keys are looked up through the index
+and the rest COPYed; the others are quarantined as duplicates. Only a concurrent loader storing one of those keys in
+between sends the rows through a staging table and ``INSERT .. ON CONFLICT DO NOTHING``. The readings actually
+inserted are folded into minute cells and added to the rollups (sluice.adapters.rollups) before the commit, so the
+rollups hold each stored reading exactly once, as the ledger does.
 """
 
 import json
