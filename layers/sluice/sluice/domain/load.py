@@ -437,15 +437,8 @@ class _Invocation:
         """A small object's records (none when it failed or is unreadable), or None when they are more than one
         chunk holds: it is then streamed like a large one."""
         try:
-            layout_of(loading.ref.key, None)  # an unknown format fails the job before anything is downloaded
-            opened = self._ports.objects.open_object(loading.ref)
-            check_declared_size(loading.job, opened.size if opened.size is not None else loading.ref.size)
-            meter = ReadMeter(self._progress[loading.message].still_reading)
-            records = read_records(
-                opened.body,
-                layout_of(loading.ref.key, opened.content_encoding),
-                whole_envelope=loading.job.source is JobSource.API,
-                heartbeat=meter,
+            records, meter = open_records(
+                loading.ref, loading.job, self._ports.objects, self._progress[loading.message]
             )
             # One record past the chunk tells a larger object; the text bound is chunk_streams' own.
             whole = list(itertools.islice(records, self._policy.chunk_readings + 1))
@@ -662,15 +655,9 @@ def write_object(  # noqa: PLR0913 - the object, its job, and the collaborators 
     ref: ObjectRef, job: Job, ports: LoadPorts, policy: LoadPolicy, *, progress: Progress, clock: Clock
 ) -> int:
     """Read the object and write every chunk the ledger does not have yet; return how many were written."""
-    layout_of(ref.key, None)  # an unknown format fails the job before anything is downloaded
+    records, meter = open_records(ref, job, ports.objects, progress)
     committed = ports.sink.committed_chunks(job.job_id)
     systems = SystemBook(job, ports.sink.tenant_systems(job.tenant_id))
-    opened = ports.objects.open_object(ref)
-    check_declared_size(job, opened.size if opened.size is not None else ref.size)
-    layout = layout_of(ref.key, opened.content_encoding)
-    # The reader's heartbeat keeps the message and watches the time, and its count bounds the text of a chunk.
-    meter = ReadMeter(progress.still_reading)
-    records = iter(read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=meter))
     chunks = chunk_streams(records, policy.chunk_readings, ReadingValidator(clock()), systems, meter)
     written = 0
     chunk = next(chunks, None)
@@ -708,6 +695,21 @@ class _NextChunk:
         if not self._taken:  # the sink did not call it
             self.read()
         return self._chunk
+
+
+def open_records(
+    ref: ObjectRef, job: Job, objects: ObjectSource, progress: Progress
+) -> tuple[Iterator[Record], ReadMeter]:
+    """An object's records as its job reads them, and the meter of the reader's heartbeat: one a MiB of text, which
+    keeps the message, watches the time and bounds the text of a chunk. An unknown format fails the job before
+    anything is downloaded, an upload larger than declared before anything is read."""
+    layout_of(ref.key, None)
+    opened = objects.open_object(ref)
+    check_declared_size(job, opened.size if opened.size is not None else ref.size)
+    meter = ReadMeter(progress.still_reading)
+    layout = layout_of(ref.key, opened.content_encoding)
+    records = read_records(opened.body, layout, whole_envelope=job.source is JobSource.API, heartbeat=meter)
+    return iter(records), meter
 
 
 def check_declared_size(job: Job, size: int | None) -> None:
