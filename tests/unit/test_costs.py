@@ -190,8 +190,11 @@ def test_item_sizes_follow_dynamodbs_rules() -> None:
 
 
 @pytest.fixture
-def ingest_stack(aws_stack: StackContext) -> StackContext:
-    """The stack in moto, IngestQueue emptied of the s3:TestEvent its new notification configuration sent."""
+def ingest_stack(aws_stack: StackContext, monkeypatch: pytest.MonkeyPatch) -> StackContext:
+    """The stack in moto, IngestQueue emptied of the s3:TestEvent its new notification configuration sent. Logs at
+    INFO, as every other test imports the handlers: the level a handler module is imported with stays on the
+    process's shared "sluice" logger, and a later test reading the handler's INFO lines would find none."""
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
     sqs_client().purge_queue(QueueUrl=aws_stack.ref("IngestQueue"))
     return aws_stack
 
