@@ -21,7 +21,7 @@ from sluice.errors import MigrationChecksumError, MigrationError, MigrationFileE
 
 VERSION_TABLE = "sluice_schema_migrations"
 # The newest migration this code needs (the functions ship without infra/; the deep health check compares).
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # Arbitrary but fixed: the advisory lock key every Sluice migration runner takes.
 _LOCK_KEY = 0x51_1C_E0
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
