@@ -58,6 +58,8 @@ def test_each_database_secret_parameter_names_a_secret_of_its_own() -> None:
         "WorkerDatabaseSecretArn": f"{arn}database-worker",
         "ReviewDatabaseSecretArn": f"{arn}database-reviewer",
         "SystemsDatabaseSecretArn": f"{arn}database-registrar",
+        "AlertsDatabaseSecretArn": f"{arn}database-alerter",
+        "NotifierDatabaseSecretArn": f"{arn}database-notifier",
         "ReadOnlyDatabaseSecretArn": f"{arn}database-reader",
         "ReadingsDatabaseSecretArn": f"{arn}database-readings",
     }
@@ -65,6 +67,8 @@ def test_each_database_secret_parameter_names_a_secret_of_its_own() -> None:
         ("sluice_worker_login", "sluice_worker"),
         ("sluice_reviewer_login", "sluice_reviewer"),
         ("sluice_registrar_login", "sluice_registrar"),
+        ("sluice_alerter_login", "sluice_alerter"),
+        ("sluice_notifier_login", "sluice_notifier"),
         ("sluice_reader_login", "sluice_reader"),
         ("sluice_readings_login", "sluice_reader"),
     ]

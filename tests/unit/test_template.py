@@ -249,6 +249,8 @@ SECRET_PARAMETERS = (
     "WorkerDatabaseSecretArn",
     "ReviewDatabaseSecretArn",
     "SystemsDatabaseSecretArn",
+    "AlertsDatabaseSecretArn",
+    "NotifierDatabaseSecretArn",
     "ReadOnlyDatabaseSecretArn",
     "ReadingsDatabaseSecretArn",
 )

@@ -94,6 +94,8 @@ DATABASE_LOGINS: Final = (
     DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
     DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
     DatabaseLogin("SystemsDatabaseSecretArn", "sluice_registrar_login", "sluice_registrar", "registrar"),
+    DatabaseLogin("AlertsDatabaseSecretArn", "sluice_alerter_login", "sluice_alerter", "alerter"),
+    DatabaseLogin("NotifierDatabaseSecretArn", "sluice_notifier_login", "sluice_notifier", "notifier"),
     DatabaseLogin("ReadOnlyDatabaseSecretArn", "sluice_reader_login", "sluice_reader", "reader"),
     # ReadingsFunction reads as sluice_reader too, with a login of its own, as in AWS.
     DatabaseLogin("ReadingsDatabaseSecretArn", "sluice_readings_login", "sluice_reader", "readings"),
