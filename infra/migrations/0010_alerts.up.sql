@@ -52,8 +52,8 @@ CREATE TABLE alert_rules (
     CHECK (
         (kind = 'threshold' AND unit IS NOT NULL AND condition IS NOT NULL AND threshold IS NOT NULL
             AND clear_threshold IS NOT NULL AND for_seconds IS NOT NULL AND after_seconds IS NULL
-            AND ((condition = 'above' AND clear_threshold <= threshold)
-                 OR (condition = 'below' AND clear_threshold >= threshold)))
+            AND ((condition = 'above' AND clear_threshold < threshold)
+                 OR (condition = 'below' AND clear_threshold > threshold)))
         OR (kind = 'silent' AND unit IS NULL AND condition IS NULL AND threshold IS NULL
             AND clear_threshold IS NULL AND for_seconds IS NULL AND after_seconds IS NOT NULL)
     )
