@@ -94,6 +94,9 @@ CREATE UNIQUE INDEX alarms_open_idx ON alarms (rule_id, system_id, sensor_id) WH
 CREATE INDEX alarms_rule_sensor_idx ON alarms (rule_id, system_id, sensor_id, raised_at DESC);
 CREATE INDEX alarms_tenant_idx ON alarms (tenant_id, raised_at DESC, id DESC);
 CREATE INDEX alarms_tenant_open_idx ON alarms (tenant_id, raised_at DESC, id DESC) WHERE status <> 'cleared';
+-- The evaluator reads a tenant's open alarms and those cleared since the first minute it reads (cleared_at, wall
+-- time, is never before cleared_time, data time): the rest cannot change its decisions.
+CREATE INDEX alarms_tenant_cleared_idx ON alarms (tenant_id, cleared_at) WHERE status = 'cleared';
 
 -- An alarm's history, oldest first: raised, acknowledged, cleared; who did it (a principal, or null for the
 -- evaluator) and what was seen.

@@ -280,6 +280,17 @@ class MaintenanceSettings(FunctionDatabaseSettings):
         return self
 
 
+class AlertEvaluatorSettings(FunctionDatabaseSettings):
+    """AlertEvaluatorFunction: the database it evaluates the tenants' alert rules in (as a member of
+    sluice_alerter), and how far back a minute may still raise an alarm."""
+
+    # A raising is looked for only in windows whose last minute started at most this long ago: readings arriving
+    # later are stored and shown but raise nothing (docs/architecture.md, "Alerts").
+    alert_lookback_minutes: int = Field(default=15, ge=1, le=1440)
+    # One tenant's reads are a few index scans per sensor; slower is a fault, and the next tenant goes on.
+    db_statement_timeout_ms: int = Field(default=20_000, gt=0)
+
+
 def in_lambda_environment() -> bool:
     """Is this process a Lambda execution environment (in AWS, or the local runtime's)?"""
     return LambdaRuntimeSettings().aws_lambda_function_name is not None
@@ -349,3 +360,9 @@ def get_scope_settings() -> ScopeSettings:
 def get_token_claims_settings() -> TokenClaimsSettings:
     """Return TokenClaimsFunction's settings, validated on first use."""
     return TokenClaimsSettings()
+
+
+@cache
+def get_alert_evaluator_settings() -> AlertEvaluatorSettings:
+    """Return AlertEvaluatorFunction's settings, validated on first use."""
+    return AlertEvaluatorSettings()

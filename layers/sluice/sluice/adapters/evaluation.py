@@ -1,0 +1,215 @@
+"""The evaluator's PostgreSQL side (as sluice_alerter): a tenant's rules and the data they watch, read in one
+transaction that also writes the alarms decided, their history and their webhook deliveries.
+
+Two evaluators at once (a schedule delivered twice, a run overlapping a slow one) never both evaluate a tenant: each
+tenant's transaction first takes a transaction-scoped advisory lock on it, and the one that does not get it skips
+the tenant (the other decides the same from the same data). The partial unique index on open alarms is the
+backstop: a second raising of an open rule and sensor inserts nothing and announces nothing.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sluice.adapters.outbox import enqueue
+from sluice.domain.evaluation import (
+    Applied,
+    Change,
+    Condition,
+    KnownAlarm,
+    Minute,
+    Rule,
+    RuleKind,
+    SensorKey,
+    TenantData,
+    Transition,
+    Window,
+)
+from sluice.domain.webhooks import Announcement
+
+# The advisory lock's first key: "alerts" evaluation; the second is the tenant's hash.
+_LOCK_CLASS: Final = 0x51_1C_A1
+_LOCK: LiteralString = "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))"
+_TENANTS: LiteralString = "SELECT DISTINCT tenant_id FROM alert_rules ORDER BY tenant_id"
+_RULES: LiteralString = (
+    "SELECT id, tenant_id, name, kind, severity, system_id, sensor_id, unit, condition, threshold,"
+    " clear_threshold, for_seconds, after_seconds FROM alert_rules WHERE tenant_id = %s ORDER BY created_at, id"
+)
+# Each of the tenant's sensors (sensor_latest holds one row per sensor that ever reported) drives a range scan of
+# the rollup's key (system_id, sensor_id, bucket): a join on system_id alone would read every minute each system
+# has in the chunk, not the window's.
+_MINUTES: LiteralString = (
+    "SELECT l.system_id, l.sensor_id, m.unit, m.bucket, m.sum / m.count"
+    " FROM sensor_latest l JOIN systems s ON s.id = l.system_id"
+    " CROSS JOIN LATERAL (SELECT unit, bucket, sum, count FROM readings_1m m"
+    "   WHERE m.system_id = l.system_id AND m.sensor_id = l.sensor_id AND m.bucket >= %(start)s"
+    "   AND m.bucket < %(end)s AND m.unit = ANY(%(units)s)) m"
+    " WHERE s.tenant_id = %(tenant)s AND (%(systems)s::uuid[] IS NULL OR l.system_id = ANY(%(systems)s))"
+    " ORDER BY 1, 2, 3, 4"
+)
+_LATEST: LiteralString = (
+    "SELECT l.system_id, l.sensor_id, l.last_time FROM sensor_latest l JOIN systems s ON s.id = l.system_id"
+    " WHERE s.tenant_id = %s"
+)
+# Open alarms, and those cleared since the first minute read: older ones cannot change a decision.
+_ALARMS: LiteralString = (
+    "SELECT DISTINCT ON (rule_id, system_id, sensor_id) id, rule_id, system_id, sensor_id, status, unit,"
+    " trigger_time, cleared_time FROM alarms"
+    " WHERE tenant_id = %(tenant)s AND rule_id IS NOT NULL"
+    " AND (status <> 'cleared' OR cleared_at >= %(since)s)"
+    " ORDER BY rule_id, system_id, sensor_id, raised_at DESC"
+)
+ALARM_COLUMNS: LiteralString = (
+    "id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status, value, trigger_time, raised_at,"
+    " acknowledged_by, acknowledged_at, acknowledge_note, cleared_time, cleared_at, cleared_reason"
+)
+ALARM_FIELDS: Final = tuple(column.strip() for column in ALARM_COLUMNS.split(","))
+_RAISE: Final = sql.SQL(
+    "INSERT INTO alarms (tenant_id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status, value,"
+    " trigger_time, raised_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'active', %s, %s, %s)"
+    " ON CONFLICT (rule_id, system_id, sensor_id) WHERE status <> 'cleared' DO NOTHING RETURNING {}"
+).format(sql.SQL(ALARM_COLUMNS))
+_CLEAR: Final = sql.SQL(
+    "UPDATE alarms SET status = 'cleared', cleared_time = %s, cleared_at = %s, cleared_reason = %s"
+    " WHERE id = %s AND status <> 'cleared' RETURNING {}"
+).format(sql.SQL(ALARM_COLUMNS))
+_EVENT: LiteralString = (
+    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def alarm_document(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An alarm row as the API shows it and a webhook's ``data`` carries it (JSON types only)."""
+    document: dict[str, Any] = {}
+    for key in ALARM_FIELDS:
+        value = row[key]
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat().replace("+00:00", "Z")
+        document[key] = value
+    return document
+
+
+def record_alarm_event(
+    conn: psycopg.Connection[Any], alarm: Mapping[str, Any], event: str, at: datetime, detail: Mapping[str, Any]
+) -> int:
+    """Write one step of an alarm's history and its deliveries (``alarm.<event>``), in the caller's transaction.
+    The deliveries written."""
+    conn.execute(_EVENT, (alarm["id"], event, at, detail.get("actor"), detail.get("note"), Jsonb(dict(detail))))
+    change = Announcement(
+        alarm["tenant_id"], f"alarm.{event}", f"alarm.{event}:{alarm['id']}", at, alarm_document(alarm)
+    )
+    return enqueue(conn, change)
+
+
+class TimescaleEvaluationStore:
+    """Rules and alarms in PostgreSQL, read and written as sluice_alerter."""
+
+    def __init__(self, connection: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._connection = connection
+
+    def tenants(self) -> list[str]:
+        with self._connection().transaction() as tx:
+            return [str(tenant) for (tenant,) in tx.connection.execute(_TENANTS)]
+
+    @contextmanager
+    def session(self, tenant_id: str) -> Iterator["_TenantSession | None"]:
+        conn = self._connection()
+        with conn.transaction():
+            row = conn.execute(_LOCK, (_LOCK_CLASS, tenant_id)).fetchone()
+            yield _TenantSession(conn, tenant_id) if row is not None and row[0] else None
+
+
+class _TenantSession:
+    def __init__(self, conn: psycopg.Connection[Any], tenant_id: str) -> None:
+        self._conn = conn
+        self._tenant = tenant_id
+
+    def read(self, window: Window) -> TenantData:
+        rules = [_rule(row) for row in self._conn.cursor(row_factory=dict_row).execute(_RULES, (self._tenant,))]
+        thresholds = [rule for rule in rules if rule.kind is RuleKind.THRESHOLD]
+        start = window.start_for(max((rule.minutes for rule in thresholds), default=1))
+        minutes: dict[tuple[SensorKey, str], list[Minute]] = {}
+        if thresholds:
+            # Only the systems the rules name, unless one rule watches the whole tenant.
+            scoped = None if any(rule.system_id is None for rule in thresholds) else [r.system_id for r in thresholds]
+            params = {
+                "start": start,
+                "end": window.end,
+                "units": sorted({rule.unit for rule in thresholds if rule.unit is not None}),
+                "tenant": self._tenant,
+                "systems": scoped,
+            }
+            for system_id, sensor_id, unit, bucket, average in self._conn.execute(_MINUTES, params):
+                minutes.setdefault((SensorKey(system_id, sensor_id), unit), []).append(Minute(bucket, average))
+        latest: dict[SensorKey, datetime] = {}
+        if any(rule.kind is RuleKind.SILENT for rule in rules):
+            for system_id, sensor_id, last_time in self._conn.execute(_LATEST, (self._tenant,)):
+                latest[SensorKey(system_id, sensor_id)] = last_time
+        alarms = {
+            (row["rule_id"], SensorKey(row["system_id"], row["sensor_id"])): KnownAlarm(
+                row["id"], row["status"] != "cleared", row["unit"], row["trigger_time"], row["cleared_time"]
+            )
+            for row in self._conn.cursor(row_factory=dict_row).execute(
+                _ALARMS, {"tenant": self._tenant, "since": start}
+            )
+        }
+        return TenantData(rules, minutes, latest, alarms)
+
+    def apply(self, transitions: Sequence[Transition], now: datetime) -> Applied:
+        raised = cleared = deliveries = 0
+        cursor = self._conn.cursor(row_factory=dict_row)
+        for step in transitions:
+            if step.change is Change.RAISE:
+                rule = step.rule
+                row = cursor.execute(
+                    _RAISE,
+                    (
+                        self._tenant,
+                        rule.id,
+                        rule.name,
+                        rule.kind,
+                        rule.severity,
+                        step.sensor.system_id,
+                        step.sensor.sensor_id,
+                        step.unit,
+                        step.value,
+                        step.at,
+                        now,
+                    ),
+                ).fetchone()
+                if row is None:
+                    continue  # open already: the backstop of the advisory lock
+                raised += 1
+                detail = {"trigger_time": step.at.isoformat(), "value": step.value}
+                deliveries += record_alarm_event(self._conn, row | {"tenant_id": self._tenant}, "raised", now, detail)
+            else:
+                reason = step.reason.value if step.reason is not None else None
+                row = cursor.execute(_CLEAR, (step.at, now, reason, step.alarm_id)).fetchone()
+                if row is None:
+                    continue
+                cleared += 1
+                detail = {"cleared_time": step.at.isoformat(), "value": step.value, "reason": reason}
+                deliveries += record_alarm_event(self._conn, row | {"tenant_id": self._tenant}, "cleared", now, detail)
+        return Applied(raised, cleared, deliveries)
+
+
+def _rule(row: Mapping[str, Any]) -> Rule:
+    kind = RuleKind(row["kind"])
+    if kind is RuleKind.SILENT:
+        return Rule(
+            row["id"], row["tenant_id"], row["name"], kind, row["severity"], row["system_id"], row["sensor_id"],
+            after_seconds=row["after_seconds"],
+        )  # fmt: skip
+    return Rule(
+        row["id"], row["tenant_id"], row["name"], kind, row["severity"], row["system_id"], row["sensor_id"],
+        row["unit"], Condition(row["condition"]), row["threshold"], row["clear_threshold"], row["for_seconds"],
+    )  # fmt: skip
