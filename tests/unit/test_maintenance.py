@@ -661,8 +661,12 @@ def test_a_step_that_raises_stops_no_other() -> None:
 def test_the_local_runtime_fires_the_maintenance_schedule() -> None:
     events = scheduled_events(StackContext(template(), stack_name="sluice-local", region="eu-central-1"))
 
-    assert [(event.function, event.name, event.schedule.expression) for event in events] == [
-        ("MaintenanceFunction", "Schedule", "rate(15 minutes)")
-    ]
+    by_function = {event.function: event for event in events}
+    assert len(by_function) == len(events)
+    maintenance = by_function["MaintenanceFunction"]
+    assert (maintenance.name, maintenance.schedule.expression) == ("Schedule", "rate(15 minutes)")
     after = datetime(2026, 11, 20, 12, 7, tzinfo=UTC)
-    assert events[0].schedule.next_after(after) == datetime(2026, 11, 20, 12, 15, tzinfo=UTC)
+    assert maintenance.schedule.next_after(after) == datetime(2026, 11, 20, 12, 15, tzinfo=UTC)
+    # The alert evaluator, every minute (the rules' resolution).
+    evaluator = by_function["AlertEvaluatorFunction"]
+    assert evaluator.schedule.next_after(after) == datetime(2026, 11, 20, 12, 8, tzinfo=UTC)

@@ -14,6 +14,7 @@ from sluice.adapters.dynamodb import STATUS_JOBS_INDEX
 from sluice.domain.load import LoadOutcome
 from sluice.models.jobs import Job
 from sluice.settings import (
+    AlertEvaluatorSettings,
     ConsoleSettings,
     HealthSettings,
     IngestApiSettings,
@@ -50,6 +51,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "ReadingsFunction": ReadingsSettings,
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
+    "AlertEvaluatorFunction": AlertEvaluatorSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
     "ConsoleFunction": ConsoleSettings,
 }
@@ -321,6 +323,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         ("SystemsFunction", "SystemsDatabaseSecretArn"),
         ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
         ("ReadingsFunction", "ReadingsDatabaseSecretArn"),
+        ("AlertEvaluatorFunction", "AlertsDatabaseSecretArn"),
     ],
 )
 def test_each_database_function_reads_its_own_roles_secret_and_never_a_dsn(function: str, parameter: str) -> None:
@@ -503,6 +506,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
+        "AlertEvaluatorFunction",
     }
     for variables in database_functions.values():
         assert variables["SLUICE_DB_SSLROOTCERT"] == {"Ref": "DatabaseRootCertificate"}
@@ -531,6 +535,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
+        "AlertEvaluatorFunction",
     }
     assert "VpcConfig" not in template()["Globals"]["Function"]
 
