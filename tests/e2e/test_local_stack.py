@@ -414,6 +414,8 @@ EVENTS_OF = {
     "HealthFunction": ["health.json", "health-deep.json"],
     "ConsoleFunction": ["console-get.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],
+    "AlertEvaluatorFunction": ["alert-evaluator-schedule.json"],
+    "JobEventsFunction": ["job-events-stream.json"],
 }
 # Functions the template creates only under a condition the local stack's defaults leave off: their events are run
 # in-process by their own tests (tests/integration/test_token_claims.py).
@@ -442,6 +444,11 @@ def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, f
         assert result == {"batchItemFailures": []}  # the objects it names do not exist: their jobs fail, acked
     elif function == "MaintenanceFunction":
         assert result["failed_steps"] == [], result  # a scheduled function: its report, not an HTTP answer
+    elif function == "AlertEvaluatorFunction":
+        assert result["failed"] == 0, result
+    elif function == "JobEventsFunction":
+        # The sample's job finished; the demo tenant has no subscription to tell, so nothing is written.
+        assert (result["announced"], result["unreadable"]) == (1, 0), result
     else:
         # Answered by the function itself (the sample's ids may not exist here, or be reviewed already): not a fault.
         assert 200 <= result["statusCode"] < 500, result

@@ -1,6 +1,7 @@
 """The sample events in events/ are what AWS sends: each parses as its kind, and each names a real layout."""
 
 import re
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import (
@@ -10,6 +11,8 @@ from aws_lambda_powertools.utilities.data_classes import (
     SQSEvent,
 )
 
+from sluice.adapters.dynamodb import job_from_item
+from sluice.domain.job_events import job_announcement
 from sluice.models.api import UploadRequest
 
 from ..lambdas import EVENTS_DIR, load_event
@@ -95,6 +98,26 @@ def test_the_schedule_event_is_a_scheduled_eventbridge_event() -> None:
     assert (event.source, event.detail_type) == ("aws.events", "Scheduled Event")
 
 
+def test_the_alert_evaluator_event_is_a_scheduled_eventbridge_event_of_its_rule() -> None:
+    event = EventBridgeEvent(load_event("alert-evaluator-schedule.json"))
+
+    assert (event.source, event.detail_type) == ("aws.events", "Scheduled Event")
+    assert "AlertEvaluatorFunctionSchedule" in event.resources[0]
+
+
+def test_the_job_events_event_is_a_stream_record_of_a_job_finishing() -> None:
+    [record] = load_event("job-events-stream.json")["Records"]
+    change = record["dynamodb"]
+
+    before, after = job_from_item(change["OldImage"]), job_from_item(change["NewImage"])
+    announcement = job_announcement(before, after, datetime.now(UTC))
+
+    assert (record["eventSource"], record["eventName"], change["StreamViewType"]) == (
+        "aws:dynamodb", "MODIFY", "NEW_AND_OLD_IMAGES")  # fmt: skip
+    assert announcement is not None
+    assert announcement.event_key == f"job.completed:{after.job_id}"
+
+
 def test_the_token_claims_events_are_cognitos_pre_token_generation_events() -> None:
     person, device = load_event("token-claims-person.json"), load_event("token-claims-device.json")
 
@@ -117,6 +140,8 @@ def test_every_event_file_is_covered_here() -> None:
         "load-worker-sqs-s3-incoming.json",
         "load-worker-sqs-s3-drop.json",
         "maintenance-schedule.json",
+        "alert-evaluator-schedule.json",
+        "job-events-stream.json",
         "health.json",
         "console-get.json",
         "token-claims-person.json",

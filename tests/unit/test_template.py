@@ -18,6 +18,7 @@ from sluice.settings import (
     ConsoleSettings,
     HealthSettings,
     IngestApiSettings,
+    JobEventsSettings,
     JobStatusSettings,
     LoadWorkerSettings,
     MaintenanceSettings,
@@ -52,6 +53,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
     "AlertEvaluatorFunction": AlertEvaluatorSettings,
+    "JobEventsFunction": JobEventsSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
     "ConsoleFunction": ConsoleSettings,
 }
@@ -324,6 +326,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
         ("ReadingsFunction", "ReadingsDatabaseSecretArn"),
         ("AlertEvaluatorFunction", "AlertsDatabaseSecretArn"),
+        ("JobEventsFunction", "NotifierDatabaseSecretArn"),
     ],
 )
 def test_each_database_function_reads_its_own_roles_secret_and_never_a_dsn(function: str, parameter: str) -> None:
@@ -507,6 +510,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
         "HealthFunction",
         "MaintenanceFunction",
         "AlertEvaluatorFunction",
+        "JobEventsFunction",
     }
     for variables in database_functions.values():
         assert variables["SLUICE_DB_SSLROOTCERT"] == {"Ref": "DatabaseRootCertificate"}
@@ -536,6 +540,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         "HealthFunction",
         "MaintenanceFunction",
         "AlertEvaluatorFunction",
+        "JobEventsFunction",
     }
     assert "VpcConfig" not in template()["Globals"]["Function"]
 

@@ -291,6 +291,14 @@ class AlertEvaluatorSettings(FunctionDatabaseSettings):
     db_statement_timeout_ms: int = Field(default=20_000, gt=0)
 
 
+class JobEventsSettings(FunctionDatabaseSettings):
+    """JobEventsFunction: the database whose webhook outbox it writes jobs' announcements to (as a member of
+    sluice_notifier)."""
+
+    # One INSERT .. SELECT per finished job of a batch.
+    db_statement_timeout_ms: int = Field(default=10_000, gt=0)
+
+
 def in_lambda_environment() -> bool:
     """Is this process a Lambda execution environment (in AWS, or the local runtime's)?"""
     return LambdaRuntimeSettings().aws_lambda_function_name is not None
@@ -366,3 +374,9 @@ def get_token_claims_settings() -> TokenClaimsSettings:
 def get_alert_evaluator_settings() -> AlertEvaluatorSettings:
     """Return AlertEvaluatorFunction's settings, validated on first use."""
     return AlertEvaluatorSettings()
+
+
+@cache
+def get_job_events_settings() -> JobEventsSettings:
+    """Return JobEventsFunction's settings, validated on first use."""
+    return JobEventsSettings()

@@ -72,7 +72,11 @@ def plan_stack(context: StackContext, endpoint_url: str | None) -> StackContext:
     for name, table in created_resources_of_type(context, "AWS::DynamoDB::Table").items():
         table_name = context.resolve(table["Properties"].get("TableName")) or physical_name(context, name)
         context.refs[name] = table_name
-        context.attributes[name] = {"Arn": f"arn:aws:dynamodb:{region}:{account}:table/{table_name}"}
+        arn = f"arn:aws:dynamodb:{region}:{account}:table/{table_name}"
+        context.attributes[name] = {"Arn": arn}
+        if "StreamSpecification" in table["Properties"]:
+            # A stream's label is the moment it was created: known only once it is, so planned as a placeholder.
+            context.attributes[name]["StreamArn"] = f"{arn}/stream/planned"
     for name, bucket in created_resources_of_type(context, "AWS::S3::Bucket").items():
         bucket_name = context.resolve(bucket["Properties"].get("BucketName")) or physical_name(context, name).lower()
         context.refs[name] = bucket_name
@@ -133,6 +137,8 @@ def _create_table(context: StackContext, dynamodb: "DynamoDBClient", name: str, 
         }
         if "GlobalSecondaryIndexes" in resolved:
             request["GlobalSecondaryIndexes"] = resolved["GlobalSecondaryIndexes"]
+        if "StreamSpecification" in resolved:
+            request["StreamSpecification"] = {"StreamEnabled": True} | resolved["StreamSpecification"]
         dynamodb.create_table(**request)
     ttl = resolved.get("TimeToLiveSpecification")
     if ttl:
@@ -140,9 +146,11 @@ def _create_table(context: StackContext, dynamodb: "DynamoDBClient", name: str, 
             TableName=table_name,
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
         )
-    arn = dynamodb.describe_table(TableName=table_name)["Table"]["TableArn"]
+    table = dynamodb.describe_table(TableName=table_name)["Table"]
     context.refs[name] = table_name
-    context.attributes[name] = {"Arn": arn}
+    context.attributes[name] = {"Arn": table["TableArn"]}
+    if "LatestStreamArn" in table:
+        context.attributes[name]["StreamArn"] = table["LatestStreamArn"]
 
 
 def _create_bucket(context: StackContext, s3: "S3Client", name: str, properties: Mapping[str, Any]) -> None:

@@ -28,6 +28,7 @@ from sluice_tools.local.lambdas import FunctionSpec, Invocation, LocalFunction, 
 from sluice_tools.local.poller import QueuePoller, SqsEventSource, sqs_event_sources
 from sluice_tools.local.resources import plan_stack, provision_stack
 from sluice_tools.local.schedule import Schedule, ScheduleError, parse_schedule
+from sluice_tools.local.streams import StreamPoller, dynamodb_event_sources
 from sluice_tools.local.template import (
     LOCAL_ACCOUNT_ID,
     StackContext,
@@ -385,6 +386,7 @@ class LocalStack:
         self.context: StackContext | None = None
         self.demo_system_id: str | None = None
         self._pollers: list[QueuePoller] = []
+        self._stream_pollers: list[StreamPoller] = []
         self._scheduler: Scheduler | None = None
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -460,6 +462,14 @@ class LocalStack:
         ]
         for poller in self._pollers:
             poller.start()
+        streams = session.client("dynamodbstreams", endpoint_url=endpoint)
+        self._stream_pollers = [
+            StreamPoller(source, streams, self.invoke, options.region)
+            for source in dynamodb_event_sources(context)
+            if source.enabled and options.poll_queues
+        ]
+        for stream_poller in self._stream_pollers:
+            stream_poller.start()
         self._scheduler = Scheduler(scheduled_events(context), self._fire, lambda: datetime.now(UTC))
         self._scheduler.start()
 
@@ -506,6 +516,8 @@ class LocalStack:
             self._scheduler.stop()
         for poller in self._pollers:
             poller.stop(timeout_s=0)
+        for stream_poller in self._stream_pollers:
+            stream_poller.stop(timeout_s=0)
         for function in self.functions.values():
             function.close()
         for poller in self._pollers:
