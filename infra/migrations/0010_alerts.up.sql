@@ -136,6 +136,8 @@ CREATE TABLE webhook_secrets (
 -- redelivered job event) a no-op. body is stored as sent: the signature covers its exact bytes.
 CREATE TABLE webhook_deliveries (
     id              text        PRIMARY KEY,
+    -- Write order: deliveries due at the same moment go out in it (an alarm raised and cleared in one run).
+    seq             bigint      GENERATED ALWAYS AS IDENTITY,
     webhook_id      uuid        NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
     tenant_id       text        NOT NULL,
     event_type      text        NOT NULL,
@@ -148,7 +150,7 @@ CREATE TABLE webhook_deliveries (
     delivered_at    timestamptz,
     UNIQUE (webhook_id, event_key)
 );
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at, seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_webhook_idx ON webhook_deliveries (webhook_id, created_at DESC, id);
 
 -- Every attempt and its answer (the status code, or why there was none, and the start of the body).

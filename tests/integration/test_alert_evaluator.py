@@ -114,7 +114,7 @@ class Alerts:
         )
 
     def deliveries(self) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = self.owner("SELECT tenant_id, event_type, body FROM webhook_deliveries ORDER BY created_at, event_type")
+        rows = self.owner("SELECT tenant_id, event_type, body FROM webhook_deliveries ORDER BY seq")
         return [(tenant, kind, json.loads(body)) for tenant, kind, body in rows]
 
 
@@ -257,3 +257,20 @@ def test_the_whole_run_through_evaluate_all_reports_each_tenant(alerts: Alerts) 
     report = evaluate_all(store, Window(NOW), has_time=lambda: True)
 
     assert (report.tenants, report.evaluated, report.raised) == (2, 2, 2)
+
+
+def test_late_data_holding_a_whole_excursion_raises_and_clears_in_one_run(alerts: Alerts) -> None:
+    system, sensor = alerts.system(), uuid4()
+    alerts.rule(system_id=system)
+    alerts.webhook()
+    # Arrived late, all at once: three minutes above, then one below the clear threshold.
+    alerts.minutes(system, sensor, [210, 220, 230, 170], last=END - timedelta(minutes=1))
+
+    assert alerts.run() == {"raised": 1, "cleared": 1, "deliveries": 2}
+
+    [(_, _, _, status, trigger_time, _, cleared_time, reason)] = alerts.alarms()
+    assert (status, trigger_time, cleared_time, reason) == ("cleared", END - timedelta(minutes=1), END,
+                                                            "condition_cleared")  # fmt: skip
+    assert [kind for _, kind, _ in alerts.deliveries()] == ["alarm.raised", "alarm.cleared"]
+    events = alerts.owner("SELECT event FROM alarm_events ORDER BY id")
+    assert events == [("raised",), ("cleared",)]

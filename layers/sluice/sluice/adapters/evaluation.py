@@ -9,6 +9,7 @@ backstop: a second raising of an open rule and sensor inserts nothing and announ
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, LiteralString
 from uuid import UUID
@@ -18,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from sluice.adapters.outbox import enqueue
+from sluice.adapters.outbox import enqueue_all
 from sluice.domain.evaluation import (
     Applied,
     Change,
@@ -71,17 +72,29 @@ ALARM_COLUMNS: LiteralString = (
     " acknowledged_by, acknowledged_at, acknowledge_note, cleared_time, cleared_at, cleared_reason"
 )
 ALARM_FIELDS: Final = tuple(column.strip() for column in ALARM_COLUMNS.split(","))
+# Every raising of a run in one statement, and every clearing in another: a storm of thousands of alarms is a few
+# round trips, not four per alarm. ON CONFLICT: the rule's sensor has an open alarm already (the backstop).
 _RAISE: Final = sql.SQL(
     "INSERT INTO alarms (tenant_id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status, value,"
-    " trigger_time, raised_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'active', %s, %s, %s)"
+    " trigger_time, raised_at)"
+    " SELECT %s, x.rule_id, x.rule_name, x.kind, x.severity, x.system_id, x.sensor_id, x.unit, 'active', x.value,"
+    "   x.trigger_time, %s"
+    " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[],"
+    "   %s::float8[], %s::timestamptz[])"
+    "   AS x (rule_id, rule_name, kind, severity, system_id, sensor_id, unit, value, trigger_time)"
     " ON CONFLICT (rule_id, system_id, sensor_id) WHERE status <> 'cleared' DO NOTHING RETURNING {}"
 ).format(sql.SQL(ALARM_COLUMNS))
 _CLEAR: Final = sql.SQL(
-    "UPDATE alarms SET status = 'cleared', cleared_time = %s, cleared_at = %s, cleared_reason = %s"
-    " WHERE id = %s AND status <> 'cleared' RETURNING {}"
-).format(sql.SQL(ALARM_COLUMNS))
-_EVENT: LiteralString = (
-    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail) VALUES (%s, %s, %s, %s, %s, %s)"
+    "UPDATE alarms a SET status = 'cleared', cleared_time = x.cleared_time, cleared_at = %s,"
+    " cleared_reason = x.reason"
+    " FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[]) AS x (id, cleared_time, reason)"
+    " WHERE a.id = x.id AND a.status <> 'cleared' RETURNING {}"
+).format(sql.SQL(", ".join(f"a.{column}" for column in ALARM_FIELDS)))
+_EVENTS: LiteralString = (
+    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail)"
+    " SELECT x.alarm_id, x.event, x.at, x.actor, x.note, x.detail"
+    " FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::jsonb[])"
+    "   AS x (alarm_id, event, at, actor, note, detail)"
 )
 
 
@@ -98,16 +111,46 @@ def alarm_document(row: Mapping[str, Any]) -> dict[str, Any]:
     return document
 
 
-def record_alarm_event(
-    conn: psycopg.Connection[Any], alarm: Mapping[str, Any], event: str, at: datetime, detail: Mapping[str, Any]
-) -> int:
-    """Write one step of an alarm's history and its deliveries (``alarm.<event>``), in the caller's transaction.
-    The deliveries written."""
-    conn.execute(_EVENT, (alarm["id"], event, at, detail.get("actor"), detail.get("note"), Jsonb(dict(detail))))
-    change = Announcement(
-        alarm["tenant_id"], f"alarm.{event}", f"alarm.{event}:{alarm['id']}", at, alarm_document(alarm)
+@dataclass(frozen=True, slots=True)
+class AlarmStep:
+    """One step of an alarm's history to write: the alarm's row as it is now, the step (``raised``,
+    ``acknowledged``, ``cleared``), when, by whom (None: the evaluator), a note, and what was seen."""
+
+    alarm: Mapping[str, Any]
+    event: str
+    at: datetime
+    actor: str | None = None
+    note: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def record_alarm_steps(conn: psycopg.Connection[Any], tenant_id: str, steps: Sequence[AlarmStep]) -> int:
+    """Write steps of alarms' histories and their deliveries (``alarm.<event>``, keyed by the alarm), in the caller's
+    transaction: one statement for the history, one for the outbox. The deliveries written."""
+    if not steps:
+        return 0
+    conn.execute(
+        _EVENTS,
+        (
+            [step.alarm["id"] for step in steps],
+            [step.event for step in steps],
+            [step.at for step in steps],
+            [step.actor for step in steps],
+            [step.note for step in steps],
+            [Jsonb(dict(step.detail)) for step in steps],
+        ),
     )
-    return enqueue(conn, change)
+    changes = [
+        Announcement(
+            tenant_id,
+            f"alarm.{step.event}",
+            f"alarm.{step.event}:{step.alarm['id']}",
+            step.at,
+            alarm_document(step.alarm),
+        )
+        for step in steps
+    ]
+    return enqueue_all(conn, changes)
 
 
 class TimescaleEvaluationStore:
@@ -165,41 +208,69 @@ class _TenantSession:
         return TenantData(rules, minutes, latest, alarms)
 
     def apply(self, transitions: Sequence[Transition], now: datetime) -> Applied:
-        raised = cleared = deliveries = 0
-        cursor = self._conn.cursor(row_factory=dict_row)
+        """Write the run's transitions in waves: a sensor's first transition in the first, its second (late data
+        can raise and clear in one run) in the next, which may clear an alarm the first just raised."""
+        by_pair: dict[tuple[UUID, SensorKey], list[Transition]] = {}
         for step in transitions:
-            if step.change is Change.RAISE:
-                rule = step.rule
-                row = cursor.execute(
-                    _RAISE,
-                    (
-                        self._tenant,
-                        rule.id,
-                        rule.name,
-                        rule.kind,
-                        rule.severity,
-                        step.sensor.system_id,
-                        step.sensor.sensor_id,
-                        step.unit,
-                        step.value,
-                        step.at,
-                        now,
-                    ),
-                ).fetchone()
+            by_pair.setdefault((step.rule.id, step.sensor), []).append(step)
+        waves = max((len(steps) for steps in by_pair.values()), default=0)
+        raised: dict[tuple[UUID, SensorKey], UUID] = {}
+        applied = Applied()
+        for wave in range(waves):
+            steps = [pair_steps[wave] for pair_steps in by_pair.values() if len(pair_steps) > wave]
+            applied = _sum(applied, self._apply_wave(steps, raised, now))
+        return applied
+
+    def _apply_wave(
+        self, steps: Sequence[Transition], raised: dict[tuple[UUID, SensorKey], UUID], now: datetime
+    ) -> Applied:
+        cursor = self._conn.cursor(row_factory=dict_row)
+        history: list[AlarmStep] = []
+        raises = [step for step in steps if step.change is Change.RAISE]
+        if raises:
+            rows = cursor.execute(
+                _RAISE,
+                (
+                    self._tenant,
+                    now,
+                    [step.rule.id for step in raises],
+                    [step.rule.name for step in raises],
+                    [step.rule.kind.value for step in raises],
+                    [step.rule.severity for step in raises],
+                    [step.sensor.system_id for step in raises],
+                    [step.sensor.sensor_id for step in raises],
+                    [step.unit for step in raises],
+                    [step.value for step in raises],
+                    [step.at for step in raises],
+                ),
+            ).fetchall()
+            by_key = {(row["rule_id"], SensorKey(row["system_id"], row["sensor_id"])): row for row in rows}
+            for step in raises:
+                row = by_key.get((step.rule.id, step.sensor))
                 if row is None:
                     continue  # open already: the backstop of the advisory lock
-                raised += 1
+                raised[(step.rule.id, step.sensor)] = row["id"]
                 detail = {"trigger_time": step.at.isoformat(), "value": step.value}
-                deliveries += record_alarm_event(self._conn, row | {"tenant_id": self._tenant}, "raised", now, detail)
-            else:
-                reason = step.reason.value if step.reason is not None else None
-                row = cursor.execute(_CLEAR, (step.at, now, reason, step.alarm_id)).fetchone()
-                if row is None:
-                    continue
-                cleared += 1
-                detail = {"cleared_time": step.at.isoformat(), "value": step.value, "reason": reason}
-                deliveries += record_alarm_event(self._conn, row | {"tenant_id": self._tenant}, "cleared", now, detail)
-        return Applied(raised, cleared, deliveries)
+                history.append(AlarmStep(row, "raised", now, detail=detail))
+        clears = [step for step in steps if step.change is Change.CLEAR]
+        cleared = 0
+        if clears:
+            ids = [step.alarm_id or raised.get((step.rule.id, step.sensor)) for step in clears]
+            reasons = [step.reason.value if step.reason is not None else None for step in clears]
+            rows = cursor.execute(_CLEAR, (now, ids, [step.at for step in clears], reasons)).fetchall()
+            cleared = len(rows)
+            by_id = {row["id"]: row for row in rows}
+            for step, alarm_id, reason in zip(clears, ids, reasons, strict=True):
+                row = by_id.get(alarm_id)
+                if row is not None:
+                    detail = {"cleared_time": step.at.isoformat(), "value": step.value, "reason": reason}
+                    history.append(AlarmStep(row, "cleared", now, detail=detail))
+        deliveries = record_alarm_steps(self._conn, self._tenant, history)
+        return Applied(len(history) - cleared, cleared, deliveries)
+
+
+def _sum(one: Applied, other: Applied) -> Applied:
+    return Applied(one.raised + other.raised, one.cleared + other.cleared, one.deliveries + other.deliveries)
 
 
 def _rule(row: Mapping[str, Any]) -> Rule:

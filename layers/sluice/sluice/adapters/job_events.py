@@ -5,7 +5,7 @@ from typing import Any
 
 import psycopg
 
-from sluice.adapters.outbox import enqueue
+from sluice.adapters.outbox import enqueue_all
 from sluice.domain.webhooks import Announcement
 
 
@@ -20,4 +20,4 @@ class TimescaleJobAnnouncements:
         twice (the outbox's unique key). The deliveries written."""
         conn = self._connection()
         with conn.transaction():
-            return sum(enqueue(conn, change) for change in changes)
+            return enqueue_all(conn, changes)
