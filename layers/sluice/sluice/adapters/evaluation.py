@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Final, LiteralString
 from uuid import UUID
 
@@ -191,8 +193,10 @@ class _TenantSession:
                 "tenant": self._tenant,
                 "systems": scoped,
             }
-            for system_id, sensor_id, unit, bucket, average in self._conn.execute(_MINUTES, params):
-                minutes.setdefault((SensorKey(system_id, sensor_id), unit), []).append(Minute(bucket, average))
+            # Ordered by sensor and unit: a series' key is made once, not once a row.
+            rows = self._conn.execute(_MINUTES, params).fetchall()
+            for (system_id, sensor_id, unit), series in groupby(rows, key=itemgetter(0, 1, 2)):
+                minutes[SensorKey(system_id, sensor_id), unit] = [Minute(row[3], row[4]) for row in series]
         latest: dict[SensorKey, datetime] = {}
         if any(rule.kind is RuleKind.SILENT for rule in rules):
             for system_id, sensor_id, last_time in self._conn.execute(_LATEST, (self._tenant,)):

@@ -175,14 +175,19 @@ def threshold_transitions(rule: Rule, series: Series, window: Window) -> list[Tr
     """The raisings and clearings of one threshold rule for one sensor, in data order (minutes at or after
     ``window.end`` are ignored: they are still filling)."""
     sensor, unit, minutes, known = series.sensor, series.unit, series.minutes, series.known
+    is_open = known is not None and known.open
+    # Most pairs of a healthy plant: nothing in the series could raise (or clear the open alarm).
+    if not any((rule.clears if is_open else rule.holds)(minute.average) for minute in minutes):
+        return []
+    end, first_last_minute, needed = window.end, window.first_last_minute, rule.minutes
     transitions: list[Transition] = []
-    open_since = known.trigger_time if known is not None and known.open else None
-    open_id = known.id if known is not None and known.open else None
+    open_since = known.trigger_time if known is not None and is_open else None
+    open_id = known.id if known is not None and is_open else None
     # A raising must lie wholly after the last clearing: one excursion raises once.
-    after = known.cleared_time if known is not None and not known.open else None
+    after = known.cleared_time if known is not None and not is_open else None
     run, previous = 0, None
     for minute in minutes:
-        if minute.bucket >= window.end:
+        if minute.bucket >= end:
             break
         minute_end = minute.bucket + MINUTE
         if open_since is not None:
@@ -203,7 +208,7 @@ def threshold_transitions(rule: Rule, series: Series, window: Window) -> list[Tr
         else:
             run = 0
         previous = minute.bucket
-        if run >= rule.minutes and minute.bucket >= window.first_last_minute:
+        if run >= needed and minute.bucket >= first_last_minute:
             transitions.append(Transition(Change.RAISE, rule, sensor, unit, minute_end, minute.average))
             open_since, open_id, run = minute_end, None, 0
     return transitions
@@ -237,18 +242,27 @@ class TenantData:
 def evaluate(data: TenantData, window: Window) -> list[Transition]:
     """Every transition of one tenant's rules in this run."""
     transitions: list[Transition] = []
+    # A rule naming a system looks only at that system's sensors: 1,000 rules over 2,000 sensors are then 20,000
+    # pairs to look at, not 2,000,000.
+    series_of: dict[UUID | None, list[tuple[SensorKey, str, list[Minute]]]] = {None: []}
+    for (sensor, unit), minutes in data.minutes.items():
+        series_of.setdefault(sensor.system_id, []).append((sensor, unit, minutes))
+        series_of[None].append((sensor, unit, minutes))
+    latest_of: dict[UUID | None, list[tuple[SensorKey, datetime]]] = {None: []}
+    for sensor, last_time in data.latest.items():
+        latest_of.setdefault(sensor.system_id, []).append((sensor, last_time))
+        latest_of[None].append((sensor, last_time))
     for rule in data.rules:
         if rule.kind is RuleKind.THRESHOLD:
-            for (sensor, unit), minutes in data.minutes.items():
+            for sensor, unit, minutes in series_of.get(rule.system_id, ()):
                 if rule.covers(sensor, unit):
                     series = Series(sensor, unit, minutes, data.alarms.get((rule.id, sensor)))
                     transitions += threshold_transitions(rule, series, window)
         else:
-            for sensor, last_time in data.latest.items():
+            for sensor, last_time in latest_of.get(rule.system_id, ()):
                 if rule.covers(sensor, None):
-                    decided = silence_transition(
-                        rule, sensor, last_time, data.alarms.get((rule.id, sensor)), window.now
-                    )
+                    known = data.alarms.get((rule.id, sensor))
+                    decided = silence_transition(rule, sensor, last_time, known, window.now)
                     if decided is not None:
                         transitions.append(decided)
     transitions += _uncovered(data, window.now)
