@@ -12,16 +12,19 @@ handler, no ``finally``, no ack — what an out-of-memory kill or a lost host lo
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
+from sluice.domain.evaluation import Applied, EvaluationStore, TenantData, TenantSession, Transition, Window
 from sluice.domain.ingest import BatchStore, JobRepository
 from sluice.domain.load import ChunkWrite, LoadCounts, Progress, ReadingSink
 from sluice.errors import SluiceError, StorageUnavailableError
 from sluice.models.jobs import Job
 from sluice.models.readings import QuarantineReason
+from sluice.services.alert_evaluator import AlertEvaluatorService
 from sluice.services.ingest_api import IngestService
 from sluice.services.load_worker import LoadService
 from sluice_tools.settings import FaultSwitches
@@ -143,6 +146,40 @@ class MidGroupExit:
         return self._inner.write_chunks(writes, meanwhile)
 
 
+class EvaluationExit:
+    """An evaluation store whose first tenant session with something to write kills the process after writing,
+    before the commit, once (``marker`` is created just before): the rolled-back run must leave nothing, and the
+    next run must raise and announce everything once."""
+
+    def __init__(self, inner: EvaluationStore, marker: Path) -> None:
+        self._inner = inner
+        self._marker = marker
+
+    def tenants(self) -> list[str]:
+        return self._inner.tenants()
+
+    @contextmanager
+    def session(self, tenant_id: str) -> Iterator[TenantSession | None]:
+        with self._inner.session(tenant_id) as session:
+            yield None if session is None else _DyingSession(session, self._marker)
+
+
+class _DyingSession:
+    def __init__(self, inner: TenantSession, marker: Path) -> None:
+        self._inner = inner
+        self._marker = marker
+
+    def read(self, window: Window) -> TenantData:
+        return self._inner.read(window)
+
+    def apply(self, transitions: Sequence[Transition], now: datetime) -> Applied:
+        applied = self._inner.apply(transitions, now)
+        if applied.deliveries and not self._marker.exists():
+            self._marker.touch()
+            die("killed after writing a tenant's alarms, before the commit (SLUICE_FAULT_EXIT_IN_EVALUATION_ONCE)")
+        return applied
+
+
 @dataclass(frozen=True, slots=True)
 class FaultyLoadService(LoadService):
     """The worker's service, its messages' progress wrapped in ``FaultyProgress``."""
@@ -168,6 +205,8 @@ def with_faults(service: object, switches: FaultSwitches) -> object:
         if switches.fail_batch_put_every:
             ports = replace(ports, batches=FaultyBatchStore(ports.batches, switches.fail_batch_put_every))
         return replace(service, ports=ports)
+    if isinstance(service, AlertEvaluatorService) and switches.exit_in_evaluation_once is not None:
+        return replace(service, store=EvaluationExit(service.store, switches.exit_in_evaluation_once))
     if isinstance(service, LoadService) and switches.exit_mid_group_once is not None:
         sink = MidGroupExit(service.ports.sink, switches.exit_mid_group_once)
         service = replace(service, ports=replace(service.ports, sink=sink))

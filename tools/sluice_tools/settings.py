@@ -37,6 +37,9 @@ class FaultSwitches(BaseSettings):
     # LoadWorkerFunction: kill the process in the middle of the COPY of a group of several jobs' chunks (an
     # invocation's small objects written together), once: the file named here marks that it happened.
     exit_mid_group_once: Path | None = None
+    # AlertEvaluatorFunction: kill the process once a tenant's alarms, history and deliveries are written and before
+    # they commit, once: the file named here marks that it happened.
+    exit_in_evaluation_once: Path | None = None
     # IngestApiFunction: every n-th job record or batch object write in an execution environment is refused.
     fail_job_write_every: int | None = Field(default=None, ge=1)
     fail_batch_put_every: int | None = Field(default=None, ge=1)

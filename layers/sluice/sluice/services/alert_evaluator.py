@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sluice.adapters.evaluation import TimescaleEvaluationStore
 from sluice.adapters.timescale import DatabaseConnector, database_dsn
-from sluice.domain.evaluation import RunReport, Window, evaluate_all
+from sluice.domain.evaluation import EvaluationStore, RunReport, Window, evaluate_all
 from sluice.settings import AlertEvaluatorSettings, get_alert_evaluator_settings
 
 # Time a tenant's evaluation may take before the function's timeout: a tenant is started only with this left.
@@ -17,7 +17,7 @@ TENANT_RESERVE_MS = 10_000
 class AlertEvaluatorService:
     """What AlertEvaluatorFunction needs, built once per execution environment."""
 
-    store: TimescaleEvaluationStore
+    store: EvaluationStore
     connector: DatabaseConnector
     lookback: timedelta
 
