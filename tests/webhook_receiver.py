@@ -11,9 +11,12 @@ known is recorded, unverified.
     receiver.answer(503)                          # every path answers 503 (or answer(503, path="/tenant-a"))
     receiver.go_down() ... receiver.come_back()   # connections refused meanwhile, then the same port again
     receiver.wait_for(3, timeout_s=5)
+
+With ``tls`` (a server-side ``ssl.SSLContext`` holding a certificate) it speaks https.
 """
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -64,8 +67,12 @@ class _Behaviour:
 class WebhookReceiver:
     """An HTTP server in a thread of its own, on a free loopback port it keeps while taken down and brought back."""
 
-    def __init__(self, secrets: Mapping[str, str] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, secrets: Mapping[str, str] | None = None, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self._host = host
+        # A server context with a certificate: the receiver speaks https.
+        self._tls = tls
         self._port = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -83,6 +90,8 @@ class WebhookReceiver:
         self._stopping.clear()
         server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
         server.daemon_threads = True
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name=f"receiver-{self._port}", daemon=True)
@@ -120,8 +129,8 @@ class WebhookReceiver:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{self._host}:{self._port}"
+        """``http://127.0.0.1:<port>`` (``https`` with TLS)."""
+        return f"{'https' if self._tls else 'http'}://{self._host}:{self._port}"
 
     def url_for(self, path: str, secret: str | None = None) -> str:
         """The URL of ``path`` (starting with "/"); with ``secret``, the secret its deliveries are checked with."""

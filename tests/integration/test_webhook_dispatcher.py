@@ -1,14 +1,20 @@
 """The webhook dispatcher against the real outbox (a migrated TimescaleDB, connected as a sluice_notifier login) and a
 real receiver that verifies every signature. A clock the tests move stands in for the hours of the backoff."""
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sluice.adapters.outbox import enqueue
 from sluice.adapters.webhooks import HttpWebhookSender
@@ -325,3 +331,106 @@ def test_a_redirect_is_not_followed_and_fails_the_attempt(
     assert webhook_receiver.count == 1
     assert (report.delivered, report.retried) == (0, 1)
     assert conn.execute("SELECT status_code FROM webhook_attempts").fetchone() == (307,)
+
+
+# --- https: the checked address, the URL's host name ---------------------------------------------------------------
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def tls_contexts(folder: Path, host: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for ``host`` from a test CA, and a client context trusting that CA."""
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def certificate(subject: str, public_key: Any, *extensions: tuple[Any, bool]) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(subject))
+            .issuer_name(_name("sluice test CA"))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = certificate(
+        "sluice test CA",
+        ca_key.public_key(),
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.KeyUsage(False, False, False, False, False, True, True, False, False), True),
+        (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False),
+    )
+    leaf = certificate(
+        host,
+        key.public_key(),
+        (x509.SubjectAlternativeName([x509.DNSName(host)]), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
+    )
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(folder / "leaf.pem", folder / "key.pem")
+    client = ssl.create_default_context(cafile=str(folder / "ca.pem"))
+    return server, client
+
+
+@pytest.fixture
+def https_receiver(tmp_path: Path) -> Iterator[tuple[WebhookReceiver, ssl.SSLContext, list[str | None]]]:
+    """A receiver speaking https with a certificate for hooks.example.test; the client context trusting it; the
+    server names (SNI) its clients asked for."""
+    server, client = tls_contexts(tmp_path, "hooks.example.test")
+    asked: list[str | None] = []
+    server.sni_callback = lambda _socket, name, _context: asked.append(name)
+    receiver = WebhookReceiver(tls=server).start()
+    yield receiver, client, asked
+    receiver.stop()
+
+
+@pytest.mark.parametrize(("host", "delivered"), [("hooks.example.test", True), ("other.example.test", False)])
+def test_https_goes_to_the_checked_address_with_the_urls_host_name_and_a_verified_certificate(
+    conn: Conn,
+    dispatcher_for: Callable[..., WebhookDispatcher],
+    https_receiver: tuple[WebhookReceiver, ssl.SSLContext, list[str | None]],
+    host: str,
+    delivered: bool,
+) -> None:
+    receiver, client_tls, asked = https_receiver
+    path = "/hook?tenant=acme"
+    _, secret = subscribe(conn, "acme", f"https://{host}:{receiver.port}{path}")
+    receiver.url_for(path, secret)
+    announce(conn, "acme", "a1")
+    resolved: list[str] = []
+
+    def resolve(name: str, port: int) -> list[str]:
+        resolved.append(name)
+        return ["127.0.0.1"]  # the name's only address, checked (loopback: allowed locally) and connected to
+
+    dispatcher = dispatcher_for(MovableClock())
+    dispatcher.sender = HttpWebhookSender(TargetPolicy(allow_local=True), 2, resolve=resolve, tls=client_tls)
+
+    report = dispatcher.drain()
+
+    assert resolved == [host]
+    assert asked == [host]
+    ((delivery_id, (status, _, _, _)),) = delivery_rows(conn).items()
+    if delivered:
+        (received,) = receiver.received()
+        assert received.verified
+        assert received.headers["host"] == f"{host}:{receiver.port}"
+        assert (status, report.delivered) == ("delivered", 1)
+    else:
+        # The certificate is for hooks.example.test: the name in the URL is what it is checked against.
+        assert receiver.count == 0
+        ((_, _, status_code, error, _),) = attempt_rows(conn, delivery_id)
+        assert (status, status_code) == ("pending", None)
+        assert error.startswith("TLS failed: ")
+        assert "certificate" in error

@@ -218,28 +218,36 @@ class HttpWebhookSender:
         return result(status_code=status, response=excerpt(answer))
 
     def _post(self, url: str, addresses: Sequence[str], headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        # One deadline for the whole attempt: each step (connect, TLS, send, the answer's head, its start) may take
+        # only what is left of it, so a receiver answering a byte at a time cannot hold a sender longer.
+        deadline = time.monotonic() + self._timeout_s
         parts = urlsplit(url)
         host = parts.hostname or ""
         https = parts.scheme == "https"
         port = parts.port or (443 if https else 80)
-        connection = self._connect(host, addresses, port, https)
+        connection = self._connect(host, addresses, port, https, deadline)
         try:
             target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             sent = {"user-agent": USER_AGENT, "connection": "close", **headers}
+            _until(connection.sock, deadline)
             connection.request("POST", target, body, sent)
+            _until(connection.sock, deadline)
             response = connection.getresponse()
+            _until(connection.sock, deadline)
             # Only the start is kept; a receiver answering more does not hold the sender.
             return response.status, response.read(1024)
         finally:
             connection.close()
 
-    def _connect(self, host: str, addresses: Sequence[str], port: int, https: bool) -> http.client.HTTPConnection:
+    def _connect(
+        self, host: str, addresses: Sequence[str], port: int, https: bool, deadline: float
+    ) -> http.client.HTTPConnection:
         """A connection to the first checked address that answers; the Host header (and for https the SNI and the
         certificate's name) is the URL's host."""
         failure: OSError = ConnectionError("no address to connect to")
         for address in addresses:
             try:
-                sock = socket.create_connection((address, port), timeout=self._timeout_s)
+                sock = socket.create_connection((address, port), timeout=_left(deadline))
             except TimeoutError:
                 raise
             except OSError as exc:
@@ -248,6 +256,7 @@ class HttpWebhookSender:
             connection: http.client.HTTPConnection
             if https:
                 try:
+                    _until(sock, deadline)
                     sock = self._tls.wrap_socket(sock, server_hostname=host)
                 except BaseException:
                     sock.close()
@@ -258,3 +267,17 @@ class HttpWebhookSender:
             connection.sock = sock
             return connection
         raise failure
+
+
+def _left(deadline: float) -> float:
+    """The seconds left until ``deadline``; TimeoutError when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _until(sock: socket.socket | None, deadline: float) -> None:
+    """Give the socket's next operations only the time left."""
+    if sock is not None:
+        sock.settimeout(_left(deadline))
