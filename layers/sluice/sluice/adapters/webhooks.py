@@ -124,38 +124,16 @@ class TimescaleDeliveryStore:
         rows = self._connector.connection().execute(_CLAIM, params).fetchall()
         return [ClaimedDelivery(*row) for row in rows]
 
-    def record(self, delivery: ClaimedDelivery, result: AttemptResult, step: NextStep) -> bool:
-        """Write the attempt and the delivery's new state together; False when this attempt was recorded already
-        (another dispatcher took the delivery after this one's lease ran out), which then changes nothing."""
-        attempt = delivery.attempts + 1
-        finished = result.started_at + timedelta(milliseconds=result.duration_ms)
+    def record(self, outcomes: Sequence[tuple[ClaimedDelivery, AttemptResult, NextStep]]) -> list[bool]:
+        """Write each attempt and its delivery's new state, all in one transaction (one commit for every attempt
+        that ended meanwhile); per attempt, False when it was recorded already (another dispatcher took the
+        delivery after this one's lease ran out), which then changes nothing."""
+        recorded = []
         conn = self._connector.connection()
         with conn.transaction():
-            inserted = conn.execute(
-                _RECORD_ATTEMPT,
-                {
-                    "id": delivery.id,
-                    "attempt": attempt,
-                    "at": result.started_at,
-                    "duration_ms": result.duration_ms,
-                    "status_code": result.status_code,
-                    "error": _text(result.error),
-                    "response": _text(result.response),
-                },
-            ).rowcount
-            if not inserted:
-                return False
-            conn.execute(
-                _SETTLE,
-                {
-                    "id": delivery.id,
-                    "attempt": attempt,
-                    "status": step.status,
-                    "retry_at": step.retry_at,
-                    "delivered_at": finished if step.status == "delivered" else None,
-                },
-            )
-        return True
+            for delivery, result, step in outcomes:
+                recorded.append(_record(conn, delivery, result, step))
+        return recorded
 
     def next_due(self) -> datetime | None:
         """When the earliest pending delivery is due (leased ones included), or None when none is pending."""
@@ -171,6 +149,36 @@ class TimescaleDeliveryStore:
             for _ in conn.notifies(timeout=0):
                 pass
         return notified
+
+
+def _record(conn: Connection, delivery: ClaimedDelivery, result: AttemptResult, step: NextStep) -> bool:
+    attempt = delivery.attempts + 1
+    inserted = conn.execute(
+        _RECORD_ATTEMPT,
+        {
+            "id": delivery.id,
+            "attempt": attempt,
+            "at": result.started_at,
+            "duration_ms": result.duration_ms,
+            "status_code": result.status_code,
+            "error": _text(result.error),
+            "response": _text(result.response),
+        },
+    ).rowcount
+    if not inserted:
+        return False
+    finished = result.started_at + timedelta(milliseconds=result.duration_ms)
+    conn.execute(
+        _SETTLE,
+        {
+            "id": delivery.id,
+            "attempt": attempt,
+            "status": step.status,
+            "retry_at": step.retry_at,
+            "delivered_at": finished if step.status == "delivered" else None,
+        },
+    )
+    return True
 
 
 def _text(value: str | None) -> str | None:

@@ -9,7 +9,7 @@ after ``poll_s``.
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +41,7 @@ class DeliveryStore(Protocol):
         self, now: datetime, limit: int, per_subscription: int, busy: dict[str, int], lease_until: datetime
     ) -> list[ClaimedDelivery]: ...
 
-    def record(self, delivery: ClaimedDelivery, result: AttemptResult, step: NextStep) -> bool: ...
+    def record(self, outcomes: Sequence[tuple[ClaimedDelivery, AttemptResult, NextStep]]) -> list[bool]: ...
 
     def next_due(self) -> datetime | None: ...
 
@@ -178,6 +178,7 @@ class WebhookDispatcher:
         return self.sender.send(delivery.url, headers, delivery.body, started_at)
 
     def _settle(self, done: set[Future[AttemptResult]], report: DispatchReport) -> None:
+        outcomes = []
         for future in done:
             delivery = self._in_flight.pop(future)
             try:
@@ -185,8 +186,9 @@ class WebhookDispatcher:
             except Exception as exc:  # a fault of ours; the attempt is still recorded, and retried
                 logger.exception("webhook attempt failed unexpectedly", delivery_id=delivery.id)
                 result = AttemptResult(self.clock(), 0, error=f"internal error: {type(exc).__name__}")
-            step = next_step(delivery.created_at, delivery.attempts + 1, result)
-            if not self.store.record(delivery, result, step):
+            outcomes.append((delivery, result, next_step(delivery.created_at, delivery.attempts + 1, result)))
+        for (delivery, result, step), recorded in zip(outcomes, self.store.record(outcomes), strict=True):
+            if not recorded:
                 report.superseded += 1
                 continue
             report.add(step)
