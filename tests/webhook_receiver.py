@@ -58,6 +58,11 @@ class ReceivedDelivery:
             return None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops the connections of a burst of senders (a SYN retried a second later).
+    request_queue_size = 128
+
+
 @dataclass(frozen=True, slots=True)
 class _Behaviour:
     status: int = 204
@@ -88,7 +93,7 @@ class WebhookReceiver:
     def start(self) -> "WebhookReceiver":
         """Listen (on a free port the first time, on the same port after ``go_down``)."""
         self._stopping.clear()
-        server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
+        server = _Server((self._host, self._port), self._handler_class())
         server.daemon_threads = True
         if self._tls is not None:
             server.socket = self._tls.wrap_socket(server.socket, server_side=True)
@@ -213,6 +218,9 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # The head and the body of an answer go out as two writes: without TCP_NODELAY the body would wait for
+            # the sender's delayed ACK of the head (40 ms on Linux), which no real receiver's stack adds.
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
