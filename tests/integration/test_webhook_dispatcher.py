@@ -434,3 +434,29 @@ def test_https_goes_to_the_checked_address_with_the_urls_host_name_and_a_verifie
         assert (status, status_code) == ("pending", None)
         assert error.startswith("TLS failed: ")
         assert "certificate" in error
+
+
+def test_a_run_wakes_for_a_retry_falling_due_without_a_notification(
+    conn: Conn, dispatcher_for: Callable[..., WebhookDispatcher], webhook_receiver: WebhookReceiver
+) -> None:
+    subscribe_receiver(conn, "acme", webhook_receiver, "/acme")
+    webhook_receiver.answer(503)
+    dispatcher = dispatcher_for(None, webhook_timeout_seconds=1, webhook_reserve_ms=1_000)
+    deadline = time.monotonic() + 9
+    reports = []
+    run = threading.Thread(
+        target=lambda: reports.append(dispatcher.run(lambda: int((deadline - time.monotonic()) * 1000)))
+    )
+    run.start()
+
+    announce(conn, "acme", "a1", datetime.now(UTC))
+    (first,) = webhook_receiver.wait_for(1, timeout_s=2)
+    webhook_receiver.answer(204)
+    first_answered, second = webhook_receiver.wait_for(2, timeout_s=8)
+    run.join(10)
+
+    # The first attempt failed; the second came when its 5 s were up, woken by the retry's due time alone.
+    assert first_answered == first
+    assert 4.5 < second.received_at - first.received_at < 6.5
+    assert second.webhook_id == first.webhook_id
+    assert [(r.delivered, r.retried) for r in reports] == [(1, 1)]

@@ -5,6 +5,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from sluice.domain.dispatch import (
     DELIVERY_WINDOW,
@@ -15,6 +16,7 @@ from sluice.domain.dispatch import (
     next_step,
     retry_delay,
 )
+from sluice.settings import WebhookDispatcherSettings
 
 CREATED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -74,3 +76,19 @@ def test_a_subscription_at_its_cap_gets_no_slot() -> None:
 def test_the_excerpt_keeps_at_most_a_kib_of_the_answer_as_text() -> None:
     assert excerpt(b"x" * 5000) == "x" * 1024
     assert excerpt(b"\xff ok") == "\ufffd ok"
+
+
+def test_the_settings_refuse_a_lease_an_attempt_could_outlast() -> None:
+    with pytest.raises(ValidationError, match="SLUICE_WEBHOOK_LEASE_SECONDS must be at least twice"):
+        WebhookDispatcherSettings(db_dsn="postgresql://x", webhook_timeout_seconds=10, webhook_lease_seconds=15)
+
+
+def test_the_settings_refuse_a_reserve_shorter_than_an_attempt() -> None:
+    with pytest.raises(ValidationError, match="SLUICE_WEBHOOK_RESERVE_MS must be at least"):
+        WebhookDispatcherSettings(db_dsn="postgresql://x", webhook_timeout_seconds=10, webhook_reserve_ms=5_000)
+
+
+def test_by_default_only_https_to_public_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLUICE_WEBHOOK_ALLOW_LOCAL", raising=False)
+
+    assert WebhookDispatcherSettings(db_dsn="postgresql://x").webhook_allow_local is False
