@@ -460,3 +460,23 @@ def test_a_run_wakes_for_a_retry_falling_due_without_a_notification(
     assert 4.5 < second.received_at - first.received_at < 6.5
     assert second.webhook_id == first.webhook_id
     assert [(r.delivered, r.retried) for r in reports] == [(1, 1)]
+
+
+def test_a_subscription_deleted_while_its_delivery_is_in_flight_leaves_the_run_going(
+    conn: Conn, dispatcher_for: Callable[..., WebhookDispatcher], webhook_receiver: WebhookReceiver
+) -> None:
+    gone = subscribe_receiver(conn, "acme", webhook_receiver, "/gone")
+    subscribe_receiver(conn, "acme", webhook_receiver, "/kept")
+    webhook_receiver.answer(204, delay_s=0.5, path="/gone")
+    announce(conn, "acme", "a1")
+    dispatcher = dispatcher_for(MovableClock())
+    reports = []
+    drain = threading.Thread(target=lambda: reports.append(dispatcher.drain()))
+
+    drain.start()
+    webhook_receiver.wait_for(1, path="/kept")
+    conn.execute("DELETE FROM webhooks WHERE id = %s", (gone,))  # the API's DELETE: its deliveries go with it
+    drain.join(10)
+
+    assert [(r.delivered, r.superseded) for r in reports] == [(1, 1)]
+    assert {row[:2] for row in delivery_rows(conn).values()} == {("delivered", 1)}

@@ -58,16 +58,19 @@ FROM locked, webhooks w, webhook_secrets s
 WHERE d.id = locked.id AND w.id = d.webhook_id AND s.webhook_id = d.webhook_id
 RETURNING d.id, d.webhook_id::text, d.tenant_id, d.event_type, d.body, d.attempts, d.created_at, w.url, s.secret
 """
+# The delivery locked first: a subscription deleted meanwhile (its deliveries go with it) waits for this commit, or
+# has gone already and the attempt is not recorded; a delivery whose attempt count moved on was taken over by
+# another dispatcher after this one's lease ran out, which recorded that attempt itself.
+_LOCK_DELIVERY: LiteralString = "SELECT attempts, status FROM webhook_deliveries WHERE id = %s FOR UPDATE"
 _RECORD_ATTEMPT: LiteralString = """
 INSERT INTO webhook_attempts (delivery_id, attempt, at, duration_ms, status_code, error, response)
 VALUES (%(id)s, %(attempt)s, %(at)s, %(duration_ms)s, %(status_code)s, %(error)s, %(response)s)
-ON CONFLICT (delivery_id, attempt) DO NOTHING
 """
 _SETTLE: LiteralString = """
 UPDATE webhook_deliveries
 SET attempts = %(attempt)s, status = %(status)s, next_attempt_at = coalesce(%(retry_at)s, next_attempt_at),
     delivered_at = %(delivered_at)s
-WHERE id = %(id)s AND attempts = %(attempt)s - 1 AND status = 'pending'
+WHERE id = %(id)s
 """
 _NEXT_DUE: LiteralString = "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
 
@@ -126,8 +129,8 @@ class TimescaleDeliveryStore:
 
     def record(self, outcomes: Sequence[tuple[ClaimedDelivery, AttemptResult, NextStep]]) -> list[bool]:
         """Write each attempt and its delivery's new state, all in one transaction (one commit for every attempt
-        that ended meanwhile); per attempt, False when it was recorded already (another dispatcher took the
-        delivery after this one's lease ran out), which then changes nothing."""
+        that ended meanwhile); per attempt, False when it is not recorded: another dispatcher took the delivery
+        after this one's lease ran out and recorded that attempt, or its subscription was deleted meanwhile."""
         recorded = []
         conn = self._connector.connection()
         with conn.transaction():
@@ -153,7 +156,9 @@ class TimescaleDeliveryStore:
 
 def _record(conn: Connection, delivery: ClaimedDelivery, result: AttemptResult, step: NextStep) -> bool:
     attempt = delivery.attempts + 1
-    inserted = conn.execute(
+    if conn.execute(_LOCK_DELIVERY, (delivery.id,)).fetchone() != (delivery.attempts, "pending"):
+        return False
+    conn.execute(
         _RECORD_ATTEMPT,
         {
             "id": delivery.id,
@@ -164,9 +169,7 @@ def _record(conn: Connection, delivery: ClaimedDelivery, result: AttemptResult, 
             "error": _text(result.error),
             "response": _text(result.response),
         },
-    ).rowcount
-    if not inserted:
-        return False
+    )
     finished = result.started_at + timedelta(milliseconds=result.duration_ms)
     conn.execute(
         _SETTLE,

@@ -62,7 +62,8 @@ class DispatchReport:
     retried: int = 0
     failed: int = 0
     attempts: int = 0
-    # Attempts another dispatcher had recorded first (a lease that ran out under a slow run); normally 0.
+    # Attempts not recorded: another dispatcher recorded them first (a lease that ran out under a slow run), or the
+    # subscription was deleted meanwhile; normally 0.
     superseded: int = 0
 
     def add(self, step: NextStep) -> None:
