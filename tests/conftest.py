@@ -21,6 +21,7 @@ from sluice_tools.settings import get_database_settings
 from .lambdas import template
 from .paths import MIGRATIONS_DIR
 from .scratch import scratch_database
+from .webhook_receiver import WebhookReceiver
 
 AWS_REGION = "eu-central-1"
 
@@ -102,3 +103,12 @@ def database_secret(aws_stack: StackContext, migrated_db: str, monkeypatch: pyte
     arn = secretsmanager_client().create_secret(Name="sluice-database", SecretString=json.dumps(secret))["ARN"]
     monkeypatch.setenv("SLUICE_DB_SECRET_ARN", arn)
     return arn
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on a free loopback port that verifies every delivery's signature (see
+    tests/webhook_receiver.py); stopped afterwards."""
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()

@@ -15,16 +15,20 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from sluice.adapters.outbox import enqueue
+from sluice.domain.webhooks import Announcement, new_secret
 from sluice_tools.local.template import load_template
 
 from ..paths import REPO_ROOT
 from ..stack_harness import SENSOR, SYSTEM, RunningStack, eventually, finished_job, http, now_text, running_stack, token
+from ..webhook_receiver import WebhookReceiver
 
 STACK = "sluice-e2e"
 
@@ -416,6 +420,7 @@ EVENTS_OF = {
     "MaintenanceFunction": ["maintenance-schedule.json"],
     "AlertEvaluatorFunction": ["alert-evaluator-schedule.json"],
     "JobEventsFunction": ["job-events-stream.json"],
+    "WebhookDispatcherFunction": ["webhook-dispatcher-schedule.json"],
 }
 # Functions the template creates only under a condition the local stack's defaults leave off: their events are run
 # in-process by their own tests (tests/integration/test_token_claims.py).
@@ -425,7 +430,15 @@ EVENTS_OF_FUNCTIONS_NOT_LOCAL = {
 
 
 @pytest.mark.parametrize(("function", "event"), [(f, e) for f, events in EVENTS_OF.items() for e in events])
-def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, function: str, event: str) -> None:
+def test_sluice_invoke_runs_every_functions_sample_events(
+    stack: RunningStack, function: str, event: str, tmp_path: Path
+) -> None:
+    more: list[str] = []
+    if function == "WebhookDispatcherFunction":
+        # A run claims until 20 s of its 90 are left: with a reserve of 88 s it listens for two seconds.
+        env_vars = tmp_path / "env.json"
+        env_vars.write_text(json.dumps({function: {"SLUICE_WEBHOOK_RESERVE_MS": "88000"}}), encoding="utf-8")
+        more = ["--env-vars", str(env_vars)]
     if function == "LoadWorkerFunction":
         # The sample events name the bucket of a stack called "sluice" and versions that exist nowhere: with the
         # bucket there, the worker finds the versions gone, fails their jobs and acknowledges the messages.
@@ -435,7 +448,7 @@ def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, f
         if name not in {entry["Name"] for entry in s3.list_buckets()["Buckets"]}:
             s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     invoked = stack.sluice(
-        "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK
+        "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK, *more
     )
 
     assert invoked.returncode == 0, invoked.stderr
@@ -449,6 +462,8 @@ def test_sluice_invoke_runs_every_functions_sample_events(stack: RunningStack, f
     elif function == "JobEventsFunction":
         # The sample's job finished; the demo tenant has no subscription to tell, so nothing is written.
         assert (result["announced"], result["unreadable"]) == (1, 0), result
+    elif function == "WebhookDispatcherFunction":
+        assert result["failed"] == 0, result
     else:
         # Answered by the function itself (the sample's ids may not exist here, or be reviewed already): not a fault.
         assert 200 <= result["statusCode"] < 500, result
@@ -474,6 +489,30 @@ def test_every_function_of_the_template_has_sample_events() -> None:
     for events in [*EVENTS_OF.values(), *EVENTS_OF_FUNCTIONS_NOT_LOCAL.values()]:
         for event in events:
             assert (REPO_ROOT / "events" / event).is_file()
+
+
+def test_the_scheduled_dispatcher_sends_a_delivery_to_a_receiver_on_this_machine(
+    stack: RunningStack, webhook_receiver: WebhookReceiver
+) -> None:
+    # Given a subscription of tenant demo to a receiver on loopback (allowed locally), as the API would store it
+    secret = new_secret()
+    url = webhook_receiver.url_for("/e2e", secret)
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO webhooks (tenant_id, url, events, created_by) VALUES ('demo', %s, %s, 'e2e') RETURNING id",
+            (url, ["job.completed"]),
+        ).fetchone()
+        assert row is not None
+        conn.execute("INSERT INTO webhook_secrets (webhook_id, secret) VALUES (%s, %s)", (row[0], secret))
+        # When a change is announced to the outbox
+        announcement = Announcement("demo", "job.completed", "job.completed:e2e", datetime.now(UTC), {"id": "e2e"})
+        assert enqueue(conn, announcement) == 1
+
+    # Then the twin's every-minute WebhookDispatcherFunction (as its own login, sluice_notifier) sends it, signed
+    (received,) = webhook_receiver.wait_for(1, timeout_s=150)
+    assert received.verified
+    assert received.payload["type"] == "job.completed"
+    assert received.webhook_id is not None
 
 
 def test_sluice_demo_reports_both_jobs_with_the_planted_reasons(stack: RunningStack) -> None:

@@ -4,6 +4,7 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
+import pytest
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEventV2,
     EventBridgeEvent,
@@ -92,8 +93,9 @@ def test_the_drop_event_names_an_object_in_the_drop_layout_encoded_as_s3_sends_i
     assert " " in key
 
 
-def test_the_schedule_event_is_a_scheduled_eventbridge_event() -> None:
-    event = EventBridgeEvent(load_event("maintenance-schedule.json"))
+@pytest.mark.parametrize("name", ["maintenance-schedule.json", "webhook-dispatcher-schedule.json"])
+def test_the_schedule_events_are_scheduled_eventbridge_events(name: str) -> None:
+    event = EventBridgeEvent(load_event(name))
 
     assert (event.source, event.detail_type) == ("aws.events", "Scheduled Event")
 
@@ -142,6 +144,7 @@ def test_every_event_file_is_covered_here() -> None:
         "maintenance-schedule.json",
         "alert-evaluator-schedule.json",
         "job-events-stream.json",
+        "webhook-dispatcher-schedule.json",
         "health.json",
         "console-get.json",
         "token-claims-person.json",

@@ -14,6 +14,7 @@ from sluice_tools.local.stack import (
     ScheduledEvent,
     Scheduler,
     database_secret_arn,
+    local_function_specs,
     local_parameters,
     login_dsn,
     planned_context,
@@ -22,7 +23,7 @@ from sluice_tools.local.stack import (
     scheduled_events,
     secret_from_dsn,
 )
-from sluice_tools.local.template import StackContext, TemplateError
+from sluice_tools.local.template import StackContext, TemplateError, function_environment
 
 from ..paths import REPO_ROOT
 
@@ -103,6 +104,19 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
     assert secrets["SystemsFunction"].endswith(":secret:sluice-local/database-registrar")
     assert secrets["HealthFunction"].endswith(":secret:sluice-local/database-reader")
     assert secrets["ReadingsFunction"].endswith(":secret:sluice-local/database-readings")
+    assert secrets["WebhookDispatcherFunction"].endswith(":secret:sluice-local/database-notifier")
+    # Locally webhooks may go to a receiver on this machine (http, loopback); in AWS the template says false.
+    assert expected["Parameters"]["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "true"
+
+
+def test_the_local_functions_may_send_webhooks_to_loopback_and_the_deployed_one_may_not() -> None:
+    context = planned_context(REPO_ROOT, moto_endpoint="http://127.0.0.1:4566")
+
+    specs = local_function_specs(context, REPO_ROOT, "http://127.0.0.1:4566", {})
+
+    assert specs["WebhookDispatcherFunction"].environment["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "true"
+    assert function_environment(context, "WebhookDispatcherFunction")["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "false"
+    assert "SLUICE_WEBHOOK_ALLOW_LOCAL" not in specs["LoadWorkerFunction"].environment
 
 
 def scheduled_template(properties: dict[str, Any], kind: str = "Schedule") -> StackContext:

@@ -26,6 +26,7 @@ from sluice.settings import (
     ReadingsSettings,
     SystemsSettings,
     TokenClaimsSettings,
+    WebhookDispatcherSettings,
 )
 from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import http_api_routes
@@ -56,6 +57,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "JobEventsFunction": JobEventsSettings,
     "TokenClaimsFunction": TokenClaimsSettings,
     "ConsoleFunction": ConsoleSettings,
+    "WebhookDispatcherFunction": WebhookDispatcherSettings,
 }
 
 
@@ -291,6 +293,9 @@ def test_the_environment_the_template_gives_satisfies_the_settings(
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
+        "AlertEvaluatorFunction",
+        "JobEventsFunction",
+        "WebhookDispatcherFunction",
     ],
 )
 def test_a_deployment_without_its_database_secret_fails_the_settings_naming_it(
@@ -327,6 +332,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         ("ReadingsFunction", "ReadingsDatabaseSecretArn"),
         ("AlertEvaluatorFunction", "AlertsDatabaseSecretArn"),
         ("JobEventsFunction", "NotifierDatabaseSecretArn"),
+        ("WebhookDispatcherFunction", "NotifierDatabaseSecretArn"),
     ],
 )
 def test_each_database_function_reads_its_own_roles_secret_and_never_a_dsn(function: str, parameter: str) -> None:
@@ -362,6 +368,27 @@ def test_maintenance_runs_on_a_schedule_with_policies_on_named_resources_only() 
         },
         {"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}}},
         {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecretArn"}}},
+    ]
+
+
+def test_the_dispatcher_runs_every_minute_overlapping_with_https_to_public_addresses_only() -> None:
+    dispatcher = resources()["WebhookDispatcherFunction"]["Properties"]
+    (event,) = dispatcher["Events"].values()
+    variables = dispatcher["Environment"]["Variables"]
+    settings = WebhookDispatcherSettings(
+        db_dsn="postgresql://x", webhook_reserve_ms=variables["SLUICE_WEBHOOK_RESERVE_MS"]
+    )
+
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "rate(1 minute)")
+    assert variables["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "false"
+    # A run claims until its reserve is left, which covers an attempt: it outlasts the minute, so runs overlap and
+    # one always listens; two at once at most, each holding one connection.
+    claiming_s = dispatcher["Timeout"] - settings.webhook_reserve_ms / 1000
+    assert claiming_s > 60
+    assert settings.webhook_reserve_ms >= settings.webhook_timeout_seconds * 1000
+    assert dispatcher["ReservedConcurrentExecutions"] == 2
+    assert dispatcher["Policies"] == [
+        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "NotifierDatabaseSecretArn"}}}
     ]
 
 
@@ -511,6 +538,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
         "MaintenanceFunction",
         "AlertEvaluatorFunction",
         "JobEventsFunction",
+        "WebhookDispatcherFunction",
     }
     for variables in database_functions.values():
         assert variables["SLUICE_DB_SSLROOTCERT"] == {"Ref": "DatabaseRootCertificate"}
@@ -541,6 +569,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         "MaintenanceFunction",
         "AlertEvaluatorFunction",
         "JobEventsFunction",
+        "WebhookDispatcherFunction",
     }
     assert "VpcConfig" not in template()["Globals"]["Function"]
 
@@ -652,6 +681,8 @@ def test_alarms_watch_the_queues_failed_jobs_every_functions_errors_and_maintena
     assert ("Sluice", "InternalErrors", service) in watched
     # An incoming/ object the API did not write: the bucket policy was bypassed.
     assert ("Sluice", "IgnoredObjects", service) in watched
+    # A webhook delivery given up after 24 hours of retries.
+    assert ("Sluice", "WebhookDeliveriesFailed", service) in watched
     for function in resources_of_type(template(), "AWS::Serverless::Function"):
         assert ("AWS/Lambda", "Errors", str([{"Name": "FunctionName", "Value": {"Ref": function}}])) in watched
     assert alarms()["MaintenanceNotRunningAlarm"]["TreatMissingData"] == "breaching"

@@ -299,6 +299,42 @@ class JobEventsSettings(FunctionDatabaseSettings):
     db_statement_timeout_ms: int = Field(default=10_000, gt=0)
 
 
+class WebhookDispatcherSettings(FunctionDatabaseSettings):
+    """WebhookDispatcherFunction: the database whose outbox it sends (as a member of sluice_notifier), which targets
+    it may reach, and how many deliveries it sends at once."""
+
+    # false (AWS): https to public addresses only. true (the twin, the tests): http and loopback addresses too.
+    webhook_allow_local: bool = False
+    # An attempt with no answer within this long fails (and is tried again later).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Attempts in flight at once, across subscriptions.
+    webhook_senders: int = Field(default=16, ge=1, le=64)
+    # Attempts in flight at once for one subscription: a slow or dead receiver holds at most this many senders.
+    webhook_per_subscription: int = Field(default=2, ge=1, le=16)
+    # A claimed delivery is due again this long after its claim, should this dispatcher die before recording it.
+    webhook_lease_seconds: int = Field(default=60, ge=5, le=900)
+    # No delivery is claimed with less time than this left in the invocation: what is in flight finishes first.
+    webhook_reserve_ms: int = Field(default=15_000, ge=1_000)
+    # The longest the dispatcher sleeps without a notification before it looks for due deliveries again.
+    webhook_poll_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Claims and records are single-row statements: anything slower is a fault.
+    db_statement_timeout_ms: int = Field(default=5_000, gt=0)
+
+    @model_validator(mode="after")
+    def _a_lease_outlasts_an_attempt(self) -> Self:
+        if self.webhook_lease_seconds < 2 * self.webhook_timeout_seconds:
+            raise ValueError(
+                "SLUICE_WEBHOOK_LEASE_SECONDS must be at least twice SLUICE_WEBHOOK_TIMEOUT_SECONDS, or a delivery"
+                " still being sent could be claimed and sent again by another dispatcher"
+            )
+        if self.webhook_reserve_ms < self.webhook_timeout_seconds * 1000:
+            raise ValueError(
+                "SLUICE_WEBHOOK_RESERVE_MS must be at least SLUICE_WEBHOOK_TIMEOUT_SECONDS, or an attempt started"
+                " near the end of the invocation could be cut off unrecorded"
+            )
+        return self
+
+
 def in_lambda_environment() -> bool:
     """Is this process a Lambda execution environment (in AWS, or the local runtime's)?"""
     return LambdaRuntimeSettings().aws_lambda_function_name is not None
@@ -380,3 +416,9 @@ def get_alert_evaluator_settings() -> AlertEvaluatorSettings:
 def get_job_events_settings() -> JobEventsSettings:
     """Return JobEventsFunction's settings, validated on first use."""
     return JobEventsSettings()
+
+
+@cache
+def get_webhook_dispatcher_settings() -> WebhookDispatcherSettings:
+    """Return WebhookDispatcherFunction's settings, validated on first use."""
+    return WebhookDispatcherSettings()

@@ -47,6 +47,9 @@ logger = logging.getLogger(__name__)
 API_CONCURRENCY = 4
 # The local AWS needs some credentials to sign with; moto accepts any.
 LOCAL_CREDENTIALS = dict.fromkeys(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "local")
+# What the local stack sets unlike AWS, for each function that declares the variable: webhooks may target http and
+# loopback addresses, so a receiver on this machine gets them.
+LOCAL_SETTINGS: Final = {"SLUICE_WEBHOOK_ALLOW_LOCAL": "true"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,7 @@ def local_function_specs(
     context: StackContext, root: Path, moto_endpoint: str, overrides: Mapping[str, Mapping[str, str]]
 ) -> dict[str, FunctionSpec]:
     """The functions with the environment the template resolves for them, pointed at the local AWS."""
-    pointed = {"Parameters": {"SLUICE_AWS_ENDPOINT_URL": moto_endpoint}}
+    pointed = {"Parameters": {"SLUICE_AWS_ENDPOINT_URL": moto_endpoint, **LOCAL_SETTINGS}}
     merged: dict[str, dict[str, str]] = {key: dict(value) for key, value in pointed.items()}
     for key, value in overrides.items():
         merged.setdefault(key, {}).update(value)
@@ -276,6 +279,7 @@ def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[st
             values.setdefault(name, set()).add(value)
     shared = {name: found.pop() for name, found in values.items() if len(found) == 1}
     shared["SLUICE_AWS_ENDPOINT_URL"] = moto_endpoint
+    shared.update({name: value for name, value in LOCAL_SETTINGS.items() if name in values})
     env_vars: dict[str, dict[str, str]] = {"Parameters": dict(sorted(shared.items()))}
     for logical_id, environment in sorted(environments.items()):
         own = {name: value for name, value in environment.items() if name not in shared}
