@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
+from sluice.domain.dispatch import AttemptResult
 from sluice.domain.evaluation import Applied, EvaluationStore, TenantData, TenantSession, Transition, Window
 from sluice.domain.ingest import BatchStore, JobRepository
 from sluice.domain.load import ChunkWrite, LoadCounts, Progress, ReadingSink
@@ -27,6 +28,7 @@ from sluice.models.readings import QuarantineReason
 from sluice.services.alert_evaluator import AlertEvaluatorService
 from sluice.services.ingest_api import IngestService
 from sluice.services.load_worker import LoadService
+from sluice.services.webhook_dispatcher import WebhookDispatcher, WebhookSender
 from sluice_tools.settings import FaultSwitches
 
 # What a process killed by the fault reports; distinct from Python's 1 so a log reader can tell the two apart.
@@ -180,6 +182,23 @@ class _DyingSession:
         return applied
 
 
+class SendThenExit:
+    """A webhook sender that kills the process right after a receiver accepted a delivery, before the dispatcher
+    records it, once (``marker`` is created just before): the delivery is sent again after its lease, with the same
+    webhook-id, which a receiver drops as a repeat."""
+
+    def __init__(self, inner: WebhookSender, marker: Path) -> None:
+        self._inner = inner
+        self._marker = marker
+
+    def send(self, url: str, headers: dict[str, str], body: str, started_at: datetime) -> AttemptResult:
+        result = self._inner.send(url, headers, body, started_at)
+        if result.delivered and not self._marker.exists():
+            self._marker.touch()
+            die("killed after a receiver accepted a delivery, before it was recorded (SLUICE_FAULT_EXIT_AFTER_*)")
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class FaultyLoadService(LoadService):
     """The worker's service, its messages' progress wrapped in ``FaultyProgress``."""
@@ -205,6 +224,9 @@ def with_faults(service: object, switches: FaultSwitches) -> object:
         if switches.fail_batch_put_every:
             ports = replace(ports, batches=FaultyBatchStore(ports.batches, switches.fail_batch_put_every))
         return replace(service, ports=ports)
+    if isinstance(service, WebhookDispatcher) and switches.exit_after_webhook_send_once is not None:
+        service.sender = SendThenExit(service.sender, switches.exit_after_webhook_send_once)
+        return service
     if isinstance(service, AlertEvaluatorService) and switches.exit_in_evaluation_once is not None:
         return replace(service, store=EvaluationExit(service.store, switches.exit_in_evaluation_once))
     if isinstance(service, LoadService) and switches.exit_mid_group_once is not None:

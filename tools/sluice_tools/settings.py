@@ -40,6 +40,9 @@ class FaultSwitches(BaseSettings):
     # AlertEvaluatorFunction: kill the process once a tenant's alarms, history and deliveries are written and before
     # they commit, once: the file named here marks that it happened.
     exit_in_evaluation_once: Path | None = None
+    # WebhookDispatcherFunction: kill the process right after a receiver accepted a delivery and before the
+    # delivery is recorded, once: the file named here marks that it happened.
+    exit_after_webhook_send_once: Path | None = None
     # IngestApiFunction: every n-th job record or batch object write in an execution environment is refused.
     fail_job_write_every: int | None = Field(default=None, ge=1)
     fail_batch_put_every: int | None = Field(default=None, ge=1)
