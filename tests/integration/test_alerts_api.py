@@ -22,7 +22,7 @@ from sluice_tools.local.stack import secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
 
 from ..api_client import OTHER_TENANT, TENANT, Answer, call, claims
-from ..lambdas import handler_module
+from ..lambdas import FakeLambdaContext, handler_module, load_event
 from ..logins import group_login
 
 pytestmark = pytest.mark.db
@@ -857,3 +857,23 @@ def test_writes_have_a_budget_of_their_own(alerts: Alerts, monkeypatch: pytest.M
     assert int(refused.headers["Retry-After"]) > 0
     assert read.status == 200
     assert alerts.owner("SELECT count(*) FROM alert_rules") == [(2,)]
+
+
+# --- the sample events --------------------------------------------------------------------------------------------
+
+
+def test_the_sample_events_are_answered_as_events_readme_says(alerts: Alerts) -> None:
+    def invoke(name: str) -> tuple[int, Any]:
+        result = alerts.module.lambda_handler(load_event(name), FakeLambdaContext())
+        return result["statusCode"], json.loads(result["body"])
+
+    created, rule = invoke("alerts-rule-create.json")
+    again, _ = invoke("alerts-rule-create.json")
+    subscribed, webhook = invoke("alerts-webhook-create.json")
+    listed, page = invoke("alerts-alarms-list.json")
+    acknowledged, _ = invoke("alerts-acknowledge.json")
+
+    assert (created, rule["name"], again) == (201, "supply pressure high", 409)
+    assert (subscribed, webhook["url"]) == (201, "http://127.0.0.1:8765/hooks")
+    assert (listed, page) == (200, {"items": [], "next_cursor": None})
+    assert acknowledged == 404
