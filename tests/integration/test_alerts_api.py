@@ -5,6 +5,8 @@ subscriptions with their deliveries. Alarms and deliveries are written with SQL 
 dispatcher would: this function only reads them, acknowledges and clears."""
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,8 +17,11 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
+from sluice.adapters.alerts import PostgresAlertStore
 from sluice.adapters.aws import secretsmanager_client
+from sluice.domain.alerts import acknowledge_alarm
 from sluice.domain.webhooks import signed_headers, verify
+from sluice.errors import AlarmNotActiveError
 from sluice.settings import get_alerts_settings
 from sluice_tools.local.stack import secret_from_dsn
 from sluice_tools.local.template import StackContext, function_environment
@@ -52,6 +57,7 @@ class Alerts:
 
     module: ModuleType
     owner_dsn: str
+    alerter_dsn: str
 
     def get(self, path: str, query: dict[str, str] | None = None, verified: dict[str, str] | None = READER) -> Answer:
         return call(self.module, "GET", path, verified=verified, query=query)
@@ -146,7 +152,7 @@ def alerts(
     )
     monkeypatch.setenv("SLUICE_DB_SECRET_ARN", secret["ARN"])
     get_alerts_settings.cache_clear()
-    harness = Alerts(handler_module("AlertsFunction"), migrated_db)
+    harness = Alerts(handler_module("AlertsFunction"), migrated_db, alerter_dsn)
     yield harness
     harness.module.get_service().connector.close()
     get_alerts_settings.cache_clear()
@@ -643,6 +649,47 @@ def test_an_acknowledgement_that_is_not_valid_is_400_and_changes_nothing(
 
     assert (answer.status, answer.error["details"][0]["field"]) == (400, field)
     assert alerts.owner("SELECT status FROM alarms") == [("active",)]
+
+
+def test_two_acknowledgements_racing_acknowledge_once_and_announce_once(alerts: Alerts) -> None:
+    # The first acknowledgement's transaction is held open while the second is sent on another connection: the
+    # second waits on the alarm's row lock, then finds it no longer active.
+    alarm = alerts.raise_alarm(alerts.rule())
+    alerts.webhook(["alarm.acknowledged"])
+    outcome: list[object] = []
+    with (
+        psycopg.connect(alerts.alerter_dsn, autocommit=True) as one,
+        psycopg.connect(alerts.alerter_dsn, autocommit=True, application_name="ack-second") as two,
+    ):
+
+        def acknowledge_second() -> None:
+            try:
+                store = PostgresAlertStore(lambda: two)
+                outcome.append(
+                    acknowledge_alarm(store, TENANT, alarm, principal="bo", note=None, now=datetime.now(UTC))
+                )
+            except AlarmNotActiveError as exc:
+                outcome.append(exc)
+
+        with one.transaction():
+            store = PostgresAlertStore(lambda: one)
+            won = acknowledge_alarm(store, TENANT, alarm, principal="anna", note=None, now=datetime.now(UTC))
+            waiting = threading.Thread(target=acknowledge_second)
+            waiting.start()
+            deadline = time.monotonic() + 10
+            while not alerts.owner(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'ack-second' AND wait_event_type = 'Lock'"
+            ):
+                assert time.monotonic() < deadline, "the second acknowledgement never waited for the first"
+                time.sleep(0.02)
+        waiting.join(10)
+
+    (lost,) = outcome
+    assert won.acknowledged_by == "anna"
+    assert isinstance(lost, AlarmNotActiveError)
+    assert "acknowledged by anna" in lost.message
+    assert alerts.owner("SELECT count(*) FROM alarm_events WHERE event = 'acknowledged'") == [(1,)]
+    assert len(alerts.deliveries(f"alarm.acknowledged:{alarm}")) == 1
 
 
 # --- deleting a rule ----------------------------------------------------------------------------------------------
