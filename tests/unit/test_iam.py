@@ -290,22 +290,23 @@ def test_each_function_may_read_only_the_secret_it_connects_with() -> None:
         assert inline == [], logical_id
 
 
-def test_the_database_functions_read_six_different_secrets_none_the_owners() -> None:
+def test_the_database_functions_read_seven_different_secrets_none_the_owners() -> None:
+    functions = {
+        "LoadWorkerFunction",
+        "QuarantineFunction",
+        "SystemsFunction",
+        "AlertsFunction",
+        "ReadingsFunction",
+        "HealthFunction",
+        "WebhookDispatcherFunction",
+    }
     secrets = {
         logical_id: resource["Properties"]["Environment"]["Variables"]["SLUICE_DB_SECRET_ARN"]["Ref"]
         for logical_id, resource in template()["Resources"].items()
-        if logical_id
-        in {
-            "LoadWorkerFunction",
-            "QuarantineFunction",
-            "SystemsFunction",
-            "ReadingsFunction",
-            "HealthFunction",
-            "WebhookDispatcherFunction",
-        }
+        if logical_id in functions
     }
 
-    assert len(set(secrets.values())) == 6
+    assert len(set(secrets.values())) == 7
     assert "DatabaseSecretArn" not in secrets.values()
 
 
