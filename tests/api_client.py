@@ -56,4 +56,6 @@ def call(
     jwt = event["requestContext"]["authorizer"]["jwt"]
     jwt["claims"], jwt["scopes"] = verified or {}, None
     result = module.lambda_handler(event, FakeLambdaContext())
-    return Answer(result["statusCode"], result.get("headers") or {}, json.loads(result["body"]))
+    # A 204 has no body.
+    body = json.loads(result["body"]) if result.get("body") else None
+    return Answer(result["statusCode"], result.get("headers") or {}, body)

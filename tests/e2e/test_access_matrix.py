@@ -85,6 +85,10 @@ class World:
     a_rows: dict[str, int]
     b_row: int
     accepted: set[str] = field(default_factory=set)
+    # Alert rules, alarms and webhooks: tenant A's by use ("kept" for reads and refusals, the others for the owner's
+    # own deletion or acknowledgement), and tenant B's one of each.
+    a_alerts: dict[str, str] = field(default_factory=dict)
+    b_alerts: dict[str, str] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return f"{self.stack.api}{path}"
@@ -161,7 +165,62 @@ def world(stack: RunningStack) -> World:
 
     world.a_rows = dict(zip(ROW_USES, rows(TENANT_A, world.a_job), strict=True))
     (world.b_row,) = rows(TENANT_B, world.b_job)
+    world.a_alerts = alerts_of(world, TENANT_A, b_side=False)
+    world.b_alerts = alerts_of(world, TENANT_B, b_side=True)
     return world
+
+
+ACCESS_RULE = {
+    "unit": "bar",
+    "condition": "above",
+    "threshold": 250.0,
+    "clear_threshold": 240.0,
+    "for_seconds": 300,
+    "severity": "critical",
+}
+# Loopback: `make run` allows webhook receivers on the machine (SLUICE_WEBHOOK_ALLOW_LOCAL); nothing listens on 9.
+ACCESS_HOOK = {"url": "http://127.0.0.1:9/access", "events": ["alarm.acknowledged"]}
+
+
+def alerts_of(world: World, tenant: str, *, b_side: bool) -> dict[str, str]:
+    """A tenant's rules, alarms and webhooks for the matrix, made through the API (alarms with SQL, as the
+    evaluator writes them): a kept one of each, and for tenant A one more of each for the owner to act on."""
+    uses = ("kept",) if b_side else ("kept", "doomed")
+    made: dict[str, str] = {}
+    for use in uses:
+        rule = http("POST", world.url("/api/v1/alert-rules"), world.bearer(tenant), ACCESS_RULE | {"name": use})
+        hook = http("POST", world.url("/api/v1/webhooks"), world.bearer(tenant), ACCESS_HOOK)
+        assert (rule.status, hook.status) == (201, 201), (rule.body, hook.body)
+        made[f"rule_{use}"], made[f"webhook_{use}"] = rule.body["id"], hook.body["id"]
+    for use in ("kept",) if b_side else ("kept", "acknowledge"):
+        with psycopg.connect(world.stack.dsn, autocommit=True) as conn:
+            found = conn.execute(
+                "INSERT INTO alarms (tenant_id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit,"
+                " status, value, trigger_time) VALUES (%s, %s, 'kept', 'threshold', 'critical', %s, %s, 'bar',"
+                " 'active', 256.5, now()) RETURNING id",
+                (tenant, made["rule_kept"], SYSTEM if tenant == TENANT_A else world.b_system, uuid.uuid4()),
+            ).fetchone()
+        assert found is not None
+        made[f"alarm_{use}"] = str(found[0])
+    return made
+
+
+def alert_row(world: World, table: str, row_id: str) -> tuple[Any, ...] | None:
+    """Who owns a row of alert_rules, alarms or webhooks, and the state the matrix may change."""
+    columns = {"alert_rules": "tenant_id, severity", "alarms": "tenant_id, status", "webhooks": "tenant_id, url"}
+    with psycopg.connect(world.stack.dsn) as conn:
+        return conn.execute(f"SELECT {columns[table]} FROM {table} WHERE id = %s", (row_id,)).fetchone()  # noqa: S608
+
+
+def a_alerts_untouched(world: World) -> list[str]:
+    """Tenant A's kept rule, alarm and webhook, as the setup left them."""
+    found = (
+        alert_row(world, "alert_rules", world.a_alerts["rule_kept"]),
+        alert_row(world, "alarms", world.a_alerts["alarm_kept"]),
+        alert_row(world, "webhooks", world.a_alerts["webhook_kept"]),
+    )
+    kept = ((TENANT_A, "critical"), (TENANT_A, "active"), (TENANT_A, ACCESS_HOOK["url"]))
+    return expect(found == kept, f"A's rule, alarm and webhook are now {found}")
 
 
 # --- what each route is called with, and what its answers must show ----------------------------------------------
@@ -314,6 +373,41 @@ def _system_not_found(world: World, reply: Reply, sub: str) -> list[str]:
     return problems + demo_system_untouched(world)
 
 
+def _alerts_not_found(world: World, reply: Reply, sub: str) -> list[str]:
+    problems = expect(error_code(reply) == "not_found", f"code {error_code(reply)}, not not_found")
+    return problems + a_alerts_untouched(world)
+
+
+def _created_for(tenant: str, table: str) -> Check:
+    """A rule or webhook created (201) as its caller's tenant's, and A's own untouched."""
+
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        stored = alert_row(world, table, reply.body["id"])
+        problems = expect(stored is not None and stored[0] == tenant, f"stored as {stored}")
+        return problems + expect(reply.body.get("created_by") == sub, "created_by is not the token's sub")
+
+    return check
+
+
+def _unchanged_rule(world: World, reply: Reply, sub: str) -> list[str]:
+    return expect(reply.body.get("id") == world.a_alerts["rule_kept"], f"body {reply.body}") + a_alerts_untouched(world)
+
+
+def _deleted(table: str, key: str) -> Check:
+    def check(world: World, reply: Reply, sub: str) -> list[str]:
+        gone = alert_row(world, table, world.a_alerts[key])
+        return expect(gone is None, f"the {table} row is still there") + a_alerts_untouched(world)
+
+    return check
+
+
+def _acknowledged(world: World, reply: Reply, sub: str) -> list[str]:
+    problems = expect(
+        (reply.body.get("status"), reply.body.get("acknowledged_by")) == ("acknowledged", sub), f"body {reply.body}"
+    )
+    return problems + a_alerts_untouched(world)
+
+
 def _healthy(world: World, reply: Reply, sub: str) -> list[str]:
     return expect(reply.body.get("status") == "ok", f"health {reply.body}")
 
@@ -416,6 +510,99 @@ PLANS: dict[str, RoutePlan] = {
         404,
         _system_not_found,
     ),
+    # Alerts: B's calls aim at A's kept rule, alarm and webhook and get the tenant-scoped 404, changing nothing;
+    # the owner deletes and acknowledges rows kept for that (run_cell), and B's creations are B's own.
+    "POST /api/v1/alert-rules": RoutePlan(
+        lambda w: ("/api/v1/alert-rules", ACCESS_RULE | {"name": f"access {uuid.uuid4().hex[:8]}"}),
+        201,
+        _created_for(TENANT_A, "alert_rules"),
+        201,
+        _created_for(TENANT_B, "alert_rules"),
+    ),
+    "GET /api/v1/alert-rules": RoutePlan(
+        lambda w: ("/api/v1/alert-rules?limit=100", None),
+        200,
+        _lists(lambda w: w.a_alerts["rule_kept"], lambda w: w.b_alerts["rule_kept"], "id"),
+        200,
+        _lists(lambda w: w.b_alerts["rule_kept"], lambda w: w.a_alerts["rule_kept"], "id"),
+    ),
+    "GET /api/v1/alert-rules/{rule_id}": RoutePlan(
+        lambda w: (f"/api/v1/alert-rules/{w.a_alerts['rule_kept']}", None),
+        200,
+        _shows("id", lambda w: w.a_alerts["rule_kept"]),
+        404,
+        _alerts_not_found,
+    ),
+    "PATCH /api/v1/alert-rules/{rule_id}": RoutePlan(
+        lambda w: (f"/api/v1/alert-rules/{w.a_alerts['rule_kept']}", {"severity": "critical"}),
+        200,
+        _unchanged_rule,
+        404,
+        _alerts_not_found,
+    ),
+    "DELETE /api/v1/alert-rules/{rule_id}": RoutePlan(
+        lambda w: (f"/api/v1/alert-rules/{w.a_alerts['rule_kept']}", None),
+        204,
+        _deleted("alert_rules", "rule_doomed"),
+        404,
+        _alerts_not_found,
+    ),
+    "GET /api/v1/alarms": RoutePlan(
+        lambda w: ("/api/v1/alarms?limit=100", None),
+        200,
+        _lists(lambda w: w.a_alerts["alarm_kept"], lambda w: w.b_alerts["alarm_kept"], "id"),
+        200,
+        _lists(lambda w: w.b_alerts["alarm_kept"], lambda w: w.a_alerts["alarm_kept"], "id"),
+    ),
+    "GET /api/v1/alarms/{alarm_id}": RoutePlan(
+        lambda w: (f"/api/v1/alarms/{w.a_alerts['alarm_kept']}", None),
+        200,
+        _shows("id", lambda w: w.a_alerts["alarm_kept"]),
+        404,
+        _alerts_not_found,
+    ),
+    "POST /api/v1/alarms/{alarm_id}/acknowledge": RoutePlan(
+        lambda w: (f"/api/v1/alarms/{w.a_alerts['alarm_kept']}/acknowledge", {"note": "access"}),
+        200,
+        _acknowledged,
+        404,
+        _alerts_not_found,
+    ),
+    "POST /api/v1/webhooks": RoutePlan(
+        lambda w: ("/api/v1/webhooks", ACCESS_HOOK),
+        201,
+        _created_for(TENANT_A, "webhooks"),
+        201,
+        _created_for(TENANT_B, "webhooks"),
+    ),
+    "GET /api/v1/webhooks": RoutePlan(
+        lambda w: ("/api/v1/webhooks?limit=100", None),
+        200,
+        _lists(lambda w: w.a_alerts["webhook_kept"], lambda w: w.b_alerts["webhook_kept"], "id"),
+        200,
+        _lists(lambda w: w.b_alerts["webhook_kept"], lambda w: w.a_alerts["webhook_kept"], "id"),
+    ),
+    "GET /api/v1/webhooks/{webhook_id}": RoutePlan(
+        lambda w: (f"/api/v1/webhooks/{w.a_alerts['webhook_kept']}", None),
+        200,
+        _shows("id", lambda w: w.a_alerts["webhook_kept"]),
+        404,
+        _alerts_not_found,
+    ),
+    "DELETE /api/v1/webhooks/{webhook_id}": RoutePlan(
+        lambda w: (f"/api/v1/webhooks/{w.a_alerts['webhook_kept']}", None),
+        204,
+        _deleted("webhooks", "webhook_doomed"),
+        404,
+        _alerts_not_found,
+    ),
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": RoutePlan(
+        lambda w: (f"/api/v1/webhooks/{w.a_alerts['webhook_kept']}/deliveries", None),
+        200,
+        _shows("next_cursor", lambda w: None),
+        404,
+        _alerts_not_found,
+    ),
     "GET /health": RoutePlan(lambda w: ("/health", None), 200, _healthy, 200, _healthy),
     "GET /health/deep": RoutePlan(lambda w: ("/health/deep", None), 200, _healthy, 200, _healthy),
     "GET /console": RoutePlan(lambda w: ("/console", None), 200, _console_page, 200, _console_page),
@@ -451,6 +638,16 @@ def run_cell(world: World, route: Route, case: str) -> dict[str, Any]:
         path = f"/api/v1/quarantine/{world.a_rows['review']}/review"
     if case == VALID and route.key == "POST /api/v1/quarantine/review":
         body = {"action": "reject", "ids": [world.a_rows["bulk"]]}
+    # The owner deletes and acknowledges the rows kept for that; everyone else aims at the kept ones.
+    owners_own = {
+        "DELETE /api/v1/alert-rules/{rule_id}": f"/api/v1/alert-rules/{world.a_alerts['rule_doomed']}",
+        "DELETE /api/v1/webhooks/{webhook_id}": f"/api/v1/webhooks/{world.a_alerts['webhook_doomed']}",
+        "POST /api/v1/alarms/{alarm_id}/acknowledge": (
+            f"/api/v1/alarms/{world.a_alerts['alarm_acknowledge']}/acknowledge"
+        ),
+    }
+    if case == VALID and route.key in owners_own:
+        path = owners_own[route.key]
     bearer, sub = case_token(world, route, case)
     reply = http(route.method, world.url(path), bearer, body)
     problems: list[str] = []

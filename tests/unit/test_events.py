@@ -51,6 +51,10 @@ READ_SIDE_EVENTS = {
     "health-deep.json": ("GET /health/deep", {"ops:read"}),
     "readings-list.json": ("GET /api/v1/systems/{system_id}/readings", {"readings:read"}),
     "readings-sensors.json": ("GET /api/v1/systems/{system_id}/sensors", {"readings:read"}),
+    "alerts-rule-create.json": ("POST /api/v1/alert-rules", {"alerts:write"}),
+    "alerts-alarms-list.json": ("GET /api/v1/alarms", {"alerts:read"}),
+    "alerts-acknowledge.json": ("POST /api/v1/alarms/{alarm_id}/acknowledge", {"alerts:write"}),
+    "alerts-webhook-create.json": ("POST /api/v1/webhooks", {"alerts:write"}),
 }
 
 

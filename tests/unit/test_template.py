@@ -15,6 +15,7 @@ from sluice.domain.load import LoadOutcome
 from sluice.models.jobs import Job
 from sluice.settings import (
     AlertEvaluatorSettings,
+    AlertsSettings,
     ConsoleSettings,
     HealthSettings,
     IngestApiSettings,
@@ -31,6 +32,7 @@ from sluice_tools.cli import ALL_SCOPES
 from sluice_tools.local.api import http_api_routes
 from sluice_tools.local.auth import jwt_authorizers
 from sluice_tools.local.resources import plan_stack
+from sluice_tools.local.stack import local_function_specs, planned_context
 from sluice_tools.local.template import (
     StackContext,
     TemplateError,
@@ -49,6 +51,7 @@ FUNCTION_SETTINGS: dict[str, type[BaseSettings]] = {
     "JobStatusFunction": JobStatusSettings,
     "QuarantineFunction": QuarantineSettings,
     "SystemsFunction": SystemsSettings,
+    "AlertsFunction": AlertsSettings,
     "ReadingsFunction": ReadingsSettings,
     "HealthFunction": HealthSettings,
     "MaintenanceFunction": MaintenanceSettings,
@@ -85,7 +88,7 @@ def bare_scopes(route: dict[str, Any]) -> list[str]:
 def test_every_route_but_the_probe_needs_a_jwt_with_a_scope() -> None:
     routes = http_routes()
 
-    assert len(routes) == 18
+    assert len(routes) == 31
     for _, route in routes:
         authorizer = OPEN_ROUTES.get((route["Path"], route["Method"]))
         if authorizer is None:
@@ -114,6 +117,44 @@ def test_reading_routes_need_read_scopes_and_reviews_the_review_scope() -> None:
     assert scopes["/api/v1/systems", "POST"] == scopes["/api/v1/systems/{system_id}", "PATCH"] == ["systems:write"]
     assert scopes["/api/v1/systems/{system_id}/readings", "GET"] == ["readings:read"]
     assert scopes["/api/v1/systems/{system_id}/sensors", "GET"] == ["readings:read"]
+
+
+ALERTS_ROUTES = {
+    ("/api/v1/alert-rules", "POST"): "alerts:write",
+    ("/api/v1/alert-rules", "GET"): "alerts:read",
+    ("/api/v1/alert-rules/{rule_id}", "GET"): "alerts:read",
+    ("/api/v1/alert-rules/{rule_id}", "PATCH"): "alerts:write",
+    ("/api/v1/alert-rules/{rule_id}", "DELETE"): "alerts:write",
+    ("/api/v1/alarms", "GET"): "alerts:read",
+    ("/api/v1/alarms/{alarm_id}", "GET"): "alerts:read",
+    ("/api/v1/alarms/{alarm_id}/acknowledge", "POST"): "alerts:write",
+    ("/api/v1/webhooks", "POST"): "alerts:write",
+    ("/api/v1/webhooks", "GET"): "alerts:read",
+    ("/api/v1/webhooks/{webhook_id}", "GET"): "alerts:read",
+    ("/api/v1/webhooks/{webhook_id}", "DELETE"): "alerts:write",
+    ("/api/v1/webhooks/{webhook_id}/deliveries", "GET"): "alerts:read",
+}
+
+
+def test_the_alerts_routes_read_with_alerts_read_and_change_with_alerts_write() -> None:
+    routes = {
+        (route["Path"], route["Method"]): bare_scopes(route)
+        for function, route in http_routes()
+        if function == "AlertsFunction"
+    }
+
+    assert routes == {key: [scope] for key, scope in ALERTS_ROUTES.items()}
+
+
+def test_webhook_targets_are_https_and_public_in_aws_and_local_only_in_the_twin() -> None:
+    variables = resources()["AlertsFunction"]["Properties"]["Environment"]["Variables"]
+    twin = local_function_specs(
+        planned_context(REPO_ROOT, moto_endpoint="http://127.0.0.1:4566"), REPO_ROOT, "http://127.0.0.1:4566", {}
+    )
+
+    assert variables["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "false"
+    assert AlertsSettings.model_fields["webhook_allow_local"].default is False
+    assert twin["AlertsFunction"].environment["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "true"
 
 
 def test_job_status_never_touches_the_database() -> None:
@@ -288,6 +329,7 @@ def test_the_environment_the_template_gives_satisfies_the_settings(
         "LoadWorkerFunction",
         "QuarantineFunction",
         "SystemsFunction",
+        "AlertsFunction",
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
@@ -323,6 +365,7 @@ def test_the_worker_reports_partial_failures_and_its_queue_outlasts_six_timeouts
         ("LoadWorkerFunction", "WorkerDatabaseSecretArn"),
         ("QuarantineFunction", "ReviewDatabaseSecretArn"),
         ("SystemsFunction", "SystemsDatabaseSecretArn"),
+        ("AlertsFunction", "AlertsDatabaseSecretArn"),
         ("HealthFunction", "ReadOnlyDatabaseSecretArn"),
         ("ReadingsFunction", "ReadingsDatabaseSecretArn"),
         ("AlertEvaluatorFunction", "AlertsDatabaseSecretArn"),
@@ -440,6 +483,7 @@ READ_LIMIT = {
     "SLUICE_RATE_LIMIT_WINDOW_SECONDS": {"Ref": "RateLimitWindowSeconds"},
 }
 SYSTEMS_WRITE_LIMIT = {"SLUICE_SYSTEMS_WRITE_RATE_LIMIT_REQUESTS": {"Ref": "SystemsWriteRateLimitRequests"}}
+ALERTS_WRITE_LIMIT = {"SLUICE_ALERTS_WRITE_RATE_LIMIT_REQUESTS": {"Ref": "AlertsWriteRateLimitRequests"}}
 REVIEW_LIMIT = {
     "SLUICE_REVIEW_RATE_LIMIT_REQUESTS": {"Ref": "ReviewRateLimitRequests"},
     "SLUICE_REVIEW_MAX_ROWS_PER_REQUEST": {"Ref": "ReviewMaxRowsPerRequest"},
@@ -453,6 +497,7 @@ REVIEW_LIMIT = {
         ("JobStatusFunction", READ_LIMIT),
         ("QuarantineFunction", READ_LIMIT | REVIEW_LIMIT),
         ("SystemsFunction", READ_LIMIT | SYSTEMS_WRITE_LIMIT),
+        ("AlertsFunction", READ_LIMIT | ALERTS_WRITE_LIMIT),
         ("HealthFunction", READ_LIMIT),
         ("ReadingsFunction", READ_LIMIT),
     ],
@@ -492,7 +537,7 @@ def test_the_database_backed_read_functions_have_a_concurrency_cap() -> None:
         if function["Properties"].get("ReservedConcurrentExecutions") == {"Ref": "ReadMaxConcurrency"}
     }
 
-    assert capped == {"QuarantineFunction", "SystemsFunction", "ReadingsFunction", "HealthFunction"}
+    assert capped == {"QuarantineFunction", "SystemsFunction", "AlertsFunction", "ReadingsFunction", "HealthFunction"}
 
 
 def test_every_database_function_verifies_the_servers_certificate_against_the_parameters_roots() -> None:
@@ -506,6 +551,7 @@ def test_every_database_function_verifies_the_servers_certificate_against_the_pa
         "LoadWorkerFunction",
         "QuarantineFunction",
         "SystemsFunction",
+        "AlertsFunction",
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
@@ -536,6 +582,7 @@ def test_the_database_functions_join_the_deployers_vpc_only_when_subnets_are_giv
         "LoadWorkerFunction",
         "QuarantineFunction",
         "SystemsFunction",
+        "AlertsFunction",
         "ReadingsFunction",
         "HealthFunction",
         "MaintenanceFunction",
@@ -938,7 +985,7 @@ def test_cors_is_off_unless_origins_are_given() -> None:
         "AllowOrigins": ["https://console.example.com", "http://localhost:5173"],
         # What the API reads: the token, the body's type and encoding, and a retry's key.
         "AllowHeaders": ["authorization", "content-type", "content-encoding", "idempotency-key"],
-        "AllowMethods": ["GET", "POST", "PATCH", "OPTIONS"],
+        "AllowMethods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
         # A 429 or 503 says when to come back; a browser script may read it only when exposed.
         "ExposeHeaders": ["retry-after"],
         "MaxAge": 600,

@@ -27,7 +27,8 @@ import psycopg
 from sluice_tools.settings import get_database_settings
 
 ALL_SCOPES = (
-    "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write readings:read ops:read"
+    "ingest:write jobs:read quarantine:read quarantine:review systems:read systems:write readings:read alerts:read"
+    " alerts:write ops:read"
 )
 DEFAULT_API = "http://127.0.0.1:3000"
 DEFAULT_MOTO = "http://127.0.0.1:4566"

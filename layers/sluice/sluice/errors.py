@@ -150,3 +150,16 @@ class SystemIdTakenError(RequestError):
     another name (409)."""
 
     code = "system_id_taken"
+
+
+class AlarmNotActiveError(RequestError):
+    """An alarm that is cleared or already acknowledged cannot be acknowledged (409); the message says by whom and
+    when."""
+
+    code = "not_active"
+
+
+class LimitReachedError(RequestError):
+    """The tenant has as many alert rules or webhook subscriptions as a tenant may (409): delete one first."""
+
+    code = "limit_reached"

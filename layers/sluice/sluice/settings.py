@@ -180,6 +180,24 @@ class SystemsSettings(FunctionDatabaseSettings, ReadLimitSettings):
     systems_write_rate_limit_requests: int = Field(default=120, ge=1)
 
 
+class AlertsSettings(FunctionDatabaseSettings, ReadLimitSettings):
+    """AlertsFunction: the database it keeps rules, alarms and subscriptions in (as a member of sluice_alerter), whose
+    claims to trust, the read and write limits, each tenant's limits, and which webhook targets are allowed."""
+
+    tenant_claim: str = Field(default="tenant_id", min_length=1)
+    # Every request is a few short statements: anything slower is a fault, answered 503 and safe to retry.
+    db_statement_timeout_ms: int = Field(default=5_000, gt=0)
+    # Changes (POST, PATCH, DELETE, acknowledgements) one principal may make per window, apart from its reads.
+    alerts_write_rate_limit_requests: int = Field(default=60, ge=1)
+    # Most rules and subscriptions one tenant may have: the evaluator reads every rule each minute, and each
+    # subscription multiplies the deliveries of every event.
+    alert_rules_max: int = Field(default=1000, ge=1)
+    webhooks_max: int = Field(default=20, ge=1)
+    # False (AWS): webhook URLs must be https and resolve to public addresses only. True (the twin, the tests):
+    # http and loopback addresses are allowed too, so a receiver may run on the machine.
+    webhook_allow_local: bool = False
+
+
 class ReadingsSettings(FunctionDatabaseSettings, ReadLimitSettings):
     """ReadingsFunction: the database it reads readings from (as a member of sluice_reader), whose claims to trust,
     and the read limit."""
@@ -338,6 +356,12 @@ def get_quarantine_settings() -> QuarantineSettings:
 def get_systems_settings() -> SystemsSettings:
     """Return SystemsFunction's settings, validated on first use."""
     return SystemsSettings()
+
+
+@cache
+def get_alerts_settings() -> AlertsSettings:
+    """Return AlertsFunction's settings, validated on first use."""
+    return AlertsSettings()
 
 
 @cache

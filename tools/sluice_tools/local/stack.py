@@ -91,6 +91,9 @@ class DatabaseLogin:
 
 
 # One per function that connects, as docs/operations.md ("The database roles") has an operator create them in AWS.
+# What the local stack sets apart from the template's values: webhook receivers on this machine (http, loopback)
+# are allowed here, never in AWS (template.yaml declares "false").
+LOCAL_SETTINGS: Final = {"SLUICE_WEBHOOK_ALLOW_LOCAL": "true"}
 DATABASE_LOGINS: Final = (
     DatabaseLogin("WorkerDatabaseSecretArn", "sluice_worker_login", "sluice_worker", "worker"),
     DatabaseLogin("ReviewDatabaseSecretArn", "sluice_reviewer_login", "sluice_reviewer", "reviewer"),
@@ -205,7 +208,7 @@ def local_function_specs(
     context: StackContext, root: Path, moto_endpoint: str, overrides: Mapping[str, Mapping[str, str]]
 ) -> dict[str, FunctionSpec]:
     """The functions with the environment the template resolves for them, pointed at the local AWS."""
-    pointed = {"Parameters": {"SLUICE_AWS_ENDPOINT_URL": moto_endpoint}}
+    pointed = {"Parameters": {"SLUICE_AWS_ENDPOINT_URL": moto_endpoint, **LOCAL_SETTINGS}}
     merged: dict[str, dict[str, str]] = {key: dict(value) for key, value in pointed.items()}
     for key, value in overrides.items():
         merged.setdefault(key, {}).update(value)
@@ -275,7 +278,7 @@ def sam_env_vars(context: StackContext, moto_endpoint: str) -> dict[str, dict[st
         for name, value in environment.items():
             values.setdefault(name, set()).add(value)
     shared = {name: found.pop() for name, found in values.items() if len(found) == 1}
-    shared["SLUICE_AWS_ENDPOINT_URL"] = moto_endpoint
+    shared |= {"SLUICE_AWS_ENDPOINT_URL": moto_endpoint, **LOCAL_SETTINGS}
     env_vars: dict[str, dict[str, str]] = {"Parameters": dict(sorted(shared.items()))}
     for logical_id, environment in sorted(environments.items()):
         own = {name: value for name, value in environment.items() if name not in shared}

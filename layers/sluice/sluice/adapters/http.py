@@ -17,11 +17,13 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from sluice.errors import (
+    AlarmNotActiveError,
     DuplicateReadingError,
     ForbiddenError,
     IdempotencyInProgressError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
+    LimitReachedError,
     NameTakenError,
     NotFoundError,
     NotPendingError,
@@ -56,6 +58,8 @@ STATUS_BY_ERROR: Mapping[type[RequestError], int] = {
     DuplicateReadingError: 409,
     NameTakenError: 409,
     SystemIdTakenError: 409,
+    AlarmNotActiveError: 409,
+    LimitReachedError: 409,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     IdempotencyKeyReusedError: 422,

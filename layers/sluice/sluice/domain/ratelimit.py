@@ -23,6 +23,7 @@ READ_BUDGET = "read"
 REVIEW_BUDGET = "review"
 REVIEWED_ROWS_BUDGET = "review-rows"
 SYSTEMS_WRITE_BUDGET = "systems-write"
+ALERTS_WRITE_BUDGET = "alerts-write"
 # The reviewed-rows budget is stated per minute.
 REVIEWED_ROWS_WINDOW_S = 60
 

@@ -2,6 +2,7 @@
 
 from sluice.adapters.dynamodb import DynamoRequestLimiter
 from sluice.domain.ratelimit import (
+    ALERTS_WRITE_BUDGET,
     INGEST_BUDGET,
     READ_BUDGET,
     REVIEW_BUDGET,
@@ -11,7 +12,7 @@ from sluice.domain.ratelimit import (
     PrincipalBudget,
     RateLimit,
 )
-from sluice.settings import IngestApiSettings, QuarantineSettings, ReadLimitSettings, SystemsSettings
+from sluice.settings import AlertsSettings, IngestApiSettings, QuarantineSettings, ReadLimitSettings, SystemsSettings
 
 
 def ingest_budget(settings: IngestApiSettings) -> PrincipalBudget:
@@ -42,3 +43,10 @@ def systems_write_budget(settings: SystemsSettings) -> PrincipalBudget:
     """Registrations and renames, apart from reads: an import spending its writes leaves the console its reads."""
     limit = RateLimit(requests=settings.systems_write_rate_limit_requests, window_s=settings.rate_limit_window_seconds)
     return PrincipalBudget(SYSTEMS_WRITE_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
+
+
+def alerts_write_budget(settings: AlertsSettings) -> PrincipalBudget:
+    """Changes to rules and subscriptions and acknowledgements, apart from reads: a script creating rules leaves the
+    console its reads."""
+    limit = RateLimit(requests=settings.alerts_write_rate_limit_requests, window_s=settings.rate_limit_window_seconds)
+    return PrincipalBudget(ALERTS_WRITE_BUDGET, DynamoRequestLimiter(settings.rate_limit_table, limit))
