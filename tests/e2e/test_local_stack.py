@@ -411,6 +411,12 @@ EVENTS_OF = {
     "QuarantineFunction": ["quarantine-list.json", "quarantine-review.json", "quarantine-review-bulk.json"],
     "SystemsFunction": ["systems-register.json", "systems-list.json", "systems-get.json", "systems-rename.json"],
     "ReadingsFunction": ["readings-list.json", "readings-sensors.json"],
+    "AlertsFunction": [
+        "alerts-rule-create.json",
+        "alerts-alarms-list.json",
+        "alerts-acknowledge.json",
+        "alerts-webhook-create.json",
+    ],
     "HealthFunction": ["health.json", "health-deep.json"],
     "ConsoleFunction": ["console-get.json"],
     "MaintenanceFunction": ["maintenance-schedule.json"],

@@ -627,7 +627,12 @@ def test_an_alarm_acknowledged_already_or_cleared_is_409_saying_by_whom_and_when
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"note": "x" * 2001}, "note"), ({"note": 5}, "note"), ({"acknowledged_by": "someone"}, "acknowledged_by")],
+    [
+        ({"note": "x" * 2001}, "note"),
+        ({"note": 5}, "note"),
+        ({"note": "gauge\x00reset"}, "note"),
+        ({"acknowledged_by": "someone"}, "acknowledged_by"),
+    ],
 )
 def test_an_acknowledgement_that_is_not_valid_is_400_and_changes_nothing(
     alerts: Alerts, body: dict[str, Any], field: str
@@ -707,6 +712,9 @@ def test_a_webhook_is_created_with_a_secret_shown_once(alerts: Alerts) -> None:
         ({"url": "http://user:pw@127.0.0.1/", "events": ["job.failed"]}, "must not carry credentials"),
         ({"url": "http:///nohost", "events": ["job.failed"]}, "names no host"),
         ({"url": "http://127.0.0.1:99999/", "events": ["job.failed"]}, "port"),
+        ({"url": "http://[zz]/hooks", "events": ["job.failed"]}, "does not appear to be an IPv4 or IPv6 address"),
+        ({"url": "http://127.0.0.1/a b", "events": ["job.failed"]}, "white space or control characters"),
+        ({"url": "http://127.0.0.1\x00.evil/", "events": ["job.failed"]}, "(found U+0000)"),
         ({"url": "", "events": ["job.failed"]}, None),
         ({"url": "https://x.example/" + "a" * 2048, "events": ["job.failed"]}, None),
     ],

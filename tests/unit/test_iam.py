@@ -290,15 +290,22 @@ def test_each_function_may_read_only_the_secret_it_connects_with() -> None:
         assert inline == [], logical_id
 
 
-def test_the_database_functions_read_five_different_secrets_none_the_owners() -> None:
+def test_the_database_functions_read_six_different_secrets_none_the_owners() -> None:
+    functions = {
+        "LoadWorkerFunction",
+        "QuarantineFunction",
+        "SystemsFunction",
+        "AlertsFunction",
+        "ReadingsFunction",
+        "HealthFunction",
+    }
     secrets = {
         logical_id: resource["Properties"]["Environment"]["Variables"]["SLUICE_DB_SECRET_ARN"]["Ref"]
         for logical_id, resource in template()["Resources"].items()
-        if logical_id
-        in {"LoadWorkerFunction", "QuarantineFunction", "SystemsFunction", "ReadingsFunction", "HealthFunction"}
+        if logical_id in functions
     }
 
-    assert len(set(secrets.values())) == 5
+    assert len(set(secrets.values())) == 6
     assert "DatabaseSecretArn" not in secrets.values()
 
 

@@ -101,6 +101,9 @@ def test_events_env_json_is_what_the_local_stack_resolves() -> None:
     assert secrets["LoadWorkerFunction"].endswith(":secret:sluice-local/database-worker")
     assert secrets["QuarantineFunction"].endswith(":secret:sluice-local/database-reviewer")
     assert secrets["SystemsFunction"].endswith(":secret:sluice-local/database-registrar")
+    assert secrets["AlertsFunction"].endswith(":secret:sluice-local/database-alerter")
+    # Webhook receivers on the machine are allowed locally, as `make run` allows them.
+    assert expected["Parameters"]["SLUICE_WEBHOOK_ALLOW_LOCAL"] == "true"
     assert secrets["HealthFunction"].endswith(":secret:sluice-local/database-reader")
     assert secrets["ReadingsFunction"].endswith(":secret:sluice-local/database-readings")
 

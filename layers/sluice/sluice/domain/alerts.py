@@ -22,7 +22,7 @@ from typing import Protocol
 from uuid import UUID
 
 from sluice.domain.pages import bad_cursor, decode_cursor, encode_cursor, fill_page
-from sluice.domain.webhooks import Announcement, Resolver, TargetPolicy, TargetRefusedError, check_target, new_secret
+from sluice.domain.webhooks import Announcement, Resolver, TargetPolicy, check_target, new_secret
 from sluice.errors import AlarmNotActiveError, InvalidRequestError, LimitReachedError, NotFoundError, Problem
 from sluice.models.alerts import (
     AlarmDetail,
@@ -222,7 +222,7 @@ def find_rule(store: AlertStore, tenant_id: str, rule_id: str) -> AlertRuleView:
 
 def list_rules(store: AlertStore, tenant_id: str, query: AlertRuleQuery) -> AlertRulePage:
     """One page of the tenant's rules, oldest first."""
-    after = None if query.cursor is None else _position(RULES_CURSOR, query.cursor)
+    after = None if query.cursor is None else position_of(RULES_CURSOR, query.cursor)
     shown, following = fill_page(store.rules(tenant_id, query.limit + 1, after), query.limit)
     last = shown[-1] if following else None
     cursor = None if last is None else _cursor(RULES_CURSOR, last.created_at, str(last.id))
@@ -295,7 +295,7 @@ def rule_spec(rule: AlertRuleView) -> RuleSpec:
 
 def list_alarms(store: AlertStore, tenant_id: str, query: AlarmQuery) -> AlarmPage:
     """One page of the tenant's alarms the query selects, newest raised first."""
-    after = None if query.cursor is None else _position(ALARMS_CURSOR, query.cursor)
+    after = None if query.cursor is None else position_of(ALARMS_CURSOR, query.cursor)
     rows = store.alarms(tenant_id, query.model_copy(update={"limit": query.limit + 1}), after)
     shown, following = fill_page(rows, query.limit)
     last = shown[-1] if following else None
@@ -376,7 +376,8 @@ def create_webhook(  # noqa: PLR0913 - the request, who sends it, and the policy
     """Subscribe ``request.url`` to the events, with a new signing secret shown in this answer only."""
     try:
         check_target(request.url, policy, resolve)
-    except TargetRefusedError as exc:
+    # TargetRefusedError, or urlsplit's own ValueError for a URL it cannot split (an unclosed "[" of an IPv6 host).
+    except ValueError as exc:
         raise InvalidRequestError("the webhook's URL is refused", [Problem(field="url", reason=str(exc))]) from None
     secret = new_secret()
     created = store.insert_webhook(tenant_id, request, principal, secret, limits.webhooks_max)
@@ -398,7 +399,7 @@ def find_webhook(store: AlertStore, tenant_id: str, webhook_id: str) -> WebhookV
 
 def list_webhooks(store: AlertStore, tenant_id: str, query: WebhookQuery) -> WebhookPage:
     """One page of the tenant's subscriptions, oldest first."""
-    after = None if query.cursor is None else _position(WEBHOOKS_CURSOR, query.cursor)
+    after = None if query.cursor is None else position_of(WEBHOOKS_CURSOR, query.cursor)
     shown, following = fill_page(store.webhooks(tenant_id, query.limit + 1, after), query.limit)
     last = shown[-1] if following else None
     cursor = None if last is None else _cursor(WEBHOOKS_CURSOR, last.created_at, str(last.id))
@@ -414,7 +415,7 @@ def remove_webhook(store: AlertStore, tenant_id: str, webhook_id: str) -> None:
 def list_deliveries(store: AlertStore, tenant_id: str, webhook_id: str, query: DeliveryQuery) -> DeliveryPage:
     """One page of a subscription's deliveries with their attempts, newest first."""
     found = find_webhook(store, tenant_id, webhook_id)
-    after = None if query.cursor is None else _position(DELIVERIES_CURSOR, query.cursor)
+    after = None if query.cursor is None else position_of(DELIVERIES_CURSOR, query.cursor)
     rows = store.deliveries(tenant_id, found.id, query.model_copy(update={"limit": query.limit + 1}), after)
     shown, following = fill_page(rows, query.limit)
     last = shown[-1] if following else None
@@ -448,7 +449,8 @@ def _cursor(kind: str, at: datetime, row_id: str) -> str:
     return encode_cursor(kind, {"at": at.isoformat(), "id": row_id})
 
 
-def _position(kind: str, cursor: str) -> Position:
+def position_of(kind: str, cursor: str) -> Position:
+    """Where a page of a listing of ``kind`` starts, from the cursor the previous page handed out; 400 otherwise."""
     position = decode_cursor(kind, cursor)
     at, row_id = position.get("at"), position.get("id")
     if not isinstance(at, str) or not isinstance(row_id, str):

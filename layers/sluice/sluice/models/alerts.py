@@ -5,6 +5,7 @@ kind takes, the clear threshold on the safe side of the threshold) is checked by
 rule as it will be stored, so a PATCH is judged with the fields it keeps.
 """
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
 from uuid import UUID
@@ -64,7 +65,25 @@ ForSeconds = Annotated[
 AfterSeconds = Annotated[
     int, Field(ge=AFTER_SECONDS_MIN, le=AFTER_SECONDS_MAX, description="Silence that raises the alarm, in seconds")
 ]
-Note = Annotated[str, Field(max_length=NOTE_MAX)]
+
+
+def _no_nul(text: str) -> str:
+    # JSON carries a NUL character (U+0000); PostgreSQL's text cannot hold one.
+    if "\x00" in text:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return text
+
+
+def _url_text(url: str) -> str:
+    # A URL holds no white space or control character (RFC 3986); one that did would reach the resolver or be
+    # stored as the receiver never sent it.
+    odd = next((char for char in url if char.isspace() or unicodedata.category(char) in {"Cc", "Cs"}), None)
+    if odd is not None:
+        raise ValueError(f"must not contain white space or control characters (found U+{ord(odd):04X})")
+    return url
+
+
+Note = Annotated[str, Field(max_length=NOTE_MAX), AfterValidator(_no_nul)]
 
 
 class AlertRuleFields(ApiModel):
@@ -218,7 +237,7 @@ def _distinct(events: list[EventType]) -> list[EventType]:
 class WebhookCreate(ApiModel):
     """The body of ``POST /api/v1/webhooks``: where to send which events."""
 
-    url: str = Field(min_length=1, max_length=WEBHOOK_URL_MAX)
+    url: Annotated[str, Field(min_length=1, max_length=WEBHOOK_URL_MAX), AfterValidator(_url_text)]
     events: Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES)), AfterValidator(_distinct)]
 
 
