@@ -127,7 +127,8 @@ def seed_alarms(stack: BrowserStack, systems: dict[str, str]) -> str:
                 ),
             ).fetchone()[0]  # type: ignore[index]
             newest = newest or str(alarm_id)
-            detail = {"value": value, "minutes": 5} if value is not None else {"silent_seconds": 900}
+            # What the evaluator writes (sluice.adapters.evaluation).
+            detail = {"trigger_time": (raised_at - timedelta(minutes=1)).isoformat(), "value": value}
             events: list[tuple[str, datetime, str | None, str | None, dict[str, Any]]] = [
                 ("raised", raised_at, None, None, detail)
             ]
@@ -136,7 +137,10 @@ def seed_alarms(stack: BrowserStack, systems: dict[str, str]) -> str:
                     ("acknowledged", now - timedelta(minutes=acknowledged[1]), acknowledged[0], acknowledged[2], {})
                 )
             if cleared:
-                events.append(("cleared", now - timedelta(minutes=cleared), None, None, {"value": 64.1}))
+                saw = {"cleared_time": (now - timedelta(minutes=cleared + 1)).isoformat(), "value": 64.1}
+                events.append(
+                    ("cleared", now - timedelta(minutes=cleared), None, None, saw | {"reason": "condition_cleared"})
+                )
             for event, at, actor, note, seen in events:
                 conn.execute(
                     "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail)"

@@ -56,7 +56,7 @@ def raise_alarm(stack: BrowserStack, *, severity: str = "critical", value: float
         ).fetchone() or (None,)
         conn.execute(
             "INSERT INTO alarm_events (alarm_id, event, detail) VALUES (%s, 'raised', %s)",
-            (alarm_id, json.dumps({"value": value, "minutes": 5})),
+            (alarm_id, json.dumps({"trigger_time": trigger.isoformat(), "value": value})),
         )
     return Raised(tenant, system["id"], str(alarm_id))
 
@@ -90,8 +90,12 @@ def test_an_active_alarm_is_listed_and_acknowledging_it_records_who_and_when(
     # When they open it, write a note and acknowledge it
     row.find_element(By.CSS_SELECTOR, "a").click()
     browser.drawn("alarms")
-    assert "Raised" in browser.wait_for("#alarm-history").text
-    assert "by the evaluator" in browser.driver.find_element(By.ID, "alarm-history").text
+    raising = browser.wait_for("#alarm-history li")
+    assert raising.text.startswith("Raised")
+    # Who (the evaluator) and what it saw: the value, and the trigger time as a local time with UTC on hover
+    assert "by the evaluator" in raising.text
+    assert "value 262.5" in raising.text
+    assert len(raising.find_elements(By.CSS_SELECTOR, "time[title$=' UTC']")) == 2
     browser.driver.find_element(By.ID, "acknowledge-note").send_keys("valve replaced")
     browser.driver.find_element(By.ID, "acknowledge-submit").click()
 

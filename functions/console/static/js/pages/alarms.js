@@ -123,10 +123,15 @@ function history(entries) {
     entry.note ? h("blockquote", { class: "note" }, entry.note) : null)));
 }
 
+/** What the evaluator saw (``{"trigger_time", "value"}``, ``{"cleared_time", "value", "reason"}``), in words. */
 function detailOf(detail) {
-  const pairs = Object.entries(detail || {});
+  const pairs = Object.entries(detail || {}).filter(([, value]) => value !== null && value !== undefined);
   if (!pairs.length) return null;
-  return h("span", { class: "hint" }, ` (${pairs.map(([name, value]) => `${words(name)} ${typeof value === "object" ? JSON.stringify(value) : value}`).join(", ")})`);
+  const shown = pairs.map(([name, value]) => [
+    words(name), " ",
+    name.endsWith("_time") ? time(value) : typeof value === "object" ? JSON.stringify(value) : words(value),
+  ]);
+  return h("span", { class: "hint" }, " (", shown.flatMap((pair, index) => (index ? [", ", pair] : [pair])), ")");
 }
 
 function acknowledgeForm(alarm, outcome, draw) {
