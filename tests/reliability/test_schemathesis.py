@@ -69,6 +69,17 @@ BULK_REVIEW = "POST /api/v1/quarantine/review"
 CONSOLE_FILE = "GET /console/{proxy}"
 # A system's readings and sensors: a generated system id is nobody's (404), so half of them name the demo system.
 SYSTEM_READS = {"GET /api/v1/systems/{system_id}/readings", "GET /api/v1/systems/{system_id}/sensors"}
+# The alerts routes by id: half of the valid ids name tenant demo's kept rule, alarm or webhook; a deletion or an
+# acknowledgement gets a fresh one of its own each time, so each such request meets a row it can act on.
+KEPT_RULE = {"GET /api/v1/alert-rules/{rule_id}", "PATCH /api/v1/alert-rules/{rule_id}"}
+KEPT_WEBHOOK = {"GET /api/v1/webhooks/{webhook_id}", "GET /api/v1/webhooks/{webhook_id}/deliveries"}
+GET_ALARM = "GET /api/v1/alarms/{alarm_id}"
+DELETE_RULE = "DELETE /api/v1/alert-rules/{rule_id}"
+DELETE_WEBHOOK = "DELETE /api/v1/webhooks/{webhook_id}"
+ACKNOWLEDGE = "POST /api/v1/alarms/{alarm_id}/acknowledge"
+CREATE_WEBHOOK = "POST /api/v1/webhooks"
+# A receiver address the twin allows (loopback, SLUICE_WEBHOOK_ALLOW_LOCAL): a generated host never resolves here.
+LOCAL_RECEIVER = "http://127.0.0.1:9/schema"
 # Files the console has: a generated path is almost never one of them.
 CONSOLE_FILES = ["", "config.json", "js/main.js", "console.css"]
 
@@ -117,7 +128,40 @@ class Demo:
     job_ids: list[str] = field(default_factory=list)
     row_ids: list[int] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)
+    alert_rule: str = ""
+    alarm: str = ""
+    webhook: str = ""
     _offsets: "itertools.count[int]" = field(default_factory=itertools.count)
+
+    def owner_insert(self, statement: str, *params: object) -> str:
+        """Insert one row as the owner (as the evaluator or an earlier request would have); its id."""
+        with psycopg.connect(self.stack.dsn, autocommit=True) as conn:
+            found = conn.execute(statement, params or None).fetchone()
+        assert found is not None
+        return str(found[0])
+
+    def new_rule(self) -> str:
+        return self.owner_insert(
+            "INSERT INTO alert_rules (tenant_id, name, kind, severity, unit, condition, threshold, clear_threshold,"
+            " for_seconds, created_by) VALUES ('demo', 'schema ' || gen_random_uuid(), 'threshold', 'critical',"
+            " 'bar', 'above', 250, 240, 300, 'schema') RETURNING id"
+        )
+
+    def new_alarm(self) -> str:
+        return self.owner_insert(
+            "INSERT INTO alarms (tenant_id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status,"
+            " value, trigger_time) VALUES ('demo', %s, 'schema', 'threshold', 'critical', %s, gen_random_uuid(),"
+            " 'bar', 'active', 256.5, now()) RETURNING id",
+            self.alert_rule,
+            SYSTEM,
+        )
+
+    def new_webhook(self) -> str:
+        return self.owner_insert(
+            "INSERT INTO webhooks (tenant_id, url, events, created_by)"
+            " VALUES ('demo', %s, ARRAY['alarm.acknowledged'], 'schema') RETURNING id",
+            LOCAL_RECEIVER,
+        )
 
     def bearer(self, sub: str = "schema-operator") -> str:
         return self.minter.mint("demo", sub)
@@ -178,6 +222,13 @@ def demo(stack: RunningStack) -> Iterator[Demo]:
     """Tenant demo with a job and pending rows; the run's figures are recorded when the module ends."""
     world = Demo(stack, TokenMinter.for_stack(stack))
     world.refill()
+    world.alert_rule = world.new_rule()
+    world.alarm, world.webhook = world.new_alarm(), world.new_webhook()
+    world.owner_insert(
+        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_type, event_key, body)"
+        " VALUES ('msg_schema', %s, 'demo', 'alarm.acknowledged', 'alarm.acknowledged:schema', '{}') RETURNING id",
+        world.webhook,
+    )
     yield world
     record_figures("schemathesis", TALLY.figures())
 
@@ -210,6 +261,35 @@ def use_real_ids(case: "schemathesis.Case[Any]", label: str, demo: Demo) -> None
         parameters["system_id"] = SYSTEM
     elif label == CONSOLE_FILE and turn:
         parameters["proxy"] = CONSOLE_FILES[TALLY.cases[label] // 2 % len(CONSOLE_FILES)]
+    else:
+        use_real_alerts(case, label, demo, turn)
+
+
+def use_real_alerts(case: "schemathesis.Case[Any]", label: str, demo: Demo, turn: int) -> None:
+    """The same for the alerts routes, and a webhook URL the twin accepts in place of a valid generated one."""
+    parameters = case.path_parameters or {}
+    fresh = {DELETE_RULE: ("rule_id", demo.new_rule), DELETE_WEBHOOK: ("webhook_id", demo.new_webhook)}
+    fresh[ACKNOWLEDGE] = ("alarm_id", demo.new_alarm)
+    kept = dict.fromkeys(KEPT_RULE, ("rule_id", demo.alert_rule))
+    kept |= dict.fromkeys(KEPT_WEBHOOK, ("webhook_id", demo.webhook))
+    kept[GET_ALARM] = ("alarm_id", demo.alarm)
+    if label in fresh and turn and _is_uuid(parameters.get(fresh[label][0])):
+        name, make = fresh[label]
+        parameters[name] = make()
+    elif label in kept and turn and _is_uuid(parameters.get(kept[label][0])):
+        name, value = kept[label]
+        parameters[name] = value
+    elif label == CREATE_WEBHOOK and turn and isinstance(case.body, dict) and _is_usable_url(case.body.get("url")):
+        case.body["url"] = LOCAL_RECEIVER
+
+
+def _is_usable_url(value: object) -> bool:
+    """A url the spec takes (so swapping it for another keeps a valid case valid and an invalid one invalid)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 2048
+        and not any(ord(char) <= 0x20 or char == "\x7f" for char in value)
+    )
 
 
 def _is_uuid(value: object) -> bool:
