@@ -17,7 +17,7 @@ from .harness import Browser, BrowserStack
 pytestmark = pytest.mark.db
 
 SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
-PAGES = ["jobs", "quarantine", "systems", "upload", "health"]
+PAGES = ["jobs", "quarantine", "systems", "upload", "alarms", "webhooks", "health"]
 
 
 def new_tenant() -> str:
@@ -197,11 +197,11 @@ def test_the_keyboard_reaches_every_page_and_shows_where_it_is(stack: BrowserSta
     # A page change puts focus on the content (main); Shift+Tab walks back through the bar to the skip link.
     assert browser.driver.switch_to.active_element.get_attribute("id") == "main"
     visited = []
-    for _ in range(8):
+    for _ in range(10):
         browser.driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB)
         visited.append(browser.driver.switch_to.active_element.text)
     assert visited[-1] == "Skip to content"
-    assert {"Jobs", "Quarantine", "Systems", "Upload", "Health", "Sign out"} <= set(visited)
+    assert {"Jobs", "Quarantine", "Systems", "Upload", "Alarms", "Webhooks", "Health", "Sign out"} <= set(visited)
     # Focus is drawn: an outline of its own, not the browser's default removed.
     focused = browser.driver.switch_to.active_element
     assert browser.driver.execute_script("return getComputedStyle(arguments[0]).outlineStyle", focused) == "solid"

@@ -14,8 +14,9 @@ import yaml
 from openapi_schema_validator import OAS31Validator
 
 from sluice.adapters import aws
+from sluice_tools.cli import ALL_SCOPES
 
-from ..lambdas import FakeLambdaContext, handler_module, load_event
+from ..lambdas import FakeLambdaContext, handler_module, load_event, template
 from ..paths import REPO_ROOT
 
 STATIC = REPO_ROOT / "functions" / "console" / "static"
@@ -103,7 +104,15 @@ def test_every_file_the_page_loads_is_served_with_its_type() -> None:
             "text/css",
             "image/svg+xml",
         }
-    assert {path.name for path in seen} >= {"main.js", "jobs.js", "quarantine.js", "systems.js", "upload.js"}
+    assert {path.name for path in seen} >= {
+        "main.js",
+        "jobs.js",
+        "quarantine.js",
+        "systems.js",
+        "upload.js",
+        "alarms.js",
+        "webhooks.js",
+    }
 
 
 def test_an_unchanged_file_is_a_304_by_its_entity_tag() -> None:
@@ -235,3 +244,31 @@ def test_files_are_gzipped_for_a_browser_that_takes_it_each_encoding_with_its_ow
     assert "Content-Encoding" not in icon["headers"]
     again = get("/console/js/main.js", {"accept-encoding": "gzip", "if-none-match": zipped["headers"]["ETag"]})
     assert again["statusCode"] == 304
+
+
+def route_scopes() -> set[str]:
+    """Every scope a route of the template takes, in its bare form (the Cognito forms sit under a condition)."""
+    scopes: set[str] = set()
+    for body in template()["Resources"].values():
+        for event in body.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                named = event["Properties"].get("Auth", {}).get("AuthorizationScopes", [])
+                scopes |= {scope for scope in named if isinstance(scope, str)}
+    return scopes
+
+
+def test_the_console_asks_for_every_scope_its_pages_need() -> None:
+    # The Alarms and Webhooks pages read with alerts:read and acknowledge, create and delete with alerts:write.
+    assert {"alerts:read", "alerts:write"} <= route_scopes()
+    # With another provider (the parameter's default), and locally (`sluice console`): every scope of a route.
+    default = template()["Parameters"]["ConsoleScopes"]["Default"]
+    assert set(default.split()) == {"openid"} | route_scopes()
+    assert set(ALL_SCOPES.split()) == route_scopes()
+    # With the stack's pool: every scope the people's client allows (not ops:read), in Cognito's form.
+    resources = template()["Resources"]
+    chosen = resources["ConsoleFunction"]["Properties"]["Environment"]["Variables"]["SLUICE_CONSOLE_SCOPES"]
+    condition, with_pool, without = chosen["Fn::If"]
+    assert (condition, without) == ("UseCognito", {"Ref": "ConsoleScopes"})
+    people = resources["PeopleClient"]["Properties"]["AllowedOAuthScopes"]
+    assert set(with_pool.split()) == {"openid", "email"} | set(people)
+    assert {"sluice/alerts:read", "sluice/alerts:write"} <= set(with_pool.split())

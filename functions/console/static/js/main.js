@@ -9,9 +9,14 @@ const PAGES = {
   quarantine: () => import("./pages/quarantine.js"),
   systems: () => import("./pages/systems.js"),
   upload: () => import("./pages/upload.js"),
+  alarms: () => import("./pages/alarms.js"),
+  webhooks: () => import("./pages/webhooks.js"),
   health: () => import("./pages/health.js"),
 };
-const TITLES = { jobs: "Jobs", quarantine: "Quarantine", systems: "Systems", upload: "Upload", health: "Health", signin: "Sign in" };
+const TITLES = {
+  jobs: "Jobs", quarantine: "Quarantine", systems: "Systems", upload: "Upload", alarms: "Alarms", webhooks: "Webhooks", health: "Health",
+  signin: "Sign in",
+};
 
 const main = document.getElementById("main");
 // Each navigation gets a generation: a slow page that finishes after the person moved on must not draw.
