@@ -36,6 +36,7 @@ from sluice.domain.evaluation import (
     Window,
 )
 from sluice.domain.webhooks import Announcement
+from sluice.models.alerts import AlarmView
 
 # The advisory lock's first key: "alerts" evaluation; the second is the tenant's hash.
 _LOCK_CLASS: Final = 0x51_1C_A1
@@ -101,15 +102,8 @@ _EVENTS: LiteralString = (
 
 
 def alarm_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An alarm row as the API shows it and a webhook's ``data`` carries it (JSON types only)."""
-    document: dict[str, Any] = {}
-    for key in ALARM_FIELDS:
-        value = row[key]
-        if isinstance(value, UUID):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat().replace("+00:00", "Z")
-        document[key] = value
+    """An alarm row as the API shows it (``AlarmView``), which is also what a webhook's ``data`` carries."""
+    document: dict[str, Any] = AlarmView.model_validate(dict(row)).model_dump(mode="json")
     return document
 
 
