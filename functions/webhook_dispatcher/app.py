@@ -21,16 +21,16 @@ tracer = Tracer()
 metrics = Metrics()
 
 # The store (its connection), the sender and the limits: built once per execution environment.
-get_dispatcher = per_environment(wire_webhook_dispatcher)
+get_service = per_environment(wire_webhook_dispatcher)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(
-    event: dict[str, Any], context: LambdaContext, dispatcher: WebhookDispatcher | None = None
+    event: dict[str, Any], context: LambdaContext, service: WebhookDispatcher | None = None
 ) -> dict[str, Any]:
-    report = (dispatcher or get_dispatcher()).run(context.get_remaining_time_in_millis)
+    report = (service or get_service()).run(context.get_remaining_time_in_millis)
     summary: dict[str, Any] = report.summary()
     logger.info("webhook deliveries sent", **summary)
     metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=report.delivered)

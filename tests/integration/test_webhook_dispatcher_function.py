@@ -48,7 +48,7 @@ def dispatcher_function(
     get_webhook_dispatcher_settings.cache_clear()
     module = handler_module("WebhookDispatcherFunction")
     yield module
-    module.get_dispatcher().close()
+    module.get_service().close()
     get_webhook_dispatcher_settings.cache_clear()
 
 
