@@ -7,7 +7,9 @@ from typing import Any
 
 from .figures import FIGURES_DIR
 
-SUITES = ("faults", "hostile", "access", "schemathesis", "stateful", "load", "drop_bounds", "lost_events")
+SUITES = (
+    "faults", "hostile", "access", "schemathesis", "stateful", "load", "drop_bounds", "lost_events", "notifications",
+)  # fmt: skip
 
 
 def summary(figures: dict[str, dict[str, Any]]) -> list[str]:

@@ -125,9 +125,11 @@ def test_the_evaluator_and_the_dispatcher_killed_mid_run_lose_and_duplicate_no_n
     about = Counter((d.payload["type"], d.payload["data"].get("id") or d.payload["data"]["job_id"]) for d in accepted)
     repeats = len(received) - len(webhook_receiver.distinct_ids("/hook"))
     deaths = {f: injected_deaths(f) - before for f, before in deaths_before.items()}
-    record_figures("notifications", {"evaluator and dispatcher killed mid-run": {
-        "expected": expected, "kept": len(accepted), "received": len(received), "repeated_webhook_ids": repeats,
-        "processes_killed": deaths, "deliveries": statuses}})  # fmt: skip
+    record_figures("notifications", {
+        "notifications_expected": expected, "kept": len(accepted), "received": len(received),
+        "repeated_webhook_ids": repeats, "evaluators_killed": deaths["AlertEvaluatorFunction"],
+        "dispatchers_killed": deaths["WebhookDispatcherFunction"], "deliveries_delivered": statuses.get("delivered", 0),
+        "deliveries_not_delivered": sum(n for status, n in statuses.items() if status != "delivered")})  # fmt: skip
 
     assert evaluator_marker.exists()
     assert dispatcher_marker.exists()
