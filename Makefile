@@ -129,7 +129,7 @@ build: $(TOOLS_STAMP) ## sam build (no container): the layer (hash-checked arm64
 # Each works in scratch databases it migrates itself: it needs the cluster, not `make migrate` (whose report would
 # go to stdout too).
 .PHONY: bench
-bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ingest handler, the worker, reviews, the readings API and the console's first load, as ratios within one run
+bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ingest handler, the worker, reviews, the readings API, the console's first load, alert evaluation and webhook latency, as ratios within one run
 	@$(PY) -m tests.bench.bench_validation
 	@$(PY) -m tests.bench.bench_indexes
 	@$(PY) -m tests.bench.bench_ingest
@@ -140,6 +140,8 @@ bench: $(VENV_STAMP) db moto browser ## measure rules, index COPY price, the ing
 	@$(PY) -m tests.bench.bench_readings
 	@$(PY) -m tests.bench.bench_console
 	@$(PY) -m tests.bench.bench_twin
+	@$(PY) -m tests.bench.bench_alerts
+	@$(PY) -m tests.bench.bench_webhooks
 
 .PHONY: run
 run: $(VENV_STAMP) ## start the whole pipeline locally (database, moto, HTTP API twin on :3000, queue poller, schedules) until Ctrl-C

@@ -14,9 +14,15 @@ thread, asleep on the outbox's notifications. Then two workloads:
 
 Both clocks are this process's ``time.time()``: the latency includes the notification, the claim, signing, the HTTP
 request and the receiver's parsing, everything but the network of a deployment.
+
+The reference, in the same run: the same receiver's answer to a bare POST of such a body from this process (one
+connection each, as the dispatcher opens one per attempt), so ``x POST`` is the latency over the HTTP round trip.
+Figures go to ``.local/bench.json`` too (``webhook_*``).
 """
 
 import argparse
+import http.client
+import json
 import statistics
 import threading
 import time
@@ -33,7 +39,7 @@ from sluice.settings import WebhookDispatcherSettings
 from sluice_tools.settings import get_database_settings
 
 from ..logins import group_login
-from ..paths import MIGRATIONS_DIR
+from ..paths import MIGRATIONS_DIR, REPO_ROOT
 from ..scratch import scratch_database
 from ..webhook_receiver import WebhookReceiver
 
@@ -67,6 +73,20 @@ def announcement(tenant: str, key: str) -> Announcement:
     return Announcement(tenant, "alarm.raised", f"alarm.raised:{key}", datetime.now(UTC), data)
 
 
+def bare_post_ms(receiver: WebhookReceiver, count: int) -> float:
+    """The median round trip of a plain POST of a delivery-sized body to the receiver, a connection each."""
+    body = json.dumps({"type": "alarm.raised", "data": announcement("ref", "ref").data}).encode()
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
+        conn.request("POST", "/reference", body, {"content-type": "application/json"})
+        conn.getresponse().read()
+        conn.close()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
 def measure(dsn: str, deliveries: int, gap_ms: float, subscriptions: int) -> None:
     receiver = WebhookReceiver().start()
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -97,6 +117,7 @@ def measure(dsn: str, deliveries: int, gap_ms: float, subscriptions: int) -> Non
                 burst_committed = time.time()
                 burst = receiver.wait_for(deliveries, timeout_s=60)
                 arrivals = sorted((d.received_at - burst_committed) * 1000 for d in burst)
+            reference = bare_post_ms(receiver, deliveries)
         finally:
             deadline = time.monotonic()  # the run's clock runs out: it stops claiming and returns
             run.join(30)
@@ -110,6 +131,18 @@ def measure(dsn: str, deliveries: int, gap_ms: float, subscriptions: int) -> Non
         f" p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms"
     )
     print(f"  burst, {deliveries} in one commit: first {arrivals[0]:.1f} ms, last {arrivals[-1]:.1f} ms")
+    median = statistics.median(latencies)
+    print(f"  reference: a bare POST's round trip {reference:.2f} ms; paced median {median / reference:.1f}x POST")
+    figures = {
+        "webhook_latency_median_ms": round(median, 2),
+        "webhook_latency_p95_ms": round(percentile(latencies, 0.95), 2),
+        "webhook_burst_last_ms": round(arrivals[-1], 1),
+        "webhook_bare_post_ms": round(reference, 3),
+        "webhook_latency_x_post": round(median / reference, 2),
+    }
+    out = REPO_ROOT / ".local" / "bench.json"
+    existing = json.loads(out.read_text()) if out.is_file() else {}
+    out.write_text(json.dumps(existing | figures, indent=2, sort_keys=True))
 
 
 def main() -> None:
