@@ -146,6 +146,9 @@ def test_in_aws_https_to_a_public_address_is_a_target(address: str) -> None:
         ("https:///nohost", "names no host"),
         ("https://user:pw@hooks.example.com/", "credentials"),
         ("https://hooks.example.com:99999/", "port"),
+        ("https://hooks.example.com:0/", "port"),
+        ("https://[zz]/", "not a name or an address"),
+        ("https://[::1/", "not a name or an address"),
     ],
 )
 def test_in_aws_other_urls_are_refused_saying_why(url: str, why: str) -> None:

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sluice.adapters.outbox import enqueue_all
+from sluice.domain.alerts import alarm_announcement
 from sluice.domain.evaluation import (
     Applied,
     Change,
@@ -35,7 +36,6 @@ from sluice.domain.evaluation import (
     Transition,
     Window,
 )
-from sluice.domain.webhooks import Announcement
 from sluice.models.alerts import AlarmView
 
 # The advisory lock's first key: "alerts" evaluation; the second is the tenant's hash.
@@ -101,12 +101,6 @@ _EVENTS: LiteralString = (
 )
 
 
-def alarm_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An alarm row as the API shows it (``AlarmView``), which is also what a webhook's ``data`` carries."""
-    document: dict[str, Any] = AlarmView.model_validate(dict(row)).model_dump(mode="json")
-    return document
-
-
 @dataclass(frozen=True, slots=True)
 class AlarmStep:
     """One step of an alarm's history to write: the alarm's row as it is now, the step (``raised``,
@@ -137,13 +131,7 @@ def record_alarm_steps(conn: psycopg.Connection[Any], tenant_id: str, steps: Seq
         ),
     )
     changes = [
-        Announcement(
-            tenant_id,
-            f"alarm.{step.event}",
-            f"alarm.{step.event}:{step.alarm['id']}",
-            step.at,
-            alarm_document(step.alarm),
-        )
+        alarm_announcement(tenant_id, AlarmView.model_validate(dict(step.alarm)), f"alarm.{step.event}", step.at)
         for step in steps
     ]
     return enqueue_all(conn, changes)

@@ -120,24 +120,31 @@ Resolver = Callable[[str, int], Iterable[str]]
 def check_target(url: str, policy: TargetPolicy, resolve: Resolver) -> list[str]:
     """The addresses ``url`` may be sent to, or :class:`TargetRefusedError`. The dispatcher checks again before every
     attempt and connects to an address it checked, so a name that later resolves somewhere private is refused."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:  # an unbalanced or invalid bracketed host: "http://[zz]/"
+        raise TargetRefusedError("the URL's host is not a name or an address") from exc
     allowed_schemes = ("https", "http") if policy.allow_local else ("https",)
     if parts.scheme not in allowed_schemes:
         raise TargetRefusedError(f"the URL must use {' or '.join(allowed_schemes)}")
-    if not parts.hostname:
+    if not host:
         raise TargetRefusedError("the URL names no host")
     if parts.username or parts.password:
         raise TargetRefusedError("the URL must not carry credentials")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
-        raise TargetRefusedError("the URL's port is not a number between 0 and 65535") from exc
-    addresses = list(resolve(parts.hostname, port))
+        raise TargetRefusedError("the URL's port is not a number between 1 and 65535") from exc
+    if port == 0:
+        raise TargetRefusedError("the URL's port is not a number between 1 and 65535")
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = list(resolve(host, port))
     if not addresses:
-        raise TargetRefusedError(f"the host {parts.hostname!r} does not resolve")
+        raise TargetRefusedError(f"the host {host!r} does not resolve")
     for address in addresses:
         if not _allowed(ipaddress.ip_address(address.split("%")[0]), policy):
-            refused = f"the host {parts.hostname!r} resolves to {address}, which is not a public address"
+            refused = f"the host {host!r} resolves to {address}, which is not a public address"
             raise TargetRefusedError(refused)
     return addresses
 
