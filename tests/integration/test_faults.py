@@ -44,6 +44,8 @@ SWITCH_NAMES = (
     "crash_after_chunk",
     "exit_after_chunk",
     "exit_mid_group_once",
+    "exit_in_evaluation_once",
+    "exit_after_webhook_send_once",
     "fail_job_write_every",
     "fail_batch_put_every",
 )
