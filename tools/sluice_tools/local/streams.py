@@ -23,6 +23,7 @@ from sluice_tools.local.template import StackContext, TemplateError, created_res
 logger = logging.getLogger(__name__)
 _DEFAULT_BATCH_SIZE = 100
 _POLL_SECONDS = 0.5
+_SHARDS_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,8 @@ class StreamPoller:
         self._invoke = invoke
         self._region = region
         self._iterators: dict[str, str | None] = {}
+        self._shard_ids: list[str] | None = None
+        self._shards_until = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-{source.function}", daemon=True)
 
@@ -156,8 +159,13 @@ class StreamPoller:
         return read
 
     def _shards(self) -> list[str]:
-        description = self._streams.describe_stream(StreamArn=self.source.stream_arn)["StreamDescription"]
-        return [shard["ShardId"] for shard in description.get("Shards", [])]
+        # Shards change rarely (moto keeps one per table): described again every 30 s, not on every poll, so the
+        # poller adds one request per poll to the local AWS that every function shares.
+        if self._shard_ids is None or time.monotonic() >= self._shards_until:
+            description = self._streams.describe_stream(StreamArn=self.source.stream_arn)["StreamDescription"]
+            self._shard_ids = [shard["ShardId"] for shard in description.get("Shards", [])]
+            self._shards_until = time.monotonic() + _SHARDS_SECONDS
+        return self._shard_ids
 
     def _read(self, shard_id: str) -> Sequence[Any]:
         if shard_id not in self._iterators:
