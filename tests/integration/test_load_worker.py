@@ -18,8 +18,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from sluice.adapters.aws import s3_client, secretsmanager_client, sqs_client
 from sluice.adapters.s3 import OBJECT_GONE, S3ObjectSource
-from sluice.adapters.timescale import TimescaleReadingSink, database_dsn
-from sluice.domain.objects import ObjectRef, batch_object_key, parse_message
+from sluice.adapters.timescale import DatabaseConnector, TimescaleReadingSink, database_dsn
+from sluice.domain.chunks import ChunkStream, SystemBook
+from sluice.domain.formats import Record
+from sluice.domain.load import LoadPolicy, job_for
+from sluice.domain.objects import ObjectRef, batch_object_key, parse_message, target_of
+from sluice.domain.validation import ReadingValidator
 from sluice.models.jobs import JobStatus
 from sluice.settings import get_load_worker_settings
 
@@ -276,6 +280,33 @@ def test_an_s3_event_delivered_twice_in_one_invocation_lands_once(worker: Worker
     assert_accounted(worker, job.job_id, total=21)
     assert worker.job(job.job_id).quarantined_readings == 1
     assert worker.query("SELECT count(*) FROM ingest_ledger WHERE job_id = %s", job.job_id) == [(1,)]
+
+
+def test_one_jobs_chunk_named_twice_in_one_write_is_written_once_the_first_time(
+    worker: WorkerHarness, system_id: UUID
+) -> None:
+    # Given chunk 0 of one upload's job twice in one write, from two versions of its key (had both been started)
+    ref = ObjectRef(worker.bucket, f"drops/{TENANT}/uploads/{uuid4()}.ndjson", etag="e1")
+    job = job_for(ref, target_of(ref), LoadPolicy(10, timedelta(days=1)), NOW)
+    connector = DatabaseConnector(lambda: worker.dsn, 30_000, application_name="sluice-test")
+    sink = TimescaleReadingSink(connector)
+
+    def chunk(count: int, first: int) -> ChunkStream:
+        records = [Record(n, str(system_id), reading(first + n)) for n in range(count)]
+        return ChunkStream(0, iter(records), ReadingValidator(NOW), SystemBook(job, {system_id}))
+
+    # When the sink writes them
+    try:
+        written = sink.write_chunks([(job, chunk(4, 0)), (job, chunk(6, 100))])
+    finally:
+        connector.close()
+
+    # Then only the first is written, under one ledger row, and its counts are the ledger's
+    assert written == [True, False]
+    assert stored(worker, job.job_id) == 4
+    assert worker.query(
+        "SELECT total_readings, inserted_readings FROM ingest_ledger WHERE job_id = %s", job.job_id
+    ) == [(4, 4)]
 
 
 def test_a_duplicated_s3_event_in_another_message_is_a_no_op(worker: WorkerHarness, system_id: UUID) -> None:

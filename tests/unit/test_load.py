@@ -4,8 +4,10 @@ load through fake ports. S3 events and keys are tested in test_objects.py."""
 import io
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID, uuid4
@@ -764,6 +766,79 @@ def test_small_objects_of_an_invocation_are_written_in_one_transaction_each_with
     assert [finish.counts.total for finish in jobs.finished.values()] == [1, 2, 0]
     assert [one.committed for one in progress] == [[0], [0], []]
     assert {row[6] for row in sink.rows} == {a, b}  # each row names its own job
+
+
+@dataclass
+class PinningJobs(FakeJobs):
+    """Pins an upload's job to the first version started, by reading the pin, then writing it, as a store without
+    atomic conditional writes would: two starts of one job at once would both pass."""
+
+    pinned: dict[UUID, str | None] = field(default_factory=dict)
+    in_flight: int = 0
+    most_at_once: int = 0
+
+    def start_job(self, job: Job, now: datetime) -> Job | NotStarted:
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            pinned = self.pinned.get(job.job_id, job.object_version)
+            time.sleep(0.05)  # the gap between reading the pin and writing it
+            if pinned != job.object_version:
+                return NotStarted.OTHER_VERSION
+            self.pinned[job.job_id] = pinned
+            return super().start_job(job, now)
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass(frozen=True)
+class InThreads:
+    """``Background`` in threads, as the worker's wiring runs it."""
+
+    pool: ThreadPoolExecutor
+
+    def __call__[T](self, call: Callable[[], T]) -> "Threaded[T]":
+        return Threaded(self.pool.submit(call))
+
+
+@dataclass(frozen=True)
+class Threaded[T]:
+    future: Future[T]
+
+    def answer(self) -> T | Exception:
+        try:
+            return self.future.result()
+        except Exception as exc:
+            return exc
+
+
+def test_two_versions_of_one_uploads_key_in_an_invocation_start_its_job_one_after_the_other() -> None:
+    # Given an upload's form POSTed twice, both S3 events in one invocation
+    key = f"drops/demo/uploads/{uuid4()}.ndjson"
+    body = ndjson(reading(0), reading(1))
+
+    def event(etag: str) -> IngestMessage:
+        created = {"key": key, "eTag": etag, "size": len(body)}
+        record = {"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": "b"}, "object": created}}
+        return parse_message(json.dumps({"Records": [record]}))
+
+    messages = [event("e1"), event("e2")]
+    jobs, sink = PinningJobs(), FakeSink()
+    with ThreadPoolExecutor(4) as pool:
+        ports = LoadPorts(jobs, FakeObjects({key: body}), sink, background=InThreads(pool))
+
+        # When the worker loads them
+        outcomes = load_messages(messages, ports, POLICY, progress=[FakeProgress(), FakeProgress()], clock=clock)
+
+    # Then the second start waited for the first: the job loads the first version, once
+    job_id = only_job(messages[0])
+    assert jobs.most_at_once == 1
+    assert [[report.outcome for report in reports(outcome)] for outcome in outcomes] == [
+        [LoadOutcome.COMPLETED],
+        [LoadOutcome.OTHER_VERSION],
+    ]
+    assert jobs.pinned == {job_id: "e1"}
+    assert sink.ledger == {(job_id, 0): (2, 2, 0, 0)}
 
 
 def test_a_group_holds_at_most_a_chunk_of_readings() -> None:

@@ -253,9 +253,17 @@ class TimescaleReadingSink:
         conn.execute("BEGIN")
         try:
             claimed = self._claim(conn, writes)
-            mine = [(job, chunk) for job, chunk in writes if (job.job_id, chunk.chunk_no) in claimed]
-            for job, chunk in writes:
-                if (job.job_id, chunk.chunk_no) not in claimed:
+            # A chunk named twice in one call is written once, the first time: its ledger row is one.
+            first: dict[tuple[UUID, int], int] = {}
+            for n, (job, chunk) in enumerate(writes):
+                first.setdefault((job.job_id, chunk.chunk_no), n)
+            written = [
+                (job.job_id, chunk.chunk_no) in claimed and first[job.job_id, chunk.chunk_no] == n
+                for n, (job, chunk) in enumerate(writes)
+            ]
+            mine = [write for write, wrote in zip(writes, written, strict=True) if wrote]
+            for (_, chunk), wrote in zip(writes, written, strict=True):
+                if not wrote:
                     chunk.skip()
             ending = self._write_claimed(conn, mine) if mine else None
             committing = self._committer.submit(self._commit, conn, ending)
@@ -267,7 +275,7 @@ class TimescaleReadingSink:
         except BaseException:
             _roll_back(conn)
             raise
-        return [(job.job_id, chunk.chunk_no) in claimed for job, chunk in writes]
+        return written
 
     @staticmethod
     def _commit(conn: Connection, ending: "_Ending | None") -> None:

@@ -359,6 +359,7 @@ class _Invocation:
         now = self._clock()
         starting: list[_Starting] = []
         first: dict[ObjectRef, _Starting] = {}
+        by_job: dict[UUID, _Starting] = {}
         for index, message in enumerate(self._messages):
             if message.unreadable is not None:
                 self._reports[index].append(LoadReport(LoadOutcome.IGNORED, detail=message.unreadable))
@@ -373,8 +374,16 @@ class _Invocation:
                     self._twins.append((index, first[item.ref]))
                     continue
                 job = job_for(item.ref, item.target, self._policy, now)
-                start = self._ports.background(partial(self._ports.jobs.start_job, job, now))
+                call = partial(self._ports.jobs.start_job, job, now)
+                earlier = by_job.get(job.job_id)
+                if earlier is not None:
+                    # Another version of the same upload's key (its form POSTed twice) in this invocation: the job
+                    # is pinned to the first version started, which only that start's answer settles; two starts
+                    # at once would leave the pin to the store's atomicity alone.
+                    call = partial(_after, earlier.start, call)
+                start = self._ports.background(call)
                 starting.append(first.setdefault(item.ref, _Starting(index, item.ref, job, now, start)))
+                by_job[job.job_id] = starting[-1]
         return starting
 
     def settle_twins(self) -> None:
@@ -559,6 +568,12 @@ class _Invocation:
                     latency_ms=_elapsed_ms(job.created_at, finish.completed_at),
                 )
             self._reports[loading.message].append(report)
+
+
+def _after[T](earlier: Pending[object], call: Callable[[], T]) -> T:
+    """``call``, once ``earlier`` has its answer (whatever it is)."""
+    earlier.answer()
+    return call()
 
 
 def _job_finish(loading: _Loading, counts: LoadCounts, now: datetime) -> JobFinish:
