@@ -43,6 +43,8 @@ SENSOR = "6b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
 # Short, so a failing message is retried (and parked) within seconds rather than every 30 minutes.
 VISIBILITY_S = 2
 READY_TIMEOUT_S = 180
+# How long Ctrl-C may take to stop the stack (function environments, pollers, moto) before the test says so.
+STOP_TIMEOUT_S = 60
 # The per-principal read, review and systems-write limits (120 reads, 30 reviews, 5,000 rows and 120 registrations a
 # minute by default) are lifted on the stacks tests run, whose pollers and fuzzers read far faster than any client
 # should: a stack started with template_limits=True (the access matrix's) keeps the template's, and shows them.
@@ -193,10 +195,33 @@ def running_stack(
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGINT)
-                process.wait(60)
+                try:
+                    process.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    _dump_threads_and_kill(process, reader, running)
+                    pytest.fail(f"make run's stack did not stop in {STOP_TIMEOUT_S} s:\n{running.output()}")
             reader.join(10)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def _dump_threads_and_kill(process: "subprocess.Popen[str]", reader: threading.Thread, running: "RunningStack") -> None:
+    """Have `sluice serve` print its threads' stacks (SIGUSR1: see sluice_tools.cli.serve) into the output, then
+    kill the stack's process group."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, _, rest = stat.read_text().partition(" (")
+            fields = rest.rpartition(") ")[2].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[2]) == process.pid and b"sluice\x00serve" in command:
+            os.kill(int(pid), signal.SIGUSR1)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+    reader.join(10)
+    running.lines.append("(killed: the stack did not stop after Ctrl-C)")
 
 
 @dataclass

@@ -11,6 +11,7 @@ sluice redrive [--dry-run]       parked batches: IngestDeadLetterQueue back to I
 """
 
 import argparse
+import faulthandler
 import json
 import os
 import signal
@@ -64,6 +65,8 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stop that hangs is waiting on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     started = time.monotonic()
     stack = LocalStack(options, sys.stdout)
     try:

@@ -157,10 +157,12 @@ class QueuePoller:
             thread.start()
 
     def stop(self, timeout_s: float = 10) -> None:
-        """Stop polling; a batch being invoked keeps its messages unless its invocation finishes in time."""
+        """Stop polling; a batch being invoked keeps its messages unless its invocation finishes in time. Waits at
+        most ``timeout_s`` in all, however many threads poll."""
         self._stopping.set()
+        ends = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(max(0.0, ends - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -524,8 +524,9 @@ class LocalStack:
             stream_poller.stop(timeout_s=0)
         for function in self.functions.values():
             function.close()
+        ends = time.monotonic() + 10
         for poller in self._pollers:
-            poller.stop(timeout_s=10)
+            poller.stop(timeout_s=max(0.0, ends - time.monotonic()))
         for log in self._logs:
             log.close()
 
