@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,13 @@ class RunningStack:
             timeout=120,
             check=False,
         )
+
+    def invoke(self, function: str, event: str, *more: str) -> subprocess.CompletedProcess[str]:
+        """`sluice invoke` of one of the stack's functions with a sample event of events/, as `sam local invoke`."""
+        return self.sluice(
+            "invoke", function, "-e", f"events/{event}", "--endpoint-url", self.moto, "--stack-name", self.stack_name,
+            *more,
+        )  # fmt: skip
 
     def aws(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         local = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
@@ -274,6 +282,13 @@ def finished_job(stack: RunningStack, bearer: str, job_id: str) -> dict[str, Any
         return reply.body if reply.status == 200 and reply.body["status"] in {"completed", "failed"} else None
 
     return eventually(probe, what=f"job {job_id} to finish")
+
+
+def minute_text(minutes_ago: int, second: int = 10) -> str:
+    """A reading time ``second`` seconds into the minute that started ``minutes_ago`` minutes before the current
+    one (the alert evaluator judges whole minutes)."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+    return (start + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_text(offset_s: int = 0) -> str:

@@ -322,16 +322,7 @@ def test_an_upload_never_made_is_failed_by_maintenance_after_its_form_expired(st
         ExpressionAttributeValues={":at": {"S": expired}},
     )
 
-    invoked = stack.sluice(
-        "invoke",
-        "MaintenanceFunction",
-        "-e",
-        "events/maintenance-schedule.json",
-        "--endpoint-url",
-        stack.moto,
-        "--stack-name",
-        STACK,
-    )
+    invoked = stack.invoke("MaintenanceFunction", "maintenance-schedule.json")
 
     assert invoked.returncode == 0, invoked.stderr
     assert job_id in json.loads(invoked.stdout)["uploads"]["failed_jobs"]
@@ -453,9 +444,7 @@ def test_sluice_invoke_runs_every_functions_sample_events(
         name = bucket["s3"]["bucket"]["name"]
         if name not in {entry["Name"] for entry in s3.list_buckets()["Buckets"]}:
             s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
-    invoked = stack.sluice(
-        "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK, *more
-    )
+    invoked = stack.invoke(function, event, *more)
 
     assert invoked.returncode == 0, invoked.stderr
     result = json.loads(invoked.stdout)
@@ -480,9 +469,7 @@ def test_sluice_invoke_runs_every_functions_sample_events(
 def test_sluice_invoke_says_a_function_is_not_in_the_local_stack(stack: RunningStack, function: str) -> None:
     event = EVENTS_OF_FUNCTIONS_NOT_LOCAL[function][0]
 
-    invoked = stack.sluice(
-        "invoke", function, "-e", f"events/{event}", "--endpoint-url", stack.moto, "--stack-name", STACK
-    )
+    invoked = stack.invoke(function, event)
 
     assert invoked.returncode != 0
     assert f"{function} is not a function of the local stack" in invoked.stderr

@@ -9,7 +9,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -17,7 +16,16 @@ from uuid import uuid4
 
 import pytest
 
-from ..stack_harness import SYSTEM, RunningStack, eventually, finished_job, http, running_stack, token
+from ..stack_harness import (
+    SYSTEM,
+    RunningStack,
+    eventually,
+    finished_job,
+    http,
+    minute_text,
+    running_stack,
+    token,
+)
 from ..webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.db
@@ -33,12 +41,6 @@ DELIVERY_S = 90
 def stack(server_dsn: str) -> Iterator[RunningStack]:
     with running_stack(server_dsn, STACK) as running:
         yield running
-
-
-def minute_text(minutes_ago: int, second: int = 10) -> str:
-    """A reading time in the minute that started ``minutes_ago`` minutes before the current one."""
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
-    return (start + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def subscribe(stack: RunningStack, bearer: str, receiver: WebhookReceiver, path: str) -> dict[str, Any]:
@@ -77,10 +79,7 @@ def queue_idle(stack: RunningStack) -> bool:
 
 def evaluate(stack: RunningStack) -> dict[str, Any]:
     """One run of AlertEvaluatorFunction, as its schedule invokes it."""
-    invoked = stack.sluice(
-        "invoke", "AlertEvaluatorFunction", "-e", "events/alert-evaluator-schedule.json",
-        "--endpoint-url", stack.moto, "--stack-name", STACK,
-    )  # fmt: skip
+    invoked = stack.invoke("AlertEvaluatorFunction", "alert-evaluator-schedule.json")
     assert invoked.returncode == 0, invoked.stderr
     result: dict[str, Any] = json.loads(invoked.stdout)
     assert result["failed"] == 0, result

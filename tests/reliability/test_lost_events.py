@@ -40,16 +40,7 @@ def stack(server_dsn: str) -> Iterator[RunningStack]:
 
 def run_maintenance(stack: RunningStack) -> dict[str, Any]:
     """One MaintenanceFunction invocation with the schedule's event; its result."""
-    invoked = stack.sluice(
-        "invoke",
-        "MaintenanceFunction",
-        "-e",
-        "events/maintenance-schedule.json",
-        "--stack-name",
-        stack.stack_name,
-        "--endpoint-url",
-        stack.moto,
-    )
+    invoked = stack.invoke("MaintenanceFunction", "maintenance-schedule.json")
     assert invoked.returncode == 0, invoked.stdout + invoked.stderr
     result: dict[str, Any] = json.loads(invoked.stdout)
     return result

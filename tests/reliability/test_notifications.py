@@ -19,7 +19,6 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -27,7 +26,16 @@ import psycopg
 import pytest
 
 from ..paths import REPO_ROOT
-from ..stack_harness import SYSTEM, RunningStack, eventually, finished_job, http, running_stack, token
+from ..stack_harness import (
+    SYSTEM,
+    RunningStack,
+    eventually,
+    finished_job,
+    http,
+    minute_text,
+    running_stack,
+    token,
+)
 from ..webhook_receiver import WebhookReceiver
 from .figures import record_figures
 
@@ -59,17 +67,9 @@ def stack(server_dsn: str, markers: tuple[Path, Path]) -> Iterator[RunningStack]
         yield running
 
 
-def minute_text(minutes_ago: int) -> str:
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
-    return (start + timedelta(seconds=15)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def evaluate(stack: RunningStack) -> bool:
     """One run of AlertEvaluatorFunction as its schedule invokes it; whether it completed."""
-    invoked = stack.sluice(
-        "invoke", "AlertEvaluatorFunction", "-e", "events/alert-evaluator-schedule.json",
-        "--endpoint-url", stack.moto, "--stack-name", STACK,
-    )  # fmt: skip
+    invoked = stack.invoke("AlertEvaluatorFunction", "alert-evaluator-schedule.json")
     return invoked.returncode == 0 and json.loads(invoked.stdout)["failed"] == 0
 
 
@@ -95,7 +95,7 @@ def test_the_evaluator_and_the_dispatcher_killed_mid_run_lose_and_duplicate_no_n
     sensors = [str(uuid4()) for _ in range(SENSORS)]
 
     def post(minutes: tuple[int, ...], value: float) -> str:
-        readings = [{"sensor_id": sensor, "timestamp": minute_text(n), "value": value, "unit": "bar", "quality": 95}
+        readings = [{"sensor_id": sensor, "timestamp": minute_text(n, 15), "value": value, "unit": "bar", "quality": 95}
                     for sensor in sensors for n in minutes]  # fmt: skip
         accepted = http("POST", f"{stack.api}/api/v1/data/ingest", bearer, {"system_id": SYSTEM, "readings": readings})
         assert accepted.status == 202, accepted.body
