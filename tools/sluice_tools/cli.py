@@ -47,6 +47,10 @@ def _dsn() -> str:
     return get_database_settings().db_dsn
 
 
+# How long `sluice serve` may take to stop before it prints its threads' stacks and exits.
+STOP_BUDGET_S = 30
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the local stack until SIGINT or SIGTERM."""
     from sluice_tools.local.stack import LocalStack, LocalStackOptions  # noqa: PLC0415 - keeps `sluice token` quick
@@ -76,7 +80,11 @@ def serve(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         print("\nstopping: HTTP API, pollers, schedules, function environments ...", flush=True)
+        # Ctrl-C always ends the stack: should stopping hang, every thread's stack is printed (what it waited on)
+        # and the process exits.
+        faulthandler.dump_traceback_later(STOP_BUDGET_S, exit=True)
         stack.stop()
+        faulthandler.cancel_dump_traceback_later()
         print("stopped", flush=True)
     return 0
 
