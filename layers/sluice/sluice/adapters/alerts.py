@@ -1,8 +1,8 @@
 """PostgreSQL's alert rules, alarms, webhook subscriptions and deliveries, as the sluice_alerter role keeps them.
 
 Changes that announce themselves (an acknowledgement, a rule deleted with its open alarms) write their history rows
-and their outbox deliveries (``sluice.adapters.outbox.enqueue``) in the transaction of the change: a change is never
-committed without its deliveries, nor a delivery sent for a change rolled back.
+and their outbox deliveries as the evaluator does (``sluice.adapters.alarms.record_alarm_steps``), in the transaction
+of the change: a change is never committed without its deliveries, nor a delivery sent for a change rolled back.
 
 An acknowledgement is one ``UPDATE .. WHERE status = 'active'``: of two racing, the second waits for the first's row
 lock, finds the row no longer active and updates nothing, so an alarm is acknowledged (and announced) once. Deleting
@@ -21,9 +21,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from sluice.adapters.outbox import enqueue, enqueue_all
+from sluice.adapters.alarms import ALARM_COLUMNS, AlarmStep, record_alarm_steps
 from sluice.adapters.quarantine import database_faults
 from sluice.domain.alerts import RULE_DELETED, AlarmChange, AlertStore, Position, RuleSpec
 from sluice.errors import NameTakenError, Problem
@@ -43,10 +42,6 @@ from sluice.models.alerts import (
 _RULE_COLUMNS: Final = (
     "id, name, kind, system_id, sensor_id, unit, condition, threshold, clear_threshold, for_seconds, after_seconds,"
     " severity, created_by, created_at, updated_at"
-)
-_ALARM_COLUMNS: Final = (
-    "id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status, value, trigger_time, raised_at,"
-    " acknowledged_by, acknowledged_at, acknowledge_note, cleared_time, cleared_at, cleared_reason"
 )
 _WEBHOOK_COLUMNS: Final = "id, url, events, created_by, created_at"
 _DELIVERY_COLUMNS: Final = "id, event_type, event_key, status, attempts, created_at, next_attempt_at, delivered_at"
@@ -80,23 +75,15 @@ _LOCK_RULE: LiteralString = "SELECT id FROM alert_rules WHERE tenant_id = %s AND
 _CLEAR_RULES_ALARMS: Final = sql.SQL(
     "UPDATE alarms SET status = 'cleared', cleared_at = %s, cleared_reason = %s"
     " WHERE rule_id = %s AND status <> 'cleared' RETURNING {}"
-).format(sql.SQL(_ALARM_COLUMNS))
+).format(sql.SQL(ALARM_COLUMNS))
 _DELETE_RULE: LiteralString = "DELETE FROM alert_rules WHERE id = %s"
-# The history rows of every alarm a rule's deletion cleared, in one statement.
-_ADD_CLEARED_EVENTS: LiteralString = (
-    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail)"
-    " SELECT alarm_id, 'cleared', %s, %s, %s, %s FROM unnest(%s::uuid[]) AS alarm_id"
-)
-_ADD_EVENT: LiteralString = (
-    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail) VALUES (%s, %s, %s, %s, %s, %s)"
-)
 
-_ALARM: Final = sql.SQL("SELECT {} FROM alarms WHERE tenant_id = %s AND id = %s").format(sql.SQL(_ALARM_COLUMNS))
+_ALARM: Final = sql.SQL("SELECT {} FROM alarms WHERE tenant_id = %s AND id = %s").format(sql.SQL(ALARM_COLUMNS))
 _HISTORY: LiteralString = "SELECT event, at, actor, note, detail FROM alarm_events WHERE alarm_id = %s ORDER BY id"
 _ACKNOWLEDGE: Final = sql.SQL(
     "UPDATE alarms SET status = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s, acknowledge_note = %s"
     " WHERE tenant_id = %s AND id = %s AND status = 'active' RETURNING {}"
-).format(sql.SQL(_ALARM_COLUMNS))
+).format(sql.SQL(ALARM_COLUMNS))
 
 _COUNT_WEBHOOKS: LiteralString = "SELECT count(*) FROM webhooks WHERE tenant_id = %s"
 _INSERT_WEBHOOK: Final = sql.SQL(
@@ -174,17 +161,12 @@ class PostgresAlertStore(AlertStore):
         with database_faults("deleting an alert rule"), self._transaction() as cursor:
             if cursor.execute(_LOCK_RULE, (tenant_id, rule_id)).fetchone() is None:
                 return None
-            cleared = [
-                AlarmView.model_validate(row)
-                for row in cursor.execute(_CLEAR_RULES_ALARMS, (change.at, RULE_DELETED, rule_id)).fetchall()
-            ]
-            if cleared:
-                detail = Jsonb({"reason": RULE_DELETED})
-                ids = [alarm.id for alarm in cleared]
-                cursor.execute(_ADD_CLEARED_EVENTS, (change.at, change.actor, change.note, detail, ids))
-                enqueue_all(cursor.connection, [change.announce(alarm) for alarm in cleared])
+            rows = cursor.execute(_CLEAR_RULES_ALARMS, (change.at, RULE_DELETED, rule_id)).fetchall()
+            detail = {"reason": RULE_DELETED}
+            steps = [AlarmStep(row, "cleared", change.at, change.actor, change.note, detail) for row in rows]
+            record_alarm_steps(cursor.connection, tenant_id, steps)
             cursor.execute(_DELETE_RULE, (rule_id,))
-        return cleared
+        return [AlarmView.model_validate(row) for row in rows]
 
     # --- alarms -------------------------------------------------------------------------------------------------
 
@@ -200,7 +182,7 @@ class PostgresAlertStore(AlertStore):
             conditions.append(sql.SQL("(raised_at, id) < (%s, %s)"))
             params += [after.at, UUID(after.id)]
         statement = sql.SQL("SELECT {} FROM alarms WHERE {} ORDER BY raised_at DESC, id DESC LIMIT %s").format(
-            sql.SQL(_ALARM_COLUMNS), sql.SQL(" AND ").join(conditions)
+            sql.SQL(ALARM_COLUMNS), sql.SQL(" AND ").join(conditions)
         )
         with database_faults("listing alarms"), self._cursor() as cursor:
             return [AlarmView.model_validate(row) for row in cursor.execute(statement, [*params, query.limit])]
@@ -220,10 +202,9 @@ class PostgresAlertStore(AlertStore):
             row = cursor.execute(_ACKNOWLEDGE, (change.actor, change.at, change.note, tenant_id, alarm_id)).fetchone()
             if row is None:
                 return None
-            acknowledged = AlarmView.model_validate(row)
-            cursor.execute(_ADD_EVENT, (alarm_id, "acknowledged", change.at, change.actor, change.note, Jsonb({})))
-            enqueue(cursor.connection, change.announce(acknowledged))
-        return acknowledged
+            step = AlarmStep(row, "acknowledged", change.at, change.actor, change.note)
+            record_alarm_steps(cursor.connection, tenant_id, [step])
+        return AlarmView.model_validate(row)
 
     # --- webhooks -----------------------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ backstop: a second raising of an open rule and sensor inserts nothing and announ
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
@@ -19,10 +18,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from sluice.adapters.outbox import enqueue_all
-from sluice.domain.alerts import alarm_announcement
+from sluice.adapters.alarms import ALARM_COLUMNS, AlarmStep, record_alarm_steps
 from sluice.domain.evaluation import (
     Applied,
     Change,
@@ -36,7 +33,6 @@ from sluice.domain.evaluation import (
     Transition,
     Window,
 )
-from sluice.models.alerts import AlarmView
 
 # The advisory lock's first key: "alerts" evaluation; the second is the tenant's hash.
 _LOCK_CLASS: Final = 0x51_1C_A1
@@ -70,10 +66,6 @@ _ALARMS: LiteralString = (
     " AND (status <> 'cleared' OR cleared_at >= %(since)s)"
     " ORDER BY rule_id, system_id, sensor_id, raised_at DESC"
 )
-ALARM_COLUMNS: LiteralString = (
-    "id, rule_id, rule_name, kind, severity, system_id, sensor_id, unit, status, value, trigger_time, raised_at,"
-    " acknowledged_by, acknowledged_at, acknowledge_note, cleared_time, cleared_at, cleared_reason"
-)
 ALARM_FIELDS: Final = tuple(column.strip() for column in ALARM_COLUMNS.split(","))
 # Every raising of a run in one statement, and every clearing in another: a storm of thousands of alarms is a few
 # round trips, not four per alarm. ON CONFLICT: the rule's sensor has an open alarm already (the backstop).
@@ -93,48 +85,6 @@ _CLEAR: Final = sql.SQL(
     " FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[]) AS x (id, cleared_time, reason)"
     " WHERE a.id = x.id AND a.status <> 'cleared' RETURNING {}"
 ).format(sql.SQL(", ".join(f"a.{column}" for column in ALARM_FIELDS)))
-_EVENTS: LiteralString = (
-    "INSERT INTO alarm_events (alarm_id, event, at, actor, note, detail)"
-    " SELECT x.alarm_id, x.event, x.at, x.actor, x.note, x.detail"
-    " FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::jsonb[])"
-    "   AS x (alarm_id, event, at, actor, note, detail)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmStep:
-    """One step of an alarm's history to write: the alarm's row as it is now, the step (``raised``,
-    ``acknowledged``, ``cleared``), when, by whom (None: the evaluator), a note, and what was seen."""
-
-    alarm: Mapping[str, Any]
-    event: str
-    at: datetime
-    actor: str | None = None
-    note: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-def record_alarm_steps(conn: psycopg.Connection[Any], tenant_id: str, steps: Sequence[AlarmStep]) -> int:
-    """Write steps of alarms' histories and their deliveries (``alarm.<event>``, keyed by the alarm), in the caller's
-    transaction: one statement for the history, one for the outbox. The deliveries written."""
-    if not steps:
-        return 0
-    conn.execute(
-        _EVENTS,
-        (
-            [step.alarm["id"] for step in steps],
-            [step.event for step in steps],
-            [step.at for step in steps],
-            [step.actor for step in steps],
-            [step.note for step in steps],
-            [Jsonb(dict(step.detail)) for step in steps],
-        ),
-    )
-    changes = [
-        alarm_announcement(tenant_id, AlarmView.model_validate(dict(step.alarm)), f"alarm.{step.event}", step.at)
-        for step in steps
-    ]
-    return enqueue_all(conn, changes)
 
 
 class TimescaleEvaluationStore:

@@ -76,17 +76,13 @@ class Position:
     id: str
 
 
-# Builds the deliveries' announcement of one alarm's change, from the alarm as the change leaves it.
-AnnounceAlarm = Callable[[AlarmView], Announcement]
-
-
 @dataclass(frozen=True, slots=True)
 class AlarmChange:
-    """A person's change to alarms: who, when, their note, and how the change is announced."""
+    """A person's change to alarms: who, when, and their note. The store writes it to each alarm's history and
+    announces it (``alarm.<step>``, see ``alarm_announcement``) in the transaction of the change."""
 
     actor: str
     at: datetime
-    announce: AnnounceAlarm
     note: str | None = None
 
 
@@ -205,7 +201,7 @@ def change_rule(store: AlertStore, tenant_id: str, rule_id: str, request: AlertR
 
 def remove_rule(store: AlertStore, tenant_id: str, rule_id: str, principal: str, now: datetime) -> list[AlarmView]:
     """Delete the rule and clear its open alarms, each with an ``alarm.cleared`` delivery (``DELETE``)."""
-    change = AlarmChange(actor=principal, at=now, announce=alarm_announcer(tenant_id, "alarm.cleared", now))
+    change = AlarmChange(actor=principal, at=now)
     cleared = store.delete_rule(tenant_id, _uuid(rule_id, _rule_not_found), change)
     if cleared is None:
         raise _rule_not_found(rule_id)
@@ -318,8 +314,7 @@ def acknowledge_alarm(  # noqa: PLR0913 - the alarm, and who acknowledges it whe
     """Record that ``principal`` has seen the active alarm, with an ``alarm.acknowledged`` delivery; 409 when it is
     acknowledged already or cleared."""
     wanted = _uuid(alarm_id, _alarm_not_found)
-    announce = alarm_announcer(tenant_id, "alarm.acknowledged", now)
-    acknowledged = store.acknowledge(tenant_id, wanted, AlarmChange(principal, now, announce, note))
+    acknowledged = store.acknowledge(tenant_id, wanted, AlarmChange(principal, now, note))
     if acknowledged is not None:
         return acknowledged
     found = store.alarm(tenant_id, wanted)
@@ -341,11 +336,6 @@ def not_active(alarm: AlarmView) -> AlarmNotActiveError:
 
 def _shown(moment: datetime | None) -> str:
     return "an unknown time" if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def alarm_announcer(tenant_id: str, event_type: str, at: datetime) -> AnnounceAlarm:
-    """What announces one kind of change to the tenant's alarms."""
-    return lambda alarm: alarm_announcement(tenant_id, alarm, event_type, at)
 
 
 def alarm_announcement(tenant_id: str, alarm: AlarmView, event_type: str, at: datetime) -> Announcement:
