@@ -254,16 +254,15 @@ class TimescaleReadingSink:
         try:
             claimed = self._claim(conn, writes)
             # A chunk named twice in one call is written once, the first time: its ledger row is one.
-            first: dict[tuple[UUID, int], int] = {}
-            for n, (job, chunk) in enumerate(writes):
-                first.setdefault((job.job_id, chunk.chunk_no), n)
-            written = [
-                (job.job_id, chunk.chunk_no) in claimed and first[job.job_id, chunk.chunk_no] == n
-                for n, (job, chunk) in enumerate(writes)
-            ]
-            mine = [write for write, wrote in zip(writes, written, strict=True) if wrote]
-            for (_, chunk), wrote in zip(writes, written, strict=True):
-                if not wrote:
+            written: list[bool] = []
+            mine: list[ChunkWrite] = []
+            for job, chunk in writes:
+                key = (job.job_id, chunk.chunk_no)
+                written.append(key in claimed)
+                if key in claimed:
+                    claimed.discard(key)
+                    mine.append((job, chunk))
+                else:
                     chunk.skip()
             ending = self._write_claimed(conn, mine) if mine else None
             committing = self._committer.submit(self._commit, conn, ending)
