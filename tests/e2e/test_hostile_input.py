@@ -20,7 +20,7 @@ import pytest
 from sluice.domain.objects import ObjectRef, drop_job_id, target_of
 
 from ..reliability.figures import record_figures
-from ..stack_harness import RunningStack, TokenMinter, http, raw_http, running_stack
+from ..stack_harness import Reply, RunningStack, TokenMinter, http, raw_http, running_stack
 from .hostile_cases import (
     API_CASES,
     DROP_CASES,
@@ -113,13 +113,11 @@ def corpus(stack: RunningStack) -> dict[str, Observed]:
         observed[drop_case.id] = Observed("drop", job_id=job_id)
 
     awaited = {case_id: seen.job_id for case_id, seen in observed.items() if seen.job_id and expects_job(case_id)}
-    last_seen: dict[str, str] = {}
-    jobs = finished_jobs(stack, reader, awaited, last_seen)
-    for case_id, job in jobs.items():
-        observed[case_id].job = job
-    for case_id, seen_last in last_seen.items():
-        if case_id not in jobs:
-            observed[case_id].last_seen = seen_last
+    for case_id, reply in last_answers(stack, reader, awaited).items():
+        if finished(reply):
+            observed[case_id].job = reply.body
+        else:
+            observed[case_id].last_seen = f"{reply.status} {json.dumps(reply.body)[:300]}"
     for case_id, seen in observed.items():
         if seen.job_id and not expects_job(case_id):
             reply = http("GET", f"{stack.api}/api/v1/jobs/{seen.job_id}", reader)
@@ -150,23 +148,23 @@ def expects_job(case_id: str) -> bool:
     return not isinstance(EXPECTED[case_id], Ignored | Refused | GatewayRefused)
 
 
-def finished_jobs(
-    stack: RunningStack, bearer: str, awaited: dict[str, str], last_seen: dict[str, str]
-) -> dict[str, dict[str, Any]]:
-    """Each awaited job once it is completed or failed (a drop's job exists once the worker has started it);
-    ``last_seen`` gets the last answer about each."""
-    finished: dict[str, dict[str, Any]] = {}
+def finished(reply: Reply) -> bool:
+    return reply.status == 200 and reply.body["status"] in {"completed", "failed"}
+
+
+def last_answers(stack: RunningStack, bearer: str, awaited: dict[str, str]) -> dict[str, Reply]:
+    """The job status API's last answer about each awaited job: once it is completed or failed, or when the wait
+    ends (a drop's job exists once the worker has started it)."""
+    answers: dict[str, Reply] = {}
     deadline = time.monotonic() + JOBS_TIMEOUT_S
-    while len(finished) < len(awaited) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         for case_id, job_id in awaited.items():
-            if case_id in finished:
-                continue
-            reply = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer)
-            if reply.status == 200 and reply.body["status"] in {"completed", "failed"}:
-                finished[case_id] = reply.body
-            last_seen[case_id] = f"{reply.status} {json.dumps(reply.body)[:300]}"
+            if case_id not in answers or not finished(answers[case_id]):
+                answers[case_id] = http("GET", f"{stack.api}/api/v1/jobs/{job_id}", bearer)
+        if all(finished(reply) for reply in answers.values()):
+            break
         time.sleep(0.5)
-    return finished
+    return answers
 
 
 def read_rows(stack: RunningStack, observed: dict[str, Observed]) -> None:
