@@ -189,6 +189,30 @@ def test_the_scheduler_fires_each_schedule_when_it_is_due() -> None:
     assert sorted(fired)[:3] == [start.replace(second=0) + timedelta(minutes=n) for n in (1, 2, 3)]
 
 
+def test_joining_a_stopped_scheduler_waits_for_the_invocation_it_fired() -> None:
+    # Ctrl-C stops a function mid-invocation; its report must come before the stack says "stopped".
+    start = datetime(2026, 11, 22, 10, 0, 59, tzinfo=UTC)
+    ticks = iter(start + timedelta(seconds=n) for n in range(10_000))
+    started, release = threading.Event(), threading.Event()
+    reported: list[str] = []
+
+    def fire(scheduled: ScheduledEvent, moment: datetime) -> None:
+        if started.is_set():
+            return
+        started.set()
+        release.wait(10)
+        reported.append("failed")
+
+    scheduler = Scheduler([ScheduledEvent("F", "E", parse_schedule("rate(1 minute)"), None)], fire, lambda: next(ticks))
+    scheduler.start()
+    assert started.wait(10)
+    scheduler.stop()
+    threading.Timer(0.2, release.set).start()
+    scheduler.join(10)
+
+    assert reported == ["failed"]
+
+
 def test_a_scheduler_without_schedules_starts_no_thread() -> None:
     scheduler = Scheduler([], lambda scheduled, moment: None, lambda: datetime.now(UTC))
     scheduler.start()

@@ -352,6 +352,7 @@ class Scheduler:
         self._clock = clock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._fired: list[threading.Thread] = []  # written by the scheduler's thread only
 
     def start(self) -> None:
         """Start firing."""
@@ -359,10 +360,17 @@ class Scheduler:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop firing."""
+        """Stop firing (invocations already fired go on: see ``join``)."""
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(5)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait at most ``timeout_s`` in all for the invocations already fired, so that what they report comes
+        before the stack says it has stopped."""
+        ends = time.monotonic() + timeout_s
+        for thread in self._fired:
+            thread.join(max(0.0, ends - time.monotonic()))
 
     def _run(self) -> None:
         now = self._clock()
@@ -376,7 +384,9 @@ class Scheduler:
                 continue
             moment = due[index]
             due[index] = self._events[index].schedule.next_after(moment)
-            threading.Thread(target=self._fire, args=(self._events[index], moment), daemon=True).start()
+            fired = threading.Thread(target=self._fire, args=(self._events[index], moment), daemon=True)
+            fired.start()
+            self._fired = [thread for thread in self._fired if thread.is_alive()] + [fired]
 
 
 class LocalStack:
@@ -524,9 +534,15 @@ class LocalStack:
             stream_poller.stop(timeout_s=0)
         for function in self.functions.values():
             function.close()
+        # Everything that was mid-invocation has its answer now (a failure, as its environment was stopped) and
+        # says so; those reports come before the caller prints "stopped".
         ends = time.monotonic() + 10
         for poller in self._pollers:
             poller.stop(timeout_s=max(0.0, ends - time.monotonic()))
+        for stream_poller in self._stream_pollers:
+            stream_poller.stop(timeout_s=max(0.0, ends - time.monotonic()))
+        if self._scheduler is not None:
+            self._scheduler.join(max(0.0, ends - time.monotonic()))
         for log in self._logs:
             log.close()
 
