@@ -359,15 +359,12 @@ class Scheduler:
         if self._events:
             self._thread.start()
 
-    def stop(self) -> None:
-        """Stop firing (invocations already fired go on: see ``join``)."""
+    def stop(self, timeout_s: float = 10) -> None:
+        """Stop firing, then wait at most ``timeout_s`` in all for the invocations already fired (as the pollers
+        wait for the batch they hold), so that what they report comes before the stack says it has stopped."""
         self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(5)
-
-    def join(self, timeout_s: float) -> None:
-        """Wait at most ``timeout_s`` in all for the invocations already fired, so that what they report comes
-        before the stack says it has stopped."""
+            self._thread.join(5)  # at once: the thread waits on ``_stopping`` between firings
         ends = time.monotonic() + timeout_s
         for thread in self._fired:
             thread.join(max(0.0, ends - time.monotonic()))
@@ -527,7 +524,7 @@ class LocalStack:
             self._server.shutdown()
             self._server.server_close()
         if self._scheduler is not None:
-            self._scheduler.stop()
+            self._scheduler.stop(timeout_s=0)
         for poller in self._pollers:
             poller.stop(timeout_s=0)
         for stream_poller in self._stream_pollers:
@@ -542,7 +539,7 @@ class LocalStack:
         for stream_poller in self._stream_pollers:
             stream_poller.stop(timeout_s=max(0.0, ends - time.monotonic()))
         if self._scheduler is not None:
-            self._scheduler.join(max(0.0, ends - time.monotonic()))
+            self._scheduler.stop(timeout_s=max(0.0, ends - time.monotonic()))
         for log in self._logs:
             log.close()
 
